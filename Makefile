@@ -1,0 +1,55 @@
+# todo-agent — every command a person or CI needs. Run `make help` for the list.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help run test check fmt lint typecheck stack-up stack-down stack-status test-prereqs clean
+
+help:
+	@echo "make run          start the embedded default on http://127.0.0.1:8000 (no server, no API key)"
+	@echo "make test         install what the tests need and run the whole suite"
+	@echo "make check        format check, ruff, mypy and the whole suite"
+	@echo "make stack-up     start PostgreSQL, Kafka and the Dapr scheduler under .devstack/"
+	@echo "make stack-down   stop them"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/todo-agent run
+
+test-prereqs: $(STAMP)
+	./scripts/test-prereqs.sh
+
+test: test-prereqs
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+fmt: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+lint: $(STAMP)
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy tasks mcp_server agent events todo_agent devstack
+
+check: lint typecheck test
+
+stack-up: $(STAMP)
+	$(VENV)/bin/todo-agent stack up
+
+stack-down: $(STAMP)
+	$(VENV)/bin/todo-agent stack down
+
+stack-status: $(STAMP)
+	$(VENV)/bin/todo-agent stack status
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""todo_agent package."""

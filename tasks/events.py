@@ -1,0 +1,69 @@
+"""Domain events raised by the use cases and written to the outbox by the unit of work.
+
+Payload shapes are versioned (``schema_version``); ``events.contracts`` wraps them as CloudEvents.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Final, Literal
+
+from pydantic import BaseModel, Field
+
+from tasks.schemas import TaskView
+
+TASK_EVENTS: Final = "task-events"
+TASK_UPDATES: Final = "task-updates"
+REMINDERS: Final = "reminders"
+SCHEMA_VERSION: Final = 1
+
+TaskEventType = Literal["created", "updated", "completed", "uncompleted", "deleted"]
+
+
+class DomainEvent(BaseModel):
+    """Base class: ``topic`` names the outbox topic, ``event_type`` the kind of event."""
+
+    topic: ClassVar[str]
+    schema_version: int = SCHEMA_VERSION
+    user_id: str
+    task_id: int | None = None
+
+    @property
+    def kind(self) -> str:
+        raise NotImplementedError
+
+
+class TaskChanged(DomainEvent):
+    """A task was created, updated, completed, reopened or deleted (topic ``task-events``).
+
+    The relay publishes it to ``task-events`` (services) and ``task-updates`` (clients).
+    """
+
+    topic: ClassVar[str] = TASK_EVENTS
+    event_type: TaskEventType
+    task_id: int
+    task_data: TaskView
+    changes: dict[str, list[Any]] = Field(
+        default_factory=dict, description="field -> [before, after] for updates"
+    )
+    timestamp: datetime
+
+    @property
+    def kind(self) -> str:
+        return self.event_type
+
+
+class ReminderDue(DomainEvent):
+    """A reminder's time has come for a task that is still open (topic ``reminders``)."""
+
+    topic: ClassVar[str] = REMINDERS
+    task_id: int
+    title: str
+    due_at: datetime | None = None
+    remind_at: datetime
+    notification_type: Literal["reminder"] = "reminder"
+    timestamp: datetime
+
+    @property
+    def kind(self) -> str:
+        return "reminder"

@@ -1,0 +1,124 @@
+"""What callers may ask of the use cases, and the checks on each field."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Final, Literal
+
+from pydantic import BaseModel, Field
+
+from tasks.errors import InvalidInput
+from tasks.schemas import PriorityName, StatusFilter
+
+MAX_TITLE: Final = 200
+MAX_DESCRIPTION: Final = 4000
+MAX_TAGS: Final = 20
+MAX_TAG_LENGTH: Final = 40
+PRIORITY_WORDS: Final = {
+    "none": "none", "": "none", "low": "low", "medium": "medium", "normal": "medium",
+    "high": "high", "urgent": "high", "p1": "high", "p2": "medium", "p3": "low",
+}  # fmt: skip
+
+
+class TaskDraft(BaseModel):
+    """A new task. ``due`` and ``recurrence`` may be natural language."""
+
+    title: str
+    description: str | None = None
+    due: str | datetime | None = None
+    priority: str | None = None
+    tags: list[str] | None = None
+    recurrence: str | None = None
+    repeat_from: Literal["due", "completion"] | None = None
+    remind_before_minutes: int | None = None
+    remind_at: str | datetime | None = None
+
+
+class TaskChanges(BaseModel):
+    """Fields to change; a field left out stays, a field given as null is cleared."""
+
+    title: str | None = None
+    description: str | None = None
+    due: str | datetime | None = None
+    priority: str | None = None
+    tags: list[str] | None = None
+    recurrence: str | None = None
+    repeat_from: Literal["due", "completion"] | None = None
+    remind_before_minutes: int | None = None
+    completed: bool | None = None
+
+
+class TaskQuery(BaseModel):
+    status: StatusFilter = "pending"
+    due_before: str | datetime | None = None
+    due_after: str | datetime | None = None
+    overdue: bool | None = None
+    tag: str | None = None
+    priority: str | None = None
+    search: str | None = None
+    limit: int = Field(default=50)
+    cursor: str | None = None
+
+
+def clean_title(title: str) -> str:
+    cleaned = " ".join(title.split())
+    if not cleaned:
+        raise InvalidInput("title", "The title is empty; give the task a short name.")
+    if len(cleaned) > MAX_TITLE:
+        raise InvalidInput(
+            "title",
+            f"The title is {len(cleaned)} characters long; keep it to {MAX_TITLE} and put the "
+            "rest in the description.",
+        )
+    return cleaned
+
+
+def clean_description(description: str | None) -> str:
+    text = (description or "").strip()
+    if len(text) > MAX_DESCRIPTION:
+        raise InvalidInput(
+            "description",
+            f"The description is {len(text)} characters long; the limit is {MAX_DESCRIPTION}.",
+        )
+    return text
+
+
+def clean_priority(priority: str | None) -> PriorityName:
+    word = (priority or "none").strip().lower()
+    if word not in PRIORITY_WORDS:
+        raise InvalidInput("priority", f"Unknown priority '{priority}'; use none, low, medium or high.")
+    return PRIORITY_WORDS[word]  # type: ignore[return-value]
+
+
+def clean_tags(tags: list[str] | None) -> list[str]:
+    cleaned: list[str] = []
+    for tag in tags or []:
+        word = re.sub(r"\s+", "-", tag.strip().lstrip("#").lower())
+        if not word:
+            continue
+        if "," in word or len(word) > MAX_TAG_LENGTH:
+            raise InvalidInput(
+                "tags",
+                f"Tag '{tag}' is not allowed; tags are single words of up to {MAX_TAG_LENGTH} "
+                "characters without commas.",
+            )
+        if word not in cleaned:
+            cleaned.append(word)
+    if len(cleaned) > MAX_TAGS:
+        raise InvalidInput("tags", f"{len(cleaned)} tags given; a task can have at most {MAX_TAGS}.")
+    return cleaned
+
+
+def clean_minutes(minutes: int | None, *, field: str) -> int | None:
+    if minutes is None:
+        return None
+    if minutes < 0 or minutes > 60 * 24 * 365:
+        raise InvalidInput(field, f"{field} must be between 0 and 525600 minutes (one year).")
+    return minutes
+
+
+def clean_limit(limit: int) -> int:
+    if limit < 1 or limit > 200:
+        raise InvalidInput("limit", "limit must be between 1 and 200.")
+    return limit

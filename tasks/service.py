@@ -1,0 +1,329 @@
+"""The task use cases: add, update, complete, reopen, delete, list, set and cancel reminders.
+
+Every write runs in one unit of work that also records its domain event, so the task row and its
+outbox row commit together.
+
+    service = TaskService(uow_factory, clock=utc_now)
+    view = service.add(actor, TaskDraft(title="Buy milk", due="tomorrow 5pm"))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import select
+
+from tasks import listing
+from tasks.clock import Clock, as_utc, utc_now, zone
+from tasks.errors import InvalidInput, TaskNotFound
+from tasks.events import TaskChanged, TaskEventType
+from tasks.inputs import (
+    TaskChanges,
+    TaskDraft,
+    TaskQuery,
+    clean_description,
+    clean_minutes,
+    clean_priority,
+    clean_tags,
+    clean_title,
+)
+from tasks.models import Task
+from tasks.recurrence import next_occurrence, to_rrule
+from tasks.schemas import DeletedTask, TaskPage, TaskView
+from tasks.timeparse import parse_when
+from tasks.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+_TRACKED = (
+    "title", "description", "priority", "tags", "due_at", "remind_at", "recurrence",
+    "repeat_from", "completed",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The verified user a request acts for, and the zone their words are read in."""
+
+    user_id: str
+    timezone: str = "UTC"
+
+
+class TaskService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, *, clock: Clock = utc_now) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+
+    # -- reads ---------------------------------------------------------------------------
+    def get(self, actor: Actor, task_id: int) -> TaskView:
+        with self._uow() as uow:
+            return TaskView.of(_load(uow, actor, task_id))
+
+    def list(self, actor: Actor, query: TaskQuery) -> TaskPage:
+        with self._uow() as uow:
+            return listing.run(uow.session, actor.user_id, query, tz=actor.timezone, now=self._clock())
+
+    # -- writes --------------------------------------------------------------------------
+    def add(self, actor: Actor, draft: TaskDraft) -> TaskView:
+        now = self._clock()
+        task = Task(
+            owner_id=actor.user_id,
+            title=clean_title(draft.title),
+            description=clean_description(draft.description),
+            priority=clean_priority(draft.priority),
+            timezone=actor.timezone,
+            created_at=now,
+            updated_at=now,
+        )
+        task.tags = clean_tags(draft.tags)
+        task.due_at = self._when(draft.due, actor, "due")
+        if draft.recurrence:
+            self._set_recurrence(task, draft.recurrence, draft.repeat_from, actor, now)
+        task.remind_before_minutes = clean_minutes(draft.remind_before_minutes, field="remind_before_minutes")
+        if draft.remind_at is not None:
+            task.remind_at = self._when(draft.remind_at, actor, "remind_at", morning=True)
+            task.remind_before_minutes = None
+        _refresh_reminder(task, now)
+        with self._uow() as uow:
+            uow.session.add(task)
+            uow.session.flush()
+            view = TaskView.of(task)
+            uow.record(_changed("created", actor, view, now))
+            uow.commit()
+        return view
+
+    def add_next_occurrence(self, uow: UnitOfWork, done: Task, *, now: datetime) -> Task | None:
+        """Create the occurrence that follows ``done`` in ``uow`` (for the recurrence consumer).
+
+        Returns None when the rule has ended. The caller commits; a unique index on
+        ``previous_occurrence_id`` makes a second attempt fail instead of duplicating.
+        """
+        if not done.recurrence:
+            return None
+        tz = done.timezone or "UTC"
+        anchor = done.recurrence_anchor or done.due_at or now
+        base = done.due_at or now
+        if done.repeat_from == "completion":
+            anchor = _same_local_time(anchor, done.completed_at or now, tz)
+            base = anchor
+        due = next_occurrence(done.recurrence, anchor=anchor, after=base, occurrence=done.occurrence, tz=tz)
+        if due is None:
+            return None
+        task = Task(
+            owner_id=done.owner_id,
+            title=done.title,
+            description=done.description,
+            priority=done.priority,
+            tags_text=done.tags_text,
+            due_at=due,
+            remind_before_minutes=done.remind_before_minutes,
+            recurrence=done.recurrence,
+            repeat_from=done.repeat_from,
+            timezone=tz,
+            recurrence_anchor=done.recurrence_anchor if done.repeat_from == "due" else anchor,
+            occurrence=done.occurrence + 1,
+            previous_occurrence_id=done.id,
+            created_at=now,
+            updated_at=now,
+        )
+        _refresh_reminder(task, now)
+        uow.session.add(task)
+        uow.session.flush()
+        uow.record(_changed("created", Actor(done.owner_id, tz), TaskView.of(task), now))
+        return task
+
+    def update(
+        self, actor: Actor, task_id: int, changes: TaskChanges, *, expected_version: int | None = None
+    ) -> TaskView:
+        given = changes.model_fields_set
+        now = self._clock()
+        with self._uow() as uow:
+            task = _load(uow, actor, task_id, for_update=True)
+            _check_version(task, expected_version)
+            before = _snapshot(task)
+            if "title" in given:
+                task.title = clean_title(changes.title or "")
+            if "description" in given:
+                task.description = clean_description(changes.description)
+            if "priority" in given:
+                task.priority = clean_priority(changes.priority)
+            if "tags" in given:
+                task.tags = clean_tags(changes.tags)
+            if "due" in given:
+                task.due_at = self._when(changes.due, actor, "due")
+            if "recurrence" in given or "repeat_from" in given:
+                rule = changes.recurrence if "recurrence" in given else task.recurrence
+                self._set_recurrence(task, rule, changes.repeat_from, actor, now)
+            if "remind_before_minutes" in given:
+                task.remind_before_minutes = clean_minutes(
+                    changes.remind_before_minutes, field="remind_before_minutes"
+                )
+                if task.remind_before_minutes is None:
+                    task.remind_at = None
+            kind: TaskEventType = "updated"
+            if "completed" in given and changes.completed is not None:
+                if changes.completed and not task.completed:
+                    task.completed, task.completed_at, kind = True, now, "completed"
+                elif not changes.completed and task.completed:
+                    task.completed, task.completed_at, kind = False, None, "uncompleted"
+            _refresh_reminder(task, now)
+            return self._save(uow, actor, task, before, kind, now)
+
+    def complete(self, actor: Actor, task_id: int) -> TaskView:
+        return self.update(actor, task_id, TaskChanges(completed=True))
+
+    def reopen(self, actor: Actor, task_id: int) -> TaskView:
+        return self.update(actor, task_id, TaskChanges(completed=False))
+
+    def delete(self, actor: Actor, task_id: int) -> DeletedTask:
+        now = self._clock()
+        with self._uow() as uow:
+            task = _load(uow, actor, task_id, for_update=True)
+            view = TaskView.of(task)
+            uow.session.delete(task)
+            uow.record(_changed("deleted", actor, view, now))
+            uow.commit()
+        return DeletedTask(id=task_id, title=view.title)
+
+    def set_reminder(
+        self,
+        actor: Actor,
+        task_id: int,
+        *,
+        at: str | datetime | None = None,
+        minutes_before_due: int | None = None,
+    ) -> TaskView:
+        if (at is None) == (minutes_before_due is None):
+            raise InvalidInput(
+                "at", "Give either 'at' (a time such as 'tomorrow 9am') or 'minutes_before_due'."
+            )
+        now = self._clock()
+        with self._uow() as uow:
+            task = _load(uow, actor, task_id, for_update=True)
+            before = _snapshot(task)
+            if at is not None:
+                when = self._when(at, actor, "at", morning=True)
+                if when is None or when <= now:
+                    raise InvalidInput("at", f"The reminder time '{at}' is not in the future; pick a later time.")
+                task.remind_at, task.remind_before_minutes = when, None
+            else:
+                if task.due_at is None:
+                    raise InvalidInput(
+                        "minutes_before_due",
+                        f"Task {task_id} has no due time; set one first or give an absolute time.",
+                    )
+                task.remind_before_minutes = clean_minutes(minutes_before_due, field="minutes_before_due")
+            if task.completed:
+                raise InvalidInput("task_id", f"Task {task_id} is already completed; reopen it first.")
+            _refresh_reminder(task, now)
+            return self._save(uow, actor, task, before, "updated", now)
+
+    def cancel_reminder(self, actor: Actor, task_id: int) -> TaskView:
+        now = self._clock()
+        with self._uow() as uow:
+            task = _load(uow, actor, task_id, for_update=True)
+            before = _snapshot(task)
+            task.remind_at, task.remind_before_minutes, task.reminder_state = None, None, None
+            return self._save(uow, actor, task, before, "updated", now)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _save(
+        self, uow: UnitOfWork, actor: Actor, task: Task, before: dict[str, Any],
+        kind: TaskEventType, now: datetime,
+    ) -> TaskView:  # fmt: skip
+        after = _snapshot(task)
+        changes = {k: [before[k], after[k]] for k in _TRACKED if before[k] != after[k]}
+        if not changes:
+            return TaskView.of(task)
+        task.updated_at = now
+        task.version += 1
+        uow.session.add(task)
+        uow.session.flush()
+        view = TaskView.of(task)
+        uow.record(_changed(kind, actor, view, now, changes))
+        uow.commit()
+        return view
+
+    def _when(
+        self, value: str | datetime | None, actor: Actor, field: str, *, morning: bool = False
+    ) -> datetime | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, datetime):
+            return as_utc(value)
+        return parse_when(
+            value, tz=actor.timezone, now=self._clock(), field=field,
+            date_only="morning" if morning else "end_of_day",
+        )  # fmt: skip
+
+    def _set_recurrence(
+        self, task: Task, phrase: str | None, repeat_from: str | None, actor: Actor, now: datetime
+    ) -> None:
+        if repeat_from:
+            task.repeat_from = repeat_from
+        if not phrase:
+            task.recurrence, task.recurrence_anchor = None, None
+            return
+        task.recurrence = to_rrule(phrase)
+        if task.due_at is None:
+            end_of_today = parse_when("today", tz=actor.timezone, now=now)
+            first = next_occurrence(
+                task.recurrence, anchor=end_of_today, after=end_of_today - timedelta(seconds=1),
+                occurrence=0, tz=actor.timezone,
+            )  # fmt: skip
+            task.due_at = first or end_of_today
+        task.recurrence_anchor = task.due_at
+
+
+def _load(uow: UnitOfWork, actor: Actor, task_id: int, *, for_update: bool = False) -> Task:
+    statement = select(Task).where(Task.id == task_id, Task.owner_id == actor.user_id)
+    if for_update and uow.is_postgres:
+        statement = statement.with_for_update()
+    task = uow.session.exec(statement).first()
+    if task is None:  # another user's task is indistinguishable from a missing one
+        raise TaskNotFound(task_id)
+    return task
+
+
+def _check_version(task: Task, expected: int | None) -> None:
+    from tasks.errors import VersionConflict
+
+    if expected is not None and task.version != expected:
+        assert task.id is not None
+        raise VersionConflict(task.id, expected, task.version)
+
+
+def _refresh_reminder(task: Task, now: datetime) -> None:
+    """Derive ``remind_at`` from a relative offset and decide whether it is still pending."""
+    if task.remind_before_minutes is not None:
+        task.remind_at = task.due_at - timedelta(minutes=task.remind_before_minutes) if task.due_at else None
+    if task.remind_at is None:
+        task.reminder_state = None
+    elif task.completed:
+        task.reminder_state = "cancelled"
+    elif task.reminder_state != "sent" or task.remind_at > now:
+        task.reminder_state = "pending"
+
+
+def _snapshot(task: Task) -> dict[str, Any]:
+    def plain(value: Any) -> Any:
+        return as_utc(value).isoformat() if isinstance(value, datetime) else value
+
+    return {name: plain(getattr(task, name)) for name in _TRACKED}
+
+
+def _changed(
+    kind: TaskEventType, actor: Actor, view: TaskView, now: datetime,
+    changes: dict[str, list[Any]] | None = None,
+) -> TaskChanged:  # fmt: skip
+    return TaskChanged(
+        event_type=kind, user_id=actor.user_id, task_id=view.id, task_data=view,
+        changes=changes or {}, timestamp=now,
+    )  # fmt: skip
+
+
+def _same_local_time(anchor: datetime, base: datetime, tz: str) -> datetime:
+    """``base``'s day at ``anchor``'s local time of day: "every 3 days at 9:00" from completion."""
+    local = zone(tz)
+    a, b = as_utc(anchor).astimezone(local), as_utc(base).astimezone(local)
+    return as_utc(b.replace(hour=a.hour, minute=a.minute, second=a.second, microsecond=0))

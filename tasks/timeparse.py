@@ -1,0 +1,88 @@
+"""Natural-language times ("tomorrow 5pm", "next friday", "in 2 hours") in the user's zone.
+
+>>> parse_when("tomorrow 5pm", tz="Europe/Berlin", now=...)  # aware UTC datetime
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta
+from typing import Final, Literal
+
+from dateparser.date import DateDataParser
+
+from tasks.clock import as_utc, zone
+from tasks.errors import InvalidInput
+
+DateOnlyDefault = Literal["end_of_day", "morning"]
+
+_BARE_HOUR: Final = re.compile(r"\b(at|by)\s+(\d{1,2})\b(?![:.]\d)(?!\s*(?:am|pm|a\.m\.|p\.m\.))", re.I)
+_MORNING: Final = time(9, 0)
+_END_OF_DAY: Final = time(23, 59)
+
+
+def _normalise(text: str) -> str:
+    cleaned = " ".join(text.strip().split())
+    cleaned = re.sub(r"\bend of (the )?day\b", "today 23:59", cleaned, flags=re.I)
+    cleaned = re.sub(r"\btonight\b", "today 20:00", cleaned, flags=re.I)
+    cleaned = re.sub(r"\bthis evening\b", "today 18:00", cleaned, flags=re.I)
+    return _BARE_HOUR.sub(lambda m: f"{m.group(1)} {m.group(2)}:00", cleaned)
+
+
+def parse_when(
+    text: str,
+    *,
+    tz: str,
+    now: datetime,
+    field: str = "due",
+    date_only: DateOnlyDefault = "end_of_day",
+) -> datetime:
+    """Parse an absolute or relative time in zone ``tz``; returns aware UTC.
+
+    A phrase that names a day but no time ("tomorrow", "next friday") lands at the end of that
+    day (or 09:00 with ``date_only="morning"``, which suits reminders).
+    """
+    if not text or not text.strip():
+        raise InvalidInput(field, f"The {field} time is empty; try 'tomorrow 17:00'.")
+    local_zone = zone(tz)
+    local_now = as_utc(now).astimezone(local_zone).replace(tzinfo=None)
+    parser = DateDataParser(
+        languages=["en"],
+        settings={
+            "TIMEZONE": tz,
+            "TO_TIMEZONE": "UTC",
+            "RETURN_AS_TIMEZONE_AWARE": True,
+            "PREFER_DATES_FROM": "future",
+            "RELATIVE_BASE": local_now,
+            "RETURN_TIME_AS_PERIOD": True,
+        },
+    )
+    data = parser.get_date_data(_normalise(text))
+    if data.date_obj is None:
+        raise InvalidInput(
+            field,
+            f"Could not understand '{text}' as a {field} time; try 'tomorrow 17:00', "
+            "'next friday 9am', 'in 2 hours' or an ISO 8601 time like '2026-12-01T17:00'.",
+        )
+    parsed = as_utc(data.date_obj)
+    if data.period in ("day", "week", "month", "year"):
+        local_day = parsed.astimezone(local_zone).date()
+        at = _MORNING if date_only == "morning" else _END_OF_DAY
+        parsed = as_utc(datetime.combine(local_day, at, tzinfo=local_zone))
+    return parsed
+
+
+def minutes_phrase(text: str) -> int | None:
+    """'30 minutes', '1 hour', '2h', '1 day' -> minutes, or None when it is not a duration."""
+    match = re.fullmatch(
+        r"\s*(\d+(?:\.\d+)?)\s*(m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days)\s*"
+        r"(before( due)?)?\s*",
+        text,
+        re.I,
+    )
+    if not match:
+        return None
+    amount = float(match.group(1))
+    unit = match.group(2).lower()
+    factor = 1 if unit.startswith("m") else 60 if unit.startswith("h") else 1440
+    return int(timedelta(minutes=amount * factor).total_seconds() // 60)

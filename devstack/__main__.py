@@ -1,0 +1,7 @@
+"""``python -m devstack up|down|status``."""
+
+import sys
+
+from devstack.cli import main
+
+sys.exit(main())

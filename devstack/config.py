@@ -1,0 +1,111 @@
+"""Where the local stack keeps its state and which ports it uses (all overridable by env)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.versions import DAPR_VERSION, KAFKA_VERSION
+
+#: Topics the application uses; each has a dead-letter topic named ``<topic>-dlq``.
+TOPICS: tuple[str, ...] = ("task-events", "task-updates", "reminders")
+TOPIC_PARTITIONS = 3
+
+
+def all_topics() -> list[str]:
+    """Every topic the stack creates, dead-letter topics included."""
+    return [*TOPICS, *(f"{t}-dlq" for t in TOPICS)]
+
+
+def repo_root() -> Path:
+    """The checkout this package lives in (``devstack/`` is at its top level)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def cache_root() -> Path:
+    """``${XDG_CACHE_HOME:-$HOME/.cache}/todo-agent``: built binaries and jars, by version."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "todo-agent"
+
+
+def _env_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a port number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything the stack needs to know; build it with :meth:`from_env`."""
+
+    state_dir: Path
+    pg_port: int = 55432
+    kafka_port: int = 59092
+    kafka_controller_port: int = 59093
+    scheduler_port: int = 50006
+    scheduler_healthz_port: int = 58081
+    scheduler_etcd_client_port: int = 52379
+    scheduler_etcd_peer_port: int = 52380
+    #: An existing PostgreSQL (``TODO_TEST_DATABASE_URL``): when set, none is started.
+    external_database_url: str | None = None
+    #: An existing Kafka (``TODO_KAFKA_BROKERS``, comma separated): when set, none is started.
+    external_kafka_brokers: str | None = None
+    dapr_version: str = DAPR_VERSION
+    kafka_version: str = KAFKA_VERSION
+    cache_dir: Path = field(default_factory=cache_root)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
+        e = dict(os.environ if env is None else env)
+        state = Path(e.get("TODO_STACK_DIR") or repo_root() / ".devstack").resolve()
+        return cls(
+            state_dir=state,
+            pg_port=_env_int(e, "TODO_STACK_PG_PORT", 55432),
+            kafka_port=_env_int(e, "TODO_STACK_KAFKA_PORT", 59092),
+            kafka_controller_port=_env_int(e, "TODO_STACK_KAFKA_CONTROLLER_PORT", 59093),
+            scheduler_port=_env_int(e, "TODO_STACK_SCHEDULER_PORT", 50006),
+            scheduler_healthz_port=_env_int(e, "TODO_STACK_SCHEDULER_HEALTHZ_PORT", 58081),
+            scheduler_etcd_client_port=_env_int(e, "TODO_STACK_SCHEDULER_ETCD_PORT", 52379),
+            scheduler_etcd_peer_port=_env_int(e, "TODO_STACK_SCHEDULER_ETCD_PEER_PORT", 52380),
+            external_database_url=e.get("TODO_TEST_DATABASE_URL") or None,
+            external_kafka_brokers=e.get("TODO_KAFKA_BROKERS") or None,
+        )
+
+    # -- derived locations -------------------------------------------------------------
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files of the processes this stack started."""
+        return self.state_dir / "run"
+
+    @property
+    def dapr_cache(self) -> Path:
+        return self.cache_dir / "dapr" / self.dapr_version
+
+    @property
+    def kafka_libs(self) -> Path:
+        return self.cache_dir / "kafka" / self.kafka_version / "libs"
+
+    # -- addresses -----------------------------------------------------------------------
+    @property
+    def kafka_brokers(self) -> str:
+        return self.external_kafka_brokers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def scheduler_address(self) -> str:
+        return f"127.0.0.1:{self.scheduler_port}"
+
+    @property
+    def database_url(self) -> str:
+        """libpq URL of the ``todo`` database (or the external one)."""
+        if self.external_database_url:
+            return self.external_database_url
+        return f"postgresql://todo:todo@127.0.0.1:{self.pg_port}/todo"

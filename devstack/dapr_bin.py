@@ -1,0 +1,122 @@
+"""Finding (or building) the pinned ``daprd`` and ``scheduler`` binaries.
+
+Order: ``PATH`` and ``~/.dapr/bin`` when ``--version`` matches the pinned version; else the
+cache ``${XDG_CACHE_HOME:-~/.cache}/todo-agent/dapr/<version>/``; else a build from Dapr's Go
+module through ``devstack/dapr-build`` (the first build takes tens of minutes).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.config import StackConfig, repo_root
+from devstack.errors import StackError
+from devstack.tools import go
+
+BUILD_DIR = repo_root() / "devstack" / "dapr-build"
+NAMES = ("daprd", "scheduler")
+
+
+@dataclass(frozen=True)
+class DaprBinaries:
+    daprd: Path
+    scheduler: Path
+    version: str
+
+
+def binary_version(path: Path) -> str | None:
+    """What ``path --version`` prints (e.g. ``1.18.1``), or None when it does not run."""
+    try:
+        out = subprocess.run(
+            [str(path), "--version"], capture_output=True, text=True, timeout=20, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"\d+\.\d+\.\d+\S*", out.stdout + out.stderr)
+    return m.group(0) if m else None
+
+
+def _candidates(name: str, cfg: StackConfig) -> list[Path]:
+    found = [shutil.which(name), str(Path.home() / ".dapr" / "bin" / name), str(cfg.dapr_cache / name)]
+    seen: list[Path] = []
+    for f in found:
+        if f and Path(f).is_file() and os.access(f, os.X_OK) and Path(f) not in seen:
+            seen.append(Path(f))
+    return seen
+
+
+def find(name: str, cfg: StackConfig) -> Path | None:
+    """The first ``name`` binary whose version is the pinned one, without building."""
+    for path in _candidates(name, cfg):
+        if binary_version(path) == cfg.dapr_version:
+            return path
+    return None
+
+
+def build_log(cfg: StackConfig) -> Path:
+    return cfg.dapr_cache / "build.log"
+
+
+def _go_min_version() -> str:
+    m = re.search(r"^go (\S+)", (BUILD_DIR / "go.mod").read_text(), re.M)
+    return m.group(1) if m else "1.26"
+
+
+def ensure(cfg: StackConfig, *, build: bool = True, progress: bool = True) -> DaprBinaries:
+    """The pinned binaries, building them once into the cache when none are found."""
+    daprd, scheduler = find("daprd", cfg), find("scheduler", cfg)
+    if daprd and scheduler:
+        return DaprBinaries(daprd, scheduler, cfg.dapr_version)
+    if not build:
+        raise StackError(
+            f"daprd/scheduler {cfg.dapr_version} not found on PATH, in ~/.dapr/bin or in "
+            f"{cfg.dapr_cache}: run `todo-agent stack up` or scripts/test-prereqs.sh to build them"
+        )
+    _build(cfg, progress=progress)
+    daprd, scheduler = find("daprd", cfg), find("scheduler", cfg)
+    if not (daprd and scheduler):
+        raise StackError(
+            f"the Dapr build finished but the binaries do not report version "
+            f"{cfg.dapr_version}; log {build_log(cfg)}"
+        )
+    return DaprBinaries(daprd, scheduler, cfg.dapr_version)
+
+
+def _build(cfg: StackConfig, *, progress: bool) -> None:
+    gobin = go(_go_min_version())
+    out = cfg.dapr_cache
+    out.mkdir(parents=True, exist_ok=True)
+    log = build_log(cfg)
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; a waiter reuses the result
+        if all(binary_version(out / n) == cfg.dapr_version for n in NAMES):
+            return
+        if progress:
+            print(
+                f"[devstack] building Dapr {cfg.dapr_version} daprd + scheduler from source "
+                f"(first time only: roughly 15-30 min and ~4 GB of Go caches); log {log}",
+                flush=True,
+            )
+        env = dict(os.environ)
+        env["PATH"] = f"{Path(gobin).parent}{os.pathsep}{env.get('PATH', '')}"
+        started = time.monotonic()
+        with open(log, "ab") as f:
+            rc = subprocess.run(
+                ["bash", str(BUILD_DIR / "build.sh"), str(out)],
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                check=False,
+            ).returncode
+        if rc != 0:
+            raise StackError(f"building Dapr {cfg.dapr_version} failed (exit {rc}); log {log}")
+        if progress:
+            print(f"[devstack] Dapr built in {time.monotonic() - started:.0f}s", flush=True)

@@ -1,0 +1,201 @@
+"""Process and port helpers: start detached, remember by pid file, stop by pid, wait for health.
+
+Nothing here finds processes by name: a component is stopped through the pid this stack
+recorded when it started it (checked against the process start time, so a recycled pid is
+never signalled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.errors import StackError
+
+
+# -- ports --------------------------------------------------------------------------------
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_free(port: int, what: str, env_var: str | None = None) -> None:
+    """Raise an actionable error when ``port`` is already taken."""
+    if port_open(port):
+        hint = f" or choose another port with {env_var}=..." if env_var else ""
+        raise StackError(
+            f"port {port} for {what} is already in use by another process: "
+            f"stop it (see `ss -ltnp 'sport = :{port}'`){hint}"
+        )
+
+
+# -- process identity ---------------------------------------------------------------------
+def _start_time(pid: int) -> str | None:
+    """The process start time in clock ticks (field 22 of /proc/PID/stat), or None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2 :].split()
+    if fields and fields[0] == "Z":  # a zombie is as good as gone
+        _reap(pid)
+        return None
+    return fields[19] if len(fields) > 19 else None
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def pid_alive(pid: int) -> bool:
+    return _start_time(pid) is not None
+
+
+@dataclass(frozen=True)
+class PidFile:
+    """``<run_dir>/<name>.pid`` holding ``pid start_time`` of a process this stack started."""
+
+    path: Path
+
+    def write(self, pid: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(f"{pid} {_start_time(pid) or ''}\n")
+
+    def read(self) -> int | None:
+        """The recorded pid when that very process still runs, else None (stale file removed)."""
+        try:
+            parts = self.path.read_text().split()
+        except OSError:
+            return None
+        if not parts or not parts[0].isdigit():
+            self.clear()
+            return None
+        pid = int(parts[0])
+        started = _start_time(pid)
+        if started is None or (len(parts) > 1 and parts[1] != started):
+            self.clear()
+            return None
+        return pid
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+# -- start / stop -------------------------------------------------------------------------
+def spawn(
+    args: Sequence[str],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``args`` in its own session, stdout+stderr appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(args)}\n".encode())
+        log.flush()
+        try:
+            return subprocess.Popen(
+                list(args),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                cwd=str(cwd) if cwd else None,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise StackError(f"cannot run {args[0]!r}: {exc.strerror}") from exc
+
+
+def stop_pid(pid: int, *, timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to ``pid`` (to its whole group when it leads one), then SIGKILL after timeout.
+
+    Returns once the process is gone.
+    """
+
+    def send(s: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, s)
+            else:
+                os.kill(pid, s)
+
+    if not pid_alive(pid):
+        return
+    send(sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not pid_alive(pid):
+            return
+        time.sleep(0.1)
+    send(signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and pid_alive(pid):
+        _reap(pid)
+        time.sleep(0.05)
+
+
+# -- waiting ------------------------------------------------------------------------------
+def log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    what: str,
+    timeout: float,
+    log_path: Path | None = None,
+    proc: subprocess.Popen[bytes] | None = None,
+    interval: float = 0.2,
+) -> None:
+    """Poll ``check`` until it is true; fail with the log's tail on timeout or early exit."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise StackError(
+                f"{what} exited with code {proc.returncode} before becoming ready; "
+                f"log {log_path}:\n{log_tail(log_path) if log_path else ''}"
+            )
+        if time.monotonic() > deadline:
+            tail = f"; log {log_path}:\n{log_tail(log_path)}" if log_path else ""
+            raise StackError(f"{what} not ready after {timeout:.0f}s{tail}")
+        time.sleep(interval)
+
+
+def http_status(url: str, timeout: float = 1.0) -> int | None:
+    """The HTTP status of a GET, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,113 @@
+"""The Dapr Scheduler control-plane service (serves the Jobs API), single node, standalone.
+
+Its embedded etcd keeps data under ``<state>/scheduler/etcd`` so jobs survive a restart.
+"""
+
+from __future__ import annotations
+
+import os
+
+from devstack import dapr_bin
+from devstack.component import ComponentStatus
+from devstack.config import StackConfig
+from devstack.errors import StackError
+from devstack.procs import PidFile, http_status, require_free, spawn, stop_pid, wait_until
+
+SCHEDULER_ID = "devstack-scheduler"
+
+
+class Scheduler:
+    name = "scheduler"
+
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+        self.home = cfg.state_dir / "scheduler"
+        self.log = cfg.log_dir / "scheduler.log"
+        self.pidfile = PidFile(cfg.run_dir / "scheduler.pid")
+
+    def _healthy(self) -> bool:
+        return http_status(f"http://127.0.0.1:{self.cfg.scheduler_healthz_port}/healthz") == 200
+
+    def command(self, binary: str) -> list[str]:
+        c = self.cfg
+        return [
+            binary,
+            "--mode",
+            "standalone",
+            "--id",
+            SCHEDULER_ID,
+            "--listen-address",
+            "127.0.0.1",
+            "--port",
+            str(c.scheduler_port),
+            "--healthz-listen-address",
+            "127.0.0.1",
+            "--healthz-port",
+            str(c.scheduler_healthz_port),
+            "--override-broadcast-host-port",
+            c.scheduler_address,
+            "--enable-metrics=false",
+            "--etcd-data-dir",
+            str(self.home / "etcd"),
+            "--etcd-initial-cluster",
+            f"{SCHEDULER_ID}=http://127.0.0.1:{c.scheduler_etcd_peer_port}",
+            "--etcd-client-listen-address",
+            "127.0.0.1",
+            "--etcd-client-port",
+            str(c.scheduler_etcd_client_port),
+            "--identity-directory-write",
+            str(self.home / "identity"),
+            "--log-level",
+            "info",
+        ]
+
+    def up(self) -> None:
+        if self.pidfile.read() is not None:
+            wait_until(self._healthy, what="scheduler", timeout=60, log_path=self.log)
+            return
+        binary = dapr_bin.ensure(self.cfg).scheduler
+        for port, what, var in [
+            (self.cfg.scheduler_port, "the Dapr scheduler", "TODO_STACK_SCHEDULER_PORT"),
+            (self.cfg.scheduler_healthz_port, "the scheduler healthz", "TODO_STACK_SCHEDULER_HEALTHZ_PORT"),
+            (
+                self.cfg.scheduler_etcd_client_port,
+                "the scheduler etcd client",
+                "TODO_STACK_SCHEDULER_ETCD_PORT",
+            ),
+            (
+                self.cfg.scheduler_etcd_peer_port,
+                "the scheduler etcd peer",
+                "TODO_STACK_SCHEDULER_ETCD_PEER_PORT",
+            ),
+        ]:
+            require_free(port, what, var)
+        self.home.mkdir(parents=True, exist_ok=True)
+        proc = spawn(self.command(str(binary)), log_path=self.log, env=dict(os.environ), cwd=self.home)
+        self.pidfile.write(proc.pid)
+        try:
+            wait_until(self._healthy, what="scheduler", timeout=90, log_path=self.log, proc=proc)
+        except StackError:
+            stop_pid(proc.pid)
+            self.pidfile.clear()
+            raise
+
+    def down(self) -> None:
+        pid = self.pidfile.read()
+        if pid is not None:
+            stop_pid(pid, timeout=20)
+        self.pidfile.clear()
+
+    def status(self) -> ComponentStatus:
+        pid = self.pidfile.read()
+        binary = dapr_bin.find("scheduler", self.cfg)
+        healthy = pid is not None and self._healthy()
+        detail = f"address={self.cfg.scheduler_address}" if pid else "not running"
+        detail += f" binary={binary}" if binary else " (binary not built yet)"
+        return ComponentStatus(
+            self.name,
+            pid,
+            self.cfg.scheduler_port,
+            self.cfg.dapr_version if binary else None,
+            healthy,
+            detail,
+        )

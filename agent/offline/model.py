@@ -1,0 +1,133 @@
+"""``OfflineModel``: the agent's model when no LLM endpoint is configured.
+
+It implements the openai-agents ``Model`` interface with a deterministic command parser, so the
+real ``Runner`` drives real tool calls without a network or an API key::
+
+    agent = Agent(name="todo", instructions=instructions, model=OfflineModel(),
+                  mcp_servers=[server])
+
+The reference time and the user's zone come from the agent instructions when they contain
+``Current time: 2026-11-26T18:00:00+01:00`` and ``User time zone: Europe/Berlin`` lines, else
+from the ``clock`` and ``timezone`` given to the constructor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from agents.agent_output import AgentOutputSchemaBase
+from agents.handoffs import Handoff
+from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
+from agents.model_settings import ModelSettings
+from agents.models.interface import Model, ModelTracing
+from agents.tool import Tool
+from agents.usage import Usage
+from openai.types.responses import (
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseOutputText,
+)
+from openai.types.responses.response_prompt_param import ResponsePromptParam
+
+from agent.offline.conversation import Call, next_step
+from agent.offline.streaming import OutputItem, stream_events
+
+_CURRENT_TIME: Final = re.compile(r"^\s*Current time:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
+_TIME_ZONE: Final = re.compile(r"^\s*User time zone:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
+
+
+def _zone(name: str | None, fallback: ZoneInfo) -> ZoneInfo:
+    try:
+        return ZoneInfo(name) if name else fallback
+    except (ZoneInfoNotFoundError, ValueError):
+        return fallback
+
+
+class OfflineModel(Model):
+    """A deterministic task-command model: same conversation in, same output out."""
+
+    def __init__(self, *, clock: Callable[[], datetime] | None = None, timezone: str = "UTC") -> None:
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._zone = _zone(timezone, ZoneInfo("UTC"))
+
+    def reference_time(self, system_instructions: str | None) -> datetime:
+        """Now, in the user's zone, as the instructions or the constructor say."""
+        text = system_instructions or ""
+        zone_line, time_line = _TIME_ZONE.search(text), _CURRENT_TIME.search(text)
+        zone = _zone(zone_line[1] if zone_line else None, self._zone)
+        now: datetime | None = None
+        if time_line is not None:
+            try:
+                now = datetime.fromisoformat(time_line[1].replace("Z", "+00:00"))
+            except ValueError:
+                now = None
+        now = now if now is not None and now.tzinfo is not None else self._clock()
+        return (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(zone)
+
+    def respond(self, system_instructions: str | None, input: str | list[TResponseInputItem]) -> OutputItem:
+        """The one output item for this turn: a function call or an assistant message."""
+        items: list[Any] = [{"role": "user", "content": input}] if isinstance(input, str) else input
+        step = next_step(items, now=self.reference_time(system_instructions))
+        if isinstance(step, Call):
+            arguments = json.dumps(step.arguments, ensure_ascii=False, separators=(",", ":"))
+            call_id = f"call_{_digest(len(items), step.tool, arguments)}"
+            return ResponseFunctionToolCall(
+                id=call_id,
+                call_id=call_id,
+                type="function_call",
+                name=step.tool,
+                arguments=arguments,
+                status="completed",
+            )
+        return ResponseOutputMessage(
+            id=f"msg_{_digest(len(items), step.text)}",
+            type="message",
+            role="assistant",
+            status="completed",
+            content=[ResponseOutputText(type="output_text", text=step.text, annotations=[], logprobs=[])],
+        )
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> ModelResponse:
+        item = self.respond(system_instructions, input)
+        return ModelResponse(output=[item], usage=Usage(requests=1), response_id=None)
+
+    async def stream_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        item = self.respond(system_instructions, input)
+        for event in stream_events(item, response_id=f"resp_{item.id}"):
+            yield event
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]

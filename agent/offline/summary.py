@@ -1,0 +1,61 @@
+"""The final message after a tool ran: only what the tool's result confirms."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from agent.offline.commands import ToolCommand
+from agent.offline.formatting import describe_list, describe_task, format_when
+from agent.offline.results import ToolResult
+
+
+def _verb(command: ToolCommand) -> str:
+    if command.tool == "update_task" and command.arguments.get("completed") is False:
+        return "Reopened"
+    return {"add_task": "Added", "complete_task": "Completed", "delete_task": "Deleted"}.get(
+        command.tool, "Updated"
+    )
+
+
+def _next_occurrence(data: dict[str, Any]) -> dict[str, Any] | None:
+    for key in ("next_occurrence", "next_task", "next"):
+        if isinstance(data.get(key), dict) and "id" in data[key]:
+            return dict(data[key])
+    return None
+
+
+def _reminder(command: ToolCommand, result: ToolResult, zone: ZoneInfo, now: datetime) -> str:
+    task = result.task or {}
+    name = (
+        describe_task(task, zone, now, check=False)
+        if task
+        else f"task #{command.call_arguments().get('task_id')}"
+    )
+    if command.arguments.get("cancel"):
+        return f"Cancelled the reminder for {name}."
+    when = format_when(task.get("remind_at") or result.data.get("remind_at"), zone, now)
+    return f"Reminder set for {name}." if when is None else f"Reminder set for {when}: {name}."
+
+
+def summarise(command: ToolCommand, result: ToolResult, zone: ZoneInfo, now: datetime) -> str:
+    """ "Added #4 Buy milk — due Fri 27 Nov 17:00 (high, #groceries)." or the tool's error."""
+    if result.error is not None:
+        return f"Sorry, that didn't work: {result.error}"
+    if command.tool == "list_tasks":
+        if result.items is None:
+            return f"The task list came back in a shape I don't understand: {json.dumps(result.data)}"
+        return describe_list(result.items, zone, now, more=bool(result.next_cursor))
+    if command.tool == "set_reminder":
+        return _reminder(command, result, zone, now)
+    if result.task is None:
+        task_id = command.call_arguments().get("task_id")
+        if command.tool == "delete_task" and result.data.get("deleted") is not False:
+            return f"Deleted task #{task_id}."
+        return f"{command.tool} returned: {json.dumps(result.data)}"
+    text = f"{_verb(command)} {describe_task(result.task, zone, now, check=False)}."
+    if (upcoming := _next_occurrence(result.data)) is not None:
+        text += f" Next: {describe_task(upcoming, zone, now)}."
+    return text

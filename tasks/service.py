@@ -98,17 +98,11 @@ class TaskService:
         Returns None when the rule has ended. The caller commits; a unique index on
         ``previous_occurrence_id`` makes a second attempt fail instead of duplicating.
         """
-        if not done.recurrence:
+        planned = _next_due(done, now)
+        if planned is None:
             return None
+        due, anchor = planned
         tz = done.timezone or "UTC"
-        anchor = done.recurrence_anchor or done.due_at or now
-        base = done.due_at or now
-        if done.repeat_from == "completion":
-            anchor = _same_local_time(anchor, done.completed_at or now, tz)
-            base = anchor
-        due = next_occurrence(done.recurrence, anchor=anchor, after=base, occurrence=done.occurrence, tz=tz)
-        if due is None:
-            return None
         task = Task(
             owner_id=done.owner_id,
             title=done.title,
@@ -131,6 +125,12 @@ class TaskService:
         uow.session.flush()
         uow.record(_changed("created", Actor(done.owner_id, tz), TaskView.of(task), now))
         return task
+
+    def preview_next_due(self, actor: Actor, task_id: int) -> datetime | None:
+        """When the occurrence after this task would be due (None: not repeating, or ended)."""
+        with self._uow() as uow:
+            planned = _next_due(_load(uow, actor, task_id), self._clock())
+        return planned[0] if planned else None
 
     def update(
         self, actor: Actor, task_id: int, changes: TaskChanges, *, expected_version: int | None = None
@@ -204,7 +204,9 @@ class TaskService:
             if at is not None:
                 when = self._when(at, actor, "at", morning=True)
                 if when is None or when <= now:
-                    raise InvalidInput("at", f"The reminder time '{at}' is not in the future; pick a later time.")
+                    raise InvalidInput(
+                        "at", f"The reminder time '{at}' is not in the future; pick a later time."
+                    )
                 task.remind_at, task.remind_before_minutes = when, None
             else:
                 if task.due_at is None:
@@ -320,6 +322,20 @@ def _changed(
         event_type=kind, user_id=actor.user_id, task_id=view.id, task_data=view,
         changes=changes or {}, timestamp=now,
     )  # fmt: skip
+
+
+def _next_due(done: Task, now: datetime) -> tuple[datetime, datetime] | None:
+    """The next occurrence's due time and the anchor its series continues from."""
+    if not done.recurrence:
+        return None
+    tz = done.timezone or "UTC"
+    anchor = done.recurrence_anchor or done.due_at or now
+    base = done.due_at or now
+    if done.repeat_from == "completion":
+        anchor = _same_local_time(anchor, done.completed_at or now, tz)
+        base = anchor
+    due = next_occurrence(done.recurrence, anchor=anchor, after=base, occurrence=done.occurrence, tz=tz)
+    return (due, anchor) if due else None
 
 
 def _same_local_time(anchor: datetime, base: datetime, tz: str) -> datetime:

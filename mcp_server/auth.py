@@ -1,0 +1,120 @@
+"""Bearer-token verification (JWT: HS256 secret or JWKS; audience and issuer checked).
+
+verifier = JwtVerifier(secret="...", audience="todo-agent")
+identity = verifier.verify(token)          # raises InvalidToken with a reason
+token = verifier.issue("alice", ttl=300)   # HS256 only: tests and short-lived agent tokens
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import anyio
+import jwt
+from mcp.server.auth.provider import AccessToken
+
+_ALGORITHMS: Final = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
+
+
+class InvalidToken(Exception):
+    """The token cannot be trusted; the message says why (safe to show to the caller)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    user_id: str
+    timezone: str | None = None
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+class JwtVerifier:
+    """Verifies JWTs and doubles as the MCP SDK's ``TokenVerifier``."""
+
+    def __init__(
+        self,
+        *,
+        secret: str | None = None,
+        jwks_url: str | None = None,
+        audience: str = "todo-agent",
+        issuer: str | None = None,
+        leeway: int = 30,
+    ) -> None:
+        if not secret and not jwks_url:
+            raise ValueError("JwtVerifier needs a secret (HS256) or a JWKS URL.")
+        self._secret = secret
+        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=600) if jwks_url else None
+        self.audience = audience
+        self.issuer = issuer
+        self._leeway = leeway
+
+    def verify(self, token: str) -> Identity:
+        try:
+            if self._jwks is not None:
+                key: Any = self._jwks.get_signing_key_from_jwt(token).key
+                algorithms = _ALGORITHMS
+            else:
+                key, algorithms = self._secret, ["HS256"]
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "sub", "aud"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidToken("The token has expired; sign in again.") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise InvalidToken(
+                f"The token is not meant for this service (audience '{self.audience}')."
+            ) from exc
+        except jwt.InvalidIssuerError as exc:
+            raise InvalidToken("The token was issued by an issuer this service does not trust.") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"The token is not valid: {exc}.") from exc
+        subject = str(claims.get("sub", "")).strip()
+        if not subject:
+            raise InvalidToken("The token names no user (empty 'sub').")
+        zone = claims.get("zoneinfo")
+        return Identity(user_id=subject, timezone=zone if isinstance(zone, str) else None, claims=claims)
+
+    def issue(self, user_id: str, *, ttl: int = 300, zoneinfo: str | None = None, **extra: Any) -> str:
+        """Sign a short-lived HS256 token for ``user_id`` (only with a shared secret)."""
+        if not self._secret:
+            raise RuntimeError("Tokens can only be issued with TODO_JWT_SECRET (HS256).")
+        now = int(time.time())
+        claims: dict[str, Any] = {"sub": user_id, "aud": self.audience, "iat": now, "exp": now + ttl}
+        if self.issuer:
+            claims["iss"] = self.issuer
+        if zoneinfo:
+            claims["zoneinfo"] = zoneinfo
+        claims.update(extra)
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        """MCP SDK hook: ``None`` makes the transport answer 401."""
+        try:
+            identity = await anyio.to_thread.run_sync(self.verify, token)
+        except InvalidToken:
+            return None
+        return AccessToken(
+            token=token,
+            client_id=identity.user_id,
+            scopes=[],
+            expires_at=identity.claims.get("exp"),
+            subject=identity.user_id,
+            claims=identity.claims,
+        )
+
+
+def identity_of(access: AccessToken) -> Identity:
+    claims = access.claims or {}
+    zone = claims.get("zoneinfo")
+    return Identity(
+        user_id=access.subject or access.client_id,
+        timezone=zone if isinstance(zone, str) else None,
+        claims=claims,
+    )

@@ -1,0 +1,72 @@
+"""Per-user settings (time zone, email, webhook) and who an acting user is.
+
+The zone a user's words are read in comes from, in order: the token's ``zoneinfo`` claim, the
+user's saved setting, the deployment default (``TODO_TIMEZONE``), the machine's zone.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from tasks.clock import utc_now, zone
+from tasks.errors import InvalidInput
+from tasks.models import UserSettings
+from tasks.service import Actor
+from tasks.unit_of_work import UnitOfWorkFactory
+
+
+class Profile(BaseModel):
+    user_id: str
+    timezone: str | None = Field(default=None, description="IANA zone, e.g. Europe/Berlin")
+    email: str | None = None
+    webhook_url: str | None = None
+
+
+class ProfileChanges(BaseModel):
+    timezone: str | None = None
+    email: str | None = None
+    webhook_url: str | None = None
+
+
+class Profiles:
+    def __init__(self, uow_factory: UnitOfWorkFactory, *, default_timezone: str) -> None:
+        self._uow = uow_factory
+        self.default_timezone = default_timezone
+
+    def get(self, user_id: str) -> Profile:
+        with self._uow() as uow:
+            row = uow.session.get(UserSettings, user_id)
+            if row is None:
+                return Profile(user_id=user_id)
+            return Profile(
+                user_id=user_id, timezone=row.timezone, email=row.email, webhook_url=row.webhook_url
+            )
+
+    def update(self, user_id: str, changes: ProfileChanges) -> Profile:
+        given = changes.model_fields_set
+        if "timezone" in given and changes.timezone:
+            zone(changes.timezone)
+        if "email" in given and changes.email and "@" not in changes.email:
+            raise InvalidInput("email", f"'{changes.email}' is not an email address.")
+        if "webhook_url" in given and changes.webhook_url:
+            if not changes.webhook_url.startswith(("http://", "https://")):
+                raise InvalidInput("webhook_url", "The webhook must be an http:// or https:// URL.")
+        with self._uow() as uow:
+            row = uow.session.get(UserSettings, user_id) or UserSettings(user_id=user_id)
+            for name in given:
+                setattr(row, name, getattr(changes, name) or None)
+            row.updated_at = utc_now()
+            uow.session.add(row)
+            uow.commit()
+        return self.get(user_id)
+
+    def actor(self, user_id: str, *, token_zone: str | None = None) -> Actor:
+        """The acting user with the zone their words are read in."""
+        if token_zone:
+            try:
+                zone(token_zone)
+                return Actor(user_id=user_id, timezone=token_zone)
+            except InvalidInput:
+                pass
+        saved = self.get(user_id).timezone
+        return Actor(user_id=user_id, timezone=saved or self.default_timezone)

@@ -1,0 +1,89 @@
+"""The ASGI app of a role: health, REST task API and MCP (api role), plus what other parts add.
+
+app = create_app(container)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from mcp.server.transport_security import TransportSecuritySettings
+from sqlalchemy import text
+
+from todo_agent import routes_tasks
+from todo_agent.bootstrap import Container
+from todo_agent.errors import install_error_handlers
+
+Hook = Callable[[FastAPI, Container], Any]
+LifespanHook = Callable[[Container], contextlib.AbstractAsyncContextManager[Any]]
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def create_app(
+    container: Container,
+    *,
+    extensions: list[Hook] | None = None,
+    lifespans: list[LifespanHook] | None = None,
+) -> FastAPI:
+    """Build the role's app. ``extensions`` add routes; ``lifespans`` run background work."""
+    mcp = container.build_mcp() if container.role in ("api", "all") else None
+    mcp_app = mcp.streamable_http_app(
+        streamable_http_path="/mcp", transport_security=_transport_security(container)
+    ) if mcp else None  # fmt: skip
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if mcp is not None:
+                await stack.enter_async_context(mcp.session_manager.run())
+            for hook in lifespans or []:
+                await stack.enter_async_context(hook(container))
+            yield
+        container.engine.dispose()
+
+    app = FastAPI(
+        title="todo-agent",
+        version="0.1.0",
+        description="A conversational task assistant: REST, MCP at /mcp, chat and live updates.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    install_error_handlers(app)
+    _health_routes(app, container)
+    if container.role in ("api", "all"):
+        app.include_router(routes_tasks.router)
+    for extend in extensions or []:
+        extend(app, container)
+    if mcp_app is not None:
+        app.mount("/", mcp_app)  # last: lowest precedence; serves /mcp and its OAuth metadata
+    return app
+
+
+def _health_routes(app: FastAPI, container: Container) -> None:
+    @app.get("/healthz", tags=["health"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "role": container.role}
+
+    @app.get("/readyz", tags=["health"], summary="The database answers")
+    def readyz() -> JSONResponse:
+        try:
+            with container.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as exc:  # report, never raise: this is a probe
+            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, 503)
+        return JSONResponse({"status": "ready", "role": container.role, "database": "ok"})
+
+
+def _transport_security(container: Container) -> TransportSecuritySettings | None:
+    settings = container.settings
+    hosts = list(settings.allowed_hosts)
+    if settings.host in _LOOPBACK or not hosts:
+        hosts += ["127.0.0.1:*", "localhost:*", "[::1]:*", "testserver"]
+    if settings.host not in _LOOPBACK and not settings.allowed_hosts:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    origins = [f"http://{h}" for h in hosts] + [f"https://{h}" for h in hosts]
+    return TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins)

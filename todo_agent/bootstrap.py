@@ -1,0 +1,95 @@
+"""The one place that wires adapters for a process role.
+
+container = bootstrap("api", Settings())
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Engine
+
+from mcp_server.auth import Identity, InvalidToken, JwtVerifier, identity_of
+from mcp_server.server import build_mcp_server
+from tasks.db import make_engine, migrate
+from tasks.profiles import Profiles
+from tasks.service import Actor, TaskService
+from tasks.unit_of_work import UnitOfWorkFactory
+from todo_agent.settings import Settings
+
+Role = Literal["api", "recurrence", "notifications", "audit", "all", "mcp"]
+ROLES: tuple[Role, ...] = ("api", "recurrence", "notifications", "audit")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    """Everything a process role needs, built once at start-up."""
+
+    role: Role
+    settings: Settings
+    engine: Engine
+    uow: UnitOfWorkFactory
+    tasks: TaskService
+    profiles: Profiles
+    verifier: JwtVerifier | None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def actor_for_identity(self, identity: Identity | None) -> Actor:
+        if identity is None:
+            return self.profiles.actor(self.settings.user)
+        return self.profiles.actor(identity.user_id, token_zone=identity.timezone)
+
+    def authenticate(self, token: str | None) -> Actor:
+        """The actor a bearer token stands for; without auth configured, the local user."""
+        if self.verifier is None:
+            return self.actor_for_identity(None)
+        if not token:
+            raise InvalidToken("Sign in: this server needs 'Authorization: Bearer <token>'.")
+        return self.actor_for_identity(self.verifier.verify(token))
+
+    def build_mcp(self, *, stdio: bool = False) -> Any:
+        if stdio:
+            return build_mcp_server(self.tasks, resolve_actor=lambda _token: self.actor_for_identity(None))
+
+        def resolve(token: Any) -> Actor:
+            if token is None and self.verifier is not None:
+                raise InvalidToken("Not authenticated.")
+            return self.actor_for_identity(identity_of(token) if token is not None else None)
+
+        return build_mcp_server(
+            self.tasks,
+            resolve_actor=resolve,
+            token_verifier=self.verifier,
+            public_url=self.settings.base_url,
+        )
+
+
+def make_verifier(settings: Settings) -> JwtVerifier | None:
+    if not settings.auth_enabled:
+        return None
+    return JwtVerifier(
+        secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+        jwks_url=settings.jwks_url,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
+
+
+def bootstrap(role: Role, settings: Settings, *, run_migrations: bool = True) -> Container:
+    engine = make_engine(settings.effective_database_url)
+    if run_migrations:
+        migrate(engine)
+    uow = UnitOfWorkFactory(engine)
+    return Container(
+        role=role,
+        settings=settings,
+        engine=engine,
+        uow=uow,
+        tasks=TaskService(uow),
+        profiles=Profiles(uow, default_timezone=settings.default_timezone),
+        verifier=make_verifier(settings),
+    )

@@ -1,0 +1,102 @@
+"""The ``todo-agent`` command.
+
+todo-agent run                 # embedded default on http://127.0.0.1:8000
+todo-agent serve api           # one role (api, recurrence, notifications, audit)
+todo-agent mcp                 # MCP over stdio for Claude Desktop, acting for $TODO_USER
+todo-agent token alice         # a signed token for alice (needs TODO_JWT_SECRET)
+todo-agent migrate             # apply database migrations
+todo-agent stack up|down|status
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from todo_agent.bootstrap import ROLES, Role, bootstrap, make_verifier
+from todo_agent.settings import Settings
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_ROLE_PORTS = {"api": 8000, "recurrence": 8001, "notifications": 8002, "audit": 8003}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="todo-agent", description="A conversational task assistant.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the embedded default (every role, SQLite, no server needed)")
+    run.add_argument("--host", default=None)
+    run.add_argument("--port", type=int, default=None)
+    serve = sub.add_parser("serve", help="start one process role")
+    serve.add_argument("role", choices=ROLES)
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    sub.add_parser("mcp", help="serve MCP over stdio (Claude Desktop), acting for TODO_USER")
+    token = sub.add_parser("token", help="print a signed token for a user (needs TODO_JWT_SECRET)")
+    token.add_argument("user")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.add_argument("--zone", default=None, help="IANA time zone to put in the zoneinfo claim")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    stack = sub.add_parser("stack", help="local PostgreSQL, Kafka and Dapr for tests and dapr-mode runs")
+    stack.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"todo-agent: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "stack":
+        from devstack.cli import main as stack_main
+
+        return stack_main(list(args.args))
+    if args.command == "migrate":
+        bootstrap("api", settings)
+        print("database is up to date")
+        return 0
+    if args.command == "token":
+        verifier = make_verifier(settings)
+        if verifier is None:
+            print("todo-agent: set TODO_JWT_SECRET to issue tokens.", file=sys.stderr)
+            return 2
+        print(verifier.issue(args.user, ttl=args.ttl, zoneinfo=args.zone))
+        return 0
+    if args.command == "mcp":
+        container = bootstrap("mcp", settings)
+        container.build_mcp(stdio=True).run("stdio")
+        return 0
+    role: Role = "all" if args.command == "run" else args.role
+    return _serve(role, settings, host=args.host, port=args.port)
+
+
+def _serve(role: Role, settings: Settings, *, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from todo_agent.roles import app_for
+
+    settings.host = host or settings.host
+    settings.port = port or (_ROLE_PORTS.get(role, settings.port) if role != "all" else settings.port)
+    if not settings.auth_enabled and settings.host not in _LOOPBACK:
+        print(
+            f"todo-agent: refusing to listen on {settings.host} without authentication; set "
+            "TODO_JWT_SECRET (or TODO_JWKS_URL), or keep --host 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    container = bootstrap(role, settings)
+    print(f"todo-agent {role} on http://{settings.host}:{settings.port}", file=sys.stderr)
+    uvicorn.run(app_for(container), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

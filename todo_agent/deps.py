@@ -1,0 +1,39 @@
+"""FastAPI dependencies: the container and the verified acting user."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from mcp_server.auth import InvalidToken
+from tasks.service import Actor
+from todo_agent.bootstrap import Container
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def current_actor(request: Request, container: ContainerDep) -> Actor:
+    try:
+        return container.authenticate(bearer_token(request))
+    except InvalidToken as exc:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail=str(exc),
+            headers={"WWW-Authenticate": 'Bearer realm="todo-agent"'},
+        ) from exc
+
+
+CurrentActor = Annotated[Actor, Depends(current_actor)]

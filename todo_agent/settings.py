@@ -1,0 +1,104 @@
+"""All configuration, read once from the environment (``TODO_*`` plus the standard names).
+
+settings = Settings()                  # from the environment
+settings = Settings(database_url=...)  # in tests
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_path
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tasks.clock import machine_zone_name
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TODO_", extra="ignore", populate_by_name=True)
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy/PostgreSQL URL; default: SQLite in the user's data dir."
+    )
+    data_dir: Path = Field(default_factory=lambda: user_data_path("todo-agent", appauthor=False))
+    timezone: str | None = Field(default=None, description="Default IANA zone for users without one.")
+    user: str = Field(
+        default="local", description="The user stdio MCP and the unauthenticated embedded app act for."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host names the MCP endpoint answers to (DNS-rebinding guard)."
+    )
+    log_level: str = "INFO"
+
+    jwt_secret: SecretStr | None = None
+    jwks_url: str | None = None
+    jwt_audience: str = "todo-agent"
+    jwt_issuer: str | None = None
+
+    app_api_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("APP_API_TOKEN", "TODO_APP_API_TOKEN")
+    )
+    dapr_api_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DAPR_API_TOKEN", "TODO_DAPR_API_TOKEN")
+    )
+    dapr_http_port: int | None = Field(default=None, validation_alias=AliasChoices("DAPR_HTTP_PORT"))
+    dapr_grpc_port: int | None = Field(default=None, validation_alias=AliasChoices("DAPR_GRPC_PORT"))
+    pubsub_name: str = "kafka-pubsub"
+    statestore_name: str = "statestore"
+
+    model: str | None = Field(
+        default=None, description="Model name; with OPENAI_API_KEY selects a real model."
+    )
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
+    model_api: Literal["chat_completions", "responses"] = "chat_completions"
+    conversation_item_limit: int = 40
+    conversation_ttl_seconds: int | None = None
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "todo-agent@localhost"
+    smtp_starttls: bool = False
+    reminder_grace_minutes: int = 60
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            if not self.jwt_secret and not self.jwks_url:
+                raise ValueError("TODO_ENVIRONMENT=production needs TODO_JWT_SECRET or TODO_JWKS_URL.")
+            if self.jwt_secret and len(self.jwt_secret.get_secret_value()) < 32:
+                raise ValueError("TODO_JWT_SECRET must be at least 32 characters in production.")
+            if not self.database_url:
+                raise ValueError("TODO_ENVIRONMENT=production needs TODO_DATABASE_URL.")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.jwt_secret or self.jwks_url)
+
+    @property
+    def dapr_enabled(self) -> bool:
+        return self.dapr_http_port is not None or self.dapr_grpc_port is not None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'todo.db'}"
+
+    @property
+    def default_timezone(self) -> str:
+        return self.timezone or machine_zone_name()
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"

@@ -49,7 +49,8 @@ _RECURRENCE: Final = re.compile(
     r"(?:every\s+(?:other\s+)?(?:\d+\s+)?"
     rf"(?:{_RDAYS}|weekdays?|weekend days?|days?|weeks?|months?|years?)"
     r"|daily|weekly|monthly|yearly|annually|fortnightly|on weekdays)"
-    rf"(?:\s+on\s+(?:the\s+)?(?:{_ORDINAL}\s+)?(?:{_RDAYS}|weekdays?|day)?(?:\s+of the month)?)?"
+    rf"(?:\s+on\s+(?:the\s+)?(?:{_ORDINAL}(?:\s+(?:{_RDAYS}|weekdays?|day))?|{_RDAYS}|weekdays?)"
+    r"(?:\s+of the month)?)?"
     r")\b",
     re.IGNORECASE,
 )

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import dateparser
 import pytest
 from agents import Agent, RunConfig, Runner, SQLiteSession, function_tool
-from agents.tool import FunctionTool
+from agents.tool import Tool
 
 from agent.offline import OfflineModel
 from agent.offline.results import decode_output
@@ -91,7 +91,7 @@ class FakeTasks:
         task["remind_at"] = None if cancel else self._when(at) if at else task["due_at"]
         return task
 
-    def tools(self) -> list[FunctionTool]:
+    def tools(self) -> list[Tool]:
         store = self
 
         @function_tool

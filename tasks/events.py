@@ -30,6 +30,7 @@ class DomainEvent(BaseModel):
 
     @property
     def kind(self) -> str:
+        """The CloudEvent type, e.g. ``todo.task.completed.v1``; stored as the outbox event_type."""
         raise NotImplementedError
 
 
@@ -50,7 +51,7 @@ class TaskChanged(DomainEvent):
 
     @property
     def kind(self) -> str:
-        return self.event_type
+        return f"todo.task.{self.event_type}.v{self.schema_version}"
 
 
 class ReminderDue(DomainEvent):
@@ -66,4 +67,4 @@ class ReminderDue(DomainEvent):
 
     @property
     def kind(self) -> str:
-        return "reminder"
+        return f"todo.reminder.due.v{self.schema_version}"

@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
     token.add_argument("--zone", default=None, help="IANA time zone to put in the zoneinfo claim")
     sub.add_parser("migrate", help="apply database migrations and exit")
+    chat = sub.add_parser("chat", help="chat with the assistant in the terminal")
+    chat.add_argument("args", nargs=argparse.REMAINDER)
+    events = sub.add_parser("events", help="watch events (tail) and manage dead letters (dlq list|replay)")
+    events.add_argument("args", nargs=argparse.REMAINDER)
     stack = sub.add_parser("stack", help="local PostgreSQL, Kafka and Dapr for tests and dapr-mode runs")
     stack.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -59,6 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from devstack.cli import main as stack_main
 
         return stack_main(list(args.args))
+    if args.command == "chat":
+        from agent.terminal import main as chat_main
+
+        return chat_main(list(args.args), settings)
+    if args.command == "events":
+        from events.cli import main as events_main
+
+        return events_main(list(args.args), settings)
     if args.command == "migrate":
         bootstrap("api", settings)
         print("database is up to date")

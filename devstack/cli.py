@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start what is not running (safe to repeat)")
+    sub.add_parser("prepare", help="build/resolve the Dapr binaries and Kafka jars once, start nothing")
     down = sub.add_parser("down", help="stop everything the stack started")
     down.add_argument("--purge", action="store_true", help="also delete data and logs")
     st = sub.add_parser("status", help="pids, ports, versions and health")
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"started: {', '.join(sorted(started)) or 'nothing (already running)'}; "
                 f"logs in {stack.cfg.log_dir}"
             )
+        elif args.command == "prepare":
+            for line in stack.prepare():
+                print(line)
         elif args.command == "down":
             if args.purge:
                 stack.purge()

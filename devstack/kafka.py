@@ -176,6 +176,9 @@ log.retention.hours=168
             wait_until(self._healthy, what="kafka", timeout=60, log_path=self.log)
             self.ensure_topics()
             return
+        if port_open(self.cfg.kafka_port) and self._healthy():
+            self.ensure_topics()  # another stack folder's broker (same ports): reuse it
+            return
         libs = ensure_libs(self.cfg)
         require_free(self.cfg.kafka_port, "Kafka", "TODO_STACK_KAFKA_PORT")
         require_free(
@@ -260,9 +263,12 @@ log.retention.hours=168
                 external=True,
             )
         pid = self.pidfile.read()
-        healthy = pid is not None and self._healthy()
+        healthy = self._healthy()
         have = (self.cfg.kafka_libs / f"kafka_2.13-{self.cfg.kafka_version}.jar").exists()
-        detail = f"brokers={self.cfg.kafka_brokers}" if pid else "not running"
+        if pid:
+            detail = f"brokers={self.cfg.kafka_brokers}"
+        else:
+            detail = "running, not from this stack folder" if healthy else "not running"
         if not have:
             detail += " (jars not resolved yet)"
         return ComponentStatus(self.name, pid, self.cfg.kafka_port, self.cfg.kafka_version, healthy, detail)

@@ -136,6 +136,8 @@ class Postgres:
             )
             self._bootstrap_roles()
             return
+        if port_open(self.cfg.pg_port) and self._healthy(self.admin_url()):
+            return  # another stack folder's cluster (same ports): reuse it, never stop it
         bindir = find_bindir()
         require_free(self.cfg.pg_port, "PostgreSQL", "TODO_STACK_PG_PORT")
         self._ensure_os_user()
@@ -244,6 +246,9 @@ class Postgres:
                 self.name, None, None, None, healthy, "external (TODO_TEST_DATABASE_URL)", external=True
             )
         pid = self.pid()
-        healthy = pid is not None and port_open(self.cfg.pg_port) and self._healthy(self.admin_url())
-        detail = f"{self.admin_url()} data={self.data}" if pid else "not running"
+        healthy = port_open(self.cfg.pg_port) and self._healthy(self.admin_url())
+        if pid:
+            detail = f"{self.admin_url()} data={self.data}"
+        else:
+            detail = "running, not from this stack folder" if healthy else "not running"
         return ComponentStatus(self.name, pid, self.cfg.pg_port, self.version(), healthy, detail)

@@ -65,6 +65,8 @@ class Scheduler:
         if self.pidfile.read() is not None:
             wait_until(self._healthy, what="scheduler", timeout=60, log_path=self.log)
             return
+        if self._healthy():
+            return  # another stack folder's scheduler (same ports): reuse it, never stop it
         binary = dapr_bin.ensure(self.cfg).scheduler
         for port, what, var in [
             (self.cfg.scheduler_port, "the Dapr scheduler", "TODO_STACK_SCHEDULER_PORT"),
@@ -100,8 +102,11 @@ class Scheduler:
     def status(self) -> ComponentStatus:
         pid = self.pidfile.read()
         binary = dapr_bin.find("scheduler", self.cfg)
-        healthy = pid is not None and self._healthy()
-        detail = f"address={self.cfg.scheduler_address}" if pid else "not running"
+        healthy = self._healthy()
+        if pid:
+            detail = f"address={self.cfg.scheduler_address}"
+        else:
+            detail = "running, not from this stack folder" if healthy else "not running"
         detail += f" binary={binary}" if binary else " (binary not built yet)"
         return ComponentStatus(
             self.name,

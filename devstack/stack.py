@@ -12,9 +12,10 @@ import shutil
 from devstack import dapr_bin
 from devstack.component import Component, ComponentStatus
 from devstack.config import StackConfig
-from devstack.kafka import Kafka
-from devstack.postgres import Postgres
+from devstack.kafka import Kafka, ensure_libs
+from devstack.postgres import Postgres, find_bindir
 from devstack.scheduler import Scheduler
+from devstack.tools import java
 
 
 class Stack:
@@ -43,6 +44,19 @@ class Stack:
         for c in self.components:
             c.up()
         return {c.name for c in self.components if c.status().pid is not None} - before
+
+    def prepare(self, *, progress: bool = True) -> list[str]:
+        """Check the host tools and fetch/build every artefact; start nothing."""
+        find_bindir()
+        java()
+        bins = dapr_bin.ensure(self.cfg, progress=progress)
+        libs = ensure_libs(self.cfg, progress=progress)
+        return [
+            f"daprd      {bins.version}  {bins.daprd}",
+            f"scheduler  {bins.version}  {bins.scheduler}",
+            f"kafka      {self.cfg.kafka_version}  {libs}",
+            f"postgres   {self.postgres.version()}  {find_bindir()}",
+        ]
 
     def down(self, only: set[str] | None = None) -> None:
         """Stop the components (all, or those named in ``only``), in reverse start order."""

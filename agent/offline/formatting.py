@@ -56,8 +56,8 @@ def describe_task(task: dict[str, Any], zone: ZoneInfo, now: datetime, *, check:
     if task.get("priority") not in (None, "", "none"):
         details.append(str(task["priority"]))
     details += [f"#{tag}" for tag in task.get("tags") or []]
-    if task.get("recurrence"):
-        details.append(f"repeats {str(task['recurrence']).removeprefix('RRULE:')}")
+    if rule := task.get("recurrence_text") or task.get("recurrence"):
+        details.append(f"repeats {str(rule).removeprefix('RRULE:')}")
     if (remind := format_when(task.get("remind_at"), zone, now)) is not None:
         details.append(f"reminder {remind}")
     if details:

@@ -58,4 +58,6 @@ def summarise(command: ToolCommand, result: ToolResult, zone: ZoneInfo, now: dat
     text = f"{_verb(command)} {describe_task(result.task, zone, now, check=False)}."
     if (upcoming := _next_occurrence(result.data)) is not None:
         text += f" Next: {describe_task(upcoming, zone, now)}."
+    elif (next_due := format_when(result.data.get("next_occurrence_due_at"), zone, now)) is not None:
+        text += f" The next one is due {next_due}."
     return text

@@ -332,3 +332,27 @@ def test_tool_output_shapes_the_sdk_produces_all_decode_to_a_task(output: Any) -
 def test_text_tool_output_is_an_error_message() -> None:
     assert decode_output([{"type": "input_text", "text": "Task 42 not found"}]).error == "Task 42 not found"
     assert decode_output("Task 42 not found").error == "Task 42 not found"
+
+
+def test_a_completed_repeating_task_says_when_the_next_one_is_due() -> None:
+    completed = {
+        "id": 5,
+        "title": "Standup",
+        "completed": True,
+        "priority": "none",
+        "tags": [],
+        "due_at": "2026-11-26T08:30:00Z",
+        "recurrence": "FREQ=DAILY",
+        "recurrence_text": "daily",
+        "next_occurrence_due_at": "2026-11-27T08:30:00Z",
+    }
+    items = [
+        {"role": "user", "content": "mark 5 as done"},
+        {"type": "function_call", "call_id": "c1", "name": "complete_task", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": json.dumps(completed)},
+    ]
+    message = OfflineModel().respond(INSTRUCTIONS, items)  # type: ignore[arg-type]
+    assert message.type == "message"
+    assert message.content[0].text == (  # type: ignore[union-attr]
+        "Completed #5 Standup — due Thu 26 Nov 09:30 (repeats daily). The next one is due Fri 27 Nov 09:30."
+    )

@@ -21,7 +21,6 @@ from devstack.errors import StackError
 from devstack.tools import go
 
 BUILD_DIR = repo_root() / "devstack" / "dapr-build"
-NAMES = ("daprd", "scheduler")
 
 
 @dataclass(frozen=True)
@@ -53,10 +52,20 @@ def _candidates(name: str, cfg: StackConfig) -> list[Path]:
 
 
 def find(name: str, cfg: StackConfig) -> Path | None:
-    """The first ``name`` binary whose version is the pinned one, without building."""
-    for path in _candidates(name, cfg):
-        if binary_version(path) == cfg.dapr_version:
-            return path
+    """The first ``name`` binary of the pinned version, without building.
+
+    ``daprd`` reports its version (``--version``); the scheduler has no such flag, so it is
+    taken from the folder of a matching ``daprd`` (``~/.dapr/bin`` and the cache hold both
+    from one release).
+    """
+    for daprd in _candidates("daprd", cfg):
+        if binary_version(daprd) != cfg.dapr_version:
+            continue
+        if name == "daprd":
+            return daprd
+        sibling = daprd.parent / name
+        if sibling.is_file() and os.access(sibling, os.X_OK):
+            return sibling
     return None
 
 
@@ -96,7 +105,7 @@ def _build(cfg: StackConfig, *, progress: bool) -> None:
     log = build_log(cfg)
     with open(out / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; a waiter reuses the result
-        if all(binary_version(out / n) == cfg.dapr_version for n in NAMES):
+        if binary_version(out / "daprd") == cfg.dapr_version and (out / "scheduler").is_file():
             return
         if progress:
             print(

@@ -48,20 +48,17 @@ def render(
     ``pg_url`` may be a SQLAlchemy (``postgresql+psycopg://``) or libpq URL. With
     ``subscriptions=False`` the declarative subscriptions are left out (apps then subscribe
     programmatically). ``extra`` maps file names to additional YAML documents to write.
-    The configuration file goes to ``target_dir/config/`` so daprd does not see it as a
-    resource.
+    The Dapr Configuration is copied as ``config.yaml`` too (daprd's resource loader skips
+    documents of kind Configuration, as with the committed folder).
     """
     target_dir.mkdir(parents=True, exist_ok=True)
     for src in sorted(SOURCE_DIR.glob("*.yaml")):
-        if src.name == CONFIG_FILE or (not subscriptions and src.name == "subscriptions.yaml"):
+        if not subscriptions and src.name == "subscriptions.yaml":
             continue
         text = src.read_text().replace(DEFAULT_BROKERS, kafka_brokers)
         text = text.replace(DEFAULT_TABLE_PREFIX, f'value: "{table_prefix}"')
         (target_dir / src.name).write_text(text)
     for name, text in (extra or {}).items():
         (target_dir / name).write_text(text)
-    config_dir = target_dir / "config"
-    config_dir.mkdir(exist_ok=True)
-    config = config_dir / CONFIG_FILE
-    config.write_text((SOURCE_DIR / CONFIG_FILE).read_text())
+    config = target_dir / CONFIG_FILE
     return RenderedResources(path=target_dir, config=config, env={STATESTORE_URL_ENV: libpq_url(pg_url)})

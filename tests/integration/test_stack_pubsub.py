@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -48,9 +49,14 @@ def _read_topic(brokers: str, topic: str, expected: int, timeout: float = 30) ->
         consumer.close()
 
 
-def _subscriber(topic: str) -> tuple[FastAPI, list[tuple[dict[str, Any], dict[str, str]]]]:
+Received = list[tuple[dict[str, Any], dict[str, str]]]
+
+
+def _subscriber(topic: str, expected: int) -> tuple[FastAPI, Received, threading.Event]:
+    """A subscriber app; the event is set once ``expected`` messages arrived."""
     app = FastAPI()
-    received: list[tuple[dict[str, Any], dict[str, str]]] = []
+    received: Received = []
+    done = threading.Event()
 
     @app.get("/dapr/subscribe")
     def subscribe() -> list[dict[str, str]]:
@@ -59,9 +65,11 @@ def _subscriber(topic: str) -> tuple[FastAPI, list[tuple[dict[str, Any], dict[st
     @app.post("/events/test")
     async def on_event(request: Request) -> dict[str, str]:
         received.append((json.loads(await request.body()), dict(request.headers)))
+        if len(received) >= expected:
+            done.set()
         return {"status": "SUCCESS"}
 
-    return app, received
+    return app, received, done
 
 
 async def test_publish_reaches_kafka_and_subscriber_as_keyed_cloudevents(
@@ -69,15 +77,16 @@ async def test_publish_reaches_kafka_and_subscriber_as_keyed_cloudevents(
 ) -> None:
     topic = f"stack-test-pubsub-{session_id}"
     _create_topic(kafka_brokers, topic)
-    app, received = _subscriber(topic)
+    keys = ["user-a", "user-b", "user-c"]
+    per_key = 5
+    sent = len(keys) * per_key
+    app, received, done = _subscriber(topic, sent)
     server = app_server_factory(app)
     sidecar_factory(f"stack-sub-{session_id}", server.port, wait_for="app")
     publisher = sidecar_factory(f"stack-pub-{session_id}")
 
-    keys = ["user-a", "user-b", "user-c"]
-    sent = 0
     async with httpx.AsyncClient(base_url=publisher.http_url, timeout=20) as client:
-        for seq in range(5):
+        for seq in range(per_key):
             for key in keys:
                 resp = await client.post(
                     f"/v1.0/publish/{PUBSUB}/{topic}",
@@ -85,7 +94,6 @@ async def test_publish_reaches_kafka_and_subscriber_as_keyed_cloudevents(
                     json={"user_id": key, "seq": seq},
                 )
                 assert resp.status_code == 204, resp.text
-                sent += 1
 
     # In Kafka: CloudEvent envelopes, keyed by the partition key; one partition per key.
     records = _read_topic(kafka_brokers, topic, sent)
@@ -103,9 +111,7 @@ async def test_publish_reaches_kafka_and_subscriber_as_keyed_cloudevents(
     assert all(len(p) == 1 for p in partitions_by_key.values()), partitions_by_key
 
     # At the subscriber: every event once, as a CloudEvent, in order per key.
-    deadline = time.monotonic() + 60
-    while len(received) < sent and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
+    await asyncio.to_thread(done.wait, 60)
     assert len(received) == sent, f"got {len(received)} of {sent}"
     seqs: dict[str, list[int]] = defaultdict(list)
     ids = set()
@@ -117,4 +123,4 @@ async def test_publish_reaches_kafka_and_subscriber_as_keyed_cloudevents(
         ids.add(event["id"])
         seqs[event["data"]["user_id"]].append(event["data"]["seq"])
     assert len(ids) == sent
-    assert all(s == list(range(5)) for s in seqs.values()), seqs
+    assert all(s == list(range(per_key)) for s in seqs.values()), seqs

@@ -66,7 +66,11 @@ def build_mcp_server(
     public_url: str = "http://127.0.0.1:8000",
 ) -> MCPServer:
     auth = (
-        AuthSettings(issuer_url=public_url, resource_server_url=f"{public_url}/mcp")  # type: ignore[arg-type]
+        AuthSettings(  # the verifier checks the audience itself
+            issuer_url=public_url,  # type: ignore[arg-type]
+            resource_server_url=f"{public_url}/mcp",  # type: ignore[arg-type]
+            validate_token_resource=False,
+        )
         if token_verifier
         else None
     )

@@ -17,6 +17,12 @@ from tasks.errors import InvalidInput
 DateOnlyDefault = Literal["end_of_day", "morning"]
 
 _BARE_HOUR: Final = re.compile(r"\b(at|by)\s+(\d{1,2})\b(?![:.]\d)(?!\s*(?:am|pm|a\.m\.|p\.m\.))", re.I)
+# dateparser reports "no time given" when the time equals the reference time, so look ourselves.
+_HAS_TIME: Final = re.compile(
+    r"\d{1,2}[:.]\d{2}|\b\d{1,2}\s*(?:am|pm|a\.m\.|p\.m\.)|\bnoon\b|\bmidnight\b|\bnow\b|"
+    r"\bin\s+\d+\s*(?:m|min|mins|minutes?|h|hrs?|hours?)\b|\b(?:minutes?|hours?)\s+(?:from|ago)\b",
+    re.I,
+)
 _MORNING: Final = time(9, 0)
 _END_OF_DAY: Final = time(23, 59)
 
@@ -57,7 +63,8 @@ def parse_when(
             "RETURN_TIME_AS_PERIOD": True,
         },
     )
-    data = parser.get_date_data(_normalise(text))
+    normalised = _normalise(text)
+    data = parser.get_date_data(normalised)
     if data.date_obj is None:
         raise InvalidInput(
             field,
@@ -65,7 +72,7 @@ def parse_when(
             "'next friday 9am', 'in 2 hours' or an ISO 8601 time like '2026-12-01T17:00'.",
         )
     parsed = as_utc(data.date_obj)
-    if data.period in ("day", "week", "month", "year"):
+    if data.period in ("day", "week", "month", "year") and not _HAS_TIME.search(normalised):
         local_day = parsed.astimezone(local_zone).date()
         at = _MORNING if date_only == "morning" else _END_OF_DAY
         parsed = as_utc(datetime.combine(local_day, at, tzinfo=local_zone))

@@ -1,0 +1,317 @@
+"""The task use cases against both databases the product runs on: PostgreSQL and SQLite.
+
+Every write is checked together with the outbox row it must leave behind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlmodel import Session, select
+
+from tasks.errors import InvalidInput, TaskNotFound, VersionConflict
+from tasks.inputs import TaskChanges, TaskDraft, TaskQuery
+from tasks.models import OutboxEvent, Task
+from tasks.service import Actor, TaskService
+from tasks.unit_of_work import UnitOfWorkFactory
+from tests.conftest import FixedClock, service_on
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(
+    request: pytest.FixtureRequest, sqlite_url: str, clock: FixedClock
+) -> Iterator[tuple[TaskService, UnitOfWorkFactory]]:
+    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    yield from service_on(url, clock)
+
+
+@pytest.fixture
+def actor() -> Actor:
+    return Actor(user_id=f"alice-{uuid.uuid4().hex[:8]}", timezone="Europe/Berlin")
+
+
+@pytest.fixture
+def other() -> Actor:
+    return Actor(user_id=f"bob-{uuid.uuid4().hex[:8]}", timezone="America/New_York")
+
+
+def outbox(uow: UnitOfWorkFactory, user_id: str) -> list[OutboxEvent]:
+    with Session(uow.engine) as session:
+        return list(
+            session.exec(select(OutboxEvent).where(OutboxEvent.user_id == user_id).order_by(OutboxEvent.id))
+        )
+
+
+def test_adding_a_task_reads_words_in_the_users_zone_and_records_one_event(backend, actor) -> None:
+    service, uow = backend
+    view = service.add(
+        actor,
+        TaskDraft(
+            title="  Buy   milk ",
+            due="tomorrow 5pm",
+            priority="high",
+            tags=["#Groceries", "shop"],
+            remind_before_minutes=30,
+        ),
+    )
+    assert view.title == "Buy milk"
+    assert view.due_at is not None and view.due_at.isoformat() == "2026-11-27T16:00:00+00:00"
+    assert view.remind_at is not None and view.remind_at.isoformat() == "2026-11-27T15:30:00+00:00"
+    assert view.tags == ["groceries", "shop"]
+    assert view.priority == "high" and view.version == 1
+    [row] = outbox(uow, actor.user_id)
+    assert (row.topic, row.event_type, row.task_id) == ("task-events", "todo.task.created.v1", view.id)
+    assert row.payload["event_type"] == "created"
+    assert row.payload["user_id"] == actor.user_id
+    assert row.payload["schema_version"] == 1
+    assert row.payload["task_data"]["title"] == "Buy milk"
+    assert row.published_at is None
+
+
+def test_update_records_what_changed(backend, actor, clock) -> None:
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Report", due="friday 9am"))
+    clock.now += timedelta(minutes=5)
+    updated = service.update(actor, view.id, TaskChanges(title="Quarterly report", priority="medium"))
+    assert updated.version == 2 and updated.updated_at == clock.now
+    row = outbox(uow, actor.user_id)[-1]
+    assert row.event_type == "todo.task.updated.v1"
+    assert row.payload["changes"] == {"title": ["Report", "Quarterly report"], "priority": ["none", "medium"]}
+
+
+def test_an_update_that_changes_nothing_records_nothing(backend, actor) -> None:
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Same"))
+    service.update(actor, view.id, TaskChanges(title="Same"))
+    assert len(outbox(uow, actor.user_id)) == 1
+
+
+def test_complete_and_reopen(backend, actor, clock) -> None:
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Call mom", due="friday 8pm", remind_before_minutes=30))
+    done = service.complete(actor, view.id)
+    assert done.completed and done.completed_at == clock.now
+    assert done.remind_at is None  # a completed task has no pending reminder
+    again = service.reopen(actor, view.id)
+    assert not again.completed and again.completed_at is None
+    assert again.remind_at is not None
+    types = [row.event_type for row in outbox(uow, actor.user_id)]
+    assert types == ["todo.task.created.v1", "todo.task.completed.v1", "todo.task.uncompleted.v1"]
+
+
+def test_delete_records_the_last_snapshot(backend, actor) -> None:
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Old"))
+    gone = service.delete(actor, view.id)
+    assert gone.deleted and gone.title == "Old"
+    with pytest.raises(TaskNotFound):
+        service.get(actor, view.id)
+    row = outbox(uow, actor.user_id)[-1]
+    assert row.event_type == "todo.task.deleted.v1" and row.payload["task_data"]["title"] == "Old"
+
+
+def test_another_users_task_is_not_found_and_untouched(backend, actor, other) -> None:
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Private"))
+    for attempt in (
+        lambda: service.get(other, view.id),
+        lambda: service.update(other, view.id, TaskChanges(title="Hacked")),
+        lambda: service.complete(other, view.id),
+        lambda: service.delete(other, view.id),
+        lambda: service.set_reminder(other, view.id, at="tomorrow 9am"),
+    ):
+        with pytest.raises(TaskNotFound):
+            attempt()
+    assert service.get(actor, view.id).title == "Private"
+    assert service.list(other, TaskQuery(status="all")).items == []
+    assert outbox(uow, other.user_id) == []
+
+
+@pytest.mark.parametrize(
+    ("draft", "field"),
+    [
+        ({"title": ""}, "title"),
+        ({"title": "x" * 201}, "title"),
+        ({"title": "ok", "description": "d" * 4001}, "description"),
+        ({"title": "ok", "tags": [f"t{i}" for i in range(21)]}, "tags"),
+        ({"title": "ok", "due": "tomorow 5pm"}, "due"),
+        ({"title": "ok", "priority": "extreme"}, "priority"),
+        ({"title": "ok", "recurrence": "every blue moon"}, "recurrence"),
+    ],
+)
+def test_bad_input_is_refused_and_writes_nothing(backend, actor, draft, field) -> None:
+    service, uow = backend
+    with pytest.raises(InvalidInput) as caught:
+        service.add(actor, TaskDraft(**draft))
+    assert caught.value.field == field
+    assert outbox(uow, actor.user_id) == []
+    assert service.list(actor, TaskQuery(status="all")).items == []
+
+
+def test_a_failed_update_leaves_the_task_as_it_was(backend, actor) -> None:
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Keep"))
+    with pytest.raises(InvalidInput):
+        service.update(actor, view.id, TaskChanges(title="New", due="not a date at all"))
+    assert service.get(actor, view.id).title == "Keep"
+    assert len(outbox(uow, actor.user_id)) == 1
+
+
+def test_stale_version_is_a_conflict(backend, actor) -> None:
+    service, _ = backend
+    view = service.add(actor, TaskDraft(title="Shared"))
+    service.update(actor, view.id, TaskChanges(title="First"), expected_version=1)
+    with pytest.raises(VersionConflict):
+        service.update(actor, view.id, TaskChanges(title="Second"), expected_version=1)
+
+
+def test_reminders_absolute_relative_and_cancelled(backend, actor) -> None:
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Call mom", due="friday 8pm"))
+    at = service.set_reminder(actor, view.id, at="friday 7pm")
+    assert at.remind_at is not None and at.remind_at.isoformat() == "2026-11-27T18:00:00+00:00"
+    rel = service.set_reminder(actor, view.id, minutes_before_due=30)
+    assert rel.remind_at is not None and rel.remind_at.isoformat() == "2026-11-27T18:30:00+00:00"
+    moved = service.update(actor, view.id, TaskChanges(due="saturday 8pm"))
+    assert moved.remind_at is not None and moved.remind_at.isoformat() == "2026-11-28T18:30:00+00:00"
+    cancelled = service.cancel_reminder(actor, view.id)
+    assert cancelled.remind_at is None and cancelled.remind_before_minutes is None
+    assert [r.payload["changes"].get("remind_at") is not None for r in outbox(uow, actor.user_id)[1:]] == [
+        True
+    ] * 4
+
+
+def test_reminder_mistakes_are_explained(backend, actor) -> None:
+    service, _ = backend
+    undated = service.add(actor, TaskDraft(title="Someday"))
+    with pytest.raises(InvalidInput, match="no due time"):
+        service.set_reminder(actor, undated.id, minutes_before_due=10)
+    with pytest.raises(InvalidInput, match="not in the future"):
+        service.set_reminder(actor, undated.id, at="2020-01-01T00:00:00Z")
+    with pytest.raises(InvalidInput, match="either"):
+        service.set_reminder(actor, undated.id)
+
+
+def test_listing_filters(backend, actor, clock) -> None:
+    service, _ = backend
+    milk = service.add(
+        actor, TaskDraft(title="Buy milk", due="tomorrow 5pm", tags=["groceries"], priority="high")
+    )
+    late = service.add(actor, TaskDraft(title="Pay rent", due="2026-11-20T10:00:00Z"))
+    later = service.add(
+        actor, TaskDraft(title="Dentist", due="2026-12-10T10:00:00Z", description="bring MILK card")
+    )
+    none = service.add(actor, TaskDraft(title="Read a book"))
+    service.complete(actor, late.id)
+    old = service.add(actor, TaskDraft(title="Old bill", due="2026-11-01T10:00:00Z"))
+
+    def ids(**query: object) -> list[int]:
+        return [t.id for t in service.list(actor, TaskQuery(**query)).items]  # type: ignore[arg-type]
+
+    assert ids() == [old.id, milk.id, later.id, none.id]
+    assert ids(status="completed") == [late.id]
+    assert ids(status="all") == [old.id, late.id, milk.id, later.id, none.id]
+    assert ids(overdue=True) == [old.id]
+    assert ids(tag="#Groceries") == [milk.id]
+    assert ids(priority="high") == [milk.id]
+    assert ids(search="milk") == [milk.id, later.id]
+    assert ids(due_before="2026-11-30T00:00:00Z") == [old.id, milk.id]
+    assert ids(due_after="2026-12-01T00:00:00Z") == [later.id]
+
+
+def test_paging_is_stable_and_complete(backend, actor) -> None:
+    service, _ = backend
+    made = [
+        service.add(actor, TaskDraft(title=f"T{i}", due="2026-12-01T10:00:00Z" if i % 2 else None))
+        for i in range(7)
+    ]
+    seen, cursor = [], None
+    while True:
+        page = service.list(actor, TaskQuery(status="all", limit=2, cursor=cursor))
+        seen += [t.id for t in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    dated = [t.id for t in made if t.due_at is not None]
+    undated = [t.id for t in made if t.due_at is None]
+    assert seen == dated + undated
+
+
+def test_a_forged_cursor_is_refused(backend, actor) -> None:
+    service, _ = backend
+    with pytest.raises(InvalidInput) as caught:
+        service.list(actor, TaskQuery(cursor="not-a-cursor"))
+    assert caught.value.field == "cursor"
+
+
+def test_recurring_task_next_occurrence(backend, actor, clock) -> None:
+    service, uow = backend
+    view = service.add(
+        actor,
+        TaskDraft(
+            title="Water the plants",
+            due="tomorrow 9am",
+            recurrence="every 3 days",
+            remind_before_minutes=15,
+            tags=["home"],
+        ),
+    )
+    assert view.recurrence == "FREQ=DAILY;INTERVAL=3"
+    service.complete(actor, view.id)
+    assert service.preview_next_due(actor, view.id) is not None
+    with uow() as unit:
+        done = unit.session.get(Task, view.id)
+        assert done is not None
+        nxt = service.add_next_occurrence(unit, done, now=clock.now)
+        unit.commit()
+    assert nxt is not None
+    fresh = service.get(actor, nxt.id)  # type: ignore[arg-type]
+    assert fresh.due_at is not None and view.due_at is not None
+    assert fresh.due_at - view.due_at == timedelta(days=3)
+    assert (fresh.title, fresh.tags, fresh.remind_before_minutes) == ("Water the plants", ["home"], 15)
+    assert fresh.remind_at == fresh.due_at - timedelta(minutes=15)
+    assert outbox(uow, actor.user_id)[-1].event_type == "todo.task.created.v1"
+
+
+def test_a_second_next_occurrence_for_the_same_task_is_refused_by_the_database(backend, actor, clock) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Daily", due="tomorrow 9am", recurrence="daily"))
+    service.complete(actor, view.id)
+    for attempt in range(2):
+        with uow() as unit:
+            done = unit.session.get(Task, view.id)
+            assert done is not None
+            if attempt == 0:
+                service.add_next_occurrence(unit, done, now=clock.now)
+                unit.commit()
+            else:
+                with pytest.raises(IntegrityError):
+                    service.add_next_occurrence(unit, done, now=clock.now)
+    assert len(service.list(actor, TaskQuery(status="pending")).items) == 1
+
+
+def test_repeat_from_completion_and_ended_rules(backend, actor, clock) -> None:
+    service, uow = backend
+    from_done = service.add(
+        actor,
+        TaskDraft(
+            title="Haircut", due="2026-11-01T09:00:00Z", recurrence="every 2 weeks", repeat_from="completion"
+        ),
+    )
+    ended = service.add(actor, TaskDraft(title="Course", due="tomorrow 9am", recurrence="daily for 1 times"))
+    service.complete(actor, from_done.id)
+    service.complete(actor, ended.id)
+    with uow() as unit:
+        a = service.add_next_occurrence(unit, unit.session.get(Task, from_done.id), now=clock.now)  # type: ignore[arg-type]
+        b = service.add_next_occurrence(unit, unit.session.get(Task, ended.id), now=clock.now)  # type: ignore[arg-type]
+        unit.commit()
+    assert a is not None and a.due_at is not None
+    assert a.due_at.date() == (clock.now + timedelta(days=14)).date()
+    assert b is None

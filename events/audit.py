@@ -1,0 +1,141 @@
+"""The audit consumer: an append-only log of who changed what and when, one entry per event.
+
+subscription = audit_subscription(container)     # topic task-events, consumer "audit"
+install_routes(app, container)                   # GET /api/audit for the signed-in owner
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, FastAPI, Query
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlmodel import col, select
+
+from events.contracts import TASK_EVENTS, TaskEvent
+from events.ports import Delivery, Outcome, Subscription
+from tasks.models import AuditEntry, ProcessedEvent
+from tasks.unit_of_work import UnitOfWorkFactory
+from todo_agent.deps import ContainerDep, CurrentActor
+
+log = logging.getLogger(__name__)
+
+CONSUMER: Final = "audit"
+ROUTE: Final = "/events/task-events"
+_SHOWN: Final = ("title", "due_at", "priority", "completed")
+
+
+class AuditLog:
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self._uow = uow_factory
+
+    async def handle(self, delivery: Delivery) -> Outcome:
+        try:
+            event = TaskEvent.model_validate(delivery.data)
+        except ValidationError as exc:
+            log.warning("DROP %s event %s: not a task event (%d problems)", CONSUMER, delivery.id,
+                        exc.error_count())  # fmt: skip
+            return Outcome.DROP
+        try:
+            await asyncio.to_thread(self.record, delivery.id, event)
+        except IntegrityError:
+            log.info("RETRY %s event %s: recorded concurrently by another consumer", CONSUMER, delivery.id)
+            return Outcome.RETRY
+        except DBAPIError as exc:
+            log.warning("RETRY %s event %s: database unavailable (%s)", CONSUMER, delivery.id, exc.orig)
+            return Outcome.RETRY
+        return Outcome.SUCCESS
+
+    def record(self, event_id: str, event: TaskEvent) -> bool:
+        """Append the entry for ``event_id`` unless it is already there; True when added."""
+        with self._uow() as uow:
+            if uow.session.get(ProcessedEvent, (CONSUMER, event_id)) is not None:
+                return False
+            uow.session.add(entry_for(event_id, event))
+            uow.session.add(ProcessedEvent(consumer=CONSUMER, event_id=event_id))
+            uow.commit()
+            return True
+
+
+def entry_for(event_id: str, event: TaskEvent) -> AuditEntry:
+    task = event.task_data.model_dump(mode="json")
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    if event.event_type == "created":
+        after = task
+    elif event.event_type == "deleted":
+        before = task
+    else:
+        before = {k: v[0] for k, v in event.changes.items()}
+        after = {k: v[1] for k, v in event.changes.items()}
+    return AuditEntry(
+        event_id=event_id, user_id=event.user_id, task_id=event.task_id, action=event.event_type,
+        summary=summary(event), before=before, after=after, occurred_at=event.timestamp,
+    )  # fmt: skip
+
+
+def summary(event: TaskEvent) -> str:
+    title = event.task_data.title
+    if event.event_type != "updated" or not event.changes:
+        return f"{event.event_type.capitalize()} task {event.task_id} '{title}'"
+    parts = [
+        f"{field} {values[0]!r} -> {values[1]!r}" if field in _SHOWN else field
+        for field, values in event.changes.items()
+    ]
+    return f"Updated task {event.task_id} '{title}': " + ", ".join(parts)
+
+
+def audit_subscription(container: Any) -> Subscription:
+    return Subscription(
+        topic=TASK_EVENTS, route=ROUTE, consumer=CONSUMER, handler=AuditLog(container.uow).handle,
+        dead_letter_topic=f"{TASK_EVENTS}-dlq",
+    )  # fmt: skip
+
+
+class AuditItem(BaseModel):
+    id: int
+    event_id: str
+    task_id: int | None
+    action: str
+    summary: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    occurred_at: datetime | None
+    recorded_at: datetime
+
+
+class AuditPage(BaseModel):
+    items: list[AuditItem]
+    next_before_id: int | None
+
+
+router = APIRouter(prefix="/api", tags=["audit"])
+
+
+@router.get("/audit", summary="Your audit log: who changed what and when, newest first")
+def list_audit(
+    actor: CurrentActor,
+    container: ContainerDep,
+    task_id: int | None = None,
+    before_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> AuditPage:
+    statement = select(AuditEntry).where(AuditEntry.user_id == actor.user_id)
+    if task_id is not None:
+        statement = statement.where(AuditEntry.task_id == task_id)
+    if before_id is not None:
+        statement = statement.where(col(AuditEntry.id) < before_id)
+    statement = statement.order_by(col(AuditEntry.id).desc()).limit(limit)
+    with container.uow() as uow:
+        rows = uow.session.exec(statement).all()
+        items = [AuditItem.model_validate(row, from_attributes=True) for row in rows]
+    more = len(items) == limit
+    return AuditPage(items=items, next_before_id=items[-1].id if more and items else None)
+
+
+def install_routes(app: FastAPI, _container: Any) -> None:
+    app.include_router(router)

@@ -1,0 +1,111 @@
+"""Event contracts: the versioned payloads on each topic and their CloudEvent envelope.
+
+An outbox row becomes one CloudEvent per target topic (same id on every topic):
+
+    for topic in target_topics(row):
+        publisher.publish(topic, [cloud_event(row)], partition_key=row.user_id)
+
+A consumer parses the ``data`` of what it receives with the model of its topic:
+
+    event = TaskEvent.model_validate(delivery.data)   # raises ValidationError on poison
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.clock import as_utc
+from tasks.events import REMINDERS, SCHEMA_VERSION, TASK_EVENTS, TASK_UPDATES, TaskEventType
+from tasks.models import OutboxEvent
+from tasks.schemas import TaskView
+
+SOURCE: Final = "todo-agent"
+SPEC_VERSION: Final = "1.0"
+CLOUDEVENT_CONTENT_TYPE: Final = "application/cloudevents+json"
+NOTIFICATION_CREATED: Final = "todo.notification.created.v1"
+#: Topics a client-facing replay (WebSocket resume) reads from the outbox.
+CLIENT_TOPICS: Final = (TASK_EVENTS, TASK_UPDATES)
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = SCHEMA_VERSION
+    user_id: str = Field(min_length=1)
+
+
+class TaskEvent(_Payload):
+    """``task-events`` and ``task-updates`` payload (type ``todo.task.<event_type>.v1``)."""
+
+    event_type: TaskEventType
+    task_id: int
+    task_data: TaskView
+    changes: dict[str, list[Any]] = Field(default_factory=dict)
+    timestamp: datetime
+
+
+class ReminderEvent(_Payload):
+    """``reminders`` payload (type ``todo.reminder.due.v1``)."""
+
+    task_id: int
+    title: str
+    due_at: datetime | None = None
+    remind_at: datetime
+    notification_type: Literal["reminder"] = "reminder"
+
+
+class NotificationCreated(_Payload):
+    """``task-updates`` payload written by the notifications part (``todo.notification.created.v1``)."""
+
+    task_id: int | None = None
+    title: str
+    body: str = ""
+    due_at: datetime | None = None
+    remind_at: datetime | None = None
+    notification_id: int | None = None
+
+
+def target_topics(row: OutboxEvent) -> tuple[str, ...]:
+    """``task-events`` rows go to services and clients; every other row to its own topic."""
+    if row.topic == TASK_EVENTS:
+        return (TASK_EVENTS, TASK_UPDATES)
+    return (row.topic,)
+
+
+def cloud_event(row: OutboxEvent) -> dict[str, Any]:
+    """The CloudEvents 1.0 envelope of an outbox row; its id is the row id."""
+    assert row.id is not None, "only committed outbox rows are published"
+    event: dict[str, Any] = {
+        "specversion": SPEC_VERSION,
+        "id": str(row.id),
+        "source": SOURCE,
+        "type": row.event_type,
+        "time": as_utc(row.created_at).isoformat(),
+        "datacontenttype": "application/json",
+        "data": row.payload,
+    }
+    if row.task_id is not None:
+        event["subject"] = str(row.task_id)
+    return event
+
+
+def is_task_event(event_type: str) -> bool:
+    return event_type.startswith("todo.task.")
+
+
+__all__ = [
+    "CLIENT_TOPICS",
+    "NOTIFICATION_CREATED",
+    "REMINDERS",
+    "SOURCE",
+    "TASK_EVENTS",
+    "TASK_UPDATES",
+    "NotificationCreated",
+    "ReminderEvent",
+    "TaskEvent",
+    "cloud_event",
+    "target_topics",
+]

@@ -1,0 +1,266 @@
+"""The real-time hub: every open WebSocket of a user gets that user's task updates, live.
+
+    hub = WebSocketHub()
+    install(app, container)        # GET /ws (WebSocket) + the task-updates subscription
+
+Protocol (JSON text frames). Authenticate with ``/ws?token=...`` or a first message
+``{"type": "auth", "token": "..."}`` (the embedded default without auth needs neither). Then:
+
+- server: ``{"type": "hello", "user_id": ...}``
+- server: ``{"type": "task", "id": "<event id>", "event_type": "created|updated|...",
+  "task_id": N, "task": {...}, "changes": {...}, "timestamp": "..."}``
+- server: ``{"type": "notification", "id": "<event id>", "task_id", "title", "body", ...}``
+- client: ``{"type": "resume", "last_event_id": "<id>"}``: the server replays what this user
+  missed since that id (from the outbox), then carries on live; ``{"type": "reset"}`` means
+  too much was missed: reload.
+- client: ``{"type": "ping"}`` -> server: ``{"type": "pong"}``.
+
+Each connection has its own bounded queue and sender task; a client that falls behind (queue
+full) or stops reading (send timeout) is disconnected without slowing anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict, deque
+from collections.abc import Mapping
+from typing import Any, Final
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from sqlmodel import Session, col, select
+
+from events.contracts import CLIENT_TOPICS, NOTIFICATION_CREATED, TASK_UPDATES, is_task_event
+from events.ports import Delivery, Outcome, Subscription
+from mcp_server.auth import InvalidToken
+from tasks.models import OutboxEvent
+
+log = logging.getLogger(__name__)
+
+CONSUMER: Final = "realtime"
+ROUTE: Final = "/events/task-updates"
+QUEUE_SIZE: Final = 256
+SEND_TIMEOUT: Final = 5.0
+AUTH_TIMEOUT: Final = 10.0
+REPLAY_LIMIT: Final = 500
+_SENT_MEMORY: Final = 2048
+_POLICY_VIOLATION: Final = 1008
+_TRY_AGAIN_LATER: Final = 1013
+
+
+def client_message(event_id: str, event_type: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a client sees for one ``task-updates`` CloudEvent (None: nothing to show)."""
+    if is_task_event(event_type):
+        return {
+            "type": "task",
+            "id": event_id,
+            "event_type": data.get("event_type"),
+            "task_id": data.get("task_id"),
+            "task": data.get("task_data"),
+            "changes": data.get("changes", {}),
+            "timestamp": data.get("timestamp"),
+        }
+    if event_type == NOTIFICATION_CREATED:
+        return {**data, "type": "notification", "id": event_id}
+    return None
+
+
+class Connection:
+    def __init__(self, websocket: WebSocket, user_id: str) -> None:
+        self.websocket = websocket
+        self.user_id = user_id
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_SIZE)
+        self._sent: deque[str] = deque(maxlen=_SENT_MEMORY)
+        self._sent_set: set[str] = set()
+        self.closed = asyncio.Event()
+
+    def offer(self, message: dict[str, Any]) -> bool:
+        """Queue ``message``; False when the client is too far behind (it gets disconnected)."""
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def _first_time(self, event_id: str | None) -> bool:
+        if event_id is None:
+            return True
+        if event_id in self._sent_set:
+            return False
+        if len(self._sent) == self._sent.maxlen:
+            self._sent_set.discard(self._sent[0])
+        self._sent.append(event_id)
+        self._sent_set.add(event_id)
+        return True
+
+    async def send_loop(self) -> None:
+        """Drain the queue to the socket, skipping events already sent (live + replay overlap)."""
+        try:
+            while (message := await self.queue.get()) is not None:
+                if not self._first_time(message.get("id")):
+                    continue
+                await asyncio.wait_for(self.websocket.send_text(json.dumps(message)), SEND_TIMEOUT)
+        except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError) as exc:
+            log.info("dropping a WebSocket of %s: %s", self.user_id, type(exc).__name__)
+        finally:
+            self.closed.set()
+
+
+class WebSocketHub:
+    """Open connections by user; ``send_to_user`` never waits for a client."""
+
+    def __init__(self) -> None:
+        self._connections: dict[str, set[Connection]] = defaultdict(set)
+        self.delivered = 0
+        self.dropped_clients = 0
+
+    def add(self, connection: Connection) -> None:
+        self._connections[connection.user_id].add(connection)
+
+    def remove(self, connection: Connection) -> None:
+        users = self._connections.get(connection.user_id)
+        if users is not None:
+            users.discard(connection)
+            if not users:
+                del self._connections[connection.user_id]
+
+    def connection_count(self) -> int:
+        return sum(len(c) for c in self._connections.values())
+
+    async def send_to_user(self, user_id: str, message: Mapping[str, Any]) -> int:
+        sent = 0
+        for connection in list(self._connections.get(user_id, ())):
+            if connection.offer(dict(message)):
+                sent += 1
+            else:
+                self.dropped_clients += 1
+                log.warning(
+                    "a WebSocket of %s fell %d messages behind; disconnecting it", user_id, QUEUE_SIZE
+                )
+                self.remove(connection)
+                connection.closed.set()
+        self.delivered += sent
+        return sent
+
+    async def handle(self, delivery: Delivery) -> Outcome:
+        """The ``task-updates`` consumer: push the event to its user's connections."""
+        user_id = delivery.data.get("user_id")
+        message = client_message(delivery.id, delivery.type, delivery.data)
+        if not isinstance(user_id, str) or message is None:
+            log.warning("DROP %s event %s: no user or unknown type %r", CONSUMER, delivery.id, delivery.type)
+            return Outcome.DROP
+        await self.send_to_user(user_id, message)
+        return Outcome.SUCCESS
+
+
+def hub_of(container: Any) -> WebSocketHub:
+    hub: WebSocketHub = container.extras.setdefault("hub", WebSocketHub())
+    return hub
+
+
+def realtime_subscription(container: Any) -> Subscription:
+    return Subscription(
+        topic=TASK_UPDATES, route=ROUTE, consumer=CONSUMER, handler=hub_of(container).handle,
+        dead_letter_topic=f"{TASK_UPDATES}-dlq",
+    )  # fmt: skip
+
+
+def missed_since(
+    engine: Any, user_id: str, last_event_id: int, limit: int = REPLAY_LIMIT
+) -> list[OutboxEvent]:
+    """Outbox rows of ``user_id`` a client has not seen since ``last_event_id`` (oldest first)."""
+    statement = (
+        select(OutboxEvent)
+        .where(OutboxEvent.user_id == user_id, col(OutboxEvent.id) > last_event_id)
+        .where(col(OutboxEvent.topic).in_(CLIENT_TOPICS))
+        .order_by(col(OutboxEvent.id))
+        .limit(limit + 1)
+    )
+    with Session(engine) as session:
+        return list(session.exec(statement).all())
+
+
+def install(app: FastAPI, container: Any) -> None:
+    hub = hub_of(container)
+
+    @app.websocket("/ws")
+    async def live_updates(websocket: WebSocket) -> None:
+        await websocket.accept()
+        user_id = await _authenticate(websocket, container)
+        if user_id is None:
+            return
+        connection = Connection(websocket, user_id)
+        hub.add(connection)
+        sender = asyncio.create_task(connection.send_loop())
+        connection.offer({"type": "hello", "user_id": user_id})
+        receiver = asyncio.create_task(_receive_loop(connection, container))
+        try:
+            await connection.closed.wait()
+        finally:
+            hub.remove(connection)
+            for task in (receiver, sender):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            with contextlib.suppress(Exception):
+                await websocket.close(_TRY_AGAIN_LATER)
+
+
+async def _authenticate(websocket: WebSocket, container: Any) -> str | None:
+    token = websocket.query_params.get("token")
+    header = websocket.headers.get("authorization", "")
+    if not token and header.lower().startswith("bearer "):
+        token = header[7:].strip()
+    if not token and container.verifier is not None:
+        try:
+            first = json.loads(await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT))
+            token = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
+        except (TimeoutError, json.JSONDecodeError, WebSocketDisconnect):
+            token = None
+    try:
+        actor = await asyncio.to_thread(container.authenticate, token)
+    except InvalidToken as exc:
+        with contextlib.suppress(Exception):
+            await websocket.send_text(json.dumps({"type": "error", "detail": str(exc)}))
+            await websocket.close(_POLICY_VIOLATION, "not authenticated")
+        return None
+    user_id: str = actor.user_id
+    return user_id
+
+
+async def _receive_loop(connection: Connection, container: Any) -> None:
+    try:
+        while True:
+            try:
+                message = json.loads(await connection.websocket.receive_text())
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(message, dict):
+                continue
+            if message.get("type") == "resume":
+                await _replay(connection, container, message.get("last_event_id"))
+            elif message.get("type") == "ping":
+                connection.offer({"type": "pong"})
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass
+    finally:
+        connection.closed.set()
+
+
+async def _replay(connection: Connection, container: Any, last_event_id: Any) -> None:
+    try:
+        since = int(last_event_id)
+    except (TypeError, ValueError):
+        connection.offer({"type": "error", "detail": "resume needs last_event_id: the id of an event"})
+        return
+    rows = await asyncio.to_thread(missed_since, container.engine, connection.user_id, since)
+    if len(rows) > REPLAY_LIMIT:
+        connection.offer({"type": "reset", "detail": f"more than {REPLAY_LIMIT} events missed; reload"})
+        return
+    for row in rows:
+        message = client_message(str(row.id), row.event_type, row.payload)
+        if message is not None and not connection.offer(message):
+            connection.closed.set()
+            return

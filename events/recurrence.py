@@ -1,0 +1,94 @@
+"""The recurrence consumer: completing a recurring task creates its next occurrence, once.
+
+    subscription = recurrence_subscription(container)   # topic task-events, consumer "recurrence"
+
+Once means: the event id goes into ``processed_events`` in the same transaction as the new
+task, the completed task's row is locked (PostgreSQL) while the next one is made, a task that
+already has a next occurrence gets no other (the unique ``previous_occurrence_id`` backs this
+up across replicas), and a task reopened before the event is handled gets nothing until it is
+completed again. Unreadable events are dropped (dead-letter); database trouble is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Final
+
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlmodel import select
+
+from events.contracts import TASK_EVENTS, TaskEvent
+from events.ports import Delivery, Outcome, Subscription
+from tasks.clock import utc_now
+from tasks.models import ProcessedEvent, Task
+from tasks.service import TaskService
+from tasks.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+CONSUMER: Final = "recurrence"
+ROUTE: Final = "/events/task-events"
+
+
+class NextOccurrence:
+    def __init__(self, uow_factory: UnitOfWorkFactory, tasks: TaskService) -> None:
+        self._uow = uow_factory
+        self._tasks = tasks
+
+    async def handle(self, delivery: Delivery) -> Outcome:
+        try:
+            event = TaskEvent.model_validate(delivery.data)
+        except ValidationError as exc:
+            log.warning("DROP %s event %s: not a task event (%s)", CONSUMER, delivery.id, _brief(exc))
+            return Outcome.DROP
+        if event.event_type != "completed" or not event.task_data.recurrence:
+            return Outcome.SUCCESS
+        try:
+            await asyncio.to_thread(self.apply, delivery.id, event)
+        except IntegrityError:
+            log.info("RETRY %s event %s: another consumer applied it at the same time", CONSUMER, delivery.id)
+            return Outcome.RETRY
+        except DBAPIError as exc:
+            log.warning("RETRY %s event %s: database unavailable (%s)", CONSUMER, delivery.id, exc.orig)
+            return Outcome.RETRY
+        return Outcome.SUCCESS
+
+    def apply(self, event_id: str, event: TaskEvent) -> Task | None:
+        """Create the next occurrence for a completion event; returns it (None: nothing to do)."""
+        with self._uow() as uow:
+            if uow.session.get(ProcessedEvent, (CONSUMER, event_id)) is not None:
+                return None
+            done = _locked_task(uow, event.task_id)
+            created = None
+            if done is not None and done.owner_id == event.user_id and done.completed:
+                if not _has_next(uow, done.id):
+                    created = self._tasks.add_next_occurrence(uow, done, now=utc_now())
+            uow.session.add(ProcessedEvent(consumer=CONSUMER, event_id=event_id))
+            uow.commit()
+            return created
+
+
+def _locked_task(uow: UnitOfWork, task_id: int) -> Task | None:
+    statement = select(Task).where(Task.id == task_id)
+    if uow.is_postgres:
+        statement = statement.with_for_update()
+    return uow.session.exec(statement).first()
+
+
+def _has_next(uow: UnitOfWork, task_id: int | None) -> bool:
+    statement = select(Task.id).where(Task.previous_occurrence_id == task_id)
+    return uow.session.exec(statement).first() is not None
+
+
+def _brief(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+
+
+def recurrence_subscription(container: Any) -> Subscription:
+    consumer = NextOccurrence(container.uow, container.tasks)
+    return Subscription(
+        topic=TASK_EVENTS, route=ROUTE, consumer=CONSUMER, handler=consumer.handle,
+        dead_letter_topic=f"{TASK_EVENTS}-dlq",
+    )  # fmt: skip

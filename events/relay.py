@@ -1,0 +1,215 @@
+"""The outbox relay: publishes committed outbox rows, marks them sent, and never loses one.
+
+    relay = OutboxRelay(engine, publisher)
+    async with relay.running(container.uow):     # wakes after every commit, polls as well
+        ...
+    relay.metrics()                              # backlog, oldest pending age, counters, lag
+
+A round claims the oldest pending rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
+relays never publish the same row concurrently), publishes each as a CloudEvent to its target
+topics grouped by user (the partition key, so one user's events keep their order), and marks
+them sent in the same transaction. A failed publish leaves the rows pending, notes the error,
+and backs off (doubling up to ``max_backoff``) until the sidecar or broker is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Final
+
+from sqlalchemy import Engine, func, update
+from sqlmodel import Session, select
+
+from events.contracts import cloud_event, target_topics
+from events.ports import EventPublisher, PublishError
+from tasks.clock import Clock, as_utc, utc_now
+from tasks.models import OutboxEvent
+from tasks.unit_of_work import UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+_LAG_WINDOW: Final = 2000
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: Engine,
+        publisher: EventPublisher,
+        *,
+        batch_size: int = 200,
+        poll_interval: float = 1.0,
+        max_backoff: float = 10.0,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._engine = engine
+        self._publisher = publisher
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._max_backoff = max_backoff
+        self._clock = clock
+        self._wakeup = asyncio.Event()
+        self._backoff = 0.0
+        self._lags_ms: deque[float] = deque(maxlen=_LAG_WINDOW)
+        self.published = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    @property
+    def _locks_rows(self) -> bool:
+        return self._engine.dialect.name == "postgresql"
+
+    # -- running -------------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    @contextlib.asynccontextmanager
+    async def running(self, uow_factory: UnitOfWorkFactory) -> AsyncIterator[OutboxRelay]:
+        """Run in the background; every commit on ``uow_factory`` wakes the relay."""
+        loop = asyncio.get_running_loop()
+
+        def after_commit(rows: Sequence[OutboxEvent]) -> None:
+            if rows and not loop.is_closed():
+                loop.call_soon_threadsafe(self.wake)
+
+        uow_factory.after_commit.append(after_commit)
+        task = asyncio.create_task(self.run(), name="outbox-relay")
+        try:
+            yield self
+        finally:
+            uow_factory.after_commit.remove(after_commit)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            count = await self._round()
+            if self._backoff:
+                await asyncio.sleep(self._backoff)
+            elif count < self._batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+
+    async def _round(self) -> int:
+        try:
+            count = await self.run_once()
+        except PublishError as exc:
+            self._failed(str(exc))
+            return 0
+        except Exception as exc:  # the database is down or similar: keep the relay alive
+            log.exception("outbox relay round failed")
+            self._failed(f"{type(exc).__name__}: {exc}")
+            return 0
+        if self._backoff:
+            log.info("outbox relay publishing again after %d failure(s)", self.failures)
+        self._backoff = 0.0
+        return count
+
+    def _failed(self, reason: str) -> None:
+        self.failures += 1
+        self.last_error = reason
+        self._backoff = min(max(self._backoff * 2, 0.2), self._max_backoff)
+        log.warning("outbox relay could not publish (retrying in %.1fs): %s", self._backoff, reason)
+
+    # -- one round -----------------------------------------------------------------------
+    async def run_once(self) -> int:
+        """Publish one batch of pending rows; returns how many were sent (raises PublishError)."""
+        session = Session(self._engine, expire_on_commit=False)
+        try:
+            rows = await asyncio.to_thread(self._claim, session)
+            if not rows:
+                return 0
+            try:
+                await self._publish(rows)
+            except PublishError as exc:
+                await asyncio.to_thread(self._note_failure, session, rows, str(exc))
+                raise
+            await asyncio.to_thread(self._mark_sent, session, rows)
+            return len(rows)
+        finally:
+            await asyncio.to_thread(session.close)
+
+    def _claim(self, session: Session) -> list[OutboxEvent]:
+        statement = (
+            select(OutboxEvent)
+            .where(OutboxEvent.published_at.is_(None))  # type: ignore[union-attr]
+            .order_by(OutboxEvent.id)  # type: ignore[arg-type]
+            .limit(self._batch_size)
+        )
+        if self._locks_rows:
+            statement = statement.with_for_update(skip_locked=True)
+        rows = list(session.exec(statement).all())
+        if not self._locks_rows:
+            session.commit()  # SQLite: one relay per database; don't hold a read transaction
+        return rows
+
+    async def _publish(self, rows: Sequence[OutboxEvent]) -> None:
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            event = cloud_event(row)
+            for topic in target_topics(row):
+                groups[(topic, row.user_id)].append(event)
+        await asyncio.gather(
+            *(self._publisher.publish(t, evs, partition_key=user) for (t, user), evs in groups.items())
+        )
+
+    def _mark_sent(self, session: Session, rows: Sequence[OutboxEvent]) -> None:
+        now = self._clock()
+        ids = [row.id for row in rows]
+        session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id.in_(ids))  # type: ignore[union-attr]
+            .values(published_at=now, attempts=OutboxEvent.attempts + 1, last_error=None)
+        )
+        session.commit()
+        self.published += len(rows)
+        self._lags_ms.extend((now - as_utc(row.created_at)).total_seconds() * 1000 for row in rows)
+
+    def _note_failure(self, session: Session, rows: Sequence[OutboxEvent], reason: str) -> None:
+        session.rollback()
+        ids = [row.id for row in rows]
+        session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id.in_(ids))  # type: ignore[union-attr]
+            .values(attempts=OutboxEvent.attempts + 1, last_error=reason[:2000])
+        )
+        session.commit()
+
+    # -- metrics -------------------------------------------------------------------------
+    def metrics(self) -> dict[str, Any]:
+        """Backlog and age from the database, counters and lag of this relay (sync: DB call)."""
+        with Session(self._engine) as session:
+            pending = OutboxEvent.published_at.is_(None)  # type: ignore[union-attr]
+            backlog, oldest = session.exec(
+                select(func.count(), func.min(OutboxEvent.created_at)).where(pending)  # type: ignore[call-overload]
+            ).one()
+        age = (self._clock() - as_utc(oldest)).total_seconds() if oldest else 0.0
+        lags = sorted(self._lags_ms)
+        return {
+            "backlog": int(backlog),
+            "oldest_pending_age_s": round(age, 3),
+            "published": self.published,
+            "failures": self.failures,
+            "backing_off_s": self._backoff,
+            "last_error": self.last_error,
+            "lag_ms": _summary(lags),
+        }
+
+
+def _summary(values: Sequence[float]) -> dict[str, float | None]:
+    if not values:
+        return {"count": 0, "p50": None, "p95": None, "max": None}
+    p95 = values[min(len(values) - 1, int(len(values) * 0.95))]
+    return {
+        "count": len(values),
+        "p50": round(statistics.median(values), 2),
+        "p95": round(p95, 2),
+        "max": round(values[-1], 2),
+    }

@@ -1,0 +1,99 @@
+"""Serve a consumer (``Subscription``): a Dapr subscriber route, or the in-process bus.
+
+    mount(app, container, Subscription(topic="task-events", route="/events/task-events",
+                                       consumer="recurrence", handler=handle))
+
+In Dapr mode ``POST <route>`` takes the CloudEvent daprd delivers, checks the
+``dapr-api-token`` header against ``APP_API_TOKEN`` (when set, so only the sidecar can call),
+runs the handler and answers ``{"status": "SUCCESS" | "RETRY" | "DROP"}``; RETRY and DROP are
+logged with the reason. Several subscriptions on one route (the "all" role) share it: the
+reply is RETRY if any handler wants a retry, else DROP if any dropped. Which topic reaches
+which route is declared in ``dapr-components/subscriptions.yaml`` (with dead-letter topics).
+In the embedded default the subscription is registered with the in-process bus.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections import defaultdict
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from events.inprocess import bus_of
+from events.ports import Delivery, Outcome, Subscription
+
+log = logging.getLogger(__name__)
+
+
+def mount(app: FastAPI, container: Any, subscription: Subscription) -> None:
+    if not container.settings.dapr_enabled:
+        bus_of(container).subscribe(subscription)
+        return
+    routes: dict[str, list[Subscription]] | None = getattr(app.state, "event_routes", None)
+    if routes is None:
+        routes = app.state.event_routes = defaultdict(list)
+    routes[subscription.route].append(subscription)
+    if len(routes[subscription.route]) == 1:
+        _serve_route(app, container, subscription.route, routes)
+
+
+def _serve_route(app: FastAPI, container: Any, route: str, routes: dict[str, list[Subscription]]) -> None:
+    expected = container.settings.app_api_token
+
+    @app.post(route, include_in_schema=False)
+    async def receive(request: Request) -> JSONResponse:
+        if expected is not None and not hmac.compare_digest(
+            request.headers.get("dapr-api-token", ""), expected.get_secret_value()
+        ):
+            return JSONResponse({"detail": "Only the Dapr sidecar may call this route."}, 401)
+        body = await request.body()
+        try:
+            delivery = parse_delivery(body, routes[route][0].topic)
+        except ValueError as exc:
+            log.warning("DROP on %s: not a CloudEvent (%s)", route, exc)
+            return JSONResponse({"status": Outcome.DROP.value})
+        outcomes = [await _run(sub, delivery) for sub in routes[route]]
+        return JSONResponse({"status": combine(outcomes).value})
+
+
+async def _run(subscription: Subscription, delivery: Delivery) -> Outcome:
+    try:
+        outcome = await subscription.handler(delivery)
+    except Exception:
+        log.exception(
+            "RETRY %s event %s: the handler failed unexpectedly", subscription.consumer, delivery.id
+        )
+        return Outcome.RETRY
+    return outcome
+
+
+def combine(outcomes: list[Outcome]) -> Outcome:
+    if Outcome.RETRY in outcomes:
+        return Outcome.RETRY
+    if Outcome.DROP in outcomes:
+        return Outcome.DROP
+    return Outcome.SUCCESS
+
+
+def parse_delivery(body: bytes, default_topic: str) -> Delivery:
+    """A ``Delivery`` from the JSON CloudEvent daprd posts; ``ValueError`` if it is not one."""
+    try:
+        event = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"body is not JSON: {exc}") from exc
+    if not isinstance(event, dict) or "id" not in event or "type" not in event:
+        raise ValueError("missing the CloudEvent id or type")
+    data = event.get("data")
+    if isinstance(data, str):  # data sent with a non-JSON content type arrives as a string
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"data is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError("data is not a JSON object")
+    topic = str(event.get("topic") or default_topic)
+    return Delivery(id=str(event["id"]), type=str(event["type"]), topic=topic, data=data, raw=event)

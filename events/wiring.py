@@ -1,0 +1,114 @@
+"""What the events part adds to each process role (see ``todo_agent.roles``).
+
+| role          | routes                                          | background  |
+|---------------|-------------------------------------------------|-------------|
+| api           | /ws, task-updates subscriber, /api/audit        | outbox relay |
+| recurrence    | task-events subscriber (next occurrence)        | outbox relay |
+| audit         | task-events subscriber (audit log), /api/audit  | -           |
+| notifications | -                                               | outbox relay |
+| all (embedded)| everything above, through the in-process bus    | outbox relay |
+
+Every role with a relay serves ``GET /metrics/outbox``. With Dapr (``DAPR_HTTP_PORT``) the
+relay publishes through the sidecar; otherwise into the in-process bus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+from fastapi import FastAPI
+
+from events import audit, realtime, recurrence
+from events.inprocess import bus_of
+from events.ports import EventPublisher
+from events.publishers import DaprPublisher, InProcessPublisher
+from events.relay import OutboxRelay
+from events.subscriber import mount
+
+RELAY_ROLES: Final = ("api", "recurrence", "notifications", "all")
+
+
+def publisher_of(container: Any) -> EventPublisher:
+    """The container's publisher (``container.extras["publisher"]``), created on first use."""
+    if "publisher" not in container.extras:
+        settings = container.settings
+        if settings.dapr_enabled:
+            if settings.dapr_http_port is None:
+                raise RuntimeError("Dapr mode needs DAPR_HTTP_PORT for publishing events.")
+            token = settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None
+            container.extras["publisher"] = DaprPublisher(
+                base_url=f"http://127.0.0.1:{settings.dapr_http_port}",
+                pubsub=settings.pubsub_name,
+                api_token=token,
+            )
+        else:
+            container.extras["publisher"] = InProcessPublisher(bus_of(container))
+    publisher: EventPublisher = container.extras["publisher"]
+    return publisher
+
+
+def relay_of(container: Any) -> OutboxRelay:
+    if "relay" not in container.extras:
+        container.extras["relay"] = OutboxRelay(container.engine, publisher_of(container))
+    relay: OutboxRelay = container.extras["relay"]
+    return relay
+
+
+def extensions(container: Any) -> list[Any]:
+    role = container.role
+    hooks: list[Any] = []
+    if role in ("api", "all"):
+        hooks += [_realtime, audit.install_routes]
+    if role in ("recurrence", "all"):
+        hooks.append(_recurrence)
+    if role == "audit":
+        hooks += [_audit, audit.install_routes]
+    elif role == "all":
+        hooks.append(_audit)
+    if role in RELAY_ROLES:
+        hooks.append(_metrics)
+    return hooks
+
+
+def lifespans(container: Any) -> list[Any]:
+    return [_relay_running] if container.role in RELAY_ROLES else []
+
+
+def _realtime(app: FastAPI, container: Any) -> None:
+    realtime.install(app, container)
+    mount(app, container, realtime.realtime_subscription(container))
+
+
+def _recurrence(app: FastAPI, container: Any) -> None:
+    mount(app, container, recurrence.recurrence_subscription(container))
+
+
+def _audit(app: FastAPI, container: Any) -> None:
+    mount(app, container, audit.audit_subscription(container))
+
+
+def _metrics(app: FastAPI, container: Any) -> None:
+    relay = relay_of(container)
+
+    @app.get("/metrics/outbox", tags=["health"], summary="Outbox relay: backlog, age, counters, lag")
+    def outbox_metrics() -> dict[str, Any]:
+        metrics = relay.metrics()
+        hub = container.extras.get("hub")
+        if hub is not None:
+            metrics["websockets"] = {
+                "connections": hub.connection_count(), "delivered": hub.delivered,
+                "dropped_clients": hub.dropped_clients,
+            }  # fmt: skip
+        return metrics
+
+
+@contextlib.asynccontextmanager
+async def _relay_running(container: Any) -> AsyncIterator[None]:
+    relay = relay_of(container)
+    try:
+        async with relay.running(container.uow):
+            yield
+    finally:
+        await publisher_of(container).aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,88 @@
+"""What the reminders part adds to each process role (see ``todo_agent.roles``).
+
+- ``api`` / ``all``: ``POST /job/{name}`` (job callbacks), ``/api/notifications``, and in the
+  lifespan the job scheduler (daprd's Jobs API with Dapr configured, else the in-process
+  one), the after-commit scheduling of reminder jobs, and the reconciler.
+- ``notifications`` / ``all``: the ``reminders`` subscriber (``/events/reminders``).
+
+Container extras it sets while running: ``"jobs"`` (the JobScheduler) and ``"reminders"``
+(the ``ReminderScheduling``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI
+
+from events.reminders import firing, routes
+from events.reminders.firing import Fired, fire_job
+from events.reminders.jobs import DaprJobScheduler, InProcessJobScheduler
+from events.reminders.notifications import reminders_subscription
+from events.reminders.reconciler import INTERVAL, reconciling
+from events.reminders.scheduling import ReminderScheduling
+from todo_agent.api import Hook, LifespanHook
+from todo_agent.bootstrap import Container
+
+
+def extensions(container: Container) -> list[Hook]:
+    hooks: list[Hook] = []
+    if container.role in ("api", "all"):
+        hooks += [firing.install, routes.install]
+    if container.role in ("notifications", "all"):
+        hooks.append(_mount_subscriber)
+    return hooks
+
+
+def lifespans(container: Container) -> list[LifespanHook]:
+    if container.role in ("api", "all"):
+        return [reminder_jobs]
+    return []
+
+
+def _mount_subscriber(app: FastAPI, container: Container) -> None:
+    from events.subscriber import mount
+
+    mount(app, container, reminders_subscription(container))
+
+
+def job_scheduler(container: Container) -> DaprJobScheduler | InProcessJobScheduler:
+    settings = container.settings
+    if not settings.dapr_enabled:
+        return InProcessJobScheduler(on_due=functools.partial(_fire_in_process, container))
+    if settings.dapr_http_port is None:
+        raise RuntimeError(
+            "Reminders use daprd's HTTP Jobs API: set DAPR_HTTP_PORT as well as DAPR_GRPC_PORT."
+        )
+    token = settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None
+    return DaprJobScheduler(http_url=f"http://127.0.0.1:{settings.dapr_http_port}", api_token=token)
+
+
+async def _fire_in_process(container: Container, name: str, data: Mapping[str, Any]) -> bool:
+    return await fire_job(container, name, data) is not Fired.NOT_YET
+
+
+@contextlib.asynccontextmanager
+async def reminder_jobs(container: Container, *, interval: timedelta = INTERVAL) -> AsyncIterator[None]:
+    """Schedule reminder jobs after each commit and reconcile them while the app runs."""
+    jobs = job_scheduler(container)
+    scheduling = ReminderScheduling(jobs, container.uow)
+    await scheduling.start()
+    container.extras["jobs"] = jobs
+    container.extras["reminders"] = scheduling
+    container.uow.after_commit.append(scheduling.after_commit)
+    grace = timedelta(minutes=container.settings.reminder_grace_minutes)
+    try:
+        async with reconciling(scheduling, container.uow, grace=grace, interval=interval):
+            yield
+    finally:
+        with contextlib.suppress(ValueError):
+            container.uow.after_commit.remove(scheduling.after_commit)
+        await scheduling.stop()
+        await jobs.aclose()
+        container.extras.pop("jobs", None)
+        container.extras.pop("reminders", None)

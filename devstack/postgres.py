@@ -9,11 +9,13 @@ and a database ``todo``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from devstack.component import ComponentStatus
@@ -50,9 +52,23 @@ class Postgres:
 
     def __init__(self, cfg: StackConfig) -> None:
         self.cfg = cfg
-        self.home = cfg.state_dir / "postgres"
-        self.data = self.home / "data"
-        self.log = cfg.log_dir / "postgres.log"
+        #: ``<state>/postgres``; a link to a folder under /tmp when, as root, the postgres OS
+        #: user cannot reach the stack folder (see :meth:`_place_home`).
+        self.link = cfg.state_dir / "postgres"
+        #: the link in ``<state>/logs`` to the server log, which lives beside the cluster
+        self.log_link = cfg.log_dir / "postgres.log"
+
+    @property
+    def home(self) -> Path:
+        return self.link.resolve()
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "postgres.log"
 
     # -- helpers ----------------------------------------------------------------------
     @property
@@ -88,6 +104,39 @@ class Postgres:
         if os.geteuid() == 0:
             pw = pwd.getpwnam(PG_USER)
             os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def _pg_user_can(self, test_flag: str, path: Path) -> bool:
+        if os.geteuid() != 0:
+            return True
+        probe = subprocess.run(self._as_pg_user(["test", test_flag, str(path)]), check=False)
+        return probe.returncode == 0
+
+    def _place_home(self) -> None:
+        """Create the cluster folder where the postgres OS user can reach it.
+
+        As root the cluster belongs to the postgres user. When a parent of the stack folder is
+        private (a checkout under /root, say), the cluster lives in a world-traversable folder
+        under the temp dir instead, linked from ``<state>/postgres``.
+        """
+        self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.link.is_symlink() or self._pg_user_can("-x", self.cfg.state_dir):
+            self.home.mkdir(parents=True, exist_ok=True)
+            return
+        digest = hashlib.sha1(str(self.cfg.state_dir).encode()).hexdigest()[:10]
+        outside = Path(tempfile.gettempdir()) / f"todo-devstack-{digest}"
+        outside.mkdir(exist_ok=True)
+        outside.chmod(0o755)
+        (outside / "postgres").mkdir(exist_ok=True)
+        if self.link.exists():  # a cluster its owner can never reach is of no use
+            shutil.rmtree(self.link)
+        self.link.symlink_to(outside / "postgres")
+
+    def purge(self) -> None:
+        """Delete the cluster folder (when it lives outside the stack folder)."""
+        if self.link.is_symlink():
+            outside = self.home.parent  # <tmp>/todo-devstack-<digest>, made by _place_home
+            if outside.name.startswith("todo-devstack-"):
+                shutil.rmtree(outside, ignore_errors=True)
 
     def pid(self) -> int | None:
         """The postmaster's pid from ``postmaster.pid`` when it runs."""
@@ -141,19 +190,18 @@ class Postgres:
         bindir = find_bindir()
         require_free(self.cfg.pg_port, "PostgreSQL", "TODO_STACK_PG_PORT")
         self._ensure_os_user()
-        self.cfg.log_dir.mkdir(parents=True, exist_ok=True)
-        self.home.mkdir(parents=True, exist_ok=True)
+        self._place_home()
         self._chown(self.home)
         self.log.touch()
         self._chown(self.log)
-        if os.geteuid() == 0:
-            probe = subprocess.run(self._as_pg_user(["test", "-w", str(self.home)]), check=False)
-            if probe.returncode != 0:
-                raise StackError(
-                    f"the {PG_USER} OS user cannot reach {self.home} (a parent folder is not "
-                    "traversable by other users): set TODO_STACK_DIR to a folder under /tmp or "
-                    "`chmod o+x` the parent folders"
-                )
+        self.cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        if not self.log_link.is_symlink():
+            self.log_link.unlink(missing_ok=True)
+            self.log_link.symlink_to(self.log)
+        if not self._pg_user_can("-w", self.home):
+            raise StackError(
+                f"the {PG_USER} OS user cannot write {self.home}: set TODO_STACK_DIR to a folder it can reach"
+            )
         if not (self.data / "PG_VERSION").exists():
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(self.data)

@@ -67,6 +67,7 @@ class Stack:
     def purge(self) -> None:
         """Stop everything and delete the stack folder (data, logs, pid files)."""
         self.down()
+        self.postgres.purge()
         shutil.rmtree(self.cfg.state_dir, ignore_errors=True)
 
     def statuses(self) -> list[ComponentStatus]:

@@ -1,0 +1,343 @@
+// The chat panel: streamed replies (SSE over fetch), tool chips, and the conversation list.
+
+import { api, ApiError, readJson, request } from "./api.js";
+import { $, h, icon } from "./dom.js";
+import { readEvents } from "./sse.js";
+import { formatAgo, formatWhen } from "./time.js";
+import { showError } from "./toasts.js";
+
+const CONVERSATION_KEY = "todo-agent.conversation";
+const WORKING = {
+  add_task: "Adding…", update_task: "Updating…", complete_task: "Completing…", delete_task: "Deleting…",
+  list_tasks: "Looking…", set_reminder: "Setting a reminder…",
+};
+
+function parseOutput(output) {
+  if (typeof output !== "string") return output;
+  try {
+    return JSON.parse(output);
+  } catch {
+    return output;
+  }
+}
+
+const withDue = (title, iso) => (iso ? `${title} — ${formatWhen(iso)}` : title);
+
+// What a finished tool call looks like as a chip: { kind, iconName, text }.
+export function describeToolResult(name, rawOutput, isError) {
+  const out = parseOutput(rawOutput);
+  if (isError) {
+    const why = typeof out === "string" ? out : out?.detail ?? out?.error ?? out?.message ?? "it failed";
+    return { kind: "error", iconName: "alert", text: `${name.replaceAll("_", " ")}: ${why}` };
+  }
+  const task = out && typeof out === "object" ? out : {};
+  switch (name) {
+    case "add_task":
+      return { kind: "added", iconName: "plus", text: `Added: ${withDue(task.title, task.due_at)}` };
+    case "complete_task":
+      return { kind: "completed", iconName: "check", text: `Completed: ${task.title}` };
+    case "delete_task":
+      return { kind: "deleted", iconName: "trash", text: `Deleted: ${task.title}` };
+    case "set_reminder":
+      return { kind: "updated", iconName: "bell", text: withDue(`Reminder: ${task.title}`, task.remind_at) };
+    case "update_task":
+      return { kind: "updated", iconName: "edit", text: `Updated: ${withDue(task.title, task.due_at)}` };
+    case "list_tasks": {
+      const n = Array.isArray(task.items) ? task.items.length : 0;
+      return { kind: "listed", iconName: "list", text: `Listed ${n} ${n === 1 ? "task" : "tasks"}` };
+    }
+    default:
+      return { kind: "updated", iconName: "check", text: name.replaceAll("_", " ") };
+  }
+}
+
+function textOf(content) {
+  if (typeof content === "string") return content;
+  if (Array.isArray(content)) return content.map((part) => part?.text ?? "").join("");
+  return content?.text ?? "";
+}
+
+export class ChatPanel {
+  constructor(store) {
+    this.store = store;
+    this.messages = $("#messages");
+    this.input = $("#composer-input");
+    this.sendButton = $("#send-button");
+    this.conversationId = localStorage.getItem(CONVERSATION_KEY);
+    this.conversations = [];
+    this.busy = false;
+    this.bindComposer();
+    $("#new-chat").addEventListener("click", () => this.newChat());
+    const toggle = $("#conversations-toggle");
+    toggle.addEventListener("click", () => this.toggleDrawer());
+    $("#conversations").addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && $("#conversations").classList.contains("open")) {
+        this.toggleDrawer(false);
+        toggle.focus();
+      }
+    });
+    for (const button of document.querySelectorAll(".suggestion")) {
+      button.addEventListener("click", () => this.send(button.textContent));
+    }
+  }
+
+  async start() {
+    await this.loadConversations();
+    if (this.conversationId) await this.open(this.conversationId, { quiet: true });
+  }
+
+  bindComposer() {
+    const grow = () => {
+      this.input.style.height = "auto";
+      this.input.style.height = `${Math.min(this.input.scrollHeight + 2, 180)}px`;
+    };
+    this.input.addEventListener("input", grow);
+    this.input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        $("#composer").requestSubmit();
+      }
+    });
+    $("#composer").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const text = this.input.value.trim();
+      if (!text || this.busy) return;
+      this.input.value = "";
+      grow();
+      this.send(text);
+    });
+  }
+
+  toggleDrawer(open = !$("#conversations").classList.contains("open")) {
+    $("#conversations").classList.toggle("open", open);
+    const toggle = $("#conversations-toggle");
+    toggle.setAttribute("aria-expanded", String(open));
+    toggle.setAttribute("aria-label", open ? "Hide conversations" : "Show conversations");
+    if (open) $("#conversations").querySelector("button")?.focus();
+  }
+
+  setBusy(busy) {
+    this.busy = busy;
+    this.sendButton.disabled = busy;
+  }
+
+  scrollToEnd(force = false) {
+    const m = this.messages;
+    if (force || m.scrollHeight - m.scrollTop - m.clientHeight < 160) m.scrollTop = m.scrollHeight;
+  }
+
+  addMessage(role, text = "") {
+    $("#chat-empty").hidden = true;
+    const bubble = h("div", { class: "bubble" }, text);
+    const message = h("div", { class: `message message-${role}` });
+    if (role === "assistant") {
+      message.chips = h("div", { class: "chips" });
+      message.append(h("span", { class: "sr-only" }, "Assistant: "), message.chips);
+    } else {
+      message.append(h("span", { class: "sr-only" }, "You: "));
+    }
+    message.append(bubble);
+    message.bubble = bubble;
+    this.messages.append(message);
+    this.scrollToEnd(true);
+    return message;
+  }
+
+  addChip(message, { kind, iconName, text }) {
+    const chip = h("span", { class: "chip", dataset: { kind } }, icon(iconName), h("span", { class: "chip-text", title: text }, text));
+    message.chips.append(chip);
+    return chip;
+  }
+
+  async send(text) {
+    if (this.busy) return;
+    this.setBusy(true);
+    this.addMessage("user", text);
+    const reply = this.addMessage("assistant");
+    reply.setAttribute("aria-busy", "true");
+    const typing = h("div", { class: "typing", "aria-label": "Assistant is typing" }, h("span"), h("span"), h("span"));
+    reply.append(typing);
+    const pendingChips = [];
+    let streamed = "";
+    try {
+      const response = await request("/api/chat/stream", {
+        method: "POST",
+        body: { message: text, conversation_id: this.conversationId ?? undefined },
+        headers: { Accept: "text/event-stream" },
+      });
+      if (!response.ok) await readJson(response); // throws with the server's message
+      for await (const { event, data } of readEvents(response)) {
+        if (event === "start" && data.conversation_id) {
+          this.remember(data.conversation_id);
+        } else if (event === "delta") {
+          typing.remove();
+          streamed += data.text ?? "";
+          reply.bubble.textContent = streamed;
+        } else if (event === "tool_call") {
+          pendingChips.push({ name: data.name, chip: this.addChip(reply, { kind: "pending", iconName: "dots", text: WORKING[data.name] ?? `${data.name}…` }) });
+        } else if (event === "tool_result") {
+          const chip = this.addChip(reply, describeToolResult(data.name, data.output, data.is_error));
+          const index = pendingChips.findIndex((p) => p.name === data.name);
+          if (index >= 0) pendingChips.splice(index, 1)[0].chip.replaceWith(chip);
+          if (!data.is_error) this.applyToTasks(data.name, parseOutput(data.output));
+        } else if (event === "done") {
+          if (data.conversation_id) this.remember(data.conversation_id);
+          if (!streamed && data.reply) reply.bubble.textContent = data.reply;
+        } else if (event === "error") {
+          throw new ApiError(500, data.detail ?? "The assistant stopped unexpectedly.");
+        }
+        this.scrollToEnd();
+      }
+    } catch (e) {
+      reply.classList.add("message-error");
+      reply.bubble.textContent = e.message || "Something went wrong; try again.";
+    } finally {
+      typing.remove();
+      for (const { chip } of pendingChips) chip.remove();
+      reply.removeAttribute("aria-busy");
+      this.setBusy(false);
+      this.scrollToEnd();
+      this.loadConversations().catch(() => {});
+    }
+  }
+
+  // Tool results carry the task as it now is: show it at once (the /ws event follows).
+  applyToTasks(name, output) {
+    if (!output || typeof output !== "object") return;
+    if (name === "delete_task" && output.deleted) this.store.remove(output.id);
+    else if (name === "list_tasks") for (const task of output.items ?? []) this.store.upsert(task);
+    else if (typeof output.id === "number" && "completed" in output) this.store.upsert(output, { flash: true });
+  }
+
+  remember(id) {
+    this.conversationId = id;
+    localStorage.setItem(CONVERSATION_KEY, id);
+  }
+
+  newChat() {
+    this.conversationId = null;
+    localStorage.removeItem(CONVERSATION_KEY);
+    for (const m of this.messages.querySelectorAll(".message")) m.remove();
+    $("#chat-empty").hidden = false;
+    $("#chat-title").textContent = "New chat";
+    this.renderConversations();
+    this.toggleDrawer(false);
+    this.input.focus();
+  }
+
+  async open(id, { quiet = false } = {}) {
+    try {
+      const conversation = await api(`/api/conversations/${encodeURIComponent(id)}`);
+      this.remember(conversation.id ?? id);
+      for (const m of this.messages.querySelectorAll(".message")) m.remove();
+      const messages = (conversation.messages ?? []).filter((m) => m.role === "user" || m.role === "assistant");
+      $("#chat-empty").hidden = messages.length > 0;
+      for (const m of messages) {
+        const text = textOf(m.content);
+        if (text) this.addMessage(m.role, text);
+      }
+      $("#chat-title").textContent = conversation.title || "New chat";
+      this.renderConversations();
+      this.toggleDrawer(false);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) {
+        if (this.conversationId === id) this.newChat();
+      }
+      if (!quiet) showError(e.message);
+    }
+  }
+
+  async loadConversations() {
+    try {
+      const page = await api("/api/conversations");
+      this.conversations = page.items ?? [];
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 404)) throw e;
+      this.conversations = []; // the chat API is not served by this deployment
+    }
+    this.renderConversations();
+  }
+
+  renderConversations() {
+    const list = $("#conversation-list");
+    const current = this.conversations.find((c) => c.id === this.conversationId);
+    if (current) $("#chat-title").textContent = current.title || "New chat";
+    $("#conversation-empty").hidden = this.conversations.length > 0;
+    list.replaceChildren(...this.conversations.map((c) => this.conversationItem(c)));
+  }
+
+  conversationItem(conversation) {
+    const title = conversation.title || "New chat";
+    const isCurrent = conversation.id === this.conversationId;
+    const item = h("li", { class: "conversation", "aria-current": isCurrent ? "true" : undefined });
+    const openButton = h(
+      "button",
+      { type: "button", class: "conversation-open", onclick: () => this.open(conversation.id) },
+      h("span", { class: "title" }, title),
+      h("span", { class: "when" }, formatAgo(conversation.updated_at ?? conversation.created_at)),
+    );
+    const actions = h(
+      "div",
+      { class: "conversation-actions" },
+      h("button", { type: "button", class: "btn btn-ghost btn-icon", "aria-label": `Rename “${title}”`, onclick: () => this.rename(item, conversation) }, icon("pencil")),
+      h("button", { type: "button", class: "btn btn-ghost btn-icon", "aria-label": `Delete “${title}”`, onclick: () => this.confirmDelete(item, conversation) }, icon("trash")),
+    );
+    item.append(openButton, actions);
+    return item;
+  }
+
+  rename(item, conversation) {
+    const input = h("input", { type: "text", value: conversation.title || "", "aria-label": "Conversation name", maxlength: 120 });
+    item.replaceChildren(input);
+    input.focus();
+    input.select();
+    let finished = false;
+    const finish = async (save) => {
+      if (finished) return;
+      finished = true;
+      const title = input.value.trim();
+      if (save && title && title !== conversation.title) {
+        try {
+          await api(`/api/conversations/${encodeURIComponent(conversation.id)}`, { method: "PATCH", body: { title } });
+          conversation.title = title;
+        } catch (e) {
+          showError(e.message);
+        }
+      }
+      this.renderConversations();
+      this.focusConversation(conversation.id);
+    };
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") finish(true);
+      else if (e.key === "Escape") {
+        e.stopPropagation();
+        finish(false);
+      }
+    });
+    input.addEventListener("blur", () => finish(true));
+  }
+
+  confirmDelete(item, conversation) {
+    const cancel = h("button", { type: "button", class: "btn btn-ghost btn-sm", onclick: () => { this.renderConversations(); this.focusConversation(conversation.id); } }, "Cancel");
+    const confirm = h("button", { type: "button", class: "btn btn-danger btn-sm", onclick: () => this.deleteConversation(conversation) }, "Delete");
+    item.replaceChildren(h("div", { class: "conversation-confirm", role: "group", "aria-label": "Confirm delete" }, h("span", {}, "Delete this chat?"), cancel, confirm));
+    cancel.focus();
+  }
+
+  async deleteConversation(conversation) {
+    try {
+      await api(`/api/conversations/${encodeURIComponent(conversation.id)}`, { method: "DELETE" });
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 404)) showError(e.message);
+    }
+    this.conversations = this.conversations.filter((c) => c.id !== conversation.id);
+    if (conversation.id === this.conversationId) this.newChat();
+    else this.renderConversations();
+    $("#new-chat").focus();
+  }
+
+  focusConversation(id) {
+    const index = this.conversations.findIndex((c) => c.id === id);
+    $("#conversation-list").children[index]?.querySelector(".conversation-open")?.focus();
+  }
+}

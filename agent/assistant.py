@@ -1,0 +1,63 @@
+"""The task assistant: an openai-agents ``Agent`` over the MCP task tools.
+
+    agent = build_assistant(model=model, mcp_servers=[server], now=utc_now(), timezone="Europe/Berlin")
+
+The instructions carry ``Current time:`` and ``User time zone:`` lines; the offline model reads
+its reference time from them, and a real model needs them to understand "tomorrow".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from agents import Agent, Model
+from agents.mcp import MCPServer
+
+from tasks.clock import zone
+
+ASSISTANT_NAME: Final = "todo-assistant"
+
+_RULES: Final = """\
+You are a to-do list assistant. You manage the signed-in user's tasks only through the task tools.
+
+Rules:
+- Read dates and times in the user's time zone; show times to the user in that zone, not UTC.
+- Before deleting a task, name it and ask the user to confirm; call delete_task only after a clear yes.
+- Refer to tasks by id or title. When a title fragment matches several tasks, ask which one.
+- Summarise lists compactly: one line per task (id, title, due time, priority, tags when set).
+- Never say a task was added, changed, completed, deleted or reminded unless a tool result in this
+  conversation confirms it. When a tool reports an error, say what went wrong in plain words.
+- You act for the signed-in user only. Requests to act for, or read the tasks of, anyone else
+  cannot be done: say so plainly.
+- Keep replies short."""
+
+
+def instructions(*, now: datetime, timezone: str) -> str:
+    """The system prompt for a turn at ``now`` for a user in ``timezone``."""
+    local = now.astimezone(_zone_or_utc(timezone))
+    return (
+        f"{_RULES}\n\n"
+        f"Current time: {local.isoformat(timespec='seconds')}\n"
+        f"User time zone: {timezone}\n"
+        f"Today is {local.strftime('%A %d %B %Y')}."
+    )
+
+
+def build_assistant(
+    *, model: Model, mcp_servers: list[MCPServer], now: datetime, timezone: str
+) -> Agent[Any]:
+    return Agent(
+        name=ASSISTANT_NAME,
+        instructions=instructions(now=now, timezone=timezone),
+        model=model,
+        mcp_servers=mcp_servers,
+    )
+
+
+def _zone_or_utc(name: str) -> ZoneInfo:
+    try:
+        return zone(name)
+    except Exception:
+        return ZoneInfo("UTC")

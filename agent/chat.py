@@ -1,0 +1,274 @@
+"""The chat use case: one turn of a user's conversation with the task assistant.
+
+    chat = Chat(store=store, models=select_model(settings), mcp_url="http://127.0.0.1:8000/mcp",
+                item_limit=40, mcp_token=lambda actor, bearer: None)
+    turn = await chat.begin(actor, "add buy milk tomorrow", conversation_id=None)
+    async for event in turn.events():          # start, delta, tool_call, tool_result, done | error
+        ...
+    reply = await chat.send(actor, "what's due this week?", conversation_id=turn.conversation_id)
+
+A turn opens its own MCP connection to ``/mcp`` with the caller's identity (a short-lived token
+for the MCP audience, or none in the unauthenticated embedded default), runs the agent, and
+appends every item of the turn to memory in one write. The turn runs in a task of its own that
+also opens and closes the MCP connection, so a client that goes away mid-stream neither breaks
+the SDK's connection lifecycle nor leaves half a turn in memory. Nothing is stored when the
+model or the tools fail: the conversation stays as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from agents import RunConfig, Runner, RunResultStreaming
+from agents.exceptions import AgentsException, MaxTurnsExceeded
+from agents.items import ToolCallItem, ToolCallOutputItem
+from agents.mcp import MCPServerStreamableHttp
+from agents.mcp.util import MCPToolCustomDataContext
+from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
+
+from agent.assistant import build_assistant
+from agent.memory import ConversationStore, Item, title_from, trim_for_model
+from agent.models import ModelChoice
+from agent.timing import TimedModel, ToolTimer, TurnTimings
+from agent.transcript import parse_arguments, parse_output
+from tasks.clock import Clock, utc_now
+from tasks.service import Actor
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["start", "delta", "tool_call", "tool_result", "done", "error"]
+TokenFor = Callable[[Actor, str | None], str | None]
+MAX_MESSAGE_LENGTH: Final = 8000
+_MAX_AGENT_TURNS: Final = 12
+
+
+class ChatFailed(Exception):
+    """The model or the tools failed; ``detail`` says which and why (safe to show)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ChatEvent:
+    kind: EventKind
+    data: dict[str, Any]
+
+
+@dataclass
+class ChatReply:
+    conversation_id: str
+    reply: str
+    tool_calls: list[dict[str, Any]]
+    timings: TurnTimings
+
+    def public(self) -> dict[str, Any]:
+        return {"conversation_id": self.conversation_id, "reply": self.reply, "tool_calls": self.tool_calls}
+
+
+@dataclass
+class Chat:
+    store: ConversationStore
+    models: ModelChoice
+    mcp_url: str
+    item_limit: int | None
+    mcp_token: TokenFor
+    clock: Clock = utc_now
+    httpx_client_factory: Any = None
+    _running: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+
+    async def begin(
+        self, actor: Actor, message: str, *, conversation_id: str | None, bearer: str | None = None
+    ) -> Turn:
+        """Check the conversation (``ConversationNotFound`` for another user's) and load its history."""
+        timings = TurnTimings()
+        started = time.perf_counter()
+        created = conversation_id is None
+        if conversation_id is None:
+            info = await self.store.create(actor.user_id, title=title_from(message))
+            history: list[Item] = []
+        else:
+            info = await self.store.get(actor.user_id, conversation_id)
+            stored = await self.store.load(actor.user_id, info.id, limit=self.item_limit)
+            history = trim_for_model(stored, self.item_limit)
+        timings.memory_ms += (time.perf_counter() - started) * 1000
+        turn = Turn(self, actor, message, info.id, history, timings, created=created)
+        turn.bearer = bearer
+        return turn
+
+    async def send(
+        self, actor: Actor, message: str, *, conversation_id: str | None = None, bearer: str | None = None
+    ) -> ChatReply:
+        """One turn, waited for; raises ``ChatFailed`` when the model or a tool fails."""
+        turn = await self.begin(actor, message, conversation_id=conversation_id, bearer=bearer)
+        async for event in turn.events():
+            if event.kind == "error":
+                raise ChatFailed(event.data["detail"])
+        assert turn.reply is not None
+        return turn.reply
+
+    def _server(self, actor: Actor, bearer: str | None) -> MCPServerStreamableHttp:
+        token = self.mcp_token(actor, bearer)
+        params: dict[str, Any] = {"url": self.mcp_url, "timeout": 30}
+        if token:
+            params["headers"] = {"Authorization": f"Bearer {token}"}
+        if self.httpx_client_factory is not None:
+            params["httpx_client_factory"] = self.httpx_client_factory
+        return MCPServerStreamableHttp(
+            params,  # type: ignore[arg-type]
+            name="todo-tasks",
+            cache_tools_list=True,
+            use_structured_content=True,
+            client_session_timeout_seconds=30,
+            custom_data_extractor=_error_flag,
+        )
+
+
+def _error_flag(context: MCPToolCustomDataContext) -> dict[str, Any]:
+    return {"is_error": bool(context.is_error)}
+
+
+class Turn:
+    """One prepared turn; ``events()`` runs it (once) and yields what happens."""
+
+    def __init__(
+        self,
+        chat: Chat,
+        actor: Actor,
+        message: str,
+        conversation_id: str,
+        history: list[Item],
+        timings: TurnTimings,
+        *,
+        created: bool,
+    ) -> None:
+        self.chat, self.actor, self.message = chat, actor, message
+        self.conversation_id, self.history, self.timings = conversation_id, history, timings
+        self.created = created
+        self.reply: ChatReply | None = None
+        self.bearer: str | None = None
+        self._queue: asyncio.Queue[ChatEvent | None] = asyncio.Queue()
+        self._result: RunResultStreaming
+
+    async def events(self) -> AsyncIterator[ChatEvent]:
+        task = asyncio.create_task(self._run(), name=f"chat-turn-{self.conversation_id}")
+        self.chat._running.add(task)
+        task.add_done_callback(self.chat._running.discard)
+        while (event := await self._queue.get()) is not None:
+            yield event
+
+    def _emit(self, kind: EventKind, **data: Any) -> None:
+        self._queue.put_nowait(ChatEvent(kind, data))
+
+    async def _run(self) -> None:
+        self._emit("start", conversation_id=self.conversation_id)
+        try:
+            await self._run_agent()
+        except ChatFailed as failure:
+            await self._forget_if_new()
+            self._emit("error", detail=failure.detail)
+        except Exception as exc:  # never a stack trace on the wire
+            log.exception("chat turn failed unexpectedly")
+            await self._forget_if_new()
+            self._emit("error", detail=f"The assistant failed unexpectedly ({type(exc).__name__}).")
+        finally:
+            self._queue.put_nowait(None)
+
+    async def _run_agent(self) -> None:
+        chat, timings = self.chat, self.timings
+        server = chat._server(self.actor, self.bearer)
+        connect_started = time.perf_counter()
+        try:
+            await server.connect()
+            await server.list_tools()
+        except Exception as exc:
+            await server.cleanup()
+            raise ChatFailed(f"The task tools are unavailable: {_reason(exc)}") from exc
+        timings.tools_ms += (time.perf_counter() - connect_started) * 1000
+        try:
+            calls = await self._stream(server)
+        finally:
+            await server.cleanup()
+        await self._save(calls)
+
+    async def _stream(self, server: MCPServerStreamableHttp) -> list[dict[str, Any]]:
+        chat, timings = self.chat, self.timings
+        model = TimedModel(chat.models.model_for(timezone=self.actor.timezone), timings)
+        agent = build_assistant(
+            model=model, mcp_servers=[server], now=chat.clock(), timezone=self.actor.timezone
+        )
+        config = RunConfig(tracing_disabled=not chat.models.tracing_enabled, workflow_name="todo-chat")
+        user_item: Item = {"role": "user", "content": self.message}
+        self._result = Runner.run_streamed(
+            agent,
+            [*self.history, user_item],
+            max_turns=_MAX_AGENT_TURNS,
+            hooks=ToolTimer(timings),
+            run_config=config,
+        )
+        calls: dict[str, dict[str, Any]] = {}
+        try:
+            async for event in self._result.stream_events():
+                self._translate(event, calls)
+        except MaxTurnsExceeded as exc:
+            raise ChatFailed("The model kept calling tools without answering; try rephrasing.") from exc
+        except AgentsException as exc:
+            raise ChatFailed(f"A task tool failed: {_reason(exc)}") from exc
+        except Exception as exc:
+            raise ChatFailed(f"The model failed: {_reason(exc)}") from exc
+        return list(calls.values())
+
+    def _translate(self, event: Any, calls: dict[str, dict[str, Any]]) -> None:
+        if isinstance(event, RawResponsesStreamEvent):
+            if event.data.type == "response.output_text.delta" and event.data.delta:
+                self._emit("delta", text=event.data.delta)
+            return
+        if not isinstance(event, RunItemStreamEvent):
+            return
+        item = event.item
+        if isinstance(item, ToolCallItem):
+            raw: Any = item.raw_item
+            name, call_id = getattr(raw, "name", "tool"), getattr(raw, "call_id", "")
+            arguments = parse_arguments(getattr(raw, "arguments", "{}"))
+            calls[call_id] = {"name": name, "arguments": arguments, "output": None, "is_error": False}
+            self._emit("tool_call", name=name, arguments=arguments)
+        elif isinstance(item, ToolCallOutputItem):
+            call = calls.setdefault(str(item.call_id), {"name": "tool", "arguments": {}})
+            output = parse_output(item.output)
+            custom = item.custom_data or {}
+            is_error = bool(custom["is_error"]) if "is_error" in custom else isinstance(output, str)
+            call.update(output=output, is_error=is_error)
+            self._emit("tool_result", name=call["name"], output=output, is_error=is_error)
+
+    async def _save(self, calls: list[dict[str, Any]]) -> None:
+        result = self._result
+        reply = str(result.final_output or "")
+        new_items = result.to_input_list()[len(self.history) :]
+        started = time.perf_counter()
+        await self.chat.store.append(self.actor.user_id, self.conversation_id, new_items)
+        self.timings.memory_ms += (time.perf_counter() - started) * 1000
+        self.reply = ChatReply(self.conversation_id, reply, calls, self.timings.finish())
+        self._emit("done", **self.reply.public())
+
+    async def _forget_if_new(self) -> None:
+        """A first turn that failed leaves no empty conversation behind."""
+        if not self.created:
+            return
+        try:
+            await self.chat.store.delete(self.actor.user_id, self.conversation_id)
+        except Exception:
+            log.warning("could not remove the empty conversation %s", self.conversation_id, exc_info=True)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost readable message of an exception (groups included)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc).strip() or type(exc).__name__
+    return text[:300]

@@ -1,0 +1,89 @@
+"""Where a chat turn's time goes: the model, the task tools, and conversation memory.
+
+``TimedModel`` wraps any SDK ``Model``; ``ToolTimer`` is a ``RunHooks`` that times tool calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents import Model, RunHooks
+from agents.items import ModelResponse, TResponseStreamEvent
+
+
+@dataclass
+class TurnTimings:
+    """Milliseconds spent per part of one turn (``total_ms`` is the whole turn)."""
+
+    model_ms: float = 0.0
+    tools_ms: float = 0.0
+    memory_ms: float = 0.0
+    total_ms: float = 0.0
+    _started: float = field(default_factory=time.perf_counter, repr=False)
+
+    def finish(self) -> TurnTimings:
+        self.total_ms = (time.perf_counter() - self._started) * 1000
+        return self
+
+    def server_timing(self) -> str:
+        """An HTTP ``Server-Timing`` header value."""
+        return (
+            f"model;dur={self.model_ms:.2f}, tools;dur={self.tools_ms:.2f}, "
+            f"memory;dur={self.memory_ms:.2f}, total;dur={self.total_ms:.2f}"
+        )
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "model_ms": self.model_ms,
+            "tools_ms": self.tools_ms,
+            "memory_ms": self.memory_ms,
+            "total_ms": self.total_ms,
+        }
+
+
+class TimedModel(Model):
+    """Delegates to ``inner`` and adds the time of each call to ``timings.model_ms``."""
+
+    def __init__(self, inner: Model, timings: TurnTimings) -> None:
+        self._inner = inner
+        self._timings = timings
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        started = time.perf_counter()
+        try:
+            return await self._inner.get_response(*args, **kwargs)
+        finally:
+            self._timings.model_ms += (time.perf_counter() - started) * 1000
+
+    async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[TResponseStreamEvent]:
+        started = time.perf_counter()
+        try:
+            async for event in self._inner.stream_response(*args, **kwargs):
+                yield event
+        finally:
+            self._timings.model_ms += (time.perf_counter() - started) * 1000
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class ToolTimer(RunHooks[Any]):
+    """Adds the wall time of tool calls to ``timings.tools_ms`` (overlapping calls count once)."""
+
+    def __init__(self, timings: TurnTimings) -> None:
+        self._timings = timings
+        self._running = 0
+        self._since = 0.0
+
+    async def on_tool_start(self, context: Any, agent: Any, tool: Any) -> None:
+        if self._running == 0:
+            self._since = time.perf_counter()
+        self._running += 1
+
+    async def on_tool_end(self, context: Any, agent: Any, tool: Any, result: object) -> None:
+        self._running -= 1
+        if self._running == 0:
+            self._timings.tools_ms += (time.perf_counter() - self._since) * 1000

@@ -1,0 +1,104 @@
+"""The agent part of a process role: the chat routes and the chat service's lifetime.
+
+Listed in ``todo_agent.roles.PARTS``; active on the ``api`` and ``all`` roles. In Dapr mode
+(``DAPR_GRPC_PORT`` set) conversations live in the ``statestore`` component through the SDK's
+``DaprSession``; otherwise in the application's database.
+
+    chat = build_chat(container)          # what the lifespan hook does, usable in tests
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+from fastapi import FastAPI
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent.chat import Chat
+from agent.memory import ConversationStore
+from agent.models import ModelChoice, select_model
+from agent.routes import CHAT_KEY, router
+from tasks.service import Actor
+from todo_agent.api import Hook, LifespanHook
+from todo_agent.bootstrap import Container
+
+_ROLES: Final = ("api", "all")
+_TOKEN_TTL_SECONDS: Final = 300
+
+
+class ChatOptions(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TODO_", extra="ignore")
+
+    agent_mcp_url: str | None = None  # default: the api's own /mcp at TODO_PUBLIC_URL or host:port
+
+
+def extensions(container: Container) -> list[Hook]:
+    return [_add_routes] if container.role in _ROLES else []
+
+
+def lifespans(container: Container) -> list[LifespanHook]:
+    return [chat_lifespan] if container.role in _ROLES else []
+
+
+def _add_routes(app: FastAPI, _container: Container) -> None:
+    app.include_router(router)
+
+
+@contextlib.asynccontextmanager
+async def chat_lifespan(container: Container) -> AsyncIterator[Chat]:
+    chat = container.extras.get(CHAT_KEY) or build_chat(container)
+    container.extras[CHAT_KEY] = chat
+    try:
+        yield chat
+    finally:
+        container.extras.pop(CHAT_KEY, None)
+        await chat.store.close()
+
+
+def build_chat(
+    container: Container,
+    *,
+    store: ConversationStore | None = None,
+    models: ModelChoice | None = None,
+    httpx_client_factory: Any = None,
+) -> Chat:
+    settings = container.settings
+    return Chat(
+        store=store or conversation_store(container),
+        models=models or select_model(settings),
+        mcp_url=ChatOptions().agent_mcp_url or f"{settings.base_url.rstrip('/')}/mcp",
+        item_limit=settings.conversation_item_limit,
+        mcp_token=lambda actor, bearer: mcp_token(container, actor, bearer),
+        httpx_client_factory=httpx_client_factory,
+    )
+
+
+def conversation_store(container: Container) -> ConversationStore:
+    settings = container.settings
+    if settings.dapr_enabled:
+        from dapr.aio.clients import DaprClient
+
+        from agent.memory_dapr import DaprConversationStore
+
+        address = f"127.0.0.1:{settings.dapr_grpc_port}" if settings.dapr_grpc_port else None
+        return DaprConversationStore(
+            DaprClient(address=address),
+            store_name=settings.statestore_name,
+            ttl_seconds=settings.conversation_ttl_seconds,
+        )
+    from agent.memory_sql import SqlConversationStore
+
+    return SqlConversationStore(container.engine)
+
+
+def mcp_token(container: Container, actor: Actor, bearer: str | None) -> str | None:
+    """The identity the agent's MCP calls carry: the caller's, never a shared one."""
+    verifier = container.verifier
+    if verifier is None:
+        return None  # the unauthenticated embedded default: /mcp acts for the local user
+    try:
+        return verifier.issue(actor.user_id, ttl=_TOKEN_TTL_SECONDS, zoneinfo=actor.timezone)
+    except RuntimeError:
+        return bearer  # JWKS deployments cannot sign: pass the user's own verified token on

@@ -3,7 +3,8 @@
 The first fixture used brings the stack up through :mod:`devstack` (same state folder and
 ports as ``todo-agent stack up``: ``$TODO_STACK_DIR``, default ``.devstack/``). Whatever this
 session started is stopped at its end; a stack that was already running is reused and left
-running. A missing prerequisite fails the test with the command that fixes it (nothing is
+running (the lease in :mod:`devstack.lease` lets concurrent sessions share one stack).
+A missing prerequisite fails the test with the command that fixes it (nothing is
 skipped): run ``scripts/test-prereqs.sh`` once on a new machine.
 
 Fixtures (all session-scoped unless noted):
@@ -47,6 +48,7 @@ from devstack.appserver import AppServer, serve_in_thread
 from devstack.components import RenderedResources, render
 from devstack.config import StackConfig
 from devstack.errors import StackError
+from devstack.lease import SessionLease
 from devstack.postgres import libpq_url, sqlalchemy_url
 from devstack.sidecar import Sidecar, start_sidecar
 from devstack.stack import Stack
@@ -65,17 +67,18 @@ def _fail(what: str, exc: Exception) -> NoReturn:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    """Bring the stack up (idempotent); stop at the end only what this session started."""
+    """Bring the stack up (idempotent) under a lease shared with concurrent sessions; the
+    last session out stops what sessions started (never a stack started by hand)."""
     s = Stack(StackConfig.from_env())
+    lease = SessionLease(s)
     try:
-        started = s.up(progress=True)
+        lease.acquire(progress=True)
     except StackError as exc:
         _fail("`todo-agent stack up`", exc)
     try:
         yield s
     finally:
-        if started:
-            s.down(only=started)
+        lease.release()
 
 
 @pytest.fixture(scope="session")

@@ -98,7 +98,20 @@ def ensure(cfg: StackConfig, *, build: bool = True, progress: bool = True) -> Da
     return DaprBinaries(daprd, scheduler, cfg.dapr_version)
 
 
+def pinned_version() -> str:
+    """The dapr version ``devstack/dapr-build/go.mod`` requires."""
+    m = re.search(
+        r"^\s*(?:require\s+)?github\.com/dapr/dapr v(\S+)", (BUILD_DIR / "go.mod").read_text(), re.M
+    )
+    return m.group(1) if m else "?"
+
+
 def _build(cfg: StackConfig, *, progress: bool) -> None:
+    if pinned_version() != cfg.dapr_version:
+        raise StackError(
+            f"devstack/dapr-build/go.mod builds dapr {pinned_version()} but {cfg.dapr_version} "
+            "is wanted: keep devstack/versions.py and go.mod in sync"
+        )
     gobin = go(_go_min_version())
     out = cfg.dapr_cache
     out.mkdir(parents=True, exist_ok=True)

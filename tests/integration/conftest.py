@@ -72,6 +72,9 @@ def stack() -> Iterator[Stack]:
     s = Stack(StackConfig.from_env())
     lease = SessionLease(s)
     try:
+        # The one-time Dapr build takes longer than a test's timeout: it belongs to
+        # scripts/test-prereqs.sh (`make test` runs it first), so fail fast without it.
+        dapr_bin.ensure(s.cfg, build=False)
         lease.acquire(progress=True)
     except StackError as exc:
         _fail("`todo-agent stack up`", exc)

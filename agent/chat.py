@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -82,6 +83,8 @@ class Chat:
     clock: Clock = utc_now
     httpx_client_factory: Any = None
     _running: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    _tools: list[Any] = field(default_factory=list, repr=False)
+    _ssl: ssl.SSLContext | None = field(default=None, repr=False)
 
     async def begin(
         self, actor: Actor, message: str, *, conversation_id: str | None, bearer: str | None = None
@@ -118,16 +121,39 @@ class Chat:
         params: dict[str, Any] = {"url": self.mcp_url, "timeout": 30}
         if token:
             params["headers"] = {"Authorization": f"Bearer {token}"}
-        if self.httpx_client_factory is not None:
-            params["httpx_client_factory"] = self.httpx_client_factory
-        return MCPServerStreamableHttp(
+        params["httpx_client_factory"] = self.httpx_client_factory or self._http_client
+        return _TaskTools(
             params,  # type: ignore[arg-type]
+            shared_tools=self._tools,
             name="todo-tasks",
             cache_tools_list=True,
             use_structured_content=True,
             client_session_timeout_seconds=30,
             custom_data_extractor=_error_flag,
         )
+
+    def _http_client(self, headers: Any = None, timeout: Any = None, auth: Any = None) -> Any:
+        """An HTTP client for one MCP connection; the TLS context (costly to build) is shared."""
+        import httpx2
+
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return httpx2.AsyncClient(
+            headers=headers, timeout=timeout, auth=auth, verify=self._ssl, follow_redirects=False
+        )
+
+
+class _TaskTools(MCPServerStreamableHttp):
+    """The MCP task server; its tool list is fetched once per process and shared by every turn."""
+
+    def __init__(self, *args: Any, shared_tools: list[Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._shared_tools = shared_tools
+
+    async def list_tools(self, run_context: Any = None, agent: Any = None) -> list[Any]:
+        if not self._shared_tools:
+            self._shared_tools.extend(await super().list_tools(run_context, agent))
+        return list(self._shared_tools)
 
 
 def _error_flag(context: MCPToolCustomDataContext) -> dict[str, Any]:

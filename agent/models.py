@@ -22,7 +22,7 @@ from agent.offline import OfflineModel
 from todo_agent.settings import Settings
 
 DEFAULT_MODEL: Final = "gpt-4.1-mini"
-ModelKind = Literal["openai", "offline"]
+ModelKind = Literal["openai", "offline", "custom"]
 
 
 class AgentOptions(BaseSettings):

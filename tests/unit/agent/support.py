@@ -1,0 +1,88 @@
+"""Helpers for the chat tests: a running app (real uvicorn, real /mcp) and SSE parsing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from agent.models import ModelChoice
+from agent.routes import CHAT_KEY
+from agent.wiring import build_chat
+from devstack.appserver import AppServer, serve_in_thread
+from devstack.procs import free_port
+from mcp_server.auth import JwtVerifier
+from todo_agent.bootstrap import Container, bootstrap
+from todo_agent.roles import app_for
+from todo_agent.settings import Settings
+
+
+@dataclass
+class RunningApp:
+    server: AppServer
+    container: Container
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def chat(self) -> Any:
+        return self.container.extras[CHAT_KEY]
+
+    def client(self, token: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=60)
+
+
+@contextmanager
+def running_app(settings: Settings, *, model: Any = None, port: int | None = None) -> Iterator[RunningApp]:
+    """Serve the ``all`` role on ``settings.port`` (the agent reaches its own /mcp there)."""
+    container = bootstrap("all", settings)
+    if model is not None:
+        container.extras[CHAT_KEY] = build_chat(container, models=ModelChoice("custom", "test", shared=model))
+    server = serve_in_thread(app_for(container), port or settings.port)
+    try:
+        yield RunningApp(server, container)
+    finally:
+        server.stop()
+
+
+def settings_on_free_port(make_settings: Any, **overrides: Any) -> Settings:
+    settings: Settings = make_settings(port=free_port(), **overrides)
+    return settings
+
+
+def token(verifier: JwtVerifier, user: str, zone: str = "Europe/Berlin") -> str:
+    return verifier.issue(user, ttl=600, zoneinfo=zone)
+
+
+def parse_sse(text: str) -> list[tuple[str, Any]]:
+    """``[(event, data), ...]`` from an SSE body; comments (pings) are skipped."""
+    events: list[tuple[str, Any]] = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+        if data:
+            events.append((name, json.loads("\n".join(data))))
+    return events
+
+
+async def stream(
+    client: httpx.AsyncClient, message: str, conversation_id: str | None = None
+) -> list[tuple[str, Any]]:
+    body: dict[str, Any] = {"message": message}
+    if conversation_id:
+        body["conversation_id"] = conversation_id
+    async with client.stream("POST", "/api/chat/stream", json=body) as response:
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return parse_sse((await response.aread()).decode())

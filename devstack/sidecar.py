@@ -179,3 +179,43 @@ def start_sidecar(
             last_error = exc
     assert last_error is not None
     raise last_error
+
+
+def start_stack_sidecar(
+    app_id: str,
+    app_port: int | None,
+    *,
+    cfg: StackConfig | None = None,
+    pg_url: str | None = None,
+    app_api_token: str | None = None,
+    dapr_api_token: str | None = None,
+    wait_for: WaitFor = "outbound",
+    timeout: float = 60.0,
+) -> Sidecar:
+    """A daprd for ``app_id`` wired to the local stack (``todo-agent serve`` in dapr mode).
+
+    Renders ``dapr-components/`` for the stack's Kafka and database (``pg_url``, default the
+    stack's ``todo`` database) into ``<state>/dapr-resources/<app_id>`` and logs to
+    ``<state>/logs``. The stack must be up (``todo-agent stack up``).
+    """
+    from devstack.components import render
+
+    cfg = cfg or StackConfig.from_env()
+    resources = render(
+        cfg.state_dir / "dapr-resources" / app_id,
+        kafka_brokers=cfg.kafka_brokers,
+        pg_url=pg_url or cfg.database_url,
+    )
+    return start_sidecar(
+        app_id=app_id,
+        app_port=app_port,
+        resources_path=resources.path,
+        config=resources.config,
+        scheduler_address=cfg.scheduler_address,
+        log_dir=cfg.log_dir,
+        app_api_token=app_api_token,
+        dapr_api_token=dapr_api_token,
+        extra_env=resources.env,
+        wait_for=wait_for,
+        timeout=timeout,
+    )

@@ -19,8 +19,8 @@ import contextlib
 import logging
 import statistics
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, Final
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import Engine, func, update
 from sqlmodel import Session, select
@@ -34,6 +34,7 @@ from tasks.unit_of_work import UnitOfWorkFactory
 log = logging.getLogger(__name__)
 
 _LAG_WINDOW: Final = 2000
+T = TypeVar("T")
 
 
 class OutboxRelay:
@@ -123,18 +124,18 @@ class OutboxRelay:
         """Publish one batch of pending rows; returns how many were sent (raises PublishError)."""
         session = Session(self._engine, expire_on_commit=False)
         try:
-            rows = await asyncio.to_thread(self._claim, session)
+            rows = await _in_thread(self._claim, session)
             if not rows:
                 return 0
             try:
                 await self._publish(rows)
             except PublishError as exc:
-                await asyncio.to_thread(self._note_failure, session, rows, str(exc))
+                await _in_thread(self._note_failure, session, rows, str(exc))
                 raise
-            await asyncio.to_thread(self._mark_sent, session, rows)
+            await _in_thread(self._mark_sent, session, rows)
             return len(rows)
         finally:
-            await asyncio.to_thread(session.close)
+            await _in_thread(session.close)
 
     def _claim(self, session: Session) -> list[OutboxEvent]:
         statement = (
@@ -201,6 +202,18 @@ class OutboxRelay:
             "last_error": self.last_error,
             "lag_ms": _summary(lags),
         }
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking DB call in a thread; if cancelled, let it finish before re-raising, so
+    nothing else touches the session while it runs."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await future
+        raise
 
 
 def _summary(values: Sequence[float]) -> dict[str, float | None]:

@@ -230,11 +230,21 @@ export class ChatPanel {
       const conversation = await api(`/api/conversations/${encodeURIComponent(id)}`);
       this.remember(conversation.id ?? id);
       for (const m of this.messages.querySelectorAll(".message")) m.remove();
-      const messages = (conversation.messages ?? []).filter((m) => m.role === "user" || m.role === "assistant");
+      const messages = conversation.messages ?? [];
       $("#chat-empty").hidden = messages.length > 0;
+      let chips = []; // tool results wait for the assistant message they belong to
       for (const m of messages) {
-        const text = textOf(m.content);
-        if (text) this.addMessage(m.role, text);
+        if (m.role === "tool") {
+          chips.push(describeToolResult(m.name ?? "tool", m.content, typeof m.content === "string"));
+        } else if (m.role === "user" || m.role === "assistant") {
+          const message = this.addMessage(m.role, textOf(m.content));
+          if (m.role === "assistant") chips.forEach((chip) => this.addChip(message, chip));
+          if (m.role === "assistant") chips = [];
+        }
+      }
+      if (chips.length) {
+        const message = this.addMessage("assistant");
+        chips.forEach((chip) => this.addChip(message, chip));
       }
       $("#chat-title").textContent = conversation.title || "New chat";
       this.renderConversations();

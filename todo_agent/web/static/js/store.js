@@ -8,6 +8,7 @@ export class TaskStore extends EventTarget {
   status = "pending";
   hiddenIds = new Set(); // deleted locally, waiting for the undo window to pass
   deletedIds = new Set(); // gone for good: late events must not bring them back
+  lingering = new Set(); // just ticked off here: stays in view a moment so the tick is seen
   nextCursor = null;
   loaded = false;
 
@@ -43,8 +44,17 @@ export class TaskStore extends EventTarget {
     this.changed();
   }
 
+  linger(id, ms) {
+    this.lingering.add(id);
+    setTimeout(() => {
+      this.lingering.delete(id);
+      this.changed();
+    }, ms);
+  }
+
   matches(task) {
     if (this.hiddenIds.has(task.id)) return false;
+    if (this.lingering.has(task.id)) return true;
     if (this.status === "pending") return !task.completed;
     if (this.status === "completed") return task.completed;
     return true;

@@ -177,6 +177,7 @@ export class TaskPanel {
   async toggle(row) {
     const task = row.task;
     const done = row.checkbox.checked;
+    this.store.linger(task.id, 1200);
     this.store.upsert({ ...task, completed: done }); // optimistic; the reply carries the real state
     try {
       const updated = await api(`/api/tasks/${task.id}/${done ? "complete" : "reopen"}`, { method: "POST" });

@@ -2,7 +2,12 @@
 
 export const browserZone = () => Intl.DateTimeFormat().resolvedOptions().timeZone;
 
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+// 24-hour locales read "08:00", 12-hour ones "8:00 AM".
+const hourCycle = new Intl.DateTimeFormat(undefined, { hour: "numeric" }).resolvedOptions().hourCycle;
+const timeFormat = new Intl.DateTimeFormat(undefined, {
+  hour: hourCycle === "h23" || hourCycle === "h24" ? "2-digit" : "numeric",
+  minute: "2-digit",
+});
 const weekdayFormat = new Intl.DateTimeFormat(undefined, { weekday: "short" });
 const dateFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
 const yearDateFormat = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric" });

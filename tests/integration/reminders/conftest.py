@@ -8,6 +8,7 @@ the Dapr scheduler, and a real SMTP server (aiosmtpd) the notifications role sen
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from aiosmtpd.controller import Controller
 
 from devstack.components import RenderedResources, render
 from devstack.procs import free_port
+from devstack.scheduler import Scheduler
+from devstack.stack import Stack
 from tests.integration.reminders.support import (
     SUBSCRIPTIONS,
     Inbox,
@@ -71,3 +74,20 @@ def reminder_system(
     wait_for_consumer_group(kafka_brokers, api_id)
     wait_for_consumer_group(kafka_brokers, notifications_id)
     return ReminderSystem(api=api, notifications=notifications, inbox=inbox, kafka_brokers=kafka_brokers)
+
+
+@pytest.fixture
+def private_scheduler(stack: Stack, tmp_path: Path) -> Iterator[Scheduler]:
+    """A Dapr scheduler of its own (own ports and etcd folder) that a test may restart."""
+    cfg = replace(
+        stack.cfg,
+        state_dir=tmp_path / "stack",
+        scheduler_port=free_port(),
+        scheduler_healthz_port=free_port(),
+        scheduler_etcd_client_port=free_port(),
+        scheduler_etcd_peer_port=free_port(),
+    )
+    scheduler = Scheduler(cfg)
+    scheduler.up()
+    yield scheduler
+    scheduler.down()

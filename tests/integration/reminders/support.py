@@ -81,8 +81,8 @@ class Role:
 class ReminderSystem:
     api: Role
     notifications: Role | None
-    inbox: Inbox
     kafka_brokers: str
+    inbox: Inbox = field(default_factory=Inbox)
     verifier: JwtVerifier = field(
         default_factory=lambda: JwtVerifier(secret=JWT_SECRET, audience="todo-agent")
     )

@@ -1,0 +1,194 @@
+"""Chat turn latency with the offline model through the API, split into model, tools and memory.
+
+    python -m benchmarks.chat --turns 200                  # embedded and Dapr mode
+    python -m benchmarks.chat --turns 200 --mode embedded  # SQLite, no stack needed
+
+Each turn is a real ``POST /api/chat`` against a uvicorn server: the agent opens its MCP
+connection to the server's own ``/mcp``, calls the task tools, and loads and saves conversation
+memory (SQL in the embedded default; the SDK's ``DaprSession`` over daprd and the PostgreSQL
+state store in Dapr mode, whose stack this script brings up itself). The server reports its
+split in the ``Server-Timing`` header; ``overhead`` is the whole turn minus the model.
+The last line is one JSON object (Dapr-mode figures when Dapr mode ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devstack.appserver import serve_in_thread
+from devstack.procs import free_port
+from todo_agent.bootstrap import Role, bootstrap
+from todo_agent.roles import app_for
+from todo_agent.settings import Settings
+
+SCRIPT = (
+    "add bench task {n} tomorrow 5pm high priority",
+    "what's due this week?",
+    "complete bench task {n}",
+    "delete bench task {n}",
+    "yes",
+)
+PARTS = ("total", "model", "tools", "memory", "overhead", "client")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def server_timing(header: str) -> dict[str, float]:
+    parts = {}
+    for entry in header.split(","):
+        name, _, duration = entry.strip().partition(";dur=")
+        parts[name] = float(duration)
+    return parts
+
+
+def run_turns(url: str, turns: int, warmup: int) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {part: [] for part in PARTS}
+    with httpx.Client(base_url=url, timeout=60) as client:
+        conversation, n = None, 0
+        for index in range(turns + warmup):
+            step = index % len(SCRIPT)
+            if step == 0:
+                conversation, n = None, n + 1
+            started = time.perf_counter()
+            response = client.post(
+                "/api/chat", json={"message": SCRIPT[step].format(n=n), "conversation_id": conversation}
+            )
+            elapsed = (time.perf_counter() - started) * 1000
+            response.raise_for_status()
+            conversation = response.json()["conversation_id"]
+            if index < warmup:
+                continue
+            timing = server_timing(response.headers["server-timing"])
+            for part in ("total", "model", "tools", "memory"):
+                samples[part].append(timing[part])
+            samples["overhead"].append(timing["total"] - timing["model"])
+            samples["client"].append(elapsed)
+    return samples
+
+
+def summary(samples: dict[str, list[float]]) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    for part, values in samples.items():
+        figures[f"{part}_p50_ms"] = round(statistics.median(values), 2)
+        figures[f"{part}_p99_ms"] = round(percentile(values, 99), 2)
+    return figures
+
+
+@contextmanager
+def serving(settings: Settings, role: Role) -> Iterator[str]:
+    server = serve_in_thread(app_for(bootstrap(role, settings)), settings.port)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@contextmanager
+def embedded_settings() -> Iterator[Settings]:
+    with tempfile.TemporaryDirectory(prefix="bench-chat-") as folder:
+        yield Settings(database_url=f"sqlite:///{folder}/todo.db", data_dir=Path(folder), port=free_port())
+
+
+@contextmanager
+def dapr_settings(stack_exit: ExitStack) -> Iterator[Settings]:
+    """Bring up PostgreSQL, Kafka, the scheduler and a daprd for the api (what was started stops)."""
+    import psycopg
+    from psycopg import sql
+
+    from devstack.components import render
+    from devstack.config import StackConfig
+    from devstack.postgres import sqlalchemy_url
+    from devstack.sidecar import start_sidecar
+    from devstack.stack import Stack
+
+    stack = Stack(StackConfig.from_env())
+    started = stack.up(progress=False)
+    stack_exit.callback(lambda: stack.down(only=started) if started else None)
+    admin = stack.postgres.admin_url()
+    name = f"todo_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    pg_url = sqlalchemy_url(f"{admin.rsplit('/', 1)[0]}/{name}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-chat-dapr-") as folder:
+            resources = render(
+                Path(folder) / "resources", kafka_brokers=stack.cfg.kafka_brokers, pg_url=pg_url
+            )
+            sidecar = start_sidecar(
+                app_id=f"todo-api-bench-{name[-8:]}", app_port=None, resources_path=resources.path,
+                config=resources.config, scheduler_address=stack.cfg.scheduler_address,
+                log_dir=Path(folder) / "logs", extra_env=dict(resources.env),
+            )  # fmt: skip
+            try:
+                os.environ.update(sidecar.app_env())
+                yield Settings(
+                    database_url=pg_url, data_dir=Path(folder), port=free_port(),
+                    dapr_http_port=sidecar.http_port, dapr_grpc_port=sidecar.grpc_port,
+                )  # fmt: skip
+            finally:
+                sidecar.stop()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+def report(mode: str, figures: dict[str, float], turns: int) -> None:
+    print(f"\n{mode} mode, {turns} turns (ms)", file=sys.stderr)
+    print(f"  {'part':<9}{'p50':>9}{'p99':>9}", file=sys.stderr)
+    for part in PARTS:
+        print(
+            f"  {part:<9}{figures[f'{part}_p50_ms']:>9.2f}{figures[f'{part}_p99_ms']:>9.2f}", file=sys.stderr
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.chat", description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--mode", choices=("both", "embedded", "dapr"), default="both")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TODO_LOG_LEVEL", "WARNING")
+    results: dict[str, dict[str, float]] = {}
+    if args.mode in ("both", "embedded"):
+        with embedded_settings() as settings, serving(settings, "all") as url:
+            results["embedded"] = summary(run_turns(url, args.turns, args.warmup))
+        report("embedded", results["embedded"], args.turns)
+    if args.mode in ("both", "dapr"):
+        with ExitStack() as stack, dapr_settings(stack) as settings, serving(settings, "api") as url:
+            results["dapr"] = summary(run_turns(url, args.turns, args.warmup))
+        report("dapr", results["dapr"], args.turns)
+    headline = results.get("dapr") or results["embedded"]
+    line: dict[str, Any] = {
+        "mode": "dapr" if "dapr" in results else "embedded",
+        "turns": args.turns,
+        "overhead_p50_ms": headline["overhead_p50_ms"],
+        "overhead_p99_ms": headline["overhead_p99_ms"],
+        "model_p50_ms": headline["model_p50_ms"],
+        "tools_p50_ms": headline["tools_p50_ms"],
+        "memory_p50_ms": headline["memory_p50_ms"],
+    }
+    if "embedded" in results and "dapr" in results:
+        keys = ("overhead_p50_ms", "overhead_p99_ms", "model_p50_ms", "tools_p50_ms", "memory_p50_ms")
+        line.update({f"embedded_{key}": results["embedded"][key] for key in keys})
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -63,7 +63,8 @@ def settings_fields() -> list[tuple[type[BaseSettings], str, set[str], bool, boo
 
 
 def direct_env_reads() -> list[tuple[str, str, bool]]:
-    """(file, NAME, has_default) for os.environ / os.getenv reads with a literal name."""
+    """(file, NAME, has_default) for os.environ / os.getenv reads with a literal name.
+    ``get``/``getenv`` fall back (to None at least); only ``os.environ["NAME"]`` requires it."""
     reads = []
     for package in PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):
@@ -80,7 +81,7 @@ def _env_read(node: ast.AST) -> tuple[str, bool] | None:
         target = ast.unparse(node.func)
         if target in ("os.getenv", "os.environ.get", "environ.get", "getenv") and node.args:
             if isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                return node.args[0].value, len(node.args) > 1 or bool(node.keywords)
+                return node.args[0].value, True
     if isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("os.environ", "environ"):
         if isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
             return node.slice.value, False

@@ -94,14 +94,13 @@ class Chat:
         started = time.perf_counter()
         created = conversation_id is None
         if conversation_id is None:
-            info = await self.store.create(actor.user_id, title=title_from(message))
+            conversation_id = (await self.store.create(actor.user_id, title=title_from(message))).id
             history: list[Item] = []
         else:
-            info = await self.store.get(actor.user_id, conversation_id)
-            stored = await self.store.load(actor.user_id, info.id, limit=self.item_limit)
+            stored = await self.store.load(actor.user_id, conversation_id, limit=self.item_limit)
             history = trim_for_model(stored, self.item_limit)
         timings.memory_ms += (time.perf_counter() - started) * 1000
-        turn = Turn(self, actor, message, info.id, history, timings, created=created)
+        turn = Turn(self, actor, message, conversation_id, history, timings, created=created)
         turn.bearer = bearer
         return turn
 

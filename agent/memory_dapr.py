@@ -161,14 +161,11 @@ class DaprConversationStore:
         return await self.session(user_id, conversation_id).get_items(limit=limit)
 
     async def append(self, user_id: str, conversation_id: str, items: Sequence[Item]) -> None:
-        await self.get(user_id, conversation_id)
-        await self.session(user_id, conversation_id).add_items(list(items))
-
         def touch(index: Index) -> None:
-            if conversation_id in index:
-                index[conversation_id]["updated_at"] = now().isoformat()
+            self._entry(index, conversation_id)["updated_at"] = now().isoformat()
 
-        await self._update_index(user_id, touch)
+        await self._update_index(user_id, touch)  # also proves the conversation is the user's
+        await self.session(user_id, conversation_id).add_items(list(items))
 
     async def close(self) -> None:
         await self._client.close()

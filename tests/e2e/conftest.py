@@ -186,7 +186,9 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
     """Open the app in a fresh browser context (its own storage: another tab, device or user)."""
     contexts: list[Any] = []
 
-    def open_page(url: str, *, width: int = 1366, height: int = 860, scheme: str = "light") -> Any:
+    def open_page(
+        url: str, *, width: int = 1366, height: int = 860, scheme: str = "light", init_script: str = ""
+    ) -> Any:
         context = browser.new_context(
             viewport={"width": width, "height": height},
             timezone_id=SERVER_ZONE,
@@ -195,6 +197,8 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
         )
         context.set_default_timeout(15_000)
         contexts.append(context)
+        if init_script:
+            context.add_init_script(init_script)
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,31 @@ def test_tasks_are_added_edited_inline_and_deleted_with_undo(server: Server, new
     expect(task_row(other, "Water the orchids")).to_have_count(0, timeout=15_000)  # after the undo window
     assert server.api("GET", f"/api/tasks/{task_id}").status_code == 404
     no_page_errors(page, other)
+
+
+# Records browser notifications instead of showing them; permission counts as granted.
+FAKE_NOTIFICATIONS = """
+window.shownNotifications = [];
+window.Notification = class {
+  static permission = "granted";
+  static requestPermission() { return Promise.resolve("granted"); }
+  constructor(title, options) { window.shownNotifications.push({ title, ...options }); }
+};
+"""
+
+
+def test_a_due_reminder_shows_as_a_toast_and_a_browser_notification(server: Server, new_page: Any) -> None:
+    page = new_page(server.url, init_script=FAKE_NOTIFICATIONS)
+    expect_live(page)
+    task = server.api("POST", "/api/tasks", json={"title": "Stretch", "due": "tomorrow 9am"}).json()
+    soon = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+    assert server.api("PUT", f"/api/tasks/{task['id']}/reminder", json={"at": soon}).status_code == 200
+
+    toast = page.locator("#toasts .toast", has_text="Reminder")
+    expect(toast).to_contain_text("Stretch — Due tomorrow 09:00", timeout=20_000)
+    shown = page.evaluate("window.shownNotifications")
+    assert [n["title"] for n in shown] == ["Reminder: Stretch"]
+    no_page_errors(page)
 
 
 def test_the_page_recovers_after_a_server_restart_without_reload(server: Server, new_page: Any) -> None:

@@ -101,13 +101,14 @@ function startApp() {
   live.start();
 }
 
+// The server's ``body`` is worded for email; the page says it briefly, in the browser's zone.
 function notify(message) {
   const when = message.due_at ? `Due ${formatWhen(message.due_at)}` : "";
-  const text = message.body || [message.title, when].filter(Boolean).join(" — ");
+  const text = message.title ? [message.title, when].filter(Boolean).join(" — ") : message.body;
   showToast({ title: "Reminder", text, kind: "reminder", timeout: 12_000 });
   if ("Notification" in window && Notification.permission === "granted") {
     try {
-      new Notification(`Reminder: ${message.title}`, { body: when || message.body || "", tag: String(message.id ?? message.task_id) });
+      new Notification(`Reminder: ${message.title ?? "a task"}`, { body: when, tag: String(message.id ?? message.task_id) });
     } catch {
       // Some browsers only allow notifications from a service worker; the toast is enough.
     }

@@ -74,6 +74,7 @@ export class TaskPanel {
       let row = this.rows.get(task.id);
       if (!row) {
         row = this.createRow(task);
+        if (this.store.loaded && this.rows.size) row.classList.add("entering");
         this.rows.set(task.id, row);
       } else {
         this.updateRow(row, task);
@@ -116,6 +117,8 @@ export class TaskPanel {
 
   createRow(task) {
     const row = h("li", { class: "task", dataset: { id: task.id } });
+    // Animations replay whenever a hidden panel is shown again, so they run once and are removed.
+    row.addEventListener("animationend", () => row.classList.remove("entering", "flash"));
     row.task = task;
     row.checkbox = h("input", { type: "checkbox", class: "check", onchange: () => this.toggle(row) });
     row.titleButton = h("button", { type: "button", class: "task-title", onclick: () => this.editTitle(row) });

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(args: list[str], settings: Settings, *, out: TextIO | None = None) -> int:
-    options = _parser().parse_args(args)
+    options = _parser().parse_args(args[1:] if args[:1] == ["--"] else args)
     out = out or sys.stdout
     with ExitStack() as stack:
         try:

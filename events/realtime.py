@@ -10,9 +10,12 @@ Protocol (JSON text frames). Authenticate with ``/ws?token=...`` or a first mess
 - server: ``{"type": "task", "id": "<event id>", "event_type": "created|updated|...",
   "task_id": N, "task": {...}, "changes": {...}, "timestamp": "..."}``
 - server: ``{"type": "notification", "id": "<event id>", "task_id", "title", "body", ...}``
-- client: ``{"type": "resume", "last_event_id": "<id>"}``: the server replays what this user
-  missed since that id (from the outbox), then carries on live; ``{"type": "reset"}`` means
-  too much was missed: reload.
+- client: ``{"type": "resume", "last_event_id": "<id>"}`` (or ``/ws?last_event_id=<id>`` when
+  connecting): the server replays what this user missed since that id (from the outbox, in id
+  order), then carries on live; no event is sent twice on one connection. With the query
+  parameter nothing live can overtake the replay; with the message, events sent between
+  ``hello`` and ``resume`` came first (ids increase: sort by id if order matters).
+  ``{"type": "reset"}`` means too much was missed: reload.
 - client: ``{"type": "ping"}`` -> server: ``{"type": "pong"}``.
 
 Each connection has its own bounded queue and sender task; a client that falls behind (queue
@@ -74,15 +77,30 @@ class Connection:
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_SIZE)
         self._sent: deque[str] = deque(maxlen=_SENT_MEMORY)
         self._sent_set: set[str] = set()
+        self._held: list[dict[str, Any]] | None = None
         self.closed = asyncio.Event()
 
     def offer(self, message: dict[str, Any]) -> bool:
         """Queue ``message``; False when the client is too far behind (it gets disconnected)."""
+        if self._held is not None:  # a replay is being read: live messages wait behind it
+            self._held.append(message)
+            return len(self._held) <= QUEUE_SIZE
+        return self._put(message)
+
+    def _put(self, message: dict[str, Any]) -> bool:
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
             return False
         return True
+
+    def hold_live(self) -> None:
+        self._held = []
+
+    def release_live(self, before: list[dict[str, Any]]) -> bool:
+        """Queue ``before`` (the replay), then the live messages held meanwhile."""
+        held, self._held = self._held or [], None
+        return all(self._put(message) for message in [*before, *held])
 
     def _first_time(self, event_id: str | None) -> bool:
         if event_id is None:
@@ -192,9 +210,14 @@ def install(app: FastAPI, container: Any) -> None:
         if user_id is None:
             return
         connection = Connection(websocket, user_id)
+        connection.offer({"type": "hello", "user_id": user_id})
+        resume_from = websocket.query_params.get("last_event_id")
+        if resume_from is not None:
+            connection.hold_live()
         hub.add(connection)
         sender = asyncio.create_task(connection.send_loop())
-        connection.offer({"type": "hello", "user_id": user_id})
+        if resume_from is not None:
+            await _replay(connection, container, resume_from)
         receiver = asyncio.create_task(_receive_loop(connection, container))
         try:
             await connection.closed.wait()
@@ -250,17 +273,21 @@ async def _receive_loop(connection: Connection, container: Any) -> None:
 
 
 async def _replay(connection: Connection, container: Any, last_event_id: Any) -> None:
+    """Queue what the user missed since ``last_event_id``, holding live messages meanwhile."""
+    connection.hold_live()
     try:
         since = int(last_event_id)
     except (TypeError, ValueError):
-        connection.offer({"type": "error", "detail": "resume needs last_event_id: the id of an event"})
+        connection.release_live([{"type": "error", "detail": "resume needs last_event_id: an event id"}])
         return
-    rows = await asyncio.to_thread(missed_since, container.engine, connection.user_id, since)
-    if len(rows) > REPLAY_LIMIT:
-        connection.offer({"type": "reset", "detail": f"more than {REPLAY_LIMIT} events missed; reload"})
-        return
-    for row in rows:
-        message = client_message(str(row.id), row.event_type, row.payload)
-        if message is not None and not connection.offer(message):
+    rows: list[OutboxEvent] = []
+    try:
+        rows = await asyncio.to_thread(missed_since, container.engine, connection.user_id, since)
+    finally:
+        if len(rows) > REPLAY_LIMIT:
+            replay = [{"type": "reset", "detail": f"more than {REPLAY_LIMIT} events missed; reload"}]
+        else:
+            messages = (client_message(str(row.id), row.event_type, row.payload) for row in rows)
+            replay = [m for m in messages if m is not None]
+        if not connection.release_live(replay):
             connection.closed.set()
-            return

@@ -121,11 +121,16 @@ async def test_a_reconnecting_client_gets_what_it_missed_then_live_updates(
             last_seen = (await next_message(ws))["id"]
         for title in ("two", "three"):  # while disconnected
             await http.post("/api/tasks", json={"title": title})
-        async with websockets.connect(url) as ws:
+        async with websockets.connect(f"{url}?last_event_id={last_seen}") as ws:
             await next_message(ws)
-            await ws.send(json.dumps({"type": "resume", "last_event_id": last_seen}))
             missed = [(await next_message(ws))["task"]["title"] for _ in range(2)]
             await http.post("/api/tasks", json={"title": "four"})
             live = await next_message(ws)
             await no_message(ws, wait=0.3)
+        async with websockets.connect(url) as ws:  # the same, asked for with a message
+            await next_message(ws)
+            await ws.send(json.dumps({"type": "resume", "last_event_id": last_seen}))
+            again = {(await next_message(ws))["task"]["title"] for _ in range(3)}
+            await no_message(ws, wait=0.3)
     assert missed == ["two", "three"] and live["task"]["title"] == "four"
+    assert again == {"two", "three", "four"}

@@ -117,5 +117,5 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_still_get_e
         fast.queue.get_nowait()  # the fast client keeps up
     assert await hub.send_to_user("alice", {"type": "task", "id": "last"}) == 1
     assert slow.closed.is_set() and hub.dropped_clients == 1
-    assert fast.queue.get_nowait()["id"] == "last"
+    assert (fast.queue.get_nowait() or {}).get("id") == "last"
     assert other.queue.empty()

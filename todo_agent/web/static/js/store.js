@@ -16,10 +16,15 @@ export class TaskStore extends EventTarget {
     const params = new URLSearchParams({ status, limit: "100" });
     if (more && this.nextCursor) params.set("cursor", this.nextCursor);
     const page = await api(`/api/tasks?${params}`);
-    if (!more) this.tasks.clear();
+    const known = this.tasks;
+    if (!more) this.tasks = new Map();
     this.status = status;
     this.nextCursor = page.next_cursor ?? null;
-    for (const task of page.items) this.tasks.set(task.id, task);
+    for (const task of page.items) {
+      // A live event may have brought a newer version while this page was on its way.
+      const newer = known.get(task.id);
+      if (!this.deletedIds.has(task.id)) this.tasks.set(task.id, newer && newer.version > task.version ? newer : task);
+    }
     this.loaded = true;
     this.changed();
   }

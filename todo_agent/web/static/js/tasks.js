@@ -6,6 +6,9 @@ import { editableWhen, formatFull, formatWhen, isOverdue, localToIso } from "./t
 import { showError, showToast } from "./toasts.js";
 
 const UNDO_SECONDS = 5;
+const setText = (el, text) => {
+  if (el.textContent !== text) el.textContent = text;
+};
 const PRIORITY_LABEL = { high: "High", medium: "Medium", low: "Low" };
 
 export class TaskPanel {
@@ -17,6 +20,7 @@ export class TaskPanel {
     store.addEventListener("change", (e) => this.render(e.detail.flashIds));
     this.bindFilter();
     this.bindAddForm();
+    $("#more-tasks button").addEventListener("click", () => this.store.load({ more: true }).catch((e) => showError(e.message)));
     // Refresh relative labels ("tomorrow", overdue) as time passes.
     setInterval(() => this.render(), 60_000);
     // A delete still waiting for its undo window is sent when the page goes away.
@@ -97,6 +101,7 @@ export class TaskPanel {
   }
 
   renderSummary(tasks) {
+    $("#more-tasks").hidden = !this.store.nextCursor;
     const empty = $("#task-empty");
     empty.hidden = !this.store.loaded || tasks.length > 0;
     const emptyTitle = empty.querySelector(".task-empty-title");
@@ -111,8 +116,8 @@ export class TaskPanel {
     if (this.store.status !== "completed") parts.push(`${pending} pending`);
     if (this.store.status !== "pending") parts.push(`${tasks.length - pending} completed`);
     if (overdue) parts.push(`${overdue} overdue`);
-    $("#task-summary").textContent = tasks.length ? parts.join(" · ") : "";
-    if (this.store.status === "pending") $("#tab-tasks-count").textContent = tasks.length ? String(tasks.length) : "";
+    setText($("#task-summary"), tasks.length ? parts.join(" · ") : ""); // a live region: only real changes
+    if (this.store.status === "pending") setText($("#tab-tasks-count"), tasks.length ? String(tasks.length) : "");
   }
 
   createRow(task) {

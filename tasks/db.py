@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.pool import StaticPool
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -69,9 +69,28 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+_MIGRATION_LOCK = 4_242_001  # pg_advisory_lock key: one migrator at a time
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema up to ``revision`` (idempotent)."""
-    command.upgrade(alembic_config(engine), revision)
+    """Bring the schema up to ``revision`` (idempotent).
+
+    On PostgreSQL a session advisory lock makes replicas that start together wait for one
+    another instead of racing to create the same tables.
+    """
+    if engine.dialect.name != "postgresql":
+        command.upgrade(alembic_config(engine), revision)
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+        connection.commit()
+        try:
+            config = alembic_config(engine)
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+            connection.commit()
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -54,3 +54,14 @@ def test_the_models_and_the_migrations_agree(empty_db: str) -> None:
         diff = compare_metadata(context, SQLModel.metadata)
     engine.dispose()
     assert diff == [], f"models changed without a migration: {diff}"
+
+
+def test_replicas_starting_together_migrate_once_without_errors(empty_db: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    engines = [make_engine(empty_db) for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(migrate, engines))  # raises if any replica's migration failed
+    assert "tasks" in inspect(engines[0]).get_table_names()
+    for engine in engines:
+        engine.dispose()

@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +82,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     another instead of racing to create the same tables.
     """
     if engine.dialect.name != "postgresql":
-        command.upgrade(alembic_config(engine), revision)
+        with _file_lock(engine):
+            command.upgrade(alembic_config(engine), revision)
         return
     with engine.connect() as connection:
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
@@ -91,6 +95,21 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
             connection.commit()
+
+
+@contextlib.contextmanager
+def _file_lock(engine: Engine) -> Iterator[None]:
+    """SQLite: a lock file beside the database (``todo-agent run`` and ``mcp`` may start together)."""
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -48,11 +48,27 @@ def _info(conversation_id: str, entry: dict[str, str]) -> ConversationInfo:
 
 
 class DaprConversationStore:
-    def __init__(self, client: DaprClient, *, store_name: str, ttl_seconds: int | None = None) -> None:
-        self._client = client
+    def __init__(
+        self,
+        client: DaprClient | Callable[[], DaprClient],
+        *,
+        store_name: str,
+        ttl_seconds: int | None = None,
+    ) -> None:
+        # A factory defers the client (whose constructor waits for the sidecar) to first use.
+        self._client_or_factory = client
+        self._made: DaprClient | None = client if isinstance(client, DaprClient) else None
         self._store = store_name
         self._ttl = ttl_seconds
         self._metadata = {"ttlInSeconds": str(ttl_seconds)} if ttl_seconds else {}
+
+    @property
+    def _client(self) -> DaprClient:
+        if self._made is None:
+            factory = self._client_or_factory
+            assert callable(factory)
+            self._made = factory()
+        return self._made
 
     # -- keys --------------------------------------------------------------------------
     @staticmethod
@@ -168,4 +184,5 @@ class DaprConversationStore:
         await self.session(user_id, conversation_id).add_items(list(items))
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._made is not None:
+            await self._made.close()

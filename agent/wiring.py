@@ -84,7 +84,7 @@ def conversation_store(container: Container) -> ConversationStore:
 
         address = f"127.0.0.1:{settings.dapr_grpc_port}" if settings.dapr_grpc_port else None
         return DaprConversationStore(
-            DaprClient(address=address),
+            lambda: DaprClient(address=address),
             store_name=settings.statestore_name,
             ttl_seconds=settings.conversation_ttl_seconds,
         )

@@ -1,0 +1,173 @@
+"""Task changes travel outbox -> relay -> daprd -> Kafka -> daprd -> consumers, each role its own
+process: the CloudEvents on Kafka, the next occurrence, the audit log, the owner's WebSockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from sqlmodel import Session, col, select
+
+from events.contracts import CLOUDEVENT_CONTENT_TYPE, cloud_event
+from tasks.models import OutboxEvent, Task
+from tests.integration.events.support import (
+    APP_TOKEN,
+    EventSystem,
+    RoleLauncher,
+    end_offsets,
+    records_since,
+    wait_until_async,
+)
+
+pytestmark = pytest.mark.integration
+
+
+class Tab:
+    """A WebSocket client that keeps every message it gets."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.messages: list[dict[str, Any]] = []
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in self.ws:
+                self.messages.append(json.loads(raw))
+
+    def task_ids(self) -> list[str]:
+        return [m["id"] for m in self.messages if m["type"] == "task"]
+
+
+@contextlib.asynccontextmanager
+async def tab(url: str, *, auth_message: str | None = None) -> AsyncIterator[Tab]:
+    async with websockets.connect(url) as ws:
+        if auth_message:
+            await ws.send(json.dumps({"type": "auth", "token": auth_message}))
+        client = Tab(ws)
+        await wait_until_async(lambda: bool(client.messages), "hello", limit=10)
+        assert client.messages[0]["type"] == "hello"
+        yield client
+
+
+async def test_a_task_lifecycle_reaches_kafka_recurrence_audit_and_only_the_owners_sockets(
+    event_system: EventSystem, session_id: str
+) -> None:
+    system, alice, bob = event_system, f"alice-{session_id}", f"bob-{session_id}"
+    before = {t: end_offsets(system.kafka_brokers, t) for t in ("task-events", "task-updates")}
+    plain_url = f"ws://127.0.0.1:{system.api.port}/ws"
+    async with (
+        tab(system.ws_url(alice)) as tab1,
+        tab(plain_url, auth_message=system.token(alice)) as tab2,
+        tab(system.ws_url(bob)) as other,
+        system.http(alice) as http,
+    ):
+        plants = (await http.post("/api/tasks", json={
+            "title": "Water the plants", "recurrence": "every 3 days", "due": "2030-01-01T08:00:00Z",
+        })).json()  # fmt: skip
+        rent = (await http.post("/api/tasks", json={"title": "Pay rent"})).json()
+        assert (
+            await http.patch(f"/api/tasks/{rent['id']}", json={"title": "Pay the rent"})
+        ).status_code == 200
+        assert (await http.post(f"/api/tasks/{plants['id']}/complete")).status_code == 200
+        assert (await http.delete(f"/api/tasks/{rent['id']}")).status_code == 200
+
+        await wait_until_async(lambda: len(system.outbox_ids(alice)) == 6, "the next occurrence's event")
+        expected = system.outbox_ids(alice)
+        await wait_until_async(lambda: sorted(system.audit_event_ids(alice)) == sorted(expected), "audit")
+        await wait_until_async(lambda: set(tab1.task_ids()) == set(tab2.task_ids()) == set(expected), "tabs")
+        await asyncio.sleep(0.5)
+        assert sorted(tab1.task_ids()) == sorted(tab2.task_ids()) == sorted(expected)  # no duplicates
+        assert other.task_ids() == []
+
+        kinds = [(m["event_type"], m["task_id"]) for m in tab1.messages if m["type"] == "task"]
+        following = next(m for m in tab1.messages if m["type"] == "task" and m["id"] == expected[-1])
+        assert sorted(kinds) == sorted([
+            ("created", plants["id"]), ("created", rent["id"]), ("updated", rent["id"]),
+            ("completed", plants["id"]), ("deleted", rent["id"]), ("created", following["task_id"]),
+        ])  # fmt: skip
+        assert following["task"]["due_at"] == "2030-01-04T08:00:00Z"
+        pending = (await http.get("/api/tasks")).json()["items"]
+        assert [t["id"] for t in pending] == [following["task_id"]]
+        audit = (await http.get("/api/audit")).json()["items"]
+        assert len(audit) == 6 and {e["action"] for e in audit} >= {
+            "created",
+            "updated",
+            "completed",
+            "deleted",
+        }
+    async with system.http(bob) as http:
+        assert (await http.get("/api/audit")).json()["items"] == []
+
+    for topic in ("task-events", "task-updates"):
+        records = records_since(system.kafka_brokers, before[topic],
+                                lambda e: e.get("data", {}).get("user_id") == alice, expected=6)  # fmt: skip
+        assert sorted(e["id"] for _, e in records) == sorted(expected), topic
+        assert all(key == alice and e["source"] == "todo-agent" for key, e in records)
+        types = {e["id"]: e["type"] for _, e in records}
+        assert types[expected[3]] == "todo.task.completed.v1" and types[expected[4]] == "todo.task.deleted.v1"
+
+
+async def test_a_poison_message_goes_to_the_dead_letter_topic_and_the_partition_moves_on(
+    event_system: EventSystem, session_id: str
+) -> None:
+    system, carol = event_system, f"carol-{session_id}"
+    dlq_before = end_offsets(system.kafka_brokers, "task-events-dlq")
+    poison_id = f"poison-{session_id}"
+    poison = {"specversion": "1.0", "id": poison_id, "source": "todo-agent", "type": "todo.task.completed.v1",
+              "datacontenttype": "application/json", "data": {"user_id": carol, "junk": True}}  # fmt: skip
+    async with httpx.AsyncClient(base_url=system.api.sidecar.http_url, timeout=20) as dapr:
+        reply = await dapr.post("/v1.0/publish/kafka-pubsub/task-events", content=json.dumps(poison),
+                                params={"metadata.partitionKey": carol},
+                                headers={"content-type": CLOUDEVENT_CONTENT_TYPE})  # fmt: skip
+        assert reply.status_code == 204, reply.text
+    async with system.http(carol) as http:
+        await http.post("/api/tasks", json={"title": "after the poison"})
+    await wait_until_async(lambda: len(system.audit_event_ids(carol)) == 1, "the next event's audit entry")
+    dead = records_since(system.kafka_brokers, dlq_before, lambda e: e.get("id") == poison_id, expected=2)
+    assert dead and dead[0][1]["data"] == poison["data"]
+
+
+async def test_two_recurrence_consumers_given_the_same_completions_make_one_next_occurrence_each(
+    event_system: EventSystem, role_launcher: RoleLauncher, session_id: str
+) -> None:
+    system, dave = event_system, f"dave-{session_id}"
+    second = role_launcher.start("recurrence", system.recurrence.app_id)
+    async with system.http(dave) as http:
+        drafts = [{"title": f"daily {n}", "recurrence": "daily"} for n in range(10)]
+        ids = [(await http.post("/api/tasks", json=draft)).json()["id"] for draft in drafts]
+        for task_id in ids:
+            await http.post(f"/api/tasks/{task_id}/complete")
+    with Session(system.engine) as session:
+        completions = session.exec(
+            select(OutboxEvent).where(
+                OutboxEvent.user_id == dave, OutboxEvent.event_type == "todo.task.completed.v1"
+            )
+        ).all()
+        events = [cloud_event(row) for row in completions]
+
+    async def deliver(url: str, event: dict[str, Any]) -> str:
+        async with httpx.AsyncClient(timeout=30) as client:
+            reply = await client.post(f"{url}/events/task-events", json={**event, "topic": "task-events"},
+                                      headers={"dapr-api-token": APP_TOKEN})  # fmt: skip
+            return str(reply.json()["status"])
+
+    outcomes = await asyncio.gather(
+        *(deliver(app.url, e) for e in events for app in (system.recurrence, second, system.recurrence))
+    )
+    assert set(outcomes) <= {"SUCCESS", "RETRY"}
+
+    def next_occurrences() -> list[int | None]:
+        with Session(system.engine) as session:
+            statement = select(Task.previous_occurrence_id).where(col(Task.previous_occurrence_id).in_(ids))
+            return list(session.exec(statement).all())
+
+    await wait_until_async(lambda: len(next_occurrences()) == 10, "ten next occurrences")
+    await asyncio.sleep(1)
+    assert sorted(next_occurrences()) == sorted(ids)

@@ -9,6 +9,7 @@ import sys
 from devstack.component import ComponentStatus
 from devstack.config import StackConfig
 from devstack.errors import StackError
+from devstack.lease import SessionLease
 from devstack.stack import Stack
 
 
@@ -23,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("prepare", help="build/resolve the Dapr binaries and Kafka jars once, start nothing")
     down = sub.add_parser("down", help="stop everything the stack started")
     down.add_argument("--purge", action="store_true", help="also delete data and logs")
+    down.add_argument("--force", action="store_true", help="stop even while test sessions are using it")
     st = sub.add_parser("status", help="pids, ports, versions and health")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     return p
@@ -64,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             for line in stack.prepare():
                 print(line)
         elif args.command == "down":
+            holders = SessionLease(stack).holders()
+            if holders and not args.force:
+                raise StackError(
+                    f"test sessions (pids {', '.join(map(str, holders))}) are using the stack; "
+                    "it stops when the last one ends. Use `down --force` to stop it anyway"
+                )
             if args.purge:
                 stack.purge()
             else:

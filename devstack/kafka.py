@@ -99,7 +99,7 @@ class Kafka:
         self.home = cfg.state_dir / "kafka"
         self.data = self.home / "data"
         self.log = cfg.log_dir / "kafka.log"
-        self.pidfile = PidFile(cfg.run_dir / "kafka.pid")
+        self.pidfile = PidFile(cfg.run_dir / "kafka.pid", marker=str(self.home / "server.properties"))
 
     @property
     def external(self) -> bool:

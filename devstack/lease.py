@@ -39,6 +39,14 @@ class SessionLease:
         except OSError:
             return set()
 
+    def holders(self) -> list[int]:
+        """Pids of live sessions holding a lease now."""
+        if not self.leases.is_dir():
+            return []
+        return sorted(
+            int(p.name) for p in self.leases.iterdir() if p.name.isdigit() and pid_alive(int(p.name))
+        )
+
     def _others_alive(self) -> bool:
         for lease in self.leases.iterdir():
             if lease == self.mine:

@@ -72,9 +72,14 @@ def pid_alive(pid: int) -> bool:
 
 @dataclass(frozen=True)
 class PidFile:
-    """``<run_dir>/<name>.pid`` holding ``pid start_time`` of a process this stack started."""
+    """``<run_dir>/<name>.pid`` holding ``pid start_time`` of a process this stack started.
+
+    ``marker`` is an argument unique to this stack's process (e.g. its config file path): when
+    the file is missing or stale, a live process with that argument is adopted.
+    """
 
     path: Path
+    marker: str | None = None
 
     def write(self, pid: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,19 +90,41 @@ class PidFile:
         try:
             parts = self.path.read_text().split()
         except OSError:
-            return None
-        if not parts or not parts[0].isdigit():
-            self.clear()
-            return None
-        pid = int(parts[0])
-        started = _start_time(pid)
-        if started is None or (len(parts) > 1 and parts[1] != started):
-            self.clear()
-            return None
-        return pid
+            parts = []
+        if parts and parts[0].isdigit():
+            pid = int(parts[0])
+            started = _start_time(pid)
+            if started is not None and (len(parts) < 2 or parts[1] == started):
+                return pid
+        self.clear()
+        if self.marker:
+            found = find_by_argument(self.marker)
+            if found is not None:
+                self.write(found)
+                return found
+        return None
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def find_by_argument(argument: str) -> int | None:
+    """The pid of a live process with ``argument`` as one of its arguments (exact match).
+
+    Used with arguments unique to one stack folder (a config file path), to recover a
+    component whose pid file was lost; never with a program name.
+    """
+    wanted = argument.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if wanted in args and pid_alive(int(entry)):
+            return int(entry)
+    return None
 
 
 # -- start / stop -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ class Scheduler:
         self.cfg = cfg
         self.home = cfg.state_dir / "scheduler"
         self.log = cfg.log_dir / "scheduler.log"
-        self.pidfile = PidFile(cfg.run_dir / "scheduler.pid")
+        self.pidfile = PidFile(cfg.run_dir / "scheduler.pid", marker=str(self.home / "etcd"))
 
     def _healthy(self) -> bool:
         return http_status(f"http://127.0.0.1:{self.cfg.scheduler_healthz_port}/healthz") == 200

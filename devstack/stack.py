@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
+from collections.abc import Iterator
 
 from devstack import dapr_bin
 from devstack.component import Component, ComponentStatus
@@ -33,17 +36,26 @@ class Stack:
         """Names of the managed components whose process runs now."""
         return {s.name for s in self.statuses() if s.pid is not None}
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """One start/stop at a time per stack folder (across processes)."""
+        self.cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.cfg.run_dir / "stack.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def up(self, *, progress: bool = True) -> set[str]:
         """Start what is not running (idempotent); returns the names this call started.
 
         The Dapr binaries are resolved (built once, if need be) before anything starts, so a
         missing toolchain fails fast.
         """
-        before = self.running()
         dapr_bin.ensure(self.cfg, progress=progress)
-        for c in self.components:
-            c.up()
-        return {c.name for c in self.components if c.status().pid is not None} - before
+        with self.locked():
+            before = self.running()
+            for c in self.components:
+                c.up()
+            return {c.name for c in self.components if c.status().pid is not None} - before
 
     def prepare(self, *, progress: bool = True) -> list[str]:
         """Check the host tools and fetch/build every artefact; start nothing."""
@@ -60,9 +72,10 @@ class Stack:
 
     def down(self, only: set[str] | None = None) -> None:
         """Stop the components (all, or those named in ``only``), in reverse start order."""
-        for c in reversed(self.components):
-            if only is None or c.name in only:
-                c.down()
+        with self.locked():
+            for c in reversed(self.components):
+                if only is None or c.name in only:
+                    c.down()
 
     def purge(self) -> None:
         """Stop everything and delete the stack folder (data, logs, pid files)."""

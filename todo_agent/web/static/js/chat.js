@@ -76,6 +76,10 @@ export class ChatPanel {
         toggle.focus();
       }
     });
+    // A click beside the open drawer closes it.
+    document.querySelector(".chat-main").addEventListener("pointerdown", (e) => {
+      if ($("#conversations").classList.contains("open") && !toggle.contains(e.target)) this.toggleDrawer(false);
+    });
     for (const button of document.querySelectorAll(".suggestion")) {
       button.addEventListener("click", () => this.send(button.textContent));
     }

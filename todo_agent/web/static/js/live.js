@@ -1,4 +1,5 @@
-// The /ws connection: task events and reminders as they happen, with reconnect and resume.
+// The /ws connection: task events and reminders as they happen, with reconnect and resume
+// (a reconnect asks for everything after the last event id seen; the list is refetched too).
 //
 //   const live = new LiveConnection({ onTask, onNotification, onOpen, onState });
 //   live.start();
@@ -27,8 +28,12 @@ export class LiveConnection {
 
   url() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const token = auth.token;
-    return `${scheme}://${location.host}/ws${token ? `?token=${encodeURIComponent(token)}` : ""}`;
+    const query = new URLSearchParams();
+    if (auth.token) query.set("token", auth.token);
+    // The hub replays what was missed since this id before anything live, in order.
+    if (this.lastEventId) query.set("last_event_id", this.lastEventId);
+    const search = query.toString();
+    return `${scheme}://${location.host}/ws${search ? `?${search}` : ""}`;
   }
 
   start() {
@@ -63,7 +68,6 @@ export class LiveConnection {
     socket.addEventListener("open", () => {
       this.attempt = 0;
       this.onState("live");
-      if (this.lastEventId) socket.send(JSON.stringify({ type: "resume", last_event_id: this.lastEventId }));
       this.startHeartbeat(socket);
       this.onOpen();
     });

@@ -105,6 +105,11 @@ class ReminderScheduling:
         self._workers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the jobs are scheduled from (set by ``start``)."""
+        return self._loop
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._workers = [asyncio.create_task(self._work(q)) for q in self._queues]

@@ -50,8 +50,7 @@ def _info(row: Conversation) -> ConversationInfo:
 
 class SqlConversationStore:
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        metadata.create_all(engine, checkfirst=True)
+        self._engine = engine  # the table comes from the Alembic migrations (revision 0002)
 
     async def _run(self, fn: Callable[[Session], T]) -> T:
         def work() -> T:

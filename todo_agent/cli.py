@@ -49,8 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PASS_THROUGH = ("chat", "events", "stack")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _PASS_THROUGH:  # their own flags follow: hand them over untouched
+        args = argparse.Namespace(command=argv[0], args=argv[1:])
+    else:
+        args = _parser().parse_args(argv)
     try:
         settings = Settings()
     except ValidationError as exc:

@@ -36,8 +36,8 @@ def task_row(page: Any, title: re.Pattern[str] | str) -> Any:
     return page.locator("#task-list .task").filter(has_text=title)
 
 
-def expect_live(page: Any) -> None:
-    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+def expect_live(page: Any, *, timeout: float = 10_000) -> None:
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=timeout)
 
 
 def no_page_errors(*pages: Any) -> None:
@@ -53,6 +53,12 @@ def test_a_task_added_in_chat_appears_in_the_list_and_live_in_another_tab(
     expect_live(first)
     expect_live(second)
     expect(second.locator("#task-empty")).to_be_visible()
+    box = first.get_by_role("textbox", name="Message")
+    box.type("first line")
+    box.press("Shift+Enter")
+    box.type("second line")
+    expect(box).to_have_value("first line\nsecond line")  # Shift+Enter is a new line, not "send"
+    expect(first.locator(".message")).to_have_count(0)
 
     reply = ask(first, "add buy milk tomorrow at 5pm")
 
@@ -190,7 +196,7 @@ def test_the_page_recovers_after_a_server_restart_without_reload(server: Server,
     expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
     expect(page.locator("#connection")).to_have_text("Reconnecting…")
     server.start()
-    expect_live(page)
+    expect_live(page, timeout=20_000)  # the next reconnect attempt is at most 10 s away
     assert server.api("POST", "/api/tasks", json={"title": "Added after the restart"}).status_code == 201
     expect(task_row(page, "Added after the restart")).to_have_count(1)
     ask(page, "add buy milk tomorrow at 5pm")

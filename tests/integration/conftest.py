@@ -30,6 +30,10 @@ Fixtures (all session-scoped unless noted):
     ``resources``, ``extra_env`` ...) and stops every sidecar it started at the test's end.
 ``app_server_factory`` (function scope) -> ``serve(asgi_app, port=None) -> AppServer``
     runs an ASGI app with uvicorn in a thread (``.url``, ``.port``); stopped at the test's end.
+``isolated_stack`` (function scope) -> :class:`devstack.stack.Stack`
+    a private stack (own folder under /tmp, own free ports) for tests that stop or break
+    components (outages, restarts): never stop components of the shared ``stack``, other
+    sessions may be using it. Purged at the test's end.
 ``stack_log_dir`` -> ``pathlib.Path``
     where this session's sidecar logs go (``<state>/logs/pytest-<hex>``).
 """
@@ -37,7 +41,9 @@ Fixtures (all session-scoped unless noted):
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -50,6 +56,7 @@ from devstack.config import StackConfig
 from devstack.errors import StackError
 from devstack.lease import SessionLease
 from devstack.postgres import libpq_url, sqlalchemy_url
+from devstack.procs import free_port
 from devstack.sidecar import Sidecar, start_sidecar
 from devstack.stack import Stack
 
@@ -183,6 +190,35 @@ def sidecar_factory(
     yield make
     for sc in reversed(started):
         sc.stop()
+
+
+@pytest.fixture
+def isolated_stack(stack: Stack) -> Iterator[Stack]:
+    state = Path(tempfile.mkdtemp(prefix="todo-stack-isolated-"))
+    state.chmod(0o755)  # as root, the postgres OS user must reach it
+    cfg = replace(
+        stack.cfg,
+        state_dir=state,
+        pg_port=free_port(),
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        scheduler_port=free_port(),
+        scheduler_healthz_port=free_port(),
+        scheduler_etcd_client_port=free_port(),
+        scheduler_etcd_peer_port=free_port(),
+        external_database_url=None,
+        external_kafka_brokers=None,
+    )
+    private = Stack(cfg)
+    try:
+        private.up(progress=False)
+    except StackError as exc:
+        private.purge()
+        _fail("starting an isolated stack", exc)
+    try:
+        yield private
+    finally:
+        private.purge()
 
 
 @pytest.fixture

@@ -102,3 +102,12 @@ def test_up_twice_is_harmless_and_down_leaves_nothing(
     assert all(after[n]["pid"] is None and not after[n]["healthy"] for n in MANAGED)
 
     assert main(["down"]) == 0  # down twice is harmless too
+
+
+def test_isolated_stack_runs_beside_the_shared_one(isolated_stack: Any, stack: Any) -> None:
+    mine = {s.name: s for s in isolated_stack.statuses()}
+    shared = {s.name: s for s in stack.statuses()}
+    for name in MANAGED:
+        assert mine[name].healthy, mine[name]
+        assert mine[name].pid is not None and mine[name].pid != shared[name].pid
+        assert mine[name].port != shared[name].port

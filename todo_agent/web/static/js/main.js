@@ -46,7 +46,9 @@ async function boot() {
     me = await api("/api/me");
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {
-      showSignIn(auth.token ? e.message : null);
+      const rejected = auth.token;
+      auth.token = null; // a token the server refuses is of no further use
+      showSignIn(rejected ? e.message : null);
       return;
     }
     $("#boot").textContent = `${e.message} Retrying…`;

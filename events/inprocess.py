@@ -17,8 +17,11 @@ import asyncio
 import logging
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Final
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from events.ports import Delivery, Outcome, PublishError, Subscription
 
@@ -72,10 +75,45 @@ class InProcessBus:
                 await asyncio.sleep(delay)
         raise PublishError(f"{subscription.consumer} asked to retry event {delivery.id}")
 
+    async def replay(self, topic: str) -> list[DeadLetter]:
+        """Deliver the dead letters of ``topic`` again (consumers skip what they applied)."""
+        chosen = [d for d in self.dead_letters if d.topic == f"{topic}-dlq" or d.topic == topic]
+        for letter in chosen:
+            self.dead_letters.remove(letter)
+        distinct = {str(letter.event.get("id")): letter.event for letter in chosen}
+        for event in distinct.values():  # once per event: every consumer of the topic gets it
+            await self.publish(topic, [event], partition_key="")
+        return chosen
+
     def _dead_letter(self, subscription: Subscription, delivery: Delivery, reason: str) -> None:
         topic = subscription.dead_letter_topic or f"{subscription.topic}-dlq"
         log.warning("event %s on %s went to %s: %s", delivery.id, subscription.topic, topic, reason)
         self.dead_letters.append(DeadLetter(topic, subscription.consumer, delivery.raw, reason))
+
+
+def install_routes(app: FastAPI, container: Any) -> None:
+    """``GET /events/dead-letters`` and ``POST /events/dead-letters/replay`` for ``todo-agent
+    events dlq`` (embedded default without sign-in only: dead letters hold every user's data)."""
+    bus = bus_of(container)
+
+    def refuse() -> JSONResponse | None:
+        if container.verifier is None:
+            return None
+        return JSONResponse(
+            {"detail": "Dead letters are only served by the embedded default without sign-in."}, 403
+        )
+
+    @app.get("/events/dead-letters", include_in_schema=False)
+    async def list_dead_letters(topic: str = "task-events") -> Any:
+        letters = [asdict(d) for d in bus.dead_letters if d.topic == f"{topic}-dlq"]
+        return refuse() or {"dead_letters": letters, "count": len(letters), "what": f"on {topic}-dlq"}
+
+    @app.post("/events/dead-letters/replay", include_in_schema=False)
+    async def replay_dead_letters(topic: str = "task-events") -> Any:
+        if (refused := refuse()) is not None:
+            return refused
+        letters = [asdict(d) for d in await bus.replay(topic)]
+        return {"dead_letters": letters, "count": len(letters), "what": f"replayed to {topic}"}
 
 
 def bus_of(container: Any) -> InProcessBus:

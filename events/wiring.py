@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 
-from events import audit, realtime, recurrence
+from events import audit, inprocess, realtime, recurrence
 from events.inprocess import bus_of
 from events.ports import EventPublisher
 from events.publishers import DaprPublisher, InProcessPublisher
@@ -69,6 +69,8 @@ def extensions(container: Any) -> list[Any]:
         hooks.append(_audit)
     if role in RELAY_ROLES:
         hooks.append(_metrics)
+    if not container.settings.dapr_enabled:
+        hooks.append(inprocess.install_routes)
     return hooks
 
 

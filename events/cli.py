@@ -1,0 +1,163 @@
+"""``todo-agent events``: watch events and manage dead letters.
+
+    todo-agent events tail [--topic task-updates] [--since ID] [--once]
+    todo-agent events dlq list [--topic task-events] [--wait 3]
+    todo-agent events dlq replay [--topic task-events] [--wait 3]
+
+``tail`` follows the outbox, the source of every event (both modes), one CloudEvent per line
+with the topics it goes to and whether it has been published. ``dlq`` reads the dead-letter
+topic ``<topic>-dlq``: with Dapr (``DAPR_GRPC_PORT``) through a streaming subscription of the
+CLI's own sidecar (consumer group = its app id; ``list`` leaves the messages unacknowledged,
+``replay`` publishes each back to ``<topic>`` with its CloudEvent id and then acknowledges it;
+consumers ignore events they already applied); in the embedded default through the running
+server (``/events/dead-letters``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from typing import Any
+
+import httpx
+from sqlmodel import Session, col, select
+
+from events.contracts import CLOUDEVENT_CONTENT_TYPE, cloud_event, target_topics
+from tasks.db import make_engine
+from tasks.models import OutboxEvent
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="todo-agent events", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    tail = sub.add_parser("tail", help="print events as they are written (from the outbox)")
+    tail.add_argument("--topic", default=None, help="task-events, task-updates or reminders")
+    tail.add_argument("--since", type=int, default=None, help="start after this event id (default: now)")
+    tail.add_argument("--once", action="store_true", help="print what is there and stop")
+    dlq = sub.add_parser("dlq", help="dead letters: list or replay")
+    dlq.add_argument("action", choices=("list", "replay"))
+    dlq.add_argument("--topic", default="task-events", help="the topic whose dead letters to use")
+    dlq.add_argument("--wait", type=float, default=3.0, help="seconds to read the dead-letter topic")
+    return parser
+
+
+def main(args: list[str], settings: Any) -> int:
+    options = _parser().parse_args(args)
+    if options.command == "tail":
+        return tail(settings, topic=options.topic, since=options.since, once=options.once)
+    if settings.dapr_enabled:
+        return dlq_through_dapr(settings, options.action, topic=options.topic, wait=options.wait)
+    return dlq_embedded(settings, options.action, topic=options.topic)
+
+
+def tail(settings: Any, *, topic: str | None, since: int | None, once: bool) -> int:
+    engine = make_engine(settings.effective_database_url)
+    last = since if since is not None else (0 if once else _last_id(engine))
+    try:
+        while True:
+            with Session(engine) as session:
+                rows = session.exec(
+                    select(OutboxEvent)
+                    .where(col(OutboxEvent.id) > last)
+                    .order_by(col(OutboxEvent.id))
+                    .limit(500)
+                ).all()
+            for row in rows:
+                last = row.id or last
+                topics = target_topics(row)
+                if topic is None or topic in topics:
+                    line = {
+                        "topics": list(topics),
+                        "published": row.published_at is not None,
+                        **cloud_event(row),
+                    }
+                    print(json.dumps(line), flush=True)
+            if once and not rows:
+                return 0
+            if not rows:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        engine.dispose()
+
+
+def _last_id(engine: Any) -> int:
+    with Session(engine) as session:
+        newest = session.exec(select(OutboxEvent.id).order_by(col(OutboxEvent.id).desc())).first()
+    return int(newest or 0)
+
+
+def dlq_through_dapr(settings: Any, action: str, *, topic: str, wait: float) -> int:
+    from dapr.clients import DaprClient
+
+    dead_letter_topic = f"{topic}-dlq"
+    count = 0
+    with DaprClient(address=f"127.0.0.1:{settings.dapr_grpc_port}") as client:
+        subscription = client.subscribe(settings.pubsub_name, dead_letter_topic)
+        timer = threading.Timer(wait, subscription.close)
+        timer.start()
+        try:
+            while True:
+                try:
+                    message = subscription.next_message()
+                except Exception:  # closed by the timer: we have read what there is
+                    break
+                if message is None:
+                    continue
+                event = _as_cloud_event(message)
+                print(json.dumps({"dead_letter_topic": dead_letter_topic, **event}), flush=True)
+                if action == "replay":
+                    client.publish_event(settings.pubsub_name, topic, json.dumps(event),
+                                         data_content_type=CLOUDEVENT_CONTENT_TYPE,
+                                         publish_metadata=_partition(event))  # fmt: skip
+                    subscription.respond_success(message)
+                count += 1
+        finally:
+            timer.cancel()
+            subscription.close()
+    what = f"replayed to {topic}" if action == "replay" else f"on {dead_letter_topic}"
+    print(f"{count} dead letter(s) {what}", file=sys.stderr)
+    return 0
+
+
+def _as_cloud_event(message: Any) -> dict[str, Any]:
+    data = message.data()
+    if isinstance(data, bytes | str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            data = data.decode() if isinstance(data, bytes) else data
+    return {"specversion": "1.0", "id": message.id(), "source": message.source(), "type": message.type(),
+            "datacontenttype": "application/json", "data": data}  # fmt: skip
+
+
+def _partition(event: dict[str, Any]) -> dict[str, str]:
+    data = event.get("data")
+    user = data.get("user_id") if isinstance(data, dict) else None
+    return {"partitionKey": str(user)} if user else {}
+
+
+def dlq_embedded(settings: Any, action: str, *, topic: str) -> int:
+    base = f"http://{settings.host}:{settings.port}"
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            if action == "list":
+                reply = client.get("/events/dead-letters", params={"topic": topic})
+            else:
+                reply = client.post("/events/dead-letters/replay", params={"topic": topic})
+    except httpx.HTTPError as exc:
+        print(f"todo-agent events: no embedded server answers at {base} ({exc}); start it with "
+              "`todo-agent run`.", file=sys.stderr)  # fmt: skip
+        return 1
+    if reply.status_code != 200:
+        print(f"todo-agent events: {reply.status_code} {reply.text}", file=sys.stderr)
+        return 1
+    body = reply.json()
+    for item in body.get("dead_letters", []):
+        print(json.dumps(item))
+    print(f"{body.get('count', 0)} dead letter(s) {body.get('what', '')}".rstrip(), file=sys.stderr)
+    return 0

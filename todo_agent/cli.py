@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("role", choices=ROLES)
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument(
+        "--dapr",
+        action="store_true",
+        help="start a daprd beside this role, wired to the local stack (todo-agent stack up first)",
+    )
     sub.add_parser("mcp", help="serve MCP over stdio (Claude Desktop), acting for TODO_USER")
     token = sub.add_parser("token", help="print a signed token for a user (needs TODO_JWT_SECRET)")
     token.add_argument("user")
@@ -94,7 +99,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         container.build_mcp(stdio=True).run("stdio")
         return 0
     role: Role = "all" if args.command == "run" else args.role
+    if getattr(args, "dapr", False):
+        return _serve_with_sidecar(role, settings, host=args.host, port=args.port)
     return _serve(role, settings, host=args.host, port=args.port)
+
+
+def _serve_with_sidecar(role: Role, settings: Settings, *, host: str | None, port: int | None) -> int:
+    """Dapr mode without the Dapr CLI: one daprd from the local stack beside this role."""
+    import os
+
+    from devstack.config import StackConfig
+    from devstack.errors import StackError
+    from devstack.sidecar import start_stack_sidecar
+
+    app_port = port or _ROLE_PORTS[role]
+    cfg = StackConfig.from_env()
+    if not settings.database_url:
+        settings.database_url = cfg.database_url
+    token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
+    try:
+        sidecar = start_stack_sidecar(f"todo-{role}", app_port, cfg=cfg, app_api_token=token)
+    except StackError as exc:
+        print(f"todo-agent: could not start daprd: {exc}", file=sys.stderr)
+        return 2
+    with sidecar:
+        os.environ.update(sidecar.app_env())
+        settings.dapr_http_port, settings.dapr_grpc_port = sidecar.http_port, sidecar.grpc_port
+        return _serve(role, settings, host=host, port=app_port)
 
 
 def _serve(role: Role, settings: Settings, *, host: str | None, port: int | None) -> int:

@@ -32,7 +32,10 @@ def create_app(
     """Build the role's app. ``extensions`` add routes; ``lifespans`` run background work."""
     mcp = container.build_mcp() if container.role in ("api", "all") else None
     mcp_app = mcp.streamable_http_app(
-        streamable_http_path="/mcp", transport_security=_transport_security(container)
+        streamable_http_path="/mcp",
+        transport_security=_transport_security(container),
+        stateless_http=True,
+        json_response=True,
     ) if mcp else None  # fmt: skip
 
     @contextlib.asynccontextmanager

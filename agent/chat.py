@@ -149,10 +149,23 @@ class _TaskTools(MCPServerStreamableHttp):
         super().__init__(*args, **kwargs)
         self._shared_tools = shared_tools
 
+    async def connect(self) -> None:
+        await super().connect()
+        if self.session is not None:
+            # The MCP client re-validates every structured result against the tool's JSON
+            # schema, compiling that schema once per session and listing the tools again to
+            # get it: tens of milliseconds per turn, since each turn has its own session. This
+            # server is our own and already validated the result with its pydantic model.
+            self.session.validate_tool_result = _validated_by_the_server  # type: ignore[method-assign]
+
     async def list_tools(self, run_context: Any = None, agent: Any = None) -> list[Any]:
         if not self._shared_tools:
             self._shared_tools.extend(await super().list_tools(run_context, agent))
         return list(self._shared_tools)
+
+
+async def _validated_by_the_server(name: str, result: Any) -> None:
+    return None
 
 
 def _error_flag(context: MCPToolCustomDataContext) -> dict[str, Any]:

@@ -5,7 +5,8 @@
 
 The Dapr publisher sends whole CloudEvents (``application/cloudevents+json``) so the id, type
 and source survive as written; one event goes through the publish API, several through the
-bulk publish API in one request. The partition key is Dapr publish metadata ``partitionKey``.
+bulk publish API in one request. The partition key is Dapr publish metadata ``partitionKey``
+(per entry in a bulk request: request-level metadata would override every entry's).
 It talks HTTP with a short timeout and never blocks the event loop while the sidecar is down.
 """
 
@@ -39,25 +40,29 @@ class DaprPublisher:
         self._pubsub = pubsub
 
     async def publish(self, topic: str, events: Sequence[Mapping[str, Any]], *, partition_key: str) -> None:
-        if not events:
+        await self.publish_keyed(topic, [(event, partition_key) for event in events])
+
+    async def publish_keyed(self, topic: str, items: Sequence[tuple[Mapping[str, Any], str]]) -> None:
+        """Publish events with a partition key each: one event through the publish API, several
+        in one bulk request (the key as entry metadata, so each keeps its own)."""
+        if not items:
             return
-        params = {"metadata.partitionKey": partition_key}
         try:
-            if len(events) == 1:
+            if len(items) == 1:
+                event, key = items[0]
                 response = await self._client.post(
                     f"/v1.0/publish/{self._pubsub}/{topic}",
-                    params=params,
-                    content=json.dumps(events[0]),
+                    params={"metadata.partitionKey": key},
+                    content=json.dumps(event),
                     headers={"content-type": CLOUDEVENT_CONTENT_TYPE},
                 )
             else:
                 entries = [
-                    {"entryId": str(e["id"]), "event": e, "contentType": CLOUDEVENT_CONTENT_TYPE,
-                     "metadata": {"partitionKey": partition_key}}
-                    for e in events
+                    {"entryId": str(event["id"]), "event": event, "contentType": CLOUDEVENT_CONTENT_TYPE,
+                     "metadata": {"partitionKey": key}}
+                    for event, key in items
                 ]  # fmt: skip
-                response = await self._client.post(f"{_BULK_PATH}/{self._pubsub}/{topic}", params=params,
-                                                   json=entries)  # fmt: skip
+                response = await self._client.post(f"{_BULK_PATH}/{self._pubsub}/{topic}", json=entries)
         except httpx.HTTPError as exc:
             raise PublishError(f"the Dapr sidecar is unreachable: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 300:

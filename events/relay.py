@@ -7,9 +7,10 @@
 
 A round claims the oldest pending rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
 relays never publish the same row concurrently), publishes each as a CloudEvent to its target
-topics grouped by user (the partition key, so one user's events keep their order), and marks
-them sent in the same transaction. A failed publish leaves the rows pending, notes the error,
-and backs off (doubling up to ``max_backoff``) until the sidecar or broker is back.
+topics (one request per topic; the partition key is the user, so one user's events keep their
+order), and marks them sent in the same transaction. A failed publish leaves the rows pending,
+notes the error, and backs off (doubling up to ``max_backoff``) until the sidecar or broker is
+back.
 """
 
 from __future__ import annotations
@@ -134,8 +135,9 @@ class OutboxRelay:
                 raise
             await _in_thread(self._mark_sent, session, rows)
             return len(rows)
-        finally:
+        except BaseException:
             await _in_thread(session.close)
+            raise
 
     def _claim(self, session: Session) -> list[OutboxEvent]:
         statement = (
@@ -147,16 +149,26 @@ class OutboxRelay:
         if self._locks_rows:
             statement = statement.with_for_update(skip_locked=True)
         rows = list(session.exec(statement).all())
-        if not self._locks_rows:
+        if not rows:
+            session.close()
+        elif not self._locks_rows:
             session.commit()  # SQLite: one relay per database; don't hold a read transaction
         return rows
 
     async def _publish(self, rows: Sequence[OutboxEvent]) -> None:
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        keyed: dict[str, list[tuple[dict[str, Any], str]]] = defaultdict(list)
         for row in rows:
             event = cloud_event(row)
             for topic in target_topics(row):
-                groups[(topic, row.user_id)].append(event)
+                keyed[topic].append((event, row.user_id))
+        publish_keyed = getattr(self._publisher, "publish_keyed", None)
+        if publish_keyed is not None:  # one request per topic, each event with its own key
+            await asyncio.gather(*(publish_keyed(topic, items) for topic, items in keyed.items()))
+            return
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for topic, items in keyed.items():
+            for event, user in items:
+                groups[(topic, user)].append(event)
         await asyncio.gather(
             *(self._publisher.publish(t, evs, partition_key=user) for (t, user), evs in groups.items())
         )
@@ -170,6 +182,7 @@ class OutboxRelay:
             .values(published_at=now, attempts=OutboxEvent.attempts + 1, last_error=None)
         )
         session.commit()
+        session.close()
         self.published += len(rows)
         self._lags_ms.extend((now - as_utc(row.created_at)).total_seconds() * 1000 for row in rows)
 
@@ -182,6 +195,7 @@ class OutboxRelay:
             .values(attempts=OutboxEvent.attempts + 1, last_error=reason[:2000])
         )
         session.commit()
+        session.close()
 
     # -- metrics -------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:

@@ -1,0 +1,321 @@
+"""Task created over MCP (streamable HTTP) -> outbox -> relay -> daprd -> Kafka -> daprd -> the api's
+WebSocket hub -> the owner's socket: latency, write throughput, relay lag, losses, memory.
+
+    python -m benchmarks.events_e2e --rate 100 --seconds 30            # Dapr, then embedded
+    python -m benchmarks.events_e2e --rate 500 --seconds 60 --mode dapr
+
+Dapr mode brings up PostgreSQL, Kafka and the scheduler itself (what it started stops at the
+end), makes a fresh database, and runs ``todo-agent serve api`` as its own process beside its
+own daprd (the api's relay publishes; its task-updates subscription uses the per-replica
+broadcast component). Embedded mode runs ``todo-agent run`` (SQLite, in-process bus).
+
+The load: ``--rate`` creates per second for ``--seconds``, spread over ``--users`` users, each
+with one MCP session and one WebSocket. Latency is from just before the MCP ``add_task`` call
+to the ``created`` message on the owner's socket. ``lost`` counts created tasks whose message
+never arrived (waiting up to ``--drain`` seconds). ``relay_lag_ms`` is the relay's p50 time
+from commit (outbox ``created_at``) to published. RSS is read from /proc at the end.
+The last line is one JSON object (Dapr mode when it ran; with the embedded/dapr ratio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import websockets
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from devstack.procs import free_port, http_status, spawn, stop_pid, wait_until
+
+JWT_SECRET = "benchmark-secret-that-is-long-enough-0123456789abcdef"
+APP_TOKEN = "benchmark-app-token"
+TODO_AGENT = str(Path(sys.executable).with_name("todo-agent"))
+
+SUBSCRIPTION = """\
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: task-updates-api
+spec:
+  pubsubname: kafka-pubsub-broadcast
+  topic: task-updates
+  routes:
+    default: /events/task-updates
+  deadLetterTopic: task-updates-dlq
+scopes:
+  - {app_id}
+"""
+
+
+@dataclass
+class Target:
+    url: str
+    api_pid: int
+    daprd_pid: int | None
+    tokens: dict[str, str | None]
+
+
+@dataclass
+class Measurements:
+    sent_at: dict[int, float] = field(default_factory=dict)
+    seen_at: dict[int, float] = field(default_factory=dict)
+    failures: int = 0
+    write_seconds: float = 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def rss_mb(pid: int | None, field_name: str = "VmRSS") -> float | None:
+    if pid is None:
+        return None
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+# -- the systems under test ----------------------------------------------------------------
+def _start_app(args: list[str], env: dict[str, str], url: str, log: Path) -> Any:
+    proc = spawn(args, log_path=log, env={**os.environ, **env})
+    wait_until(
+        lambda: http_status(f"{url}/healthz") == 200, what="the app", timeout=90, log_path=log, proc=proc
+    )
+    return proc
+
+
+@contextmanager
+def embedded(users: int, folder: Path) -> Iterator[Target]:
+    port = free_port()
+    env = {"TODO_DATA_DIR": str(folder), "TODO_DATABASE_URL": f"sqlite:///{folder}/todo.db",
+           "TODO_LOG_LEVEL": "WARNING", "TODO_TIMEZONE": "UTC"}  # fmt: skip
+    for name in ("TODO_JWT_SECRET", "TODO_JWKS_URL", "DAPR_HTTP_PORT", "DAPR_GRPC_PORT"):
+        os.environ.pop(name, None)
+    proc = _start_app([TODO_AGENT, "run", "--port", str(port)], env, f"http://127.0.0.1:{port}",
+                      folder / "embedded.log")  # fmt: skip
+    try:
+        yield Target(url=f"http://127.0.0.1:{port}", api_pid=proc.pid, daprd_pid=None, tokens={"local": None})
+    finally:
+        stop_pid(proc.pid, timeout=10)
+
+
+@contextmanager
+def dapr(users: int, folder: Path) -> Iterator[Target]:
+    import psycopg
+    from psycopg import sql
+
+    from devstack.components import render
+    from devstack.config import StackConfig
+    from devstack.postgres import sqlalchemy_url
+    from devstack.sidecar import start_sidecar
+    from devstack.stack import Stack
+    from mcp_server.auth import JwtVerifier
+    from tasks.db import make_engine, migrate
+
+    with ExitStack() as exits:
+        stack = Stack(StackConfig.from_env())
+        started = stack.up(progress=False)
+        exits.callback(lambda: stack.down(only=started) if started else None)
+        admin = stack.postgres.admin_url()
+        name = f"todo_bench_{secrets.token_hex(4)}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+
+        def drop() -> None:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+        exits.callback(drop)
+        pg_url = sqlalchemy_url(f"{admin.rsplit('/', 1)[0]}/{name}")
+        engine = make_engine(pg_url)
+        migrate(engine)
+        engine.dispose()
+        app_id = f"todo-api-bench{secrets.token_hex(3)}"
+        broadcast = (
+            Path(__file__).parents[1] / "dapr-components" / "kafka-pubsub-broadcast.yaml"
+        ).read_text()
+        resources = render(
+            folder / "resources", kafka_brokers=stack.cfg.kafka_brokers, pg_url=pg_url, subscriptions=False,
+            extra={"subscriptions.yaml": SUBSCRIPTION.format(app_id=app_id),
+                   "kafka-pubsub-broadcast.yaml": broadcast.replace("  - todo-api", f"  - {app_id}").replace(
+                       "127.0.0.1:59092", stack.cfg.kafka_brokers)},
+        )  # fmt: skip
+        port = free_port()
+        sidecar = start_sidecar(
+            app_id=app_id, app_port=port, resources_path=resources.path, config=resources.config,
+            scheduler_address=stack.cfg.scheduler_address, log_dir=folder, extra_env=dict(resources.env),
+            app_api_token=APP_TOKEN, wait_for="outbound",
+        )  # fmt: skip
+        exits.callback(sidecar.stop)
+        env = {"TODO_DATABASE_URL": pg_url, "TODO_JWT_SECRET": JWT_SECRET, "APP_API_TOKEN": APP_TOKEN,
+               "TODO_LOG_LEVEL": "WARNING", "TODO_TIMEZONE": "UTC", **sidecar.app_env()}  # fmt: skip
+        proc = _start_app([TODO_AGENT, "serve", "api", "--port", str(port)], env, f"http://127.0.0.1:{port}",
+                          folder / "api.log")  # fmt: skip
+        exits.callback(lambda: stop_pid(proc.pid, timeout=10))
+        sidecar.wait_ready("app", timeout=90)
+        verifier = JwtVerifier(secret=JWT_SECRET, audience="todo-agent")
+        tokens: dict[str, str | None] = {
+            f"bench-{n}": verifier.issue(f"bench-{n}", ttl=7200) for n in range(users)
+        }
+        yield Target(url=f"http://127.0.0.1:{port}", api_pid=proc.pid, daprd_pid=sidecar.pid, tokens=tokens)
+
+
+# -- the load ------------------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def mcp_session(url: str, token: str | None) -> AsyncIterator[Any]:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    transport = streamable_http_client(
+        f"{url}/mcp", http_client=httpx2.AsyncClient(headers=headers, timeout=60)
+    )
+    async with Client(transport) as client:
+        yield client
+
+
+async def watch(url: str, token: str | None, m: Measurements, ready: asyncio.Event) -> None:
+    ws_url = url.replace("http://", "ws://") + "/ws" + (f"?token={token}" if token else "")
+    async with websockets.connect(ws_url, max_queue=None) as ws:
+        ready.set()
+        async for raw in ws:
+            message = json.loads(raw)
+            if message.get("type") == "task" and message.get("event_type") == "created":
+                m.seen_at.setdefault(int(message["task_id"]), time.perf_counter())
+
+
+async def warm_up(url: str, tokens: dict[str, str | None], limit: float = 90) -> None:
+    """The broadcast subscription starts at the newest offset once joined: probe until live."""
+    user, token = next(iter(tokens.items()))
+    m, ready = Measurements(), asyncio.Event()
+    watcher = asyncio.create_task(watch(url, token, m, ready))
+    await ready.wait()
+    deadline = time.monotonic() + limit
+    async with mcp_session(url, token) as client:
+        while time.monotonic() < deadline:
+            result = await client.call_tool("add_task", {"title": "warm-up"})
+            task_id = int(result.structured_content["id"])
+            for _ in range(30):
+                if task_id in m.seen_at:
+                    watcher.cancel()
+                    return
+                await asyncio.sleep(0.1)
+    raise SystemExit(f"no live update reached the WebSocket of {user} in {limit}s")
+
+
+async def run_load(target: Target, rate: float, seconds: float, drain: float) -> Measurements:
+    await warm_up(target.url, target.tokens)
+    m = Measurements()
+    users = list(target.tokens.items())
+    readies = [asyncio.Event() for _ in users]
+    watchers = [
+        asyncio.create_task(watch(target.url, tok, m, r)) for (_, tok), r in zip(users, readies, strict=True)
+    ]
+    for ready in readies:
+        await ready.wait()
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = [await stack.enter_async_context(mcp_session(target.url, tok)) for _, tok in users]
+        total = int(rate * seconds)
+        start = time.perf_counter()
+
+        async def create(n: int) -> None:
+            sent = time.perf_counter()
+            try:
+                result = await sessions[n % len(sessions)].call_tool("add_task", {"title": f"bench {n}"})
+                m.sent_at[int(result.structured_content["id"])] = sent
+            except Exception:
+                m.failures += 1
+
+        pending = set()
+        for n in range(total):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            pending.add(asyncio.create_task(create(n)))
+        await asyncio.gather(*pending)
+        m.write_seconds = time.perf_counter() - start
+        deadline = time.perf_counter() + drain
+        while time.perf_counter() < deadline and not set(m.sent_at) <= set(m.seen_at):
+            await asyncio.sleep(0.1)
+    for watcher in watchers:
+        watcher.cancel()
+    return m
+
+
+def figures(target: Target, m: Measurements) -> dict[str, Any]:
+    latencies = [(m.seen_at[t] - s) * 1000 for t, s in m.sent_at.items() if t in m.seen_at]
+    metrics = httpx.get(f"{target.url}/metrics/outbox", timeout=30).json()
+    return {
+        "p50_ms": round(percentile(latencies, 50), 2) if latencies else None,
+        "p95_ms": round(percentile(latencies, 95), 2) if latencies else None,
+        "p99_ms": round(percentile(latencies, 99), 2) if latencies else None,
+        "mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
+        "writes": len(m.sent_at),
+        "write_failures": m.failures,
+        "writes_per_s": round(len(m.sent_at) / m.write_seconds, 1) if m.write_seconds else 0.0,
+        "relay_lag_ms": metrics["lag_ms"]["p50"],
+        "relay_lag_p95_ms": metrics["lag_ms"]["p95"],
+        "relay_backlog": metrics["backlog"],
+        "lost": len(set(m.sent_at) - set(m.seen_at)),
+        "api_rss_mb": rss_mb(target.api_pid),
+        "api_peak_rss_mb": rss_mb(target.api_pid, "VmHWM"),
+        "daprd_rss_mb": rss_mb(target.daprd_pid),
+        "daprd_peak_rss_mb": rss_mb(target.daprd_pid, "VmHWM"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=100, help="task creates per second")
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--users", type=int, default=4, help="users (MCP sessions + sockets) in Dapr mode")
+    parser.add_argument("--drain", type=float, default=20, help="seconds to wait for late messages")
+    parser.add_argument("--mode", choices=("both", "dapr", "embedded"), default="both")
+    args = parser.parse_args()
+    results: dict[str, dict[str, Any]] = {}
+    for mode in ("dapr", "embedded"):
+        if args.mode not in ("both", mode):
+            continue
+        with tempfile.TemporaryDirectory(prefix=f"bench-events-{mode}-") as folder:
+            system = dapr if mode == "dapr" else embedded
+            with system(args.users, Path(folder)) as target:
+                m = asyncio.run(run_load(target, args.rate, args.seconds, args.drain))
+                results[mode] = {
+                    "mode": mode,
+                    "rate": args.rate,
+                    "seconds": args.seconds,
+                    **figures(target, m),
+                }
+        print(json.dumps(results[mode]), file=sys.stderr)
+    line = dict(results.get("dapr") or results["embedded"])
+    if "dapr" in results and "embedded" in results:
+        d, e = results["dapr"], results["embedded"]
+        line["embedded"] = {
+            k: e[k] for k in ("p50_ms", "p95_ms", "p99_ms", "writes_per_s", "relay_lag_ms", "lost")
+        }
+        line["embedded_over_dapr"] = {
+            k: round(e[k] / d[k], 2) if d.get(k) and e.get(k) is not None else None
+            for k in ("p50_ms", "p99_ms", "writes_per_s")
+        }
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

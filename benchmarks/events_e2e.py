@@ -250,8 +250,9 @@ async def run_load(target: Target, rate: float, seconds: float, drain: float) ->
             pending.add(asyncio.create_task(create(n)))
         await asyncio.gather(*pending)
         m.write_seconds = time.perf_counter() - start
-        deadline = time.perf_counter() + drain
-        while time.perf_counter() < deadline and not set(m.sent_at) <= set(m.seen_at):
+        for _ in range(int(drain * 10)):  # late messages
+            if set(m.sent_at) <= set(m.seen_at):
+                break
             await asyncio.sleep(0.1)
     for watcher in watchers:
         watcher.cancel()

@@ -96,6 +96,7 @@ def dlq_through_dapr(settings: Any, action: str, *, topic: str, wait: float) -> 
 
     dead_letter_topic = f"{topic}-dlq"
     count = 0
+    seen: set[str] = set()
     with DaprClient(address=f"127.0.0.1:{settings.dapr_grpc_port}") as client:
         subscription = client.subscribe(settings.pubsub_name, dead_letter_topic)
         timer = threading.Timer(wait, subscription.close)
@@ -109,6 +110,10 @@ def dlq_through_dapr(settings: Any, action: str, *, topic: str, wait: float) -> 
                 if message is None:
                     continue
                 event = _as_cloud_event(message)
+                if event["id"] in seen:  # our own replay, dropped again: don't loop
+                    subscription.respond_success(message)
+                    continue
+                seen.add(event["id"])
                 print(json.dumps({"dead_letter_topic": dead_letter_topic, **event}), flush=True)
                 if action == "replay":
                     client.publish_event(settings.pubsub_name, topic, json.dumps(event),
@@ -126,6 +131,8 @@ def dlq_through_dapr(settings: Any, action: str, *, topic: str, wait: float) -> 
 
 def _as_cloud_event(message: Any) -> dict[str, Any]:
     data = message.data()
+    if data is None:  # a content type the SDK does not parse: keep the raw bytes
+        data = message.raw_data()
     if isinstance(data, bytes | str):
         try:
             data = json.loads(data)

@@ -14,6 +14,7 @@ import pytest
 import websockets
 from sqlmodel import Session, col, select
 
+from events.cli import main as events_cli
 from events.contracts import CLOUDEVENT_CONTENT_TYPE, cloud_event
 from tasks.models import OutboxEvent, Task
 from tests.integration.events.support import (
@@ -22,8 +23,10 @@ from tests.integration.events.support import (
     RoleLauncher,
     end_offsets,
     records_since,
+    wait_for_consumer_group,
     wait_until_async,
 )
+from todo_agent.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -171,3 +174,47 @@ async def test_two_recurrence_consumers_given_the_same_completions_make_one_next
     await wait_until_async(lambda: len(next_occurrences()) == 10, "ten next occurrences")
     await asyncio.sleep(1)
     assert sorted(next_occurrences()) == sorted(ids)
+
+
+async def test_dead_letters_can_be_listed_and_replayed_through_dapr(
+    event_system: EventSystem, sidecar_factory: Any, event_resources: Any, session_id: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    system, frank = event_system, f"frank-{session_id}"
+
+    # The CLI's own sidecar; its app id is its consumer group (a new one starts at the newest
+    # offset here, so each run waits for its group before the poison is published).
+    def cli_settings(cli_id: str) -> Settings:
+        sidecar = sidecar_factory(cli_id, None, resources=event_resources)
+        for name, value in sidecar.app_env().items():
+            monkeypatch.setenv(name, value)
+        return Settings(dapr_http_port=sidecar.http_port, dapr_grpc_port=sidecar.grpc_port)
+
+    async def poison(n: int) -> str:
+        event_id = f"dead-{n}-{session_id}"
+        body = {"specversion": "1.0", "id": event_id, "source": "todo-agent",
+                "type": "todo.task.completed.v1", "data": {"user_id": frank, "n": n}}  # fmt: skip
+        async with httpx.AsyncClient(base_url=system.api.sidecar.http_url, timeout=20) as dapr:
+            reply = await dapr.post("/v1.0/publish/kafka-pubsub/task-events", content=json.dumps(body),
+                                    headers={"content-type": CLOUDEVENT_CONTENT_TYPE})  # fmt: skip
+            assert reply.status_code == 204
+        return event_id
+
+    async def run_cli(action: str, event_number: int) -> tuple[str, list[dict[str, Any]]]:
+        cli_id = f"todo-dlq-{action}-{session_id}"
+        settings = cli_settings(cli_id)
+        cli = asyncio.create_task(asyncio.to_thread(events_cli, ["dlq", action, "--wait", "15"], settings))
+        await asyncio.to_thread(wait_for_consumer_group, system.kafka_brokers, cli_id)
+        event_id = await poison(event_number)
+        assert await cli == 0
+        return event_id, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    listed_id, listed = await run_cli("list", 1)
+    assert listed_id in {e["id"] for e in listed}
+    assert all(e["dead_letter_topic"] == "task-events-dlq" for e in listed)
+
+    before = end_offsets(system.kafka_brokers, "task-events")
+    replayed_id, replayed = await run_cli("replay", 2)
+    assert replayed_id in {e["id"] for e in replayed}
+    again = records_since(system.kafka_brokers, before, lambda e: e.get("id") == replayed_id, expected=2)
+    assert len(again) == 2  # the poison itself, then its replay (dropped again: still poison)

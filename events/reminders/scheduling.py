@@ -96,7 +96,7 @@ def current_reminder(uow_factory: UnitOfWorkFactory, task_id: int) -> datetime |
 
 
 class ReminderScheduling:
-    def __init__(self, jobs: JobScheduler, uow_factory: UnitOfWorkFactory, *, shards: int = 16) -> None:
+    def __init__(self, jobs: JobScheduler, uow_factory: UnitOfWorkFactory, *, shards: int = 8) -> None:
         self.jobs = jobs
         self._uow = uow_factory
         #: task id -> the remind_at this process last scheduled a job for.

@@ -118,3 +118,25 @@ async def test_completing_deleting_or_moving_a_reminder_changes_what_fires(
     with Session(container.engine) as session:
         [row] = session.exec(select(OutboxEvent).where(OutboxEvent.topic == "reminders")).all()
     assert row.task_id == moved.id and later.remind_at is not None and row.created_at >= later.remind_at
+
+
+async def test_the_next_occurrence_of_a_recurring_task_gets_its_own_reminder(
+    make_settings: Callable[..., Settings],
+) -> None:
+    container = bootstrap("all", make_settings(user="alice"))
+    alice = Actor("alice", "Europe/Berlin")
+    app = app_for(container)
+    async with app.router.lifespan_context(app):
+        first = container.tasks.add(
+            alice,
+            TaskDraft(title="Stand-up", due="tomorrow 9:00", recurrence="daily", remind_before_minutes=15),
+        )
+        container.tasks.complete(alice, first.id)
+        scheduling = container.extras["reminders"]
+        await wait_for(lambda: any(task_id != first.id for task_id in scheduling.known), seconds=5)
+        [(next_id, remind_at)] = scheduling.known.items()
+    with Session(container.engine) as session:
+        following = session.get(Task, next_id)
+    assert following is not None and following.previous_occurrence_id == first.id
+    assert following.due_at is not None and remind_at == following.due_at - timedelta(minutes=15)
+    assert first.due_at is not None and following.due_at == first.due_at + timedelta(days=1)

@@ -38,8 +38,8 @@ def auth(verifier, user: str, **claims) -> dict[str, str]:
 async def test_crud_through_rest(api_app, verifier) -> None:
     async with running(api_app) as api:
         alice = auth(verifier, "alice", zoneinfo="Europe/Berlin")
-        created = await api.post("/api/tasks", json={"title": "Buy milk", "due": "2026-12-01T17:00", "tags": ["shop"]},
-                                 headers=alice)  # fmt: skip
+        body = {"title": "Buy milk", "due": "2026-12-01T17:00", "tags": ["shop"]}
+        created = await api.post("/api/tasks", json=body, headers=alice)
         assert created.status_code == 201, created.text
         task = created.json()
         assert task["due_at"] == "2026-12-01T16:00:00Z"

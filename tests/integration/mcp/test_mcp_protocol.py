@@ -18,9 +18,9 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_server.auth import JwtVerifier
+from tests.conftest import JWT_SECRET
 from todo_agent.bootstrap import bootstrap
 from todo_agent.roles import app_for
-from tests.conftest import JWT_SECRET
 
 pytestmark = pytest.mark.integration
 
@@ -186,9 +186,9 @@ async def test_bad_tokens_get_401(http_server, case: str) -> None:
     if token:
         headers["Authorization"] = f"Bearer {token}"
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
-    response = httpx.post(f"{http_server.url}/mcp", headers=headers, json=body, timeout=10)
-    assert response.status_code == 401
-    rest = httpx.get(
-        f"{http_server.url}/api/tasks", headers={"Authorization": headers.get("Authorization", "")}
-    )
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(f"{http_server.url}/mcp", headers=headers, json=body)
+        assert response.status_code == 401
+        auth_header = {"Authorization": headers.get("Authorization", "")}
+        rest = await client.get(f"{http_server.url}/api/tasks", headers=auth_header)
     assert rest.status_code == 401 and "detail" in rest.json()

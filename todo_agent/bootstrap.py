@@ -79,7 +79,23 @@ def make_verifier(settings: Settings) -> JwtVerifier | None:
     )
 
 
+def _point_the_dapr_sdk_at_our_sidecar(settings: Settings) -> None:
+    """The Dapr SDK reads its sidecar's ports from ``dapr.conf.settings`` (environment by
+    default) and waits for that sidecar when a client is built; one process has one sidecar,
+    so settings given in code (tests, ``serve --dapr``) must reach the SDK too."""
+    from dapr.conf import settings as sdk
+
+    if settings.dapr_http_port:
+        sdk.DAPR_HTTP_PORT = settings.dapr_http_port
+    if settings.dapr_grpc_port:
+        sdk.DAPR_GRPC_PORT = settings.dapr_grpc_port
+    if settings.dapr_api_token:
+        sdk.DAPR_API_TOKEN = settings.dapr_api_token.get_secret_value()
+
+
 def bootstrap(role: Role, settings: Settings, *, run_migrations: bool = True) -> Container:
+    if settings.dapr_enabled:
+        _point_the_dapr_sdk_at_our_sidecar(settings)
     engine = make_engine(settings.effective_database_url)
     if run_migrations:
         migrate(engine)

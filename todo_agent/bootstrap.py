@@ -85,12 +85,14 @@ def _point_the_dapr_sdk_at_our_sidecar(settings: Settings) -> None:
     so settings given in code (tests, ``serve --dapr``) must reach the SDK too."""
     from dapr.conf import settings as sdk
 
-    if settings.dapr_http_port:
-        sdk.DAPR_HTTP_PORT = settings.dapr_http_port
-    if settings.dapr_grpc_port:
-        sdk.DAPR_GRPC_PORT = settings.dapr_grpc_port
-    if settings.dapr_api_token:
-        sdk.DAPR_API_TOKEN = settings.dapr_api_token.get_secret_value()
+    values = {
+        "DAPR_HTTP_PORT": settings.dapr_http_port,
+        "DAPR_GRPC_PORT": settings.dapr_grpc_port,
+        "DAPR_API_TOKEN": settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None,
+    }
+    for name, value in values.items():
+        if value:
+            setattr(sdk, name, value)
 
 
 def bootstrap(role: Role, settings: Settings, *, run_migrations: bool = True) -> Container:

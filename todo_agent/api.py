@@ -5,8 +5,10 @@ app = create_app(container)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import FastAPI
@@ -40,6 +42,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        _size_the_thread_pool(container)
         async with contextlib.AsyncExitStack() as stack:
             if mcp is not None:
                 await stack.enter_async_context(mcp.session_manager.run())
@@ -64,6 +67,15 @@ def create_app(
     if mcp_app is not None:
         app.mount("/", mcp_app)  # last: lowest precedence; serves /mcp and its OAuth metadata
     return app
+
+
+def _size_the_thread_pool(container: Container) -> None:
+    """Database work runs in threads (``asyncio.to_thread``); the default pool has only
+    cpu+4 workers, which queues I/O-bound writes on small machines. Match the connection pool."""
+    workers = max(8, container.engine.pool.size() * 2) if hasattr(container.engine.pool, "size") else 8
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="todo-db")
+    )
 
 
 def _health_routes(app: FastAPI, container: Container) -> None:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import statistics
+import threading
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final, TypeVar
@@ -71,23 +72,62 @@ class OutboxRelay:
         self._wakeup.set()
 
     @contextlib.asynccontextmanager
-    async def running(self, uow_factory: UnitOfWorkFactory) -> AsyncIterator[OutboxRelay]:
-        """Run in the background; every commit on ``uow_factory`` wakes the relay."""
+    async def running(
+        self, uow_factory: UnitOfWorkFactory, *, own_thread: bool = False
+    ) -> AsyncIterator[OutboxRelay]:
+        """Run in the background; every commit on ``uow_factory`` wakes the relay.
+
+        ``own_thread=True`` runs it on an event loop of its own, so a busy app loop (many
+        requests) does not delay publishing; the publisher must then be used by the relay
+        only, and is closed by it at the end. The in-process bus needs the app's loop (its
+        handlers touch the app's WebSockets): use the default there.
+        """
+        if own_thread:
+            async with self._in_own_thread(uow_factory):
+                yield self
+            return
         loop = asyncio.get_running_loop()
-
-        def after_commit(rows: Sequence[OutboxEvent]) -> None:
-            if rows and not loop.is_closed():
-                loop.call_soon_threadsafe(self.wake)
-
-        uow_factory.after_commit.append(after_commit)
+        uow_factory.after_commit.append(listener := self._waker(loop))
         task = asyncio.create_task(self.run(), name="outbox-relay")
         try:
             yield self
         finally:
-            uow_factory.after_commit.remove(after_commit)
+            uow_factory.after_commit.remove(listener)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    def _waker(self, loop: asyncio.AbstractEventLoop) -> Callable[[Sequence[OutboxEvent]], None]:
+        def after_commit(rows: Sequence[OutboxEvent]) -> None:
+            if rows and not loop.is_closed():
+                loop.call_soon_threadsafe(self.wake)
+
+        return after_commit
+
+    @contextlib.asynccontextmanager
+    async def _in_own_thread(self, uow_factory: UnitOfWorkFactory) -> AsyncIterator[None]:
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(self.run(), name="outbox-relay")
+
+        def thread_main() -> None:
+            asyncio.set_event_loop(loop)
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(task)
+            aclose = getattr(self._publisher, "aclose", None)
+            if aclose is not None:
+                loop.run_until_complete(aclose())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+        thread = threading.Thread(target=thread_main, name="outbox-relay", daemon=True)
+        thread.start()
+        uow_factory.after_commit.append(listener := self._waker(loop))
+        try:
+            yield
+        finally:
+            uow_factory.after_commit.remove(listener)
+            loop.call_soon_threadsafe(task.cancel)
+            await asyncio.to_thread(thread.join, 30)
 
     async def run(self) -> None:
         while True:

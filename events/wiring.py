@@ -108,9 +108,7 @@ def _metrics(app: FastAPI, container: Any) -> None:
 
 @contextlib.asynccontextmanager
 async def _relay_running(container: Any) -> AsyncIterator[None]:
-    relay = relay_of(container)
-    try:
-        async with relay.running(container.uow):
-            yield
-    finally:
-        await publisher_of(container).aclose()  # type: ignore[attr-defined]
+    """With Dapr the relay runs on its own loop (it closes the publisher); the in-process bus
+    runs on the app's loop, next to the WebSockets its handlers write to."""
+    async with relay_of(container).running(container.uow, own_thread=container.settings.dapr_enabled):
+        yield

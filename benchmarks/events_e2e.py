@@ -3,6 +3,7 @@ WebSocket hub -> the owner's socket: latency, write throughput, relay lag, losse
 
     python -m benchmarks.events_e2e --rate 100 --seconds 30            # Dapr, then embedded
     python -m benchmarks.events_e2e --rate 500 --seconds 60 --mode dapr
+    python -m benchmarks.events_e2e --rate 100 --seconds 30 --via rest   # without the MCP leg
 
 Dapr mode brings up PostgreSQL, Kafka and the scheduler itself (what it started stops at the
 end), makes a fresh database, and runs ``todo-agent serve api`` as its own process beside its
@@ -79,11 +80,23 @@ class Measurements:
     seen_at: dict[int, float] = field(default_factory=dict)
     failures: int = 0
     write_seconds: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (0 when it is not there)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int | None, field_name: str = "VmRSS") -> float | None:
@@ -221,7 +234,7 @@ async def warm_up(url: str, tokens: dict[str, str | None], limit: float = 90) ->
     raise SystemExit(f"no live update reached the WebSocket of {user} in {limit}s")
 
 
-async def run_load(target: Target, rate: float, seconds: float, drain: float) -> Measurements:
+async def run_load(target: Target, rate: float, seconds: float, drain: float, via: str) -> Measurements:
     await warm_up(target.url, target.tokens)
     m = Measurements()
     users = list(target.tokens.items())
@@ -231,30 +244,47 @@ async def run_load(target: Target, rate: float, seconds: float, drain: float) ->
     ]
     for ready in readies:
         await ready.wait()
+    before = {"api": cpu_seconds(target.api_pid), "daprd": cpu_seconds(target.daprd_pid)}
     try:
-        await _write(target, rate, seconds, drain, m)
+        await _write(target, rate, seconds, drain, m, via)
     except Exception as exc:  # an MCP session that broke while closing: the measurements stand
         print(f"note: an MCP session ended with {exc!r}", file=sys.stderr)
+    m.cpu_s = {
+        "api": cpu_seconds(target.api_pid) - before["api"],
+        "daprd": cpu_seconds(target.daprd_pid) - before["daprd"],
+    }
     for watcher in watchers:
         watcher.cancel()
     return m
 
 
-async def _write(target: Target, rate: float, seconds: float, drain: float, m: Measurements) -> None:
+async def _write(
+    target: Target, rate: float, seconds: float, drain: float, m: Measurements, via: str
+) -> None:
     async with contextlib.AsyncExitStack() as stack:
         tokens = list(target.tokens.values())
-        sessions = [await stack.enter_async_context(mcp_session(target.url, tokens[n % len(tokens)]))
-                    for n in range(SESSIONS)]  # fmt: skip
+        if via == "mcp":
+            sessions = [await stack.enter_async_context(mcp_session(target.url, tokens[n % len(tokens)]))
+                        for n in range(SESSIONS)]  # fmt: skip
+        else:
+            sessions = [await stack.enter_async_context(rest_client(target.url, tokens[n % len(tokens)]))
+                        for n in range(SESSIONS)]  # fmt: skip
         limits = [asyncio.Semaphore(IN_FLIGHT) for _ in sessions]
         total = int(rate * seconds)
         start = time.perf_counter()
 
         async def create(n: int) -> None:
+            session = sessions[n % len(sessions)]
             async with limits[n % len(sessions)]:
                 sent = time.perf_counter()
                 try:
-                    result = await sessions[n % len(sessions)].call_tool("add_task", {"title": f"bench {n}"})
-                    m.sent_at[int(result.structured_content["id"])] = sent
+                    if via == "mcp":
+                        result = await session.call_tool("add_task", {"title": f"bench {n}"})
+                        task_id = int(result.structured_content["id"])
+                    else:
+                        reply = await session.post("/api/tasks", json={"title": f"bench {n}"})
+                        task_id = int(reply.raise_for_status().json()["id"])
+                    m.sent_at[task_id] = sent
                 except Exception:
                     m.failures += 1
 
@@ -272,6 +302,13 @@ async def _write(target: Target, rate: float, seconds: float, drain: float, m: M
             await asyncio.sleep(0.1)
 
 
+@contextlib.asynccontextmanager
+async def rest_client(url: str, token: str | None) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+        yield client
+
+
 def figures(target: Target, m: Measurements) -> dict[str, Any]:
     latencies = [(m.seen_at[t] - s) * 1000 for t, s in m.sent_at.items() if t in m.seen_at]
     metrics = httpx.get(f"{target.url}/metrics/outbox", timeout=30).json()
@@ -287,6 +324,8 @@ def figures(target: Target, m: Measurements) -> dict[str, Any]:
         "relay_lag_p95_ms": metrics["lag_ms"]["p95"],
         "relay_backlog": metrics["backlog"],
         "lost": len(set(m.sent_at) - set(m.seen_at)),
+        "api_cpu_ms_per_write": round(m.cpu_s.get("api", 0) * 1000 / max(1, len(m.sent_at)), 2),
+        "daprd_cpu_ms_per_write": round(m.cpu_s.get("daprd", 0) * 1000 / max(1, len(m.sent_at)), 2),
         "api_rss_mb": rss_mb(target.api_pid),
         "api_peak_rss_mb": rss_mb(target.api_pid, "VmHWM"),
         "daprd_rss_mb": rss_mb(target.daprd_pid),
@@ -301,6 +340,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=4, help="users (MCP sessions + sockets) in Dapr mode")
     parser.add_argument("--drain", type=float, default=20, help="seconds to wait for late messages")
     parser.add_argument("--mode", choices=("both", "dapr", "embedded"), default="both")
+    parser.add_argument("--via", choices=("mcp", "rest"), default="mcp", help="create over MCP or REST")
     args = parser.parse_args()
     results: dict[str, dict[str, Any]] = {}
     for mode in ("dapr", "embedded"):
@@ -308,16 +348,11 @@ def main() -> int:
             continue
         folder = tempfile.mkdtemp(prefix=f"bench-events-{mode}-")  # kept: the app and daprd logs
         print(f"{mode} mode: logs in {folder}", file=sys.stderr)
-        if True:
-            system = dapr if mode == "dapr" else embedded
-            with system(args.users, Path(folder)) as target:
-                m = asyncio.run(run_load(target, args.rate, args.seconds, args.drain))
-                results[mode] = {
-                    "mode": mode,
-                    "rate": args.rate,
-                    "seconds": args.seconds,
-                    **figures(target, m),
-                }
+        system = dapr if mode == "dapr" else embedded
+        with system(args.users, Path(folder)) as target:
+            m = asyncio.run(run_load(target, args.rate, args.seconds, args.drain, args.via))
+            results[mode] = {"mode": mode, "via": args.via, "rate": args.rate, "seconds": args.seconds,
+                             **figures(target, m)}  # fmt: skip
         print(json.dumps(results[mode]), file=sys.stderr)
     line = dict(results.get("dapr") or results["embedded"])
     if "dapr" in results and "embedded" in results:

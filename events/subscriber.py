@@ -6,8 +6,10 @@
 In Dapr mode ``POST <route>`` takes the CloudEvent daprd delivers, checks the
 ``dapr-api-token`` header against ``APP_API_TOKEN`` (when set, so only the sidecar can call),
 runs the handler and answers ``{"status": "SUCCESS" | "RETRY" | "DROP"}``; RETRY and DROP are
-logged with the reason. Several subscriptions on one route (the "all" role) share it: the
-reply is RETRY if any handler wants a retry, else DROP if any dropped. Which topic reaches
+logged with the reason. A bulk delivery (``bulkSubscribe`` in the Subscription:
+``{"entries": [...]}``) gets one status per entry (``{"statuses": [{"entryId", "status"}]}``).
+Several subscriptions on one route (the "all" role) share it: the reply is RETRY if any
+handler wants a retry, else DROP if any dropped. Which topic reaches
 which route is declared in ``dapr-components/subscriptions.yaml`` (with dead-letter topics).
 In the embedded default the subscription is registered with the in-process bus.
 """
@@ -51,13 +53,46 @@ def _serve_route(app: FastAPI, container: Any, route: str, routes: dict[str, lis
         ):
             return JSONResponse({"detail": "Only the Dapr sidecar may call this route."}, 401)
         body = await request.body()
-        try:
-            delivery = parse_delivery(body, routes[route][0].topic)
-        except ValueError as exc:
-            log.warning("DROP on %s: not a CloudEvent (%s)", route, exc)
-            return JSONResponse({"status": Outcome.DROP.value})
-        outcomes = [await _run(sub, delivery) for sub in routes[route]]
-        return JSONResponse({"status": combine(outcomes).value})
+        bulk = _bulk_entries(body)
+        if bulk is not None:  # bulkSubscribe: one status per entry
+            statuses = [
+                {"entryId": entry_id, "status": (await _deliver(routes[route], route, event)).value}
+                for entry_id, event in bulk
+            ]
+            return JSONResponse({"statuses": statuses})
+        return JSONResponse({"status": (await _deliver(routes[route], route, body)).value})
+
+
+async def _deliver(subscriptions: list[Subscription], route: str, event: bytes | dict[str, Any]) -> Outcome:
+    try:
+        delivery = parse_delivery(event, subscriptions[0].topic)
+    except ValueError as exc:
+        log.warning("DROP on %s: not a CloudEvent (%s)", route, exc)
+        return Outcome.DROP
+    return combine([await _run(sub, delivery) for sub in subscriptions])
+
+
+def _bulk_entries(body: bytes) -> list[tuple[str, bytes | dict[str, Any]]] | None:
+    """``(entryId, event)`` of a bulk delivery (``"entries"``), or None for a single event."""
+    if not body.startswith(b"{") or b'"entries"' not in body:
+        return None
+    try:
+        envelope = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    entries = envelope.get("entries") if isinstance(envelope, dict) else None
+    if not isinstance(entries, list) or "specversion" in envelope:
+        return None
+    topic = envelope.get("topic")
+    found: list[tuple[str, bytes | dict[str, Any]]] = []
+    for entry in entries:
+        event = entry.get("event")
+        if isinstance(event, str):
+            event = event.encode()
+        if isinstance(event, dict) and topic and "topic" not in event:
+            event = {**event, "topic": topic}
+        found.append((str(entry.get("entryId")), event if isinstance(event, bytes | dict) else b""))
+    return found
 
 
 async def _run(subscription: Subscription, delivery: Delivery) -> Outcome:
@@ -79,10 +114,10 @@ def combine(outcomes: list[Outcome]) -> Outcome:
     return Outcome.SUCCESS
 
 
-def parse_delivery(body: bytes, default_topic: str) -> Delivery:
+def parse_delivery(body: bytes | dict[str, Any], default_topic: str) -> Delivery:
     """A ``Delivery`` from the JSON CloudEvent daprd posts; ``ValueError`` if it is not one."""
     try:
-        event = json.loads(body)
+        event = json.loads(body) if isinstance(body, bytes) else body
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"body is not JSON: {exc}") from exc
     if not isinstance(event, dict) or "id" not in event or "type" not in event:

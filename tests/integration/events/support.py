@@ -67,6 +67,11 @@ spec:
   routes:
     default: /events/task-updates
   deadLetterTopic: task-updates-dlq
+  # Batches to the hub: one app call per batch instead of one per message and partition.
+  bulkSubscribe:
+    enabled: true
+    maxMessagesCount: 100
+    maxAwaitDurationMs: 5
 scopes:
   - {api}
 """

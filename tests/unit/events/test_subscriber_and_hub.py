@@ -119,3 +119,23 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_still_get_e
     assert slow.closed.is_set() and hub.dropped_clients == 1
     assert (fast.queue.get_nowait() or {}).get("id") == "last"
     assert other.queue.empty()
+
+
+async def test_a_bulk_delivery_gets_one_status_per_entry(make_container: Callable[..., Container]) -> None:
+    container = make_container("api", dapr_http_port=3999)
+    seen: list[Delivery] = []
+    app = _dapr_app(container, Outcome.SUCCESS, seen)
+    bulk = {
+        "id": "b1", "type": "com.dapr.event.sent.bulk", "topic": "task-events", "pubsubname": "kafka-pubsub",
+        "entries": [
+            {"entryId": "e1", "event": {**EVENT, "id": "1"}, "contentType": "application/cloudevents+json"},
+            {"entryId": "e2", "event": "not json", "contentType": "text/plain"},
+            {"entryId": "e3", "event": {**EVENT, "id": "3"}, "contentType": "application/cloudevents+json"},
+        ],
+    }  # fmt: skip
+    reply = await _post(app, bulk)
+    assert reply.json() == {"statuses": [
+        {"entryId": "e1", "status": "SUCCESS"}, {"entryId": "e2", "status": "DROP"},
+        {"entryId": "e3", "status": "SUCCESS"},
+    ]}  # fmt: skip
+    assert [d.id for d in seen] == ["1", "3"]

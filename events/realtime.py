@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 CONSUMER: Final = "realtime"
 ROUTE: Final = "/events/task-updates"
-QUEUE_SIZE: Final = 256
+QUEUE_SIZE: Final = 2048  # well above a bulk delivery (100 per call, one call per partition)
 SEND_TIMEOUT: Final = 5.0
 AUTH_TIMEOUT: Final = 10.0
 REPLAY_LIMIT: Final = 500

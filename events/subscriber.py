@@ -16,6 +16,7 @@ In the embedded default the subscription is registered with the in-process bus.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -55,10 +56,12 @@ def _serve_route(app: FastAPI, container: Any, route: str, routes: dict[str, lis
         body = await request.body()
         bulk = _bulk_entries(body)
         if bulk is not None:  # bulkSubscribe: one status per entry
-            statuses = [
-                {"entryId": entry_id, "status": (await _deliver(routes[route], route, event)).value}
-                for entry_id, event in bulk
-            ]
+            statuses = []
+            for entry_id, event in bulk:
+                statuses.append(
+                    {"entryId": entry_id, "status": (await _deliver(routes[route], route, event)).value}
+                )
+                await asyncio.sleep(0)  # let the WebSocket senders run between entries
             return JSONResponse({"statuses": statuses})
         return JSONResponse({"status": (await _deliver(routes[route], route, body)).value})
 

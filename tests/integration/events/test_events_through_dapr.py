@@ -166,10 +166,10 @@ async def test_two_recurrence_consumers_given_the_same_completions_make_one_next
     )
     assert set(outcomes) <= {"SUCCESS", "RETRY"}
 
-    def next_occurrences() -> list[int | None]:
+    def next_occurrences() -> list[int]:
         with Session(system.engine) as session:
             statement = select(Task.previous_occurrence_id).where(col(Task.previous_occurrence_id).in_(ids))
-            return list(session.exec(statement).all())
+            return [p for p in session.exec(statement).all() if p is not None]
 
     await wait_until_async(lambda: len(next_occurrences()) == 10, "ten next occurrences")
     await asyncio.sleep(1)

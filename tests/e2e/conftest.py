@@ -165,7 +165,7 @@ def auth_server(start_server: Callable[..., Server]) -> Server:
     return start_server(secret=JWT_SECRET)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # a running Playwright keeps an event loop in this thread
 def browser() -> Iterator[Any]:
     _ensure_chromium()
     try:

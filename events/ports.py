@@ -19,7 +19,14 @@ from typing import Any, Protocol
 
 
 class PublishError(Exception):
-    """The bus did not take the events (sidecar or broker down): retry later."""
+    """The bus did not take the events (sidecar or broker down): retry later.
+
+    ``permanent=True``: the bus refused them for good (Dapr answered 4xx: a malformed or
+    forbidden message); retrying the same request would get the same answer."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class EventPublisher(Protocol):

@@ -23,6 +23,14 @@ from events.inprocess import InProcessBus
 from events.ports import PublishError
 
 _BULK_PATH: Final = "/v1.0-alpha1/publish/bulk"
+#: 4xx answers that are not about the message: too many requests, a timeout, and 404 (Dapr's
+#: answer while the pub/sub component is missing: configuration, the same for every row).
+_TRANSIENT_4XX: Final = frozenset({404, 408, 425, 429})
+
+
+def is_permanent(status_code: int) -> bool:
+    """Dapr refused this request for good: retrying it would get the same answer."""
+    return 400 <= status_code < 500 and status_code not in _TRANSIENT_4XX
 
 
 class DaprPublisher:
@@ -67,7 +75,8 @@ class DaprPublisher:
             raise PublishError(f"the Dapr sidecar is unreachable: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 300:
             raise PublishError(
-                f"Dapr refused to publish to {topic}: {response.status_code} {response.text[:300]}"
+                f"Dapr refused to publish to {topic}: {response.status_code} {response.text[:300]}",
+                permanent=is_permanent(response.status_code),
             )
 
     async def aclose(self) -> None:

@@ -10,7 +10,10 @@ relays never publish the same row concurrently), publishes each as a CloudEvent 
 topics (one request per topic; the partition key is the user, so one user's events keep their
 order), and marks them sent in the same transaction. A failed publish leaves the rows pending,
 notes the error, and backs off (doubling up to ``max_backoff``) until the sidecar or broker is
-back.
+back. A batch the bus refuses for good (``PublishError.permanent``: Dapr answered 4xx) is
+published again row by row: a row refused on its own is marked failed (``failed_at``,
+``last_error``, logged) and never retried, and the rows after it go on, so one bad row does
+not block its user's partition. Failed rows show in ``metrics()`` and ``todo-agent events tail``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import Engine, func, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from events.contracts import cloud_event, target_topics
 from events.ports import EventPublisher, PublishError
@@ -60,6 +63,7 @@ class OutboxRelay:
         self._backoff = 0.0
         self._lags_ms: deque[float] = deque(maxlen=_LAG_WINDOW)
         self.published = 0
+        self.failed = 0
         self.failures = 0
         self.last_error: str | None = None
 
@@ -171,18 +175,40 @@ class OutboxRelay:
             try:
                 await self._publish(rows)
             except PublishError as exc:
-                await _in_thread(self._note_failure, session, rows, str(exc))
-                raise
-            await _in_thread(self._mark_sent, session, rows)
+                if not exc.permanent:
+                    await _in_thread(self._note_failure, session, rows, str(exc))
+                    raise
+                if len(rows) == 1:
+                    await _in_thread(self._settle, session, [], [(rows[0], str(exc))])
+                    return 1
+                return await self._row_by_row(session, rows)
+            await _in_thread(self._settle, session, rows, [])
             return len(rows)
         except BaseException:
             await _in_thread(session.close)
             raise
 
+    async def _row_by_row(self, session: Session, rows: Sequence[OutboxEvent]) -> int:
+        """A batch was refused for good: find the row(s) to blame, publish the others."""
+        sent: list[OutboxEvent] = []
+        failed: list[tuple[OutboxEvent, str]] = []
+        for index, row in enumerate(rows):
+            try:
+                await self._publish([row])
+            except PublishError as exc:
+                if exc.permanent:
+                    failed.append((row, str(exc)))
+                    continue
+                await _in_thread(self._settle, session, sent, failed, rows[index:], str(exc))
+                raise
+            sent.append(row)
+        await _in_thread(self._settle, session, sent, failed)
+        return len(rows)
+
     def _claim(self, session: Session) -> list[OutboxEvent]:
         statement = (
             select(OutboxEvent)
-            .where(OutboxEvent.published_at.is_(None))  # type: ignore[union-attr]
+            .where(_pending())
             .order_by(OutboxEvent.id)  # type: ignore[arg-type]
             .limit(self._batch_size)
         )
@@ -213,18 +239,42 @@ class OutboxRelay:
             *(self._publisher.publish(t, evs, partition_key=user) for (t, user), evs in groups.items())
         )
 
-    def _mark_sent(self, session: Session, rows: Sequence[OutboxEvent]) -> None:
+    def _settle(
+        self,
+        session: Session,
+        sent: Sequence[OutboxEvent],
+        failed: Sequence[tuple[OutboxEvent, str]],
+        unsent: Sequence[OutboxEvent] = (),
+        reason: str = "",
+    ) -> None:
+        """One commit (the claim's transaction): sent rows, failed rows, rows left pending."""
         now = self._clock()
-        ids = [row.id for row in rows]
-        session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.id.in_(ids))  # type: ignore[union-attr]
-            .values(published_at=now, attempts=OutboxEvent.attempts + 1, last_error=None)
-        )
+        attempted = OutboxEvent.attempts + 1
+        if sent:
+            session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id.in_([row.id for row in sent]))  # type: ignore[union-attr]
+                .values(published_at=now, attempts=attempted, last_error=None)
+            )
+        for row, error in failed:
+            log.error("outbox event %s (%s) refused for good, marked failed and not retried: %s",
+                      row.id, row.event_type, error)  # fmt: skip
+            session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id == row.id)  # type: ignore[arg-type]
+                .values(failed_at=now, attempts=attempted, last_error=error[:2000])
+            )
+        if unsent:
+            session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id.in_([row.id for row in unsent]))  # type: ignore[union-attr]
+                .values(attempts=attempted, last_error=reason[:2000])
+            )
         session.commit()
         session.close()
-        self.published += len(rows)
-        self._lags_ms.extend((now - as_utc(row.created_at)).total_seconds() * 1000 for row in rows)
+        self.published += len(sent)
+        self.failed += len(failed)
+        self._lags_ms.extend((now - as_utc(row.created_at)).total_seconds() * 1000 for row in sent)
 
     def _note_failure(self, session: Session, rows: Sequence[OutboxEvent], reason: str) -> None:
         session.rollback()
@@ -241,10 +291,16 @@ class OutboxRelay:
     def metrics(self) -> dict[str, Any]:
         """Backlog and age from the database, counters and lag of this relay (sync: DB call)."""
         with Session(self._engine) as session:
-            pending = OutboxEvent.published_at.is_(None)  # type: ignore[union-attr]
             backlog, oldest = session.exec(
-                select(func.count(), func.min(OutboxEvent.created_at)).where(pending)  # type: ignore[call-overload]
+                select(func.count(), func.min(OutboxEvent.created_at)).where(_pending())  # type: ignore[call-overload]
             ).one()
+            is_failed = col(OutboxEvent.failed_at).is_not(None)
+            failed = session.exec(select(func.count()).select_from(OutboxEvent).where(is_failed)).one()
+            last_failed = session.exec(
+                select(OutboxEvent.id, OutboxEvent.last_error)
+                .where(is_failed)
+                .order_by(col(OutboxEvent.id).desc())
+            ).first()
         age = (self._clock() - as_utc(oldest)).total_seconds() if oldest else 0.0
         lags = sorted(self._lags_ms)
         return {
@@ -252,10 +308,17 @@ class OutboxRelay:
             "oldest_pending_age_s": round(age, 3),
             "published": self.published,
             "failures": self.failures,
+            "failed": int(failed),  # rows refused for good (not retried; see last_failed)
+            "last_failed": {"id": last_failed[0], "error": last_failed[1]} if last_failed else None,
             "backing_off_s": self._backoff,
             "last_error": self.last_error,
             "lag_ms": _summary(lags),
         }
+
+
+def _pending() -> Any:
+    """Rows still to publish: neither sent nor refused for good."""
+    return col(OutboxEvent.published_at).is_(None) & col(OutboxEvent.failed_at).is_(None)
 
 
 async def _in_thread(fn: Callable[..., T], *args: Any) -> T:

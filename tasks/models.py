@@ -112,6 +112,8 @@ class OutboxEvent(SQLModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False))
     published_at: datetime | None = _ts()
+    #: Set when the bus refused the row for good (``last_error`` says why): no more retries.
+    failed_at: datetime | None = _ts()
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+import pytest
 from sqlmodel import Session, select
 
+from events.cli import main
 from events.contracts import SOURCE, cloud_event, target_topics
+from events.ports import PublishError
+from events.publishers import is_permanent
 from events.relay import OutboxRelay
 from tasks.inputs import TaskDraft
 from tasks.models import OutboxEvent
@@ -107,3 +113,46 @@ async def test_a_commit_wakes_the_relay_without_waiting_for_the_poll(
                 break
             await asyncio.sleep(0.01)
     assert publisher.ids("task-updates") == ["1"]
+
+
+class RefusingPublisher(RecordingPublisher):
+    """Dapr answering 400 for any request that carries one of ``poison`` (event ids)."""
+
+    def __init__(self, poison: set[str]) -> None:
+        super().__init__()
+        self.poison = poison
+
+    async def publish(self, topic: str, events: Sequence[Mapping[str, Any]], *, partition_key: str) -> None:
+        if any(e["id"] in self.poison for e in events):
+            raise PublishError("Dapr refused to publish: 400 ERR_PUBSUB_CLOUD_EVENTS_SER", permanent=True)
+        await super().publish(topic, events, partition_key=partition_key)
+
+
+async def test_a_row_refused_for_good_is_marked_failed_and_the_rows_after_it_still_go_out(
+    make_container: Callable[..., Container], capsys: pytest.CaptureFixture[str]
+) -> None:
+    container = make_container("api")
+    for title in ("a1", "a2", "a3"):
+        container.tasks.add(ALICE, TaskDraft(title=title))
+    publisher = RefusingPublisher({"2"})
+    relay = OutboxRelay(container.engine, publisher)
+
+    assert await relay.run_once() == 3  # the batch is refused; row by row, only "2" is to blame
+    assert await relay.run_once() == 0  # nothing pending: "2" is not retried
+
+    assert publisher.ids("task-events") == ["1", "3"]  # alice's partition is not blocked
+    rows = {str(row.id): row for row in _rows(container)}
+    assert rows["2"].failed_at is not None and rows["2"].published_at is None
+    assert "400" in (rows["2"].last_error or "")
+    assert all(rows[i].published_at is not None and rows[i].failed_at is None for i in ("1", "3"))
+    metrics = relay.metrics()
+    assert metrics["backlog"] == 0 and metrics["failed"] == 1 and metrics["last_failed"]["id"] == 2
+    assert main(["tail", "--once"], container.settings) == 0
+    tailed = {e["id"]: e for e in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert tailed["2"]["failed"] is True and "400" in tailed["2"]["last_error"]
+    assert tailed["1"]["failed"] is False and tailed["1"]["published"] is True
+
+
+def test_only_answers_about_the_message_itself_are_permanent() -> None:
+    assert is_permanent(400) and is_permanent(403) and is_permanent(413)
+    assert not any(is_permanent(code) for code in (404, 408, 429, 500, 503))

@@ -6,9 +6,13 @@
 
 ``publish`` returns once every subscriber of the topic has taken each event (SUCCESS or DROP),
 so the relay marks an outbox row sent only after its effects are committed. A handler that
-keeps answering RETRY (or raising) makes ``publish`` raise ``PublishError``: the relay keeps
-the row and tries again later, and consumers ignore the repeats they have already applied.
-Dropped events are kept in ``bus.dead_letters`` (the embedded dead-letter "topic").
+answers RETRY (or raises) is tried again at once with a short back-off; if it still does,
+``publish`` raises ``PublishError``: the relay keeps the row and tries again later (backing
+off), and consumers ignore the repeats they have already applied. Retries are bounded: after
+``max_attempts`` deliveries of one event to one consumer, counted across those rounds, the bus
+gives up on that consumer, logs why and dead-letters the event, so a poison event cannot
+hold back the ones after it. Dropped and given-up events are kept in ``bus.dead_letters``
+(the embedded dead-letter "topic", served at ``/events/dead-letters`` and replayable).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from events.ports import Delivery, Outcome, PublishError, Subscription
 
 log = logging.getLogger(__name__)
 
-_RETRY_DELAYS: Final = (0.05, 0.2, 0.5)
+RETRY_DELAYS: Final = (0.05, 0.2, 0.5)
+#: Deliveries of one event to one consumer before it is dead-lettered: 3 rounds of the relay.
+MAX_ATTEMPTS: Final = 3 * (len(RETRY_DELAYS) + 1)
 _DEAD_LETTER_LIMIT: Final = 1000
 
 
@@ -37,12 +43,18 @@ class DeadLetter:
     consumer: str
     event: Mapping[str, Any]
     reason: str
+    attempts: int = 1
 
 
 class InProcessBus:
-    def __init__(self) -> None:
+    def __init__(
+        self, *, retry_delays: Sequence[float] = RETRY_DELAYS, max_attempts: int = MAX_ATTEMPTS
+    ) -> None:
         self._subscriptions: dict[str, list[Subscription]] = defaultdict(list)
         self.dead_letters: deque[DeadLetter] = deque(maxlen=_DEAD_LETTER_LIMIT)
+        self._retry_delays = tuple(retry_delays)
+        self._max_attempts = max_attempts
+        self._attempts: dict[tuple[str, str], int] = {}  # (consumer, event id) -> deliveries
 
     def subscribe(self, subscription: Subscription) -> None:
         self._subscriptions[subscription.topic].append(subscription)
@@ -60,20 +72,31 @@ class InProcessBus:
                 await self._deliver(subscription, delivery)
 
     async def _deliver(self, subscription: Subscription, delivery: Delivery) -> None:
-        for delay in (*_RETRY_DELAYS, None):
+        key = (subscription.consumer, delivery.id)
+        why = "the consumer asked to retry"
+        for delay in (*self._retry_delays, None):
+            attempts = self._attempts[key] = self._attempts.get(key, 0) + 1
             try:
                 outcome = await subscription.handler(delivery)
-            except Exception:
+            except Exception as exc:
                 log.exception("%s failed on event %s; will retry", subscription.consumer, delivery.id)
-                outcome = Outcome.RETRY
+                outcome, why = Outcome.RETRY, f"the consumer raised {type(exc).__name__}: {exc}"
             if outcome == Outcome.SUCCESS:
+                self._attempts.pop(key, None)
                 return
             if outcome == Outcome.DROP:
-                self._dead_letter(subscription, delivery, "dropped by the consumer")
+                self._attempts.pop(key, None)
+                self._dead_letter(subscription, delivery, "dropped by the consumer", attempts)
+                return
+            if attempts >= self._max_attempts:
+                self._attempts.pop(key, None)
+                self._dead_letter(
+                    subscription, delivery, f"gave up after {attempts} attempts: {why}", attempts
+                )
                 return
             if delay is not None:
                 await asyncio.sleep(delay)
-        raise PublishError(f"{subscription.consumer} asked to retry event {delivery.id}")
+        raise PublishError(f"{subscription.consumer} asked to retry event {delivery.id} ({why})")
 
     async def replay(self, topic: str) -> list[DeadLetter]:
         """Deliver the dead letters of ``topic`` again (consumers skip what they applied)."""
@@ -82,13 +105,21 @@ class InProcessBus:
             self.dead_letters.remove(letter)
         distinct = {str(letter.event.get("id")): letter.event for letter in chosen}
         for event in distinct.values():  # once per event: every consumer of the topic gets it
-            await self.publish(topic, [event], partition_key="")
+            while True:  # bounded: a consumer that keeps asking to retry is dead-lettered again
+                try:
+                    await self.publish(topic, [event], partition_key="")
+                    break
+                except PublishError:
+                    continue
         return chosen
 
-    def _dead_letter(self, subscription: Subscription, delivery: Delivery, reason: str) -> None:
+    def _dead_letter(
+        self, subscription: Subscription, delivery: Delivery, reason: str, attempts: int
+    ) -> None:
         topic = subscription.dead_letter_topic or f"{subscription.topic}-dlq"
-        log.warning("event %s on %s went to %s: %s", delivery.id, subscription.topic, topic, reason)
-        self.dead_letters.append(DeadLetter(topic, subscription.consumer, delivery.raw, reason))
+        log.warning("event %s on %s for %s went to %s: %s", delivery.id, subscription.topic,
+                    subscription.consumer, topic, reason)  # fmt: skip
+        self.dead_letters.append(DeadLetter(topic, subscription.consumer, delivery.raw, reason, attempts))
 
 
 def install_routes(app: FastAPI, container: Any) -> None:

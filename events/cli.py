@@ -5,12 +5,11 @@
     todo-agent events dlq replay [--topic task-events] [--wait 3]
 
 ``tail`` follows the outbox, the source of every event (both modes), one CloudEvent per line
-with the topics it goes to and whether it has been published. ``dlq`` reads the dead-letter
-topic ``<topic>-dlq``: with Dapr (``DAPR_GRPC_PORT``) through a streaming subscription of the
-CLI's own sidecar (consumer group = its app id; ``list`` leaves the messages unacknowledged,
-``replay`` publishes each back to ``<topic>`` with its CloudEvent id and then acknowledges it;
-consumers ignore events they already applied); in the embedded default through the running
-server (``/events/dead-letters``).
+with the topics it goes to, whether it has been published, and whether the bus refused it for
+good (``failed``, with ``last_error``). ``dlq`` reads the dead-letter topic ``<topic>-dlq``:
+with Dapr (``DAPR_GRPC_PORT``) through a streaming subscription of the CLI's own sidecar
+(consumer group = its app id); in the embedded default through the running server
+(``/events/dead-letters``). Consumers ignore events they already applied.
 """
 
 from __future__ import annotations
@@ -29,6 +28,15 @@ from events.contracts import CLOUDEVENT_CONTENT_TYPE, cloud_event, target_topics
 from tasks.db import make_engine
 from tasks.models import OutboxEvent
 
+DLQ_HELP = """\
+list: show the dead letters; they stay dead letters. Through Dapr, each one read is
+written back to the end of <topic>-dlq (same CloudEvent id and partition key) before it is
+acknowledged, so the next `list` or `replay` sees it again (Kafka hands out a partition's
+messages in order and waits for each answer: leaving them unacknowledged would hide all but
+the first of each partition). replay: publish each dead letter back to <topic> and then
+acknowledge it, so it leaves <topic>-dlq; one that is dead-lettered again during the same run
+is left for the next run. --wait bounds how long the topic is read."""
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="todo-agent events", description=__doc__.splitlines()[0])
@@ -37,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--topic", default=None, help="task-events, task-updates or reminders")
     tail.add_argument("--since", type=int, default=None, help="start after this event id (default: now)")
     tail.add_argument("--once", action="store_true", help="print what is there and stop")
-    dlq = sub.add_parser("dlq", help="dead letters: list or replay")
+    dlq = sub.add_parser("dlq", help="dead letters: list or replay", description=DLQ_HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     dlq.add_argument("action", choices=("list", "replay"))
     dlq.add_argument("--topic", default="task-events", help="the topic whose dead letters to use")
     dlq.add_argument("--wait", type=float, default=3.0, help="seconds to read the dead-letter topic")
@@ -72,6 +81,8 @@ def tail(settings: Any, *, topic: str | None, since: int | None, once: bool) -> 
                     line = {
                         "topics": list(topics),
                         "published": row.published_at is not None,
+                        "failed": row.failed_at is not None,
+                        **({"last_error": row.last_error} if row.last_error else {}),
                         **cloud_event(row),
                     }
                     print(json.dumps(line), flush=True)
@@ -110,16 +121,15 @@ def dlq_through_dapr(settings: Any, action: str, *, topic: str, wait: float) -> 
                 if message is None:
                     continue
                 event = _as_cloud_event(message)
-                if event["id"] in seen:  # our own replay, dropped again: don't loop
-                    subscription.respond_success(message)
-                    continue
+                if event["id"] in seen:  # put back by this run (list) or dead-lettered again
+                    continue  # (replay): unacknowledged, it stays for the next run
                 seen.add(event["id"])
                 print(json.dumps({"dead_letter_topic": dead_letter_topic, **event}), flush=True)
-                if action == "replay":
-                    client.publish_event(settings.pubsub_name, topic, json.dumps(event),
-                                         data_content_type=CLOUDEVENT_CONTENT_TYPE,
-                                         publish_metadata=_partition(event))  # fmt: skip
-                    subscription.respond_success(message)
+                target = topic if action == "replay" else dead_letter_topic
+                client.publish_event(settings.pubsub_name, target, json.dumps(event),
+                                     data_content_type=CLOUDEVENT_CONTENT_TYPE,
+                                     publish_metadata=_partition(event))  # fmt: skip
+                subscription.respond_success(message)  # only once it is safely published
                 count += 1
         finally:
             timer.cancel()

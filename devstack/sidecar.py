@@ -100,6 +100,14 @@ class Sidecar:
         self.stop()
 
 
+def pod_name(app_id: str, app_port: int | None, http_port: int) -> str:
+    """``POD_NAME`` of a local daprd (components' ``{podName}``): one per app instance, the
+    same when its sidecar restarts beside it (the app keeps its port), as a pod's name does
+    in Kubernetes. The per-replica broadcast consumer group is named after it, so a restarted
+    sidecar resumes that group where it stopped instead of skipping to the newest offset."""
+    return f"{app_id}-{app_port if app_port is not None else http_port}"
+
+
 def start_sidecar(
     *,
     app_id: str,
@@ -152,6 +160,7 @@ def start_sidecar(
             args += ["--config", str(config)]
         args += extra_args or []
         env = {k: v for k, v in os.environ.items() if k not in ("APP_API_TOKEN", "DAPR_API_TOKEN")}
+        env["POD_NAME"] = pod_name(app_id, app_port, http_port)  # unless extra_env names one
         env.update(extra_env or {})
         env["DAPR_HOST_IP"] = "127.0.0.1"
         if app_api_token:

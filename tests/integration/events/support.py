@@ -21,7 +21,7 @@ from sqlmodel import Session, col, func, select
 
 from devstack.components import RenderedResources
 from devstack.procs import free_port, http_status, spawn, stop_pid, wait_until
-from devstack.sidecar import Sidecar
+from devstack.sidecar import Sidecar, pod_name
 from mcp_server.auth import JwtVerifier
 from tasks.db import make_engine
 from tasks.models import AuditEntry, OutboxEvent
@@ -129,7 +129,8 @@ class RoleProcess:
         old.stop()
         time.sleep(down_for)
         env = {k: v for k, v in os.environ.items() if k not in ("APP_API_TOKEN", "DAPR_API_TOKEN")}
-        env.update({**self.sidecar_env, "DAPR_HOST_IP": "127.0.0.1", "APP_API_TOKEN": APP_TOKEN})
+        env.update({**self.sidecar_env, "DAPR_HOST_IP": "127.0.0.1", "APP_API_TOKEN": APP_TOKEN,
+                    "POD_NAME": pod_name(old.app_id, old.app_port, old.http_port)})  # fmt: skip
         proc = spawn([str(a) for a in old.proc.args], log_path=old.log_path, env=env)  # type: ignore[union-attr]
         self.sidecar = Sidecar(
             app_id=old.app_id, app_port=old.app_port, http_port=old.http_port, grpc_port=old.grpc_port,
@@ -148,13 +149,14 @@ class RoleLauncher:
     pg_url: str
     sidecar_factory: Any
     log_dir: Path
+    scheduler: str | None = None  # another stack's scheduler (default: the shared stack's)
     started: list[RoleProcess] = field(default_factory=list)
 
     def start(self, role: str, app_id: str) -> RoleProcess:
         port = free_port()
         sidecar_env = dict(self.resources.env)
         sidecar = self.sidecar_factory(app_id, port, app_api_token=APP_TOKEN, wait_for="outbound",
-                                       resources=self.resources)  # fmt: skip
+                                       resources=self.resources, scheduler=self.scheduler)  # fmt: skip
         env = {
             "TODO_DATABASE_URL": self.pg_url, "TODO_JWT_SECRET": JWT_SECRET, "APP_API_TOKEN": APP_TOKEN,
             "TODO_TIMEZONE": "UTC", "TODO_LOG_LEVEL": "INFO",

@@ -8,11 +8,12 @@ its reference time from them, and a real model needs them to understand "tomorro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from agents import Agent, Model
+from agents import Agent, Model, Tool
 from agents.mcp import MCPServer
 
 from tasks.clock import zone
@@ -46,13 +47,20 @@ def instructions(*, now: datetime, timezone: str) -> str:
 
 
 def build_assistant(
-    *, model: Model, mcp_servers: list[MCPServer], now: datetime, timezone: str
+    *,
+    model: Model,
+    now: datetime,
+    timezone: str,
+    mcp_servers: Sequence[MCPServer] = (),
+    tools: Sequence[Tool] = (),
 ) -> Agent[Any]:
+    """The assistant; its task tools are ``mcp_servers``' tools, or ``tools`` already converted."""
     return Agent(
         name=ASSISTANT_NAME,
         instructions=instructions(now=now, timezone=timezone),
         model=model,
-        mcp_servers=mcp_servers,
+        mcp_servers=list(mcp_servers),
+        tools=list(tools),
     )
 
 

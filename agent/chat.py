@@ -18,19 +18,27 @@ model or the tools fail: the conversation stays as it was.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+import httpx2
+import mcp
+import mcp_types
 from agents import RunConfig, Runner, RunResultStreaming
-from agents.exceptions import AgentsException, MaxTurnsExceeded
+from agents.exceptions import AgentsException, MaxTurnsExceeded, UserError
 from agents.items import ToolCallItem, ToolCallOutputItem
 from agents.mcp import MCPServerStreamableHttp
-from agents.mcp.util import MCPToolCustomDataContext
+from agents.mcp.util import MCPToolCustomDataContext, MCPUtil
+from agents.run_context import RunContextWrapper
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from agent.assistant import build_assistant
 from agent.memory import ConversationStore, Item, title_from, trim_for_model
@@ -84,7 +92,12 @@ class Chat:
     httpx_client_factory: Any = None
     _running: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
     _tools: list[Any] = field(default_factory=list, repr=False)
+    _function_tools: list[Any] = field(default_factory=list, repr=False)
+    _protocol: _Protocol = field(default_factory=lambda: _Protocol(), repr=False)
     _ssl: ssl.SSLContext | None = field(default=None, repr=False)
+    _pool: tuple[asyncio.AbstractEventLoop, httpx2.AsyncHTTPTransport] | None = field(
+        default=None, repr=False
+    )
 
     async def begin(
         self, actor: Actor, message: str, *, conversation_id: str | None, bearer: str | None = None
@@ -115,7 +128,7 @@ class Chat:
         assert turn.reply is not None
         return turn.reply
 
-    def _server(self, actor: Actor, bearer: str | None) -> MCPServerStreamableHttp:
+    def _server(self, actor: Actor, bearer: str | None) -> _TaskTools:
         token = self.mcp_token(actor, bearer)
         params: dict[str, Any] = {"url": self.mcp_url, "timeout": 30}
         if token:
@@ -124,6 +137,7 @@ class Chat:
         return _TaskTools(
             params,  # type: ignore[arg-type]
             shared_tools=self._tools,
+            protocol=self._protocol,
             name="todo-tasks",
             cache_tools_list=True,
             use_structured_content=True,
@@ -131,26 +145,107 @@ class Chat:
             custom_data_extractor=_error_flag,
         )
 
-    def _http_client(self, headers: Any = None, timeout: Any = None, auth: Any = None) -> Any:
-        """An HTTP client for one MCP connection; the TLS context (costly to build) is shared."""
-        import httpx2
+    async def _task_tools(self) -> list[Any]:
+        """The task tools as the agent's function tools (converted once, after a listing)."""
+        if not self._function_tools:
+            router = _TurnRouter(
+                {"url": self.mcp_url},
+                shared_tools=self._tools,
+                protocol=self._protocol,
+                name="todo-tasks",
+                cache_tools_list=True,
+                use_structured_content=True,
+                custom_data_extractor=_error_flag,
+            )
+            context: RunContextWrapper[Any] = RunContextWrapper(None)
+            self._function_tools[:] = await MCPUtil.get_function_tools(router, False, context, None)  # type: ignore[arg-type]
+        return self._function_tools
 
-        if self._ssl is None:
-            self._ssl = ssl.create_default_context()
+    def _http_client(self, headers: Any = None, timeout: Any = None, auth: Any = None) -> Any:
+        """An HTTP client for one MCP connection, over the process's keep-alive connection pool.
+
+        The client (and so the caller's ``Authorization`` header) belongs to one turn; only the
+        TCP connections to our own ``/mcp`` are reused, and the pool is per event loop."""
         return httpx2.AsyncClient(
-            headers=headers, timeout=timeout, auth=auth, verify=self._ssl, follow_redirects=False
-        )
+            headers=headers, timeout=timeout, auth=auth, transport=_Borrowed(self._connections()),
+            follow_redirects=False,
+        )  # fmt: skip
+
+    def _connections(self) -> httpx2.AsyncHTTPTransport:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool[0] is not loop:
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()  # costly to build: once per process
+            self._pool = (loop, httpx2.AsyncHTTPTransport(verify=self._ssl, limits=_POOL_LIMITS))
+        return self._pool[1]
+
+    async def aclose(self) -> None:
+        """Close the MCP connection pool (the store is closed by its owner)."""
+        pool, self._pool = self._pool, None
+        if pool is not None and pool[0] is asyncio.get_running_loop():
+            await pool[1].aclose()
+
+
+_POOL_LIMITS: Final = httpx2.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
+_PROTOCOL_RECHECK_SECONDS: Final = 300.0
+
+
+class _Borrowed(httpx2.AsyncBaseTransport):
+    """One turn's view of the shared pool: closing the turn's client leaves the pool open."""
+
+    def __init__(self, pool: httpx2.AsyncHTTPTransport) -> None:
+        self._pool = pool
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return await self._pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class _Protocol:
+    """What ``server/discover`` said about our MCP server, kept per process.
+
+    The first connection probes (``mode="auto"``); later ones adopt the known result and pin
+    its protocol version, which saves a round trip per turn. It is probed again every few
+    minutes, and at once after a connection or a call that failed."""
+
+    discovered: mcp_types.DiscoverResult | None = None
+    at: float = 0.0
+
+    def known(self) -> tuple[mcp_types.DiscoverResult | None, str | None]:
+        """The known result and the newest modern version both sides speak, if any."""
+        if self.discovered is None or time.monotonic() - self.at >= _PROTOCOL_RECHECK_SECONDS:
+            return None, None
+        mutual = [v for v in MODERN_PROTOCOL_VERSIONS if v in self.discovered.supported_versions]
+        return (self.discovered, mutual[-1]) if mutual else (None, None)
+
+    def learn(self, session: Any) -> None:
+        result = getattr(session, "discover_result", None)
+        self.discovered, self.at = result, time.monotonic()
+
+    def forget(self) -> None:
+        self.discovered = None
+
+
+_turn_tools: ContextVar[_TaskTools | None] = ContextVar("todo_turn_tools", default=None)
 
 
 class _TaskTools(MCPServerStreamableHttp):
     """The MCP task server; its tool list is fetched once per process and shared by every turn."""
 
-    def __init__(self, *args: Any, shared_tools: list[Any], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, shared_tools: list[Any], protocol: _Protocol, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._shared_tools = shared_tools
+        self._protocol = protocol
 
     async def connect(self) -> None:
-        await super().connect()
+        try:
+            await super().connect()
+        except BaseException:
+            self._protocol.forget()
+            raise
         if self.session is not None:
             # The MCP client re-validates every structured result against the tool's JSON
             # schema, compiling that schema once per session and listing the tools again to
@@ -158,10 +253,88 @@ class _TaskTools(MCPServerStreamableHttp):
             # server is our own and already validated the result with its pydantic model.
             self.session.validate_tool_result = _validated_by_the_server  # type: ignore[method-assign]
 
+    @asynccontextmanager
+    async def _client_session_context(self, read_timeout: Any) -> AsyncGenerator[Any, None]:
+        """The SDK's MCP v2 session, with the protocol version pinned once it is known.
+
+        Same shape as ``MCPServerWithClientSession._client_session_context`` (the client runs
+        in a task of its own, entered and left there), but ``mcp.Client`` gets ``mode`` and
+        ``prior_discover`` instead of always probing ``server/discover`` first."""
+        known, version = self._protocol.known()
+        client = mcp.Client(
+            self.create_streams(),  # type: ignore[arg-type]
+            mode=version or "auto",
+            prior_discover=known,
+            cache=None,
+            read_timeout_seconds=read_timeout,
+            message_handler=self.message_handler,
+        )
+        ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done = asyncio.Event()
+
+        async def run_client() -> None:
+            try:
+                async with client as connected:
+                    ready.set_result(connected.session)
+                    await done.wait()
+            except BaseException as exc:
+                if not ready.done():
+                    ready.set_exception(exc)
+                    return
+                raise
+
+        task = asyncio.create_task(run_client())
+        try:
+            try:
+                session = await asyncio.shield(ready)
+            except BaseException:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                raise
+            if known is None:
+                self._protocol.learn(session)
+            yield session
+        finally:
+            done.set()
+            try:
+                await task
+            except asyncio.CancelledError:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                raise
+
+    async def call_tool(self, tool_name: str, arguments: dict[str, Any] | None, meta: Any = None) -> Any:
+        try:
+            return await super().call_tool(tool_name, arguments, meta)
+        except Exception:  # a transport or protocol failure (a tool's own error is a result)
+            self._protocol.forget()
+            raise
+
     async def list_tools(self, run_context: Any = None, agent: Any = None) -> list[Any]:
         if not self._shared_tools:
             self._shared_tools.extend(await super().list_tools(run_context, agent))
         return list(self._shared_tools)
+
+
+class _TurnRouter(_TaskTools):
+    """Stands in for "this turn's MCP connection" in the agent's function tools.
+
+    The SDK converts an agent's MCP tools into function tools (schema copies, checks) before
+    every model call; the task tools never change, so they are converted once per process
+    against this router, whose ``call_tool`` goes to the connection of the turn running in
+    the current task (a context variable), with that turn's caller identity. It never
+    connects itself, and a call outside a turn fails."""
+
+    async def connect(self) -> None:
+        raise UserError("The tool router has no connection of its own.")
+
+    async def call_tool(self, tool_name: str, arguments: dict[str, Any] | None, meta: Any = None) -> Any:
+        server = _turn_tools.get()
+        if server is None:
+            raise UserError(f"Task tool '{tool_name}' called outside a chat turn.")
+        return await server.call_tool(tool_name, arguments, meta)
 
 
 async def _validated_by_the_server(name: str, result: Any) -> None:
@@ -235,12 +408,13 @@ class Turn:
             await server.cleanup()
         await self._save(calls)
 
-    async def _stream(self, server: MCPServerStreamableHttp) -> list[dict[str, Any]]:
+    async def _stream(self, server: _TaskTools) -> list[dict[str, Any]]:
         chat, timings = self.chat, self.timings
         model = TimedModel(chat.models.model_for(timezone=self.actor.timezone), timings)
         agent = build_assistant(
-            model=model, mcp_servers=[server], now=chat.clock(), timezone=self.actor.timezone
+            model=model, tools=await chat._task_tools(), now=chat.clock(), timezone=self.actor.timezone
         )
+        _turn_tools.set(server)  # this task's context; the run's own tasks copy it
         config = RunConfig(tracing_disabled=not chat.models.tracing_enabled, workflow_name="todo-chat")
         user_item: Item = {"role": "user", "content": self.message}
         self._result = Runner.run_streamed(

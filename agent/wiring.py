@@ -54,6 +54,7 @@ async def chat_lifespan(container: Container) -> AsyncIterator[Chat]:
         yield chat
     finally:
         container.extras.pop(CHAT_KEY, None)
+        await chat.aclose()
         await chat.store.close()
 
 

@@ -5,6 +5,13 @@ user's index of conversations is the key ``conversations:<user>``. Every key nam
 one user's ids never reach another user's data. All writes are guarded by etags and retried on
 conflict; a key's first write is insert-only, so two first writes cannot overwrite each other.
 
+Round trips per chat turn: ``load`` reads the index and the items in one bulk read; ``append``
+reads both again (bulk) and writes the index's ``updated_at``, the items and the session's
+metadata in one state transaction guarded by both etags, so it either all lands or, when
+another turn wrote in between, is retried from a fresh read. The layout is ``DaprSession``'s
+(a JSON list of serialized items under ``<session>:messages``, ``created_at``/``updated_at``
+under ``<session>:metadata``), so the SDK's session reads and clears what this store writes.
+
     client = DaprClient(address="127.0.0.1:50001")
     store = DaprConversationStore(client, store_name="statestore", ttl_seconds=30 * 86400)
 """
@@ -13,20 +20,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, TypeVar
 from urllib.parse import quote
 
 from agents.extensions.memory.dapr_session import DaprSession
 from dapr.aio.clients import DaprClient
+from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
 from dapr.clients.grpc._state import Concurrency, StateOptions
 
 from agent.memory import ConversationInfo, ConversationNotFound, Item, new_conversation_id, now
 
 T = TypeVar("T")
 Index = dict[str, dict[str, str]]
+log = logging.getLogger(__name__)
 
 _MAX_ATTEMPTS: Final = 12
 _CONFLICT_MARKERS: Final = ("etag mismatch", "no item was updated", "etag does not match")
@@ -36,6 +48,50 @@ _FIRST_WRITE: Final = StateOptions(concurrency=Concurrency.first_write)
 def _is_conflict(error: Exception) -> bool:
     message = str(error).lower()
     return any(marker in message for marker in _CONFLICT_MARKERS)
+
+
+_STRONG_READ: Final = {"consistency": "strong"}
+
+
+@dataclass
+class _Both:
+    index: Index
+    index_etag: str | None
+    items: list[str]
+    items_etag: str | None
+
+
+def _index_of(data: bytes | str | None) -> Index:
+    return json.loads(data)["conversations"] if data else {}  # type: ignore[no-any-return]
+
+
+def _stored_items(data: bytes | str | None) -> list[str]:
+    """The stored list of serialized items (``DaprSession``'s layout); refuses anything else,
+    since an append rewrites the whole list."""
+    if not data:
+        return []
+    stored = json.loads(data)
+    if not isinstance(stored, list):
+        raise ValueError("The stored conversation items are not a JSON list.")
+    return stored
+
+
+def _decoded(stored: list[str], limit: int | None) -> list[Item]:
+    """The items, the last ``limit`` of them when given (unreadable entries skipped)."""
+    items: list[Item] = []
+    for raw in reversed(stored):
+        if limit is not None and len(items) >= limit:
+            break
+        try:
+            items.append(json.loads(raw) if isinstance(raw, str) else raw)
+        except (json.JSONDecodeError, TypeError):
+            log.warning("skipping an unreadable conversation item")
+    items.reverse()
+    return items
+
+
+async def _backoff(attempt: int) -> None:
+    await asyncio.sleep(random.uniform(0.001, 0.005 * attempt))
 
 
 def _info(conversation_id: str, entry: dict[str, str]) -> ConversationInfo:
@@ -91,8 +147,25 @@ class DaprConversationStore:
     # -- the index -----------------------------------------------------------------------
     async def _read_index(self, user_id: str) -> tuple[Index, str | None]:
         response = await self._client.get_state(self._store, self._index_key(user_id))
-        index: Index = json.loads(response.data)["conversations"] if response.data else {}
-        return index, response.etag or None
+        return _index_of(response.data), response.etag or None
+
+    async def _read_both(self, user_id: str, session: DaprSession) -> _Both:
+        """The user's index and one conversation's stored items, in one bulk read."""
+        index_key, items_key = self._index_key(user_id), session._messages_key
+        response = await self._client.get_bulk_state(
+            self._store, [index_key, items_key], states_metadata=_STRONG_READ
+        )
+        found = {item.key: item for item in response.items}
+        for item in found.values():
+            if item.error:
+                raise RuntimeError(f"Reading conversation state failed: {item.error}")
+        index, items = found.get(index_key), found.get(items_key)
+        return _Both(
+            index=_index_of(index.data if index else b""),
+            index_etag=(index.etag or None) if index else None,
+            items=_stored_items(items.data if items else b""),
+            items_etag=(items.etag or None) if items else None,
+        )
 
     async def _update_index(self, user_id: str, change: Callable[[Index], T]) -> T:
         """Read, change and write the index under its etag; retry when another writer won."""
@@ -112,7 +185,7 @@ class DaprConversationStore:
             except Exception as error:
                 if not _is_conflict(error) or attempt == _MAX_ATTEMPTS:
                     raise
-                await asyncio.sleep(random.uniform(0.001, 0.005 * attempt))
+                await _backoff(attempt)
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -133,8 +206,23 @@ class DaprConversationStore:
             index[cid] = {"title": title[:200], "created_at": stamp, "updated_at": stamp}
             return _info(cid, index[cid])
 
+        session = self.session(user_id, cid)
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            index, etag = await self._read_index(user_id)
+            if etag is None or conversation_id is not None:
+                break  # the user's first conversation (insert-only index write) or a given id
+            info = add(index)
+            try:  # the index entry and the empty item list appear together
+                await self._transact(
+                    [self._index_op(user_id, index, etag), self._op(session._messages_key, "[]")]
+                )
+                return info
+            except Exception as error:
+                if not _is_conflict(error) or attempt == _MAX_ATTEMPTS:
+                    raise
+                await _backoff(attempt)
         info = await self._update_index(user_id, add)
-        await self._start_items(self.session(user_id, cid))
+        await self._start_items(session)
         return info
 
     async def _start_items(self, session: DaprSession) -> None:
@@ -169,19 +257,85 @@ class DaprConversationStore:
             self._entry(index, conversation_id)
             del index[conversation_id]
 
-        await self._update_index(user_id, remove)
-        await self.session(user_id, conversation_id).clear_session()
+        session = self.session(user_id, conversation_id)
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            index, etag = await self._read_index(user_id)
+            remove(index)
+            try:  # the index entry, the items and the session metadata go together
+                await self._transact(
+                    [
+                        self._index_op(user_id, index, etag),
+                        self._op(session._messages_key, None, delete=True),
+                        self._op(session._metadata_key, None, delete=True),
+                    ]
+                )
+                return
+            except Exception as error:
+                if not _is_conflict(error) or attempt == _MAX_ATTEMPTS:
+                    raise
+                await _backoff(attempt)
 
     async def load(self, user_id: str, conversation_id: str, *, limit: int | None = None) -> list[Item]:
-        await self.get(user_id, conversation_id)
-        return await self.session(user_id, conversation_id).get_items(limit=limit)
+        both = await self._read_both(user_id, self.session(user_id, conversation_id))
+        self._entry(both.index, conversation_id)
+        return _decoded(both.items, limit)
 
     async def append(self, user_id: str, conversation_id: str, items: Sequence[Item]) -> None:
-        def touch(index: Index) -> None:
-            self._entry(index, conversation_id)["updated_at"] = now().isoformat()
+        """Add a turn's items: one bulk read and one transaction, retried when another writer won."""
+        if not items:
+            return
+        session = self.session(user_id, conversation_id)
+        serialized = [json.dumps(item, separators=(",", ":")) for item in items]
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            both = await self._read_both(user_id, session)
+            entry = self._entry(both.index, conversation_id)  # also proves it is the user's
+            entry["updated_at"] = now().isoformat()
+            if both.items_etag is None:  # written by an older version: no item list yet
+                await self._start_items(session)
+                continue
+            created = str(int(datetime.fromisoformat(entry["created_at"]).timestamp()))
+            metadata = {
+                "session_id": session.session_id,
+                "created_at": created,
+                "updated_at": str(int(time.time())),
+            }
+            try:
+                await self._transact(
+                    [
+                        self._index_op(user_id, both.index, both.index_etag),
+                        self._op(
+                            session._messages_key,
+                            json.dumps(both.items + serialized, separators=(",", ":")),
+                            both.items_etag,
+                        ),
+                        self._op(session._metadata_key, json.dumps(metadata)),
+                    ]
+                )
+                return
+            except Exception as error:
+                if not _is_conflict(error) or attempt == _MAX_ATTEMPTS:
+                    raise
+                await _backoff(attempt)
 
-        await self._update_index(user_id, touch)  # also proves the conversation is the user's
-        await self.session(user_id, conversation_id).add_items(list(items))
+    # -- transactions ----------------------------------------------------------------------
+    def _op(
+        self, key: str, value: str | None, etag: str | None = None, *, delete: bool = False
+    ) -> TransactionalStateOperation:
+        return TransactionalStateOperation(
+            key=key,
+            data=value if value is not None else "",
+            etag=etag,
+            operation_type=TransactionOperationType.delete if delete else TransactionOperationType.upsert,
+            metadata=None if delete else (self._metadata or None),
+        )
+
+    def _index_op(self, user_id: str, index: Index, etag: str | None) -> TransactionalStateOperation:
+        return self._op(
+            self._index_key(user_id), json.dumps({"conversations": index}, separators=(",", ":")), etag
+        )
+
+    async def _transact(self, operations: list[TransactionalStateOperation]) -> None:
+        await self._client.execute_state_transaction(self._store, operations)
 
     async def close(self) -> None:
         if self._made is not None:

@@ -97,7 +97,10 @@ class JwtVerifier:
     async def verify_token(self, token: str) -> AccessToken | None:
         """MCP SDK hook: ``None`` makes the transport answer 401."""
         try:
-            identity = await anyio.to_thread.run_sync(self.verify, token)
+            if self._jwks is None:
+                identity = self.verify(token)  # HS256: tens of microseconds, no I/O
+            else:  # may fetch the key set over the network
+                identity = await anyio.to_thread.run_sync(self.verify, token)
         except InvalidToken:
             return None
         return AccessToken(

@@ -57,6 +57,18 @@ def _parser() -> argparse.ArgumentParser:
 _PASS_THROUGH = ("chat", "events", "stack")
 
 
+_PER_REQUEST_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
+
+
+def configure_logging(level: str) -> None:
+    """Root logging at ``level``; the HTTP clients' one-line-per-request INFO logs (every MCP
+    call of the agent, every publish to daprd) only when ``level`` is DEBUG."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level.upper() != "DEBUG":
+        for name in _PER_REQUEST_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _PASS_THROUGH:  # their own flags follow: hand them over untouched
@@ -68,9 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"todo-agent: configuration error:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     if args.command == "stack":
         from devstack.cli import main as stack_main
 

@@ -6,11 +6,12 @@ one user's ids never reach another user's data. All writes are guarded by etags 
 conflict; a key's first write is insert-only, so two first writes cannot overwrite each other.
 
 Round trips per chat turn: ``load`` reads the index and the items in one bulk read; ``append``
-reads both again (bulk) and writes the index's ``updated_at``, the items and the session's
-metadata in one state transaction guarded by both etags, so it either all lands or, when
-another turn wrote in between, is retried from a fresh read. The layout is ``DaprSession``'s
-(a JSON list of serialized items under ``<session>:messages``, ``created_at``/``updated_at``
-under ``<session>:metadata``), so the SDK's session reads and clears what this store writes.
+writes the index's ``updated_at``, the items and the session's metadata in one state
+transaction guarded by the etags that load read, so it either all lands or, when another turn
+wrote in between, is retried from a fresh (bulk) read: two calls per turn, four for a new
+conversation. The layout is ``DaprSession``'s (a JSON list of serialized items under
+``<session>:messages``, ``created_at``/``updated_at`` under ``<session>:metadata``), so the
+SDK's session reads and clears what this store writes.
 
     client = DaprClient(address="127.0.0.1:50001")
     store = DaprConversationStore(client, store_name="statestore", ttl_seconds=30 * 86400)
@@ -51,6 +52,7 @@ def _is_conflict(error: Exception) -> bool:
 
 
 _STRONG_READ: Final = {"consistency": "strong"}
+_MAX_SNAPSHOTS: Final = 256
 
 
 @dataclass
@@ -117,6 +119,10 @@ class DaprConversationStore:
         self._store = store_name
         self._ttl = ttl_seconds
         self._metadata = {"ttlInSeconds": str(ttl_seconds)} if ttl_seconds else {}
+        # What the last load of a conversation read (values and etags), for the append that
+        # follows it in the same turn: the write is guarded by those etags, so a snapshot that
+        # another writer made stale only costs a conflict and a fresh read.
+        self._loaded: dict[tuple[str, str], _Both] = {}
 
     @property
     def _client(self) -> DaprClient:
@@ -278,16 +284,21 @@ class DaprConversationStore:
     async def load(self, user_id: str, conversation_id: str, *, limit: int | None = None) -> list[Item]:
         both = await self._read_both(user_id, self.session(user_id, conversation_id))
         self._entry(both.index, conversation_id)
+        if len(self._loaded) >= _MAX_SNAPSHOTS:  # turns that never appended (failures): start over
+            self._loaded.clear()
+        self._loaded[(user_id, conversation_id)] = both
         return _decoded(both.items, limit)
 
     async def append(self, user_id: str, conversation_id: str, items: Sequence[Item]) -> None:
-        """Add a turn's items: one bulk read and one transaction, retried when another writer won."""
+        """Add a turn's items in one transaction (on what ``load`` read, else on a bulk read),
+        retried from a fresh read when another writer won."""
         if not items:
             return
         session = self.session(user_id, conversation_id)
         serialized = [json.dumps(item, separators=(",", ":")) for item in items]
+        snapshot = self._loaded.pop((user_id, conversation_id), None)
         for attempt in range(1, _MAX_ATTEMPTS + 1):
-            both = await self._read_both(user_id, session)
+            both = snapshot if attempt == 1 and snapshot else await self._read_both(user_id, session)
             entry = self._entry(both.index, conversation_id)  # also proves it is the user's
             entry["updated_at"] = now().isoformat()
             if both.items_etag is None:  # written by an older version: no item list yet

@@ -135,3 +135,16 @@ async def test_conversations_expire_after_their_ttl(dapr_env: dict[str, str]) ->
         await asyncio.sleep(2.5)
         with pytest.raises(ConversationNotFound):
             await store.load("dave", info.id)
+
+
+async def test_an_append_on_a_stale_load_keeps_the_other_writers_items(dapr_env: dict[str, str]) -> None:
+    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
+        store = DaprConversationStore(client, store_name=STORE)
+        info = await store.create("frank", title="stale")
+        await store.append("frank", info.id, [user("first")])
+        assert await store.load("frank", info.id) == [user("first")]  # this turn's snapshot
+        other = DaprConversationStore(client, store_name=STORE)  # another replica writes meanwhile
+        await other.append("frank", info.id, [user("from elsewhere")])
+        await store.append("frank", info.id, [user("second")])  # stale etags: conflict, re-read
+        items = await store.load("frank", info.id)
+    assert [i["content"] for i in items] == ["first", "from elsewhere", "second"]

@@ -7,7 +7,9 @@ Each turn is a real ``POST /api/chat`` against a uvicorn server: the agent opens
 connection to the server's own ``/mcp``, calls the task tools, and loads and saves conversation
 memory (SQL in the embedded default; the SDK's ``DaprSession`` over daprd and the PostgreSQL
 state store in Dapr mode, whose stack this script brings up itself). The server reports its
-split in the ``Server-Timing`` header; ``overhead`` is the whole turn minus the model.
+split in the ``Server-Timing`` header; ``overhead`` is the whole turn minus the model. Dapr mode
+runs with JWT auth (``--no-auth`` to drop it), so every MCP call carries the caller's token. The
+server's CPU per turn (process CPU minus the client thread's, split by thread) is reported too.
 The last line is one JSON object (Dapr-mode figures when Dapr mode ran).
 """
 
@@ -20,6 +22,7 @@ import secrets
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -27,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from devstack.appserver import serve_in_thread
 from devstack.procs import free_port
-from todo_agent.bootstrap import Role, bootstrap
+from todo_agent.bootstrap import Role, bootstrap, make_verifier
+from todo_agent.cli import configure_logging
 from todo_agent.roles import app_for
 from todo_agent.settings import Settings
 
@@ -57,14 +62,22 @@ def server_timing(header: str) -> dict[str, float]:
     return parts
 
 
-def run_turns(url: str, turns: int, warmup: int) -> dict[str, list[float]]:
+def run_turns(url: str, turns: int, warmup: int, token: str | None = None) -> dict[str, list[float]]:
+    """Send the turns; ``samples["server_cpu"]`` is the server's CPU ms per measured turn (the
+    process's CPU time minus this client thread's, so every server thread counts)."""
     samples: dict[str, list[float]] = {part: [] for part in PARTS}
-    with httpx.Client(base_url=url, timeout=60) as client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    cpu_started = client_cpu_started = 0.0
+    threads_started: dict[str, float] = {}
+    with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
         conversation, n = None, 0
         for index in range(turns + warmup):
             step = index % len(SCRIPT)
             if step == 0:
                 conversation, n = None, n + 1
+            if index == warmup:
+                cpu_started, client_cpu_started = time.process_time(), time.thread_time()
+                threads_started = thread_cpu()
             started = time.perf_counter()
             response = client.post(
                 "/api/chat", json={"message": SCRIPT[step].format(n=n), "conversation_id": conversation}
@@ -79,12 +92,44 @@ def run_turns(url: str, turns: int, warmup: int) -> dict[str, list[float]]:
                 samples[part].append(timing[part])
             samples["overhead"].append(timing["total"] - timing["model"])
             samples["client"].append(elapsed)
+    server_cpu = (time.process_time() - cpu_started) - (time.thread_time() - client_cpu_started)
+    samples["server_cpu"] = [server_cpu * 1000 / max(1, turns)]
+    ended = thread_cpu()
+    for group in sorted(ended):
+        spent = (ended[group] - threads_started.get(group, 0.0)) * 1000 / max(1, turns)
+        if spent >= 0.05 and group != "client":
+            samples[f"cpu:{group}"] = [spent]
     return samples
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far per group of this process's threads (Linux ``/proc``): the server's
+    event loop, its worker threads, the relay, gRPC, ... (a rough where-does-the-CPU-go)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    main = threading.main_thread().native_id
+    ticks = os.sysconf("SC_CLK_TCK")
+    groups: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        tid = int(task.name)
+        name = "client" if tid == main else names.get(tid, "other (native)")
+        group = name.split("-")[0].split("_")[0].rstrip("0123456789 ") or name
+        groups[group] = groups.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return groups
 
 
 def summary(samples: dict[str, list[float]]) -> dict[str, float]:
     figures: dict[str, float] = {}
     for part, values in samples.items():
+        if part.startswith("cpu:"):
+            figures[f"{part}_ms_per_turn"] = round(values[0], 2)
+            continue
+        if part == "server_cpu":
+            figures["server_cpu_ms_per_turn"] = round(values[0], 2)
+            continue
         figures[f"{part}_p50_ms"] = round(statistics.median(values), 2)
         figures[f"{part}_p99_ms"] = round(percentile(values, 99), 2)
     return figures
@@ -106,7 +151,7 @@ def embedded_settings() -> Iterator[Settings]:
 
 
 @contextmanager
-def dapr_settings(stack_exit: ExitStack) -> Iterator[Settings]:
+def dapr_settings(stack_exit: ExitStack, *, auth: bool = True) -> Iterator[Settings]:
     """Bring up PostgreSQL, Kafka, the scheduler and a daprd for the api (what was started stops)."""
     import psycopg
     from psycopg import sql
@@ -140,6 +185,7 @@ def dapr_settings(stack_exit: ExitStack) -> Iterator[Settings]:
                 yield Settings(
                     database_url=pg_url, data_dir=Path(folder), port=free_port(),
                     dapr_http_port=sidecar.http_port, dapr_grpc_port=sidecar.grpc_port,
+                    jwt_secret=SecretStr(secrets.token_urlsafe(32)) if auth else None,
                 )  # fmt: skip
             finally:
                 sidecar.stop()
@@ -155,6 +201,10 @@ def report(mode: str, figures: dict[str, float], turns: int) -> None:
         print(
             f"  {part:<9}{figures[f'{part}_p50_ms']:>9.2f}{figures[f'{part}_p99_ms']:>9.2f}", file=sys.stderr
         )
+    print(f"  server CPU per turn: {figures['server_cpu_ms_per_turn']:.2f} ms", file=sys.stderr)
+    for key, value in figures.items():
+        if key.startswith("cpu:"):
+            print(f"    threads {key[4 : -len('_ms_per_turn')]}: {value:.2f} ms", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,16 +212,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--mode", choices=("both", "embedded", "dapr"), default="both")
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="Dapr mode without JWT auth (the agent's MCP calls carry no token)",
+    )
     args = parser.parse_args(argv)
-    os.environ.setdefault("TODO_LOG_LEVEL", "WARNING")
+    configure_logging(os.environ.setdefault("TODO_LOG_LEVEL", "WARNING"))  # as `todo-agent serve` does
     results: dict[str, dict[str, float]] = {}
     if args.mode in ("both", "embedded"):
         with embedded_settings() as settings, serving(settings, "all") as url:
             results["embedded"] = summary(run_turns(url, args.turns, args.warmup))
         report("embedded", results["embedded"], args.turns)
     if args.mode in ("both", "dapr"):
-        with ExitStack() as stack, dapr_settings(stack) as settings, serving(settings, "api") as url:
-            results["dapr"] = summary(run_turns(url, args.turns, args.warmup))
+        with (
+            ExitStack() as stack,
+            dapr_settings(stack, auth=not args.no_auth) as settings,
+            serving(settings, "api") as url,
+        ):
+            verifier = make_verifier(settings)
+            token = verifier.issue("bench-user", ttl=3600) if verifier else None
+            results["dapr"] = summary(run_turns(url, args.turns, args.warmup, token))
         report("dapr", results["dapr"], args.turns)
     headline = results.get("dapr") or results["embedded"]
     line: dict[str, Any] = {
@@ -182,9 +243,11 @@ def main(argv: list[str] | None = None) -> int:
         "model_p50_ms": headline["model_p50_ms"],
         "tools_p50_ms": headline["tools_p50_ms"],
         "memory_p50_ms": headline["memory_p50_ms"],
+        "server_cpu_ms_per_turn": headline["server_cpu_ms_per_turn"],
     }
     if "embedded" in results and "dapr" in results:
-        keys = ("overhead_p50_ms", "overhead_p99_ms", "model_p50_ms", "tools_p50_ms", "memory_p50_ms")
+        keys = ("overhead_p50_ms", "overhead_p99_ms", "model_p50_ms", "tools_p50_ms", "memory_p50_ms",
+                "server_cpu_ms_per_turn")  # fmt: skip
         line.update({f"embedded_{key}": results["embedded"][key] for key in keys})
     print(json.dumps(line))
     return 0

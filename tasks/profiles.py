@@ -2,9 +2,15 @@
 
 The zone a user's words are read in comes from, in order: the token's ``zoneinfo`` claim, the
 user's saved setting, the deployment default (``TODO_TIMEZONE``), the machine's zone.
+
+The saved zone is remembered for ``zone_ttl`` seconds (default 5) per user, so a request does not
+pay a database transaction just to learn it; ``update`` in this process forgets it at once, and a
+change made by another replica is seen within ``zone_ttl``.
 """
 
 from __future__ import annotations
+
+import time
 
 from pydantic import BaseModel, Field
 
@@ -29,9 +35,13 @@ class ProfileChanges(BaseModel):
 
 
 class Profiles:
-    def __init__(self, uow_factory: UnitOfWorkFactory, *, default_timezone: str) -> None:
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, *, default_timezone: str, zone_ttl: float = 5.0
+    ) -> None:
         self._uow = uow_factory
         self.default_timezone = default_timezone
+        self._zone_ttl = zone_ttl
+        self._zones: dict[str, tuple[float, str | None]] = {}  # user -> (expires, saved zone)
 
     def get(self, user_id: str) -> Profile:
         with self._uow() as uow:
@@ -58,6 +68,7 @@ class Profiles:
             row.updated_at = utc_now()
             uow.session.add(row)
             uow.commit()
+        self._zones.pop(user_id, None)
         return self.get(user_id)
 
     def actor(self, user_id: str, *, token_zone: str | None = None) -> Actor:
@@ -68,5 +79,15 @@ class Profiles:
                 return Actor(user_id=user_id, timezone=token_zone)
             except InvalidInput:
                 pass
+        return Actor(user_id=user_id, timezone=self._saved_zone(user_id) or self.default_timezone)
+
+    def _saved_zone(self, user_id: str) -> str | None:
+        now = time.monotonic()
+        cached = self._zones.get(user_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
         saved = self.get(user_id).timezone
-        return Actor(user_id=user_id, timezone=saved or self.default_timezone)
+        if len(self._zones) > 10_000:  # many users: start over rather than grow without bound
+            self._zones.clear()
+        self._zones[user_id] = (now + self._zone_ttl, saved)
+        return saved

@@ -11,7 +11,8 @@ from tasks.service import Actor
 from todo_agent.bootstrap import Container
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
+    """``async``: FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request."""
     container: Container = request.app.state.container
     return container
 

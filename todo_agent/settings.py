@@ -68,9 +68,6 @@ class Settings(BaseSettings):
     smtp_from: str = "todo-agent@localhost"
     smtp_starttls: bool = False
     reminder_grace_minutes: int = 60
-    #: Threads that run firing transactions (a burst of due reminders queues for them instead
-    #: of crowding the default pool: fewer threads contending for the GIL and row locks).
-    reminder_fire_workers: int = Field(default=4, ge=1)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

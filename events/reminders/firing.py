@@ -21,7 +21,6 @@ import hmac
 import json
 import logging
 from collections.abc import Mapping
-from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
@@ -149,26 +148,16 @@ def parse_remind_at(data: Mapping[str, Any]) -> datetime | None:
         return None
 
 
-FIRING_POOL: Final = "reminder-firing"  # container extra: the executor firing runs in
-
-
 async def fire_job(container: Container, name: str, data: Mapping[str, Any]) -> Fired:
-    """Fire job ``name`` (``reminder-task-<id>``) against the database, off the event loop:
-    in the bounded firing pool while ``reminder_jobs`` runs (else the default one), with "now"
-    read when the transaction starts, not when the callback arrived."""
+    """Fire job ``name`` (``reminder-task-<id>``) against the database, off the event loop."""
     task_id = task_id_of_job(name)
     if task_id is None:
         return Fired.STALE
     grace = timedelta(minutes=container.settings.reminder_grace_minutes)
-    remind_at = parse_remind_at(data)
-
-    def fire() -> Fired:
-        return fire_reminder(container.uow, task_id=task_id, remind_at=remind_at, now=utc_now(), grace=grace)
-
-    pool: Executor | None = container.extras.get(FIRING_POOL)
-    if pool is None:
-        return await asyncio.to_thread(fire)
-    return await asyncio.get_running_loop().run_in_executor(pool, fire)
+    return await asyncio.to_thread(
+        fire_reminder, container.uow, task_id=task_id, remind_at=parse_remind_at(data),
+        now=utc_now(), grace=grace,
+    )  # fmt: skip
 
 
 def _check_app_token(request: Request, container: Container) -> None:

@@ -5,25 +5,22 @@
   one), the after-commit scheduling of reminder jobs, and the reconciler.
 - ``notifications`` / ``all``: the ``reminders`` subscriber (``/events/reminders``).
 
-Container extras it sets while running: ``"jobs"`` (the JobScheduler), ``"reminders"``
-(the ``ReminderScheduling``) and ``"reminder-firing"`` (the thread pool that fires reminders,
-``reminder_fire_workers`` threads).
+Container extras it sets while running: ``"jobs"`` (the JobScheduler) and ``"reminders"``
+(the ``ReminderScheduling``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
 
 from events.reminders import firing, routes
-from events.reminders.firing import FIRING_POOL, Fired, fire_job
+from events.reminders.firing import Fired, fire_job
 from events.reminders.jobs import DaprJobScheduler, InProcessJobScheduler
 from events.reminders.notifications import reminders_subscription
 from events.reminders.reconciler import INTERVAL, reconciling
@@ -75,8 +72,6 @@ async def reminder_jobs(container: Container, *, interval: timedelta = INTERVAL)
     jobs = job_scheduler(container)
     scheduling = ReminderScheduling(jobs, container.uow)
     await scheduling.start()
-    pool = ThreadPoolExecutor(container.settings.reminder_fire_workers, thread_name_prefix="reminder-fire")
-    container.extras[FIRING_POOL] = pool
     container.extras["jobs"] = jobs
     container.extras["reminders"] = scheduling
     container.uow.after_commit.append(scheduling.after_commit)
@@ -91,5 +86,3 @@ async def reminder_jobs(container: Container, *, interval: timedelta = INTERVAL)
         await jobs.aclose()
         container.extras.pop("jobs", None)
         container.extras.pop("reminders", None)
-        container.extras.pop(FIRING_POOL, None)
-        await asyncio.to_thread(pool.shutdown)

@@ -25,8 +25,8 @@ from tests.integration.events.support import (
     AppIds,
     EventSystem,
     RoleLauncher,
-    wait_for_consumer_group,
 )
+from tests.integration.kafka_support import wait_for_consumer_group
 
 
 @pytest.fixture(scope="session")

@@ -21,11 +21,10 @@ from tests.integration.events.support import (
     APP_TOKEN,
     EventSystem,
     RoleLauncher,
-    end_offsets,
     records_since,
-    wait_for_consumer_group,
     wait_until_async,
 )
+from tests.integration.kafka_support import end_offsets, wait_for_consumer_group
 from todo_agent.settings import Settings
 
 pytestmark = pytest.mark.integration

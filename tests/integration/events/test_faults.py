@@ -38,9 +38,9 @@ from tests.integration.events.support import (
     AppIds,
     EventSystem,
     RoleLauncher,
-    wait_for_consumer_group,
     wait_until_async,
 )
+from tests.integration.kafka_support import wait_for_consumer_group
 
 pytestmark = pytest.mark.integration
 

@@ -19,12 +19,12 @@ from devstack.components import RenderedResources, render
 from devstack.procs import free_port
 from devstack.scheduler import Scheduler
 from devstack.stack import Stack
+from tests.integration.kafka_support import wait_for_consumer_group
 from tests.integration.reminders.support import (
     SUBSCRIPTIONS,
     Inbox,
     ReminderSystem,
     start_role,
-    wait_for_consumer_group,
 )
 
 

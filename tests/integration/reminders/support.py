@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.smtp import Envelope
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from pydantic import SecretStr
 from sqlmodel import Session, col, select
 
@@ -143,30 +143,6 @@ def start_role(
     server = app_server_factory(app_for(container), port=port)
     sidecar.wait_ready("app")
     return Role(container, sidecar, server)
-
-
-def wait_for_consumer_group(brokers: str, group: str, timeout: float = 60) -> None:
-    """Until Kafka reports the group stable with members (its subscription is live)."""
-    admin = KafkaAdminClient(bootstrap_servers=brokers)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            [description] = admin.describe_consumer_groups([group])
-            if getattr(description, "state", "") == "Stable" and getattr(description, "members", []):
-                return
-            time.sleep(0.3)
-        raise AssertionError(f"consumer group {group} did not become stable in {timeout}s")
-    finally:
-        admin.close()
-
-
-def kafka_end_offsets(brokers: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        return dict(consumer.end_offsets(parts))
-    finally:
-        consumer.close()
 
 
 def kafka_events_since(

@@ -14,12 +14,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tasks.clock import utc_now
+from tests.integration.kafka_support import end_offsets as kafka_end_offsets
 from tests.integration.reminders.support import (
     APP_TOKEN,
     ReminderSystem,
     eventually,
     iso,
-    kafka_end_offsets,
     kafka_events_since,
 )
 

@@ -6,16 +6,15 @@ install_routes(app, container)                   # GET /api/audit for the signed
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, FastAPI, Query
-from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from pydantic import BaseModel
 from sqlmodel import col, select
 
+from events.consuming import apply_in_thread, read_task_event
 from events.contracts import TASK_EVENTS, TaskEvent
 from events.ports import Delivery, Outcome, Subscription
 from tasks.models import AuditEntry, ProcessedEvent
@@ -34,21 +33,10 @@ class AuditLog:
         self._uow = uow_factory
 
     async def handle(self, delivery: Delivery) -> Outcome:
-        try:
-            event = TaskEvent.model_validate(delivery.data)
-        except ValidationError as exc:
-            log.warning("DROP %s event %s: not a task event (%d problems)", CONSUMER, delivery.id,
-                        exc.error_count())  # fmt: skip
+        event = read_task_event(CONSUMER, delivery)
+        if event is None:
             return Outcome.DROP
-        try:
-            await asyncio.to_thread(self.record, delivery.id, event)
-        except IntegrityError:
-            log.info("RETRY %s event %s: recorded concurrently by another consumer", CONSUMER, delivery.id)
-            return Outcome.RETRY
-        except DBAPIError as exc:
-            log.warning("RETRY %s event %s: database unavailable (%s)", CONSUMER, delivery.id, exc.orig)
-            return Outcome.RETRY
-        return Outcome.SUCCESS
+        return await apply_in_thread(CONSUMER, delivery.id, lambda: self.record(delivery.id, event))
 
     def record(self, event_id: str, event: TaskEvent) -> bool:
         """Append the entry for ``event_id`` unless it is already there; True when added."""

@@ -11,14 +11,12 @@ completed again. Unreadable events are dropped (dead-letter); database trouble i
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Final
 
-from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import select
 
+from events.consuming import apply_in_thread, read_task_event
 from events.contracts import TASK_EVENTS, TaskEvent
 from events.ports import Delivery, Outcome, Subscription
 from tasks.clock import utc_now
@@ -38,22 +36,12 @@ class NextOccurrence:
         self._tasks = tasks
 
     async def handle(self, delivery: Delivery) -> Outcome:
-        try:
-            event = TaskEvent.model_validate(delivery.data)
-        except ValidationError as exc:
-            log.warning("DROP %s event %s: not a task event (%s)", CONSUMER, delivery.id, _brief(exc))
+        event = read_task_event(CONSUMER, delivery)
+        if event is None:
             return Outcome.DROP
         if event.event_type != "completed" or not event.task_data.recurrence:
             return Outcome.SUCCESS
-        try:
-            await asyncio.to_thread(self.apply, delivery.id, event)
-        except IntegrityError:
-            log.info("RETRY %s event %s: another consumer applied it at the same time", CONSUMER, delivery.id)
-            return Outcome.RETRY
-        except DBAPIError as exc:
-            log.warning("RETRY %s event %s: database unavailable (%s)", CONSUMER, delivery.id, exc.orig)
-            return Outcome.RETRY
-        return Outcome.SUCCESS
+        return await apply_in_thread(CONSUMER, delivery.id, lambda: self.apply(delivery.id, event))
 
     def apply(self, event_id: str, event: TaskEvent) -> Task | None:
         """Create the next occurrence for a completion event; returns it (None: nothing to do)."""
@@ -80,10 +68,6 @@ def _locked_task(uow: UnitOfWork, task_id: int) -> Task | None:
 def _has_next(uow: UnitOfWork, task_id: int | None) -> bool:
     statement = select(Task.id).where(Task.previous_occurrence_id == task_id)
     return uow.session.exec(statement).first() is not None
-
-
-def _brief(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
 
 
 def recurrence_subscription(container: Any) -> Subscription:

@@ -1,0 +1,42 @@
+"""What every task-events consumer does around its effect: read the event, apply it once in a
+worker thread, and turn the outcome into SUCCESS / RETRY / DROP with a log line saying why.
+
+    event = read_task_event("audit", delivery)          # None: unreadable, answer DROP
+    return await apply_in_thread("audit", delivery.id, lambda: record(delivery.id, event))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from events.contracts import TaskEvent
+from events.ports import Delivery, Outcome
+
+log = logging.getLogger(__name__)
+
+
+def read_task_event(consumer: str, delivery: Delivery) -> TaskEvent | None:
+    try:
+        return TaskEvent.model_validate(delivery.data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+        log.warning("DROP %s event %s: not a task event (%s)", consumer, delivery.id, problems)
+        return None
+
+
+async def apply_in_thread(consumer: str, event_id: str, effect: Callable[[], object]) -> Outcome:
+    """Run the effect (which records ``event_id`` in its own transaction) off the event loop."""
+    try:
+        await asyncio.to_thread(effect)
+    except IntegrityError:
+        log.info("RETRY %s event %s: another consumer applied it at the same time", consumer, event_id)
+        return Outcome.RETRY
+    except DBAPIError as exc:
+        log.warning("RETRY %s event %s: database unavailable (%s)", consumer, event_id, exc.orig)
+        return Outcome.RETRY
+    return Outcome.SUCCESS

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from benchmarks.stack import stack_with_fresh_database
 from devstack.appserver import serve_in_thread
 from devstack.procs import free_port
 from todo_agent.bootstrap import Role, bootstrap, make_verifier
@@ -153,45 +154,27 @@ def embedded_settings() -> Iterator[Settings]:
 @contextmanager
 def dapr_settings(stack_exit: ExitStack, *, auth: bool = True) -> Iterator[Settings]:
     """Bring up PostgreSQL, Kafka, the scheduler and a daprd for the api (what was started stops)."""
-    import psycopg
-    from psycopg import sql
 
     from devstack.components import render
-    from devstack.config import StackConfig
-    from devstack.postgres import sqlalchemy_url
     from devstack.sidecar import start_sidecar
-    from devstack.stack import Stack
 
-    stack = Stack(StackConfig.from_env())
-    started = stack.up(progress=False)
-    stack_exit.callback(lambda: stack.down(only=started) if started else None)
-    admin = stack.postgres.admin_url()
-    name = f"todo_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    pg_url = sqlalchemy_url(f"{admin.rsplit('/', 1)[0]}/{name}")
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-chat-dapr-") as folder:
-            resources = render(
-                Path(folder) / "resources", kafka_brokers=stack.cfg.kafka_brokers, pg_url=pg_url
-            )
-            sidecar = start_sidecar(
-                app_id=f"todo-api-bench-{name[-8:]}", app_port=None, resources_path=resources.path,
-                config=resources.config, scheduler_address=stack.cfg.scheduler_address,
-                log_dir=Path(folder) / "logs", extra_env=dict(resources.env),
+    stack, pg_url = stack_with_fresh_database(stack_exit)
+    with tempfile.TemporaryDirectory(prefix="bench-chat-dapr-") as folder:
+        resources = render(Path(folder) / "resources", kafka_brokers=stack.cfg.kafka_brokers, pg_url=pg_url)
+        sidecar = start_sidecar(
+            app_id=f"todo-api-bench-{pg_url[-8:]}", app_port=None, resources_path=resources.path,
+            config=resources.config, scheduler_address=stack.cfg.scheduler_address,
+            log_dir=Path(folder) / "logs", extra_env=dict(resources.env),
+        )  # fmt: skip
+        try:
+            os.environ.update(sidecar.app_env())
+            yield Settings(
+                database_url=pg_url, data_dir=Path(folder), port=free_port(),
+                dapr_http_port=sidecar.http_port, dapr_grpc_port=sidecar.grpc_port,
+                jwt_secret=SecretStr(secrets.token_urlsafe(32)) if auth else None,
             )  # fmt: skip
-            try:
-                os.environ.update(sidecar.app_env())
-                yield Settings(
-                    database_url=pg_url, data_dir=Path(folder), port=free_port(),
-                    dapr_http_port=sidecar.http_port, dapr_grpc_port=sidecar.grpc_port,
-                    jwt_secret=SecretStr(secrets.token_urlsafe(32)) if auth else None,
-                )  # fmt: skip
-            finally:
-                sidecar.stop()
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        finally:
+            sidecar.stop()
 
 
 def report(mode: str, figures: dict[str, float], turns: int) -> None:

@@ -42,6 +42,7 @@ import websockets
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from benchmarks.stack import stack_with_fresh_database
 from devstack.procs import free_port, http_status, spawn, stop_pid, wait_until
 
 JWT_SECRET = "benchmark-secret-that-is-long-enough-0123456789abcdef"
@@ -140,32 +141,14 @@ def embedded(users: int, folder: Path) -> Iterator[Target]:
 
 @contextmanager
 def dapr(users: int, folder: Path) -> Iterator[Target]:
-    import psycopg
-    from psycopg import sql
 
     from devstack.components import render
-    from devstack.config import StackConfig
-    from devstack.postgres import sqlalchemy_url
     from devstack.sidecar import start_sidecar
-    from devstack.stack import Stack
     from mcp_server.auth import JwtVerifier
     from tasks.db import make_engine, migrate
 
     with ExitStack() as exits:
-        stack = Stack(StackConfig.from_env())
-        started = stack.up(progress=False)
-        exits.callback(lambda: stack.down(only=started) if started else None)
-        admin = stack.postgres.admin_url()
-        name = f"todo_bench_{secrets.token_hex(4)}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-
-        def drop() -> None:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-
-        exits.callback(drop)
-        pg_url = sqlalchemy_url(f"{admin.rsplit('/', 1)[0]}/{name}")
+        stack, pg_url = stack_with_fresh_database(exits)
         engine = make_engine(pg_url)
         migrate(engine)
         engine.dispose()

@@ -25,7 +25,6 @@ import asyncio
 import json
 import logging
 import os
-import secrets
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from benchmarks.stack import stack_with_fresh_database
 from devstack.appserver import serve_in_thread
 from devstack.procs import free_port
 from events.reminders import firing
@@ -67,44 +67,28 @@ def say(message: str) -> None:
 @contextmanager
 def stack_settings(exit_stack: ExitStack, app_port: int) -> Iterator[Settings]:
     """PostgreSQL, Kafka, the scheduler and a daprd for the app at ``app_port``."""
-    import psycopg
-    from psycopg import sql
 
     from devstack.components import render
-    from devstack.config import StackConfig
-    from devstack.postgres import sqlalchemy_url
     from devstack.sidecar import start_sidecar
-    from devstack.stack import Stack
 
-    stack = Stack(StackConfig.from_env())
-    started = stack.up(progress=False)
-    exit_stack.callback(lambda: stack.down(only=started) if started else None)
-    admin = stack.postgres.admin_url()
-    name = f"todo_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    pg_url = sqlalchemy_url(f"{admin.rsplit('/', 1)[0]}/{name}")
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-reminders-") as folder:
-            resources = render(
-                Path(folder) / "resources", kafka_brokers=stack.cfg.kafka_brokers, pg_url=pg_url,
-                subscriptions=False,
+    stack, pg_url = stack_with_fresh_database(exit_stack)
+    with tempfile.TemporaryDirectory(prefix="bench-reminders-") as folder:
+        resources = render(
+            Path(folder) / "resources", kafka_brokers=stack.cfg.kafka_brokers, pg_url=pg_url,
+            subscriptions=False,
+        )  # fmt: skip
+        sidecar = start_sidecar(
+            app_id=f"todo-api-bench-{pg_url[-8:]}", app_port=app_port, resources_path=resources.path,
+            config=resources.config, scheduler_address=stack.cfg.scheduler_address,
+            log_dir=stack.cfg.log_dir / "bench", extra_env=dict(resources.env), log_level="warn",
+        )  # fmt: skip
+        try:
+            yield Settings(
+                database_url=pg_url, data_dir=Path(folder), port=app_port,
+                dapr_http_port=sidecar.http_port, dapr_grpc_port=sidecar.grpc_port,
             )  # fmt: skip
-            sidecar = start_sidecar(
-                app_id=f"todo-api-bench-{name[-8:]}", app_port=app_port, resources_path=resources.path,
-                config=resources.config, scheduler_address=stack.cfg.scheduler_address,
-                log_dir=stack.cfg.log_dir / "bench", extra_env=dict(resources.env), log_level="warn",
-            )  # fmt: skip
-            try:
-                yield Settings(
-                    database_url=pg_url, data_dir=Path(folder), port=app_port,
-                    dapr_http_port=sidecar.http_port, dapr_grpc_port=sidecar.grpc_port,
-                )  # fmt: skip
-            finally:
-                sidecar.stop()
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        finally:
+            sidecar.stop()
 
 
 def reminder_app(container: Container, deliveries: list[tuple[str, datetime]]) -> FastAPI:

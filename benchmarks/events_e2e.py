@@ -78,12 +78,15 @@ class Target:
     api_pid: int
     daprd_pid: int | None
     tokens: dict[str, str | None]
+    database_url: str | None = None  # Dapr mode: read commit and publish times for the stage split
 
 
 @dataclass
 class Measurements:
     sent_at: dict[int, float] = field(default_factory=dict)
     seen_at: dict[int, float] = field(default_factory=dict)
+    sent_wall: dict[int, float] = field(default_factory=dict)  # time.time() twins, for the outbox
+    seen_wall: dict[int, float] = field(default_factory=dict)
     failures: int = 0
     write_seconds: float = 0.0
     cpu_s: dict[str, float] = field(default_factory=dict)
@@ -179,7 +182,8 @@ def dapr(users: int, folder: Path) -> Iterator[Target]:
         tokens: dict[str, str | None] = {
             f"bench-{n}": verifier.issue(f"bench-{n}", ttl=7200) for n in range(users)
         }
-        yield Target(url=f"http://127.0.0.1:{port}", api_pid=proc.pid, daprd_pid=sidecar.pid, tokens=tokens)
+        yield Target(url=f"http://127.0.0.1:{port}", api_pid=proc.pid, daprd_pid=sidecar.pid, tokens=tokens,
+                     database_url=pg_url)  # fmt: skip
 
 
 # -- the load ------------------------------------------------------------------------------
@@ -200,7 +204,9 @@ async def watch(url: str, token: str | None, m: Measurements, ready: asyncio.Eve
         async for raw in ws:
             message = json.loads(raw)
             if message.get("type") == "task" and message.get("event_type") == "created":
-                m.seen_at.setdefault(int(message["task_id"]), time.perf_counter())
+                task_id = int(message["task_id"])
+                if task_id not in m.seen_at:
+                    m.seen_at[task_id], m.seen_wall[task_id] = time.perf_counter(), time.time()
 
 
 async def warm_up(url: str, tokens: dict[str, str | None], limit: float = 90) -> None:
@@ -232,7 +238,8 @@ async def run_load(target: Target, rate: float, seconds: float, drain: float, vi
     ]
     for ready in readies:
         await ready.wait()
-    before = {"api": cpu_seconds(target.api_pid), "daprd": cpu_seconds(target.daprd_pid)}
+    before = {"api": cpu_seconds(target.api_pid), "daprd": cpu_seconds(target.daprd_pid),
+              "client": time.process_time()}  # fmt: skip
     try:
         await _write(target, rate, seconds, drain, m, via)
     except Exception as exc:  # an MCP session that broke while closing: the measurements stand
@@ -244,6 +251,7 @@ async def run_load(target: Target, rate: float, seconds: float, drain: float, vi
     m.cpu_s = {
         "api": cpu_seconds(target.api_pid) - before["api"],
         "daprd": cpu_seconds(target.daprd_pid) - before["daprd"],
+        "client": time.process_time() - before["client"],  # this load generator (MCP client, sockets)
     }
     for watcher in watchers:
         watcher.cancel()
@@ -268,7 +276,7 @@ async def _write(
         async def create(n: int) -> None:
             session = sessions[n % len(sessions)]
             async with limits[n % len(sessions)]:
-                sent = time.perf_counter()
+                sent, sent_wall = time.perf_counter(), time.time()
                 try:
                     if via == "mcp":
                         result = await session.call_tool("add_task", {"title": f"bench {n}"})
@@ -276,7 +284,7 @@ async def _write(
                     else:
                         reply = await session.post("/api/tasks", json={"title": f"bench {n}"})
                         task_id = int(reply.raise_for_status().json()["id"])
-                    m.sent_at[task_id] = sent
+                    m.sent_at[task_id], m.sent_wall[task_id] = sent, sent_wall
                 except (Exception, asyncio.CancelledError):  # a broken MCP session cancels its calls
                     m.failures += 1
 
@@ -297,6 +305,36 @@ async def rest_client(url: str, token: str | None) -> AsyncIterator[httpx.AsyncC
         yield client
 
 
+def stages(target: Target, m: Measurements) -> dict[str, Any]:
+    """Where the latency goes, from the outbox rows of the ``created`` events (Dapr mode):
+    request sent -> written (row ``created_at``, just before the commit) -> published
+    (``published_at``, set after daprd accepted the batch) -> on the socket; [p50, p99] in ms."""
+    if target.database_url is None:
+        return {}
+    from sqlalchemy import text
+
+    from tasks.db import make_engine
+
+    engine = make_engine(target.database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT task_id, created_at, published_at FROM outbox "
+            "WHERE event_type = 'todo.task.created.v1' AND published_at IS NOT NULL"
+        )).all()  # fmt: skip
+    engine.dispose()
+    split: dict[str, list[float]] = {"commit": [], "publish": [], "deliver": []}
+    for task_id, created, published in rows:
+        if task_id in m.sent_wall and task_id in m.seen_wall:
+            committed, sent = created.timestamp(), published.timestamp()
+            split["commit"].append((committed - m.sent_wall[task_id]) * 1000)
+            split["publish"].append((sent - committed) * 1000)
+            split["deliver"].append((m.seen_wall[task_id] - sent) * 1000)
+    return {
+        f"stage_{name}_ms": [round(percentile(v, 50), 1), round(percentile(v, 99), 1)]
+        for name, v in split.items() if v
+    }  # fmt: skip
+
+
 def figures(target: Target, m: Measurements) -> dict[str, Any]:
     latencies = [(m.seen_at[t] - s) * 1000 for t, s in m.sent_at.items() if t in m.seen_at]
     metrics = httpx.get(f"{target.url}/metrics/outbox", timeout=30).json()
@@ -314,6 +352,8 @@ def figures(target: Target, m: Measurements) -> dict[str, Any]:
         "lost": len(set(m.sent_at) - set(m.seen_at)),
         "api_cpu_ms_per_write": round(m.cpu_s.get("api", 0) * 1000 / max(1, len(m.sent_at)), 2),
         "daprd_cpu_ms_per_write": round(m.cpu_s.get("daprd", 0) * 1000 / max(1, len(m.sent_at)), 2),
+        "client_cpu_ms_per_write": round(m.cpu_s.get("client", 0) * 1000 / max(1, len(m.sent_at)), 2),
+        **stages(target, m),
         "api_rss_mb": rss_mb(target.api_pid),
         "api_peak_rss_mb": rss_mb(target.api_pid, "VmHWM"),
         "daprd_rss_mb": rss_mb(target.daprd_pid),

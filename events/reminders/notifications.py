@@ -11,9 +11,13 @@ so a redelivered event sends nothing that was already sent:
 - ``email`` (when ``TODO_SMTP_HOST`` is set and the user saved an address): plain text over SMTP.
 - ``webhook`` (when the user saved a URL): a JSON POST.
 
-A transient failure (server unreachable, 4xx SMTP reply, HTTP 5xx/429) answers RETRY; a
-permanent one (5xx SMTP reply, HTTP 4xx) is recorded as failed and answers DROP, which sends
-the event to ``reminders-dlq``.
+A transient failure (server unreachable, 4xx SMTP reply, HTTP 5xx/408/429) answers RETRY; a
+permanent one (5xx SMTP reply, other HTTP 3xx/4xx) is recorded as failed and answers DROP, which
+sends the event to ``reminders-dlq`` once no channel is left to retry, even when the give-up
+came on an earlier delivery of the event than the last retry.
+
+The webhook gets ``{"type": "reminder", "event_id", "user_id", "task_id", "title", "due_at",
+"remind_at"}`` (times ISO 8601 in UTC).
 """
 
 from __future__ import annotations
@@ -160,14 +164,18 @@ def record_in_app(uow_factory: UnitOfWorkFactory, event_id: str, message: Remind
         return True
 
 
-def claim(uow_factory: UnitOfWorkFactory, event_id: str, channel: Channel, message: ReminderMessage) -> bool:
-    """Start a delivery on ``channel``; False if it was already sent (or given up)."""
+Claim = Literal["claimed", "sent", "failed", "taken"]
+
+
+def claim(uow_factory: UnitOfWorkFactory, event_id: str, channel: Channel, message: ReminderMessage) -> Claim:
+    """Start a delivery on ``channel``: ``claimed``; else how an earlier delivery ended (``sent``,
+    or ``failed`` when it was given up), or ``taken`` by a concurrent delivery."""
     with uow_factory() as uow:
         found = uow.session.exec(
             select(Notification).where(Notification.event_id == event_id, Notification.channel == channel)
         ).first()
         if found is not None and found.status in ("sent", "failed"):
-            return False
+            return "sent" if found.status == "sent" else "failed"
         row = found or Notification(
             event_id=event_id, channel=channel, user_id=message.user_id, task_id=message.task_id,
             title=message.title, due_at=message.due_at, remind_at=message.remind_at,
@@ -177,8 +185,8 @@ def claim(uow_factory: UnitOfWorkFactory, event_id: str, channel: Channel, messa
         try:
             uow.commit()
         except IntegrityError:  # a concurrent delivery claimed it first
-            return False
-        return True
+            return "taken"
+        return "claimed"
 
 
 def settle(
@@ -230,8 +238,11 @@ class ReminderNotifier:
         failures: list[DeliveryFailed],
     ) -> None:  # fmt: skip
         uow = self.container.uow
-        if not await asyncio.to_thread(claim, uow, event_id, channel, message):
-            return  # already sent (or given up): nothing is sent twice
+        claimed = await asyncio.to_thread(claim, uow, event_id, channel, message)
+        if claimed == "failed":  # given up on an earlier delivery: the event still dead-letters
+            failures.append(DeliveryFailed(f"{channel} delivery was given up earlier", transient=False))
+        if claimed != "claimed":
+            return  # nothing is sent twice
         error: DeliveryFailed | None = None
         try:
             await send()

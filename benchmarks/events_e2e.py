@@ -90,6 +90,7 @@ class Measurements:
     failures: int = 0
     write_seconds: float = 0.0
     cpu_s: dict[str, float] = field(default_factory=dict)
+    relay_pid: int | None = None  # Dapr mode: the api's relay runs in a child process
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -238,8 +239,11 @@ async def run_load(target: Target, rate: float, seconds: float, drain: float, vi
     ]
     for ready in readies:
         await ready.wait()
+    async with httpx.AsyncClient(timeout=30) as http:
+        metrics = (await http.get(f"{target.url}/metrics/outbox")).json()
+    m.relay_pid = metrics.get("process", {}).get("pid")
     before = {"api": cpu_seconds(target.api_pid), "daprd": cpu_seconds(target.daprd_pid),
-              "client": time.process_time()}  # fmt: skip
+              "relay": cpu_seconds(m.relay_pid), "client": time.process_time()}  # fmt: skip
     try:
         await _write(target, rate, seconds, drain, m, via)
     except Exception as exc:  # an MCP session that broke while closing: the measurements stand
@@ -251,6 +255,7 @@ async def run_load(target: Target, rate: float, seconds: float, drain: float, vi
     m.cpu_s = {
         "api": cpu_seconds(target.api_pid) - before["api"],
         "daprd": cpu_seconds(target.daprd_pid) - before["daprd"],
+        "relay": cpu_seconds(m.relay_pid) - before["relay"],
         "client": time.process_time() - before["client"],  # this load generator (MCP client, sockets)
     }
     for watcher in watchers:
@@ -352,10 +357,12 @@ def figures(target: Target, m: Measurements) -> dict[str, Any]:
         "lost": len(set(m.sent_at) - set(m.seen_at)),
         "api_cpu_ms_per_write": round(m.cpu_s.get("api", 0) * 1000 / max(1, len(m.sent_at)), 2),
         "daprd_cpu_ms_per_write": round(m.cpu_s.get("daprd", 0) * 1000 / max(1, len(m.sent_at)), 2),
+        "relay_cpu_ms_per_write": round(m.cpu_s.get("relay", 0) * 1000 / max(1, len(m.sent_at)), 2),
         "client_cpu_ms_per_write": round(m.cpu_s.get("client", 0) * 1000 / max(1, len(m.sent_at)), 2),
         **stages(target, m),
         "api_rss_mb": rss_mb(target.api_pid),
         "api_peak_rss_mb": rss_mb(target.api_pid, "VmHWM"),
+        "relay_rss_mb": rss_mb(m.relay_pid),
         "daprd_rss_mb": rss_mb(target.daprd_pid),
         "daprd_peak_rss_mb": rss_mb(target.daprd_pid, "VmHWM"),
     }

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import statistics
-import threading
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final, TypeVar
@@ -52,6 +51,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         max_backoff: float = 10.0,
         clock: Clock = utc_now,
+        inline_db: bool = False,
     ) -> None:
         self._engine = engine
         self._publisher = publisher
@@ -62,7 +62,7 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._backoff = 0.0
         self._lags_ms: deque[float] = deque(maxlen=_LAG_WINDOW)
-        self._db_inline = False  # on its own loop thread: database calls need no worker thread
+        self._db_inline = inline_db  # alone on its loop (relay process): no worker thread per query
         self.published = 0
         self.failed = 0
         self.failures = 0
@@ -77,20 +77,9 @@ class OutboxRelay:
         self._wakeup.set()
 
     @contextlib.asynccontextmanager
-    async def running(
-        self, uow_factory: UnitOfWorkFactory, *, own_thread: bool = False
-    ) -> AsyncIterator[OutboxRelay]:
-        """Run in the background; every commit on ``uow_factory`` wakes the relay.
-
-        ``own_thread=True`` runs it on an event loop of its own, so a busy app loop (many
-        requests) does not delay publishing; the publisher must then be used by the relay
-        only, and is closed by it at the end. The in-process bus needs the app's loop (its
-        handlers touch the app's WebSockets): use the default there.
-        """
-        if own_thread:
-            async with self._in_own_thread(uow_factory):
-                yield self
-            return
+    async def running(self, uow_factory: UnitOfWorkFactory) -> AsyncIterator[OutboxRelay]:
+        """Run on this event loop in the background; every commit on ``uow_factory`` wakes the
+        relay. (With Dapr, ``events.relay_process`` runs it in a process of its own instead.)"""
         loop = asyncio.get_running_loop()
         uow_factory.after_commit.append(listener := self._waker(loop))
         task = asyncio.create_task(self.run(), name="outbox-relay")
@@ -108,33 +97,6 @@ class OutboxRelay:
                 loop.call_soon_threadsafe(self.wake)
 
         return after_commit
-
-    @contextlib.asynccontextmanager
-    async def _in_own_thread(self, uow_factory: UnitOfWorkFactory) -> AsyncIterator[None]:
-        loop = _new_event_loop()
-        task = loop.create_task(self.run(), name="outbox-relay")
-        self._db_inline = True
-
-        def thread_main() -> None:
-            asyncio.set_event_loop(loop)
-            with contextlib.suppress(asyncio.CancelledError):
-                loop.run_until_complete(task)
-            aclose = getattr(self._publisher, "aclose", None)
-            if aclose is not None:
-                loop.run_until_complete(aclose())
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
-            self._db_inline = False
-
-        thread = threading.Thread(target=thread_main, name="outbox-relay", daemon=True)
-        thread.start()
-        uow_factory.after_commit.append(listener := self._waker(loop))
-        try:
-            yield
-        finally:
-            uow_factory.after_commit.remove(listener)
-            loop.call_soon_threadsafe(task.cancel)
-            await asyncio.to_thread(thread.join, 30)
 
     async def run(self) -> None:
         while True:
@@ -192,8 +154,8 @@ class OutboxRelay:
             raise
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        """A blocking database call: inline on the relay's own loop thread (nothing else runs
-        on that loop, and a thread hop per call costs more than the call), else in a thread."""
+        """A blocking database call: inline when the relay is alone on its loop (its own process:
+        a thread hop per call costs more than the call), else in a thread."""
         if self._db_inline:
             return fn(*args)
         return await _in_thread(fn, *args)
@@ -335,7 +297,7 @@ def _pending() -> Any:
     return col(OutboxEvent.published_at).is_(None) & col(OutboxEvent.failed_at).is_(None)
 
 
-def _new_event_loop() -> asyncio.AbstractEventLoop:
+def new_event_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
     except ImportError:  # uvloop is optional (uvicorn[standard] brings it)

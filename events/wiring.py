@@ -9,7 +9,8 @@
 | all (embedded)| everything above, through the in-process bus    | outbox relay |
 
 Every role with a relay serves ``GET /metrics/outbox``. With Dapr (``DAPR_HTTP_PORT``) the
-relay publishes through the sidecar; otherwise into the in-process bus.
+relay runs in a child process of the role (``events.relay_process``: off the app's GIL) and
+publishes through the sidecar; otherwise it runs on the app's loop into the in-process bus.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from events.inprocess import bus_of
 from events.ports import EventPublisher
 from events.publishers import DaprPublisher, InProcessPublisher
 from events.relay import OutboxRelay
+from events.relay_process import relay_process
 from events.subscriber import mount
 
 RELAY_ROLES: Final = ("api", "recurrence", "notifications", "all")
@@ -92,11 +94,14 @@ def _audit(app: FastAPI, container: Any) -> None:
 
 
 def _metrics(app: FastAPI, container: Any) -> None:
-    relay = relay_of(container)
-
     @app.get("/metrics/outbox", tags=["health"], summary="Outbox relay: backlog, age, counters, lag")
     def outbox_metrics() -> dict[str, Any]:
-        metrics = relay.metrics()
+        child = container.extras.get("relay_process")
+        try:
+            metrics = child.metrics() if child is not None else relay_of(container).metrics()
+        except RuntimeError as exc:  # the relay process is down or busy: the database's view
+            metrics = relay_of(container).metrics()
+            metrics["process"] = {**child.status(), "error": str(exc)}
         hub = container.extras.get("hub")
         if hub is not None:
             metrics["websockets"] = {
@@ -108,7 +113,15 @@ def _metrics(app: FastAPI, container: Any) -> None:
 
 @contextlib.asynccontextmanager
 async def _relay_running(container: Any) -> AsyncIterator[None]:
-    """With Dapr the relay runs on its own loop (it closes the publisher); the in-process bus
-    runs on the app's loop, next to the WebSockets its handlers write to."""
-    async with relay_of(container).running(container.uow, own_thread=container.settings.dapr_enabled):
+    """With Dapr the relay runs in a child process (``events.relay_process``); the in-process
+    bus runs on the app's loop, next to the WebSockets its handlers write to."""
+    if container.settings.dapr_enabled:
+        async with relay_process(container) as child:
+            container.extras["relay_process"] = child
+            try:
+                yield
+            finally:
+                container.extras.pop("relay_process", None)
+        return
+    async with relay_of(container).running(container.uow):
         yield

@@ -1,0 +1,230 @@
+"""The outbox relay in a process of its own, beside a role's app (Dapr mode).
+
+    async with relay_process(container) as relay:   # started; every commit wakes it
+        relay.metrics()                              # the child's counters and lag
+
+In one Python process the relay's ~10 I/O waits per round each had to win the GIL back from
+the request threads, so a busy api published late (and its rounds took CPU from the requests).
+Here the relay runs ``OutboxRelay`` in a child process with its own database pool and its own
+client to the same sidecar, on its own CPU:
+
+- **Wake-ups**: after every commit the app writes one byte to a pipe (non-blocking; a full pipe
+  means wake-ups are already pending). The relay also polls, so rows written by other
+  processes or replicas are published too (``SKIP LOCKED`` keeps relays from publishing a row
+  twice at once).
+- **Metrics**: ``metrics()`` asks the child over a second pipe (``GET /metrics/outbox``; while
+  the child is down or busy, that route reports the database's view and ``process.alive``).
+- **Supervision**: a child that dies is started again within a second (its claimed rows were
+  released with its connections, so nothing is lost; a row it published but had not marked is
+  published again, and consumers ignore repeats). The child exits when the app closes the
+  wake-up pipe or sends SIGTERM, and on its own when the app dies (the pipe reads end-of-file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Sequence
+from multiprocessing.connection import Connection
+from typing import Any, Final
+
+from events.publishers import DaprPublisher
+from events.relay import OutboxRelay, new_event_loop
+from tasks.models import OutboxEvent
+
+log = logging.getLogger(__name__)
+
+_SUPERVISE_EVERY: Final = 1.0
+_METRICS_TIMEOUT: Final = 5.0
+_CONTEXT: Final = multiprocessing.get_context("spawn")  # no fork of a process with threads
+
+
+class RelayProcess:
+    """A supervised child process running the outbox relay for ``settings``."""
+
+    def __init__(self, settings: Any) -> None:
+        self._settings = settings
+        self._process: Any = None
+        self._wake_fd: int | None = None
+        self._control: Connection | None = None
+        self._control_lock = threading.Lock()
+        self.restarts = 0
+
+    # -- the child's life ------------------------------------------------------------------
+    def start(self) -> None:
+        wake_read, wake_write = _CONTEXT.Pipe(duplex=False)
+        control_here, control_there = _CONTEXT.Pipe(duplex=True)
+        self._process = _CONTEXT.Process(
+            target=_child_main,
+            args=(self._settings, wake_read, control_there),
+            name="outbox-relay",
+            daemon=True,
+        )
+        self._process.start()
+        wake_read.close()
+        control_there.close()
+        os.set_blocking(wake_write.fileno(), False)
+        self._wake_fd = wake_write.fileno()
+        self._wake_conn = wake_write  # keeps the descriptor open
+        self._control = control_here
+        log.info("outbox relay process %s started", self._process.pid)
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Ask the child to finish its round and exit; kill it if it does not."""
+        if self._process is None:
+            return
+        self._wake_fd = None
+        for conn in (getattr(self, "_wake_conn", None), self._control):
+            if conn is not None:
+                conn.close()
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout)
+            if self._process.is_alive():
+                log.warning(
+                    "outbox relay process %s did not stop in %.0fs: killed", self._process.pid, timeout
+                )
+                self._process.kill()
+                self._process.join(5)
+        self._process = None
+
+    # -- talking to it ---------------------------------------------------------------------
+    def wake(self, _rows: Sequence[OutboxEvent] = ()) -> None:
+        """After-commit listener: one byte down the pipe (never blocks a request)."""
+        fd = self._wake_fd
+        if fd is None:
+            return
+        with contextlib.suppress(BlockingIOError, BrokenPipeError, OSError):
+            os.write(fd, b"\0")
+
+    def metrics(self) -> dict[str, Any]:
+        """The child's ``OutboxRelay.metrics()`` (blocking: call it from a worker thread)."""
+        with self._control_lock:
+            control = self._control
+            if control is None or not self.alive():
+                code = self._process.exitcode if self._process is not None else None
+                raise RuntimeError(f"The outbox relay process is not running (exit code {code}).")
+            control.send("metrics")
+            if not control.poll(_METRICS_TIMEOUT):
+                raise RuntimeError(f"The outbox relay process did not answer in {_METRICS_TIMEOUT:.0f}s.")
+            answer: dict[str, Any] = control.recv()
+        answer["process"] = self.status()
+        return answer
+
+    def status(self) -> dict[str, Any]:
+        return {"pid": self.pid, "alive": self.alive(), "restarts": self.restarts}
+
+
+@contextlib.asynccontextmanager
+async def relay_process(container: Any) -> AsyncIterator[RelayProcess]:
+    """Run the relay in a supervised child while the app runs; commits on ``container.uow`` wake it."""
+    relay = RelayProcess(container.settings)
+    await asyncio.to_thread(relay.start)
+    container.uow.after_commit.append(relay.wake)
+    supervisor = asyncio.create_task(_supervise(relay), name="outbox-relay-supervisor")
+    try:
+        yield relay
+    finally:
+        supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await supervisor
+        with contextlib.suppress(ValueError):
+            container.uow.after_commit.remove(relay.wake)
+        await asyncio.to_thread(relay.stop)
+
+
+async def _supervise(relay: RelayProcess) -> None:
+    while True:
+        await asyncio.sleep(_SUPERVISE_EVERY)
+        if not relay.alive():
+            code = relay._process.exitcode if relay._process is not None else None
+            log.error("outbox relay process exited (code %s): starting it again", code)
+            await asyncio.to_thread(relay.stop, 1.0)
+            await asyncio.to_thread(relay.start)
+            relay.restarts += 1
+            relay.wake()  # whatever was committed meanwhile
+
+
+# -- in the child ----------------------------------------------------------------------------
+def _child_main(settings: Any, wake: Connection, control: Connection) -> None:
+    from tasks.db import make_engine
+
+    logging.basicConfig(
+        level=str(settings.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for name in ("httpx", "httpcore"):
+        if str(settings.log_level).upper() != "DEBUG":
+            logging.getLogger(name).setLevel(logging.WARNING)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the app, which stops us in order
+    engine = make_engine(settings.effective_database_url)
+    token = settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None
+    publisher = DaprPublisher(
+        base_url=f"http://127.0.0.1:{settings.dapr_http_port}", pubsub=settings.pubsub_name, api_token=token
+    )
+    relay = OutboxRelay(engine, publisher, inline_db=True)  # alone on this loop: no thread hops
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(_child_run(relay, publisher, wake, control))
+    finally:
+        loop.close()
+        engine.dispose()
+
+
+async def _child_run(
+    relay: OutboxRelay, publisher: DaprPublisher, wake: Connection, control: Connection
+) -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def stop() -> None:
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    wake_fd = wake.fileno()
+    os.set_blocking(wake_fd, False)
+
+    def on_wake() -> None:
+        try:
+            data = os.read(wake_fd, 4096)
+        except BlockingIOError:
+            return
+        if not data:  # the app closed the pipe or died
+            loop.remove_reader(wake_fd)
+            stop()
+            return
+        relay.wake()
+
+    def on_control() -> None:
+        try:
+            request = control.recv()
+        except (EOFError, OSError):
+            loop.remove_reader(control.fileno())
+            return
+        if request == "metrics":
+            try:
+                control.send(relay.metrics())
+            except Exception as exc:  # the database is down: say so instead of hanging the caller
+                control.send({"error": f"{type(exc).__name__}: {exc}"})
+
+    loop.add_reader(wake_fd, on_wake)
+    loop.add_reader(control.fileno(), on_control)
+    try:
+        await relay.run()
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await publisher.aclose()

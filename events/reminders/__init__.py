@@ -4,7 +4,9 @@ The flow, end to end:
 
 1. A task change commits; ``scheduling.ReminderScheduling`` sees its outbox row after commit and
    creates, moves or cancels the job ``reminder-task-<id>`` (``jobs.DaprJobScheduler`` through
-   daprd's Jobs API, or ``jobs.InProcessJobScheduler`` in the embedded default).
+   daprd's Jobs API, or ``jobs.InProcessJobScheduler`` in the embedded default). A change
+   another process committed (the recurrence role's next occurrence) reaches the api as a
+   ``task-updates`` event, and the api schedules its job then (``ReminderScheduling.follow``).
 2. ``reconciler`` repairs what a crash between commit and scheduling lost, at start-up and
    periodically, and marks reminders more than ``reminder_grace_minutes`` late as missed.
 3. The job calls back ``POST /job/reminder-task-<id>`` (``firing``): if the task is still open and

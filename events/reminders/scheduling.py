@@ -12,16 +12,27 @@ Every ``todo.task.*.v1`` row carries the task snapshot. A snapshot with a pendin
 deleted task, or a cleared reminder, deletes it. Changes are applied in commit order per task
 (one queue per shard of task ids), after commit, off the committing thread. A failure leaves
 the reminder for the reconciler; the firing check keeps a stale job from sending anything.
+
+Changes committed by another process (the recurrence role's next occurrences; with several api
+replicas, each other's changes) reach this one as ``task-updates`` events:
+
+    plan = plan_from_event(delivery.type, delivery.data)
+    if plan is not None:
+        scheduling.follow(plan)       # queued unless our job already matches it
+
+Such a plan re-reads the task before it is applied, so an event that arrives late never
+overwrites a newer change, and it deletes only jobs this process scheduled. Job names are
+stable and scheduling overwrites, so several replicas following the same event is harmless.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from sqlmodel import select
 
@@ -68,16 +79,33 @@ def plan_from_row(row: OutboxEvent) -> ReminderPlan | None:
     """The reminder plan of a ``todo.task.*`` outbox row; None for rows that change nothing."""
     if not row.event_type.startswith("todo.task.") or row.task_id is None:
         return None
-    payload = row.payload
+    return _plan(row.task_id, row.user_id, row.payload)
+
+
+def plan_from_event(event_type: str, data: Mapping[str, Any]) -> ReminderPlan | None:
+    """The plan for a task change another process committed (the ``data`` of a ``task-updates``
+    event): checked against the database before it is applied, and it deletes only a job this
+    process scheduled. None for events that are not task changes."""
+    task_id, user_id = data.get("task_id"), data.get("user_id")
+    if (
+        not event_type.startswith("todo.task.")
+        or not isinstance(task_id, int)
+        or not isinstance(user_id, str)
+    ):
+        return None
+    return replace(_plan(task_id, user_id, data), must_cancel=False, verify=True)
+
+
+def _plan(task_id: int, user_id: str, payload: Mapping[str, Any]) -> ReminderPlan:
     kind = payload.get("event_type")
     data = payload.get("task_data") or {}
     if kind == "deleted" or data.get("completed"):
-        return ReminderPlan(row.task_id, row.user_id, None, must_cancel=True)
+        return ReminderPlan(task_id, user_id, None, must_cancel=True)
     remind_at = _parse(data.get("remind_at"))
     touched = bool(_REMINDER_FIELDS & set(payload.get("changes") or {}))
     if remind_at is None and (kind == "created" or not touched):
-        return ReminderPlan(row.task_id, row.user_id, None)  # cancel only if this process knows a job
-    return ReminderPlan(row.task_id, row.user_id, remind_at, must_cancel=remind_at is None)
+        return ReminderPlan(task_id, user_id, None)  # cancel only if this process knows a job
+    return ReminderPlan(task_id, user_id, remind_at, must_cancel=remind_at is None)
 
 
 def _parse(value: object) -> datetime | None:
@@ -125,6 +153,14 @@ class ReminderScheduling:
         plans = [plan for row in rows if (plan := plan_from_row(row)) is not None]
         if plans and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.submit, plans)
+
+    def follow(self, plan: ReminderPlan) -> bool:
+        """Queue a change committed elsewhere (``plan_from_event``) unless this process already
+        has the job it asks for; True if queued. Runs on the loop's thread."""
+        if self.known.get(plan.task_id) == plan.remind_at:
+            return False  # our job is at that time already (or, for None, there is no job of ours)
+        self.submit([plan])
+        return True
 
     def submit(self, plans: Sequence[ReminderPlan]) -> None:
         """Queue plans (on the loop's thread); each task's plans apply in order."""

@@ -3,6 +3,11 @@
 - ``api`` / ``all``: ``POST /job/{name}`` (job callbacks), ``/api/notifications``, and in the
   lifespan the job scheduler (daprd's Jobs API with Dapr configured, else the in-process
   one), the after-commit scheduling of reminder jobs, and the reconciler.
+- ``api`` with Dapr: a second consumer on the ``task-updates`` route the real-time hub already
+  gets (every replica gets every event) that schedules the jobs of reminders other processes
+  committed, such as the recurrence role's next occurrence: a job calls back the app that
+  scheduled it, so the recurrence role cannot schedule it itself. The reconciler stays the
+  safety net. (In the ``all`` role every commit goes through this process's after-commit.)
 - ``notifications`` / ``all``: the ``reminders`` subscriber (``/events/reminders``).
 
 Container extras it sets while running: ``"jobs"`` (the JobScheduler) and ``"reminders"``
@@ -15,24 +20,31 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI
 
+from events.ports import Delivery, Outcome, Subscription
 from events.reminders import firing, routes
 from events.reminders.firing import Fired, fire_job
 from events.reminders.jobs import DaprJobScheduler, InProcessJobScheduler
 from events.reminders.notifications import reminders_subscription
 from events.reminders.reconciler import INTERVAL, reconciling
-from events.reminders.scheduling import ReminderScheduling
+from events.reminders.scheduling import ReminderScheduling, plan_from_event
+from tasks.events import TASK_UPDATES
 from todo_agent.api import Hook, LifespanHook
 from todo_agent.bootstrap import Container
+
+#: The consumer name of the ``task-updates`` follower (it shares the hub's route and delivery).
+FOLLOWER: Final = "reminder-jobs"
 
 
 def extensions(container: Container) -> list[Hook]:
     hooks: list[Hook] = []
     if container.role in ("api", "all"):
         hooks += [firing.install, routes.install]
+    if container.role == "api" and container.settings.dapr_enabled:
+        hooks.append(_follow_task_updates)
     if container.role in ("notifications", "all"):
         hooks.append(_mount_subscriber)
     return hooks
@@ -48,6 +60,19 @@ def _mount_subscriber(app: FastAPI, container: Container) -> None:
     from events.subscriber import mount
 
     mount(app, container, reminders_subscription(container))
+
+
+def _follow_task_updates(app: FastAPI, container: Container) -> None:
+    from events.realtime import ROUTE
+    from events.subscriber import mount
+
+    async def follow(delivery: Delivery) -> Outcome:
+        scheduling: ReminderScheduling | None = container.extras.get("reminders")
+        if scheduling is not None and (plan := plan_from_event(delivery.type, delivery.data)):
+            scheduling.follow(plan)
+        return Outcome.SUCCESS  # a job that could not be scheduled is the reconciler's to repair
+
+    mount(app, container, Subscription(topic=TASK_UPDATES, route=ROUTE, consumer=FOLLOWER, handler=follow))
 
 
 def job_scheduler(container: Container) -> DaprJobScheduler | InProcessJobScheduler:

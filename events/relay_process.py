@@ -116,10 +116,15 @@ class RelayProcess:
             if control is None or not self.alive():
                 code = self._process.exitcode if self._process is not None else None
                 raise RuntimeError(f"The outbox relay process is not running (exit code {code}).")
-            control.send("metrics")
-            if not control.poll(_METRICS_TIMEOUT):
-                raise RuntimeError(f"The outbox relay process did not answer in {_METRICS_TIMEOUT:.0f}s.")
-            answer: dict[str, Any] = control.recv()
+            try:
+                while control.poll(0):  # a late answer to an earlier call that timed out
+                    control.recv()
+                control.send("metrics")
+                if not control.poll(_METRICS_TIMEOUT):
+                    raise RuntimeError(f"The outbox relay process did not answer in {_METRICS_TIMEOUT:.0f}s.")
+                answer: dict[str, Any] = control.recv()
+            except (EOFError, OSError) as exc:  # it died since alive() was checked (or while asked)
+                raise RuntimeError(f"The outbox relay process went away ({type(exc).__name__}).") from exc
         answer["process"] = self.status()
         return answer
 
@@ -168,7 +173,9 @@ def _child_main(settings: Any, wake: Connection, control: Connection) -> None:
         if str(settings.log_level).upper() != "DEBUG":
             logging.getLogger(name).setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the app, which stops us in order
-    engine = make_engine(settings.effective_database_url)
+    # A stale connection fails one round, which the relay retries after a short backoff: no
+    # pre-ping round trip per round. Two connections: a round uses one at a time.
+    engine = make_engine(settings.effective_database_url, pool_size=2, pre_ping=False)
     token = settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None
     publisher = DaprPublisher(
         base_url=f"http://127.0.0.1:{settings.dapr_http_port}", pubsub=settings.pubsub_name, api_token=token

@@ -32,7 +32,9 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = True) -> Engine:
+    """An engine for ``url``. ``pre_ping`` checks each pooled PostgreSQL connection before use
+    (one round trip); a caller that retries a failed transaction anyway (the relay) can skip it."""
     url = normalise_url(url)
     if is_sqlite(url):
         in_memory = url in ("sqlite://", "sqlite:///:memory:")
@@ -49,7 +51,7 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
     return create_engine(
         url,
         echo=echo,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=300,

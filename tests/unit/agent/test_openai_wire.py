@@ -14,11 +14,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from devstack.appserver import serve_in_thread
 from tasks.inputs import TaskQuery
 from tasks.service import Actor
-from tests.conftest import JWT_SECRET
-from tests.unit.agent.support import running_app, settings_on_free_port, stream, token
+from tests.unit.agent.openai_wire_support import (
+    ADD_TASK_ARGUMENT_PARTS,
+    ADD_TASK_ARGUMENTS,
+    API_KEY,
+    MODEL_NAME,
+    RequestLog,
+    added_reply,
+    app_on_model_server,
+)
+from tests.unit.agent.support import stream, token
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> str:
@@ -26,7 +33,7 @@ def _chunk(delta: dict[str, Any], finish: str | None = None) -> str:
         "id": "chatcmpl-wire",
         "object": "chat.completion.chunk",
         "created": 1764000000,
-        "model": "wire-model",
+        "model": MODEL_NAME,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
     return f"data: {json.dumps(body)}\n\n"
@@ -36,7 +43,7 @@ def _tool_call_chunks() -> Iterator[str]:
     call = {"index": 0, "id": "call_wire_1", "type": "function"}
     opening = {**call, "function": {"name": "add_task", "arguments": ""}}
     yield _chunk({"role": "assistant", "content": None, "tool_calls": [opening]})
-    for part in ('{"title": "Water the', ' plants", "priority": "high",', ' "tags": ["home"]}'):
+    for part in ADD_TASK_ARGUMENT_PARTS:
         yield _chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
     yield _chunk({}, "tool_calls")
 
@@ -48,18 +55,16 @@ def _text_chunks(text: str) -> Iterator[str]:
     yield _chunk({}, "stop")
 
 
-def openai_compatible_server() -> tuple[FastAPI, list[dict[str, Any]]]:
+def openai_compatible_server() -> tuple[FastAPI, RequestLog]:
     app = FastAPI()
-    received: list[dict[str, Any]] = []
+    received = RequestLog()
 
     @app.post("/v1/chat/completions")
     async def completions(request: Request) -> Any:
-        body = await request.json()
-        received.append({"body": body, "authorization": request.headers.get("authorization")})
+        body = await received.record(request)
         last = body["messages"][-1]
         if last["role"] == "tool":
-            task = json.loads(last["content"])
-            chunks = _text_chunks(f"Added #{task['id']} {task['title']}.")
+            chunks = _text_chunks(added_reply(last["content"]))
         else:
             chunks = _tool_call_chunks()
         if not body.get("stream"):
@@ -78,37 +83,23 @@ async def test_a_chat_completions_server_drives_real_tool_calls_over_the_wire(
     make_settings: Any, verifier: Any
 ) -> None:
     wire_app, received = openai_compatible_server()
-    wire = serve_in_thread(wire_app)
-    try:
-        settings = settings_on_free_port(
-            make_settings,
-            jwt_secret=JWT_SECRET,
-            openai_api_key="sk-wire-test",
-            openai_base_url=f"{wire.url}/v1",
-            model="wire-model",
-        )
-        with running_app(settings) as app:
-            assert app.chat.models.kind == "openai"
-            async with app.client(token(verifier, "carol")) as carol:
-                events = await stream(carol, "remind me to water the plants, it's important")
-            tasks = app.container.tasks.list(Actor("carol", "Europe/Berlin"), TaskQuery(status="all")).items
-    finally:
-        wire.stop()
+    with app_on_model_server(make_settings, wire_app) as app:
+        assert app.chat.models.kind == "openai"
+        async with app.client(token(verifier, "carol")) as carol:
+            events = await stream(carol, "remind me to water the plants, it's important")
+        tasks = app.container.tasks.list(Actor("carol", "Europe/Berlin"), TaskQuery(status="all")).items
 
     names = [name for name, _ in events]
     assert names[:3] == ["start", "tool_call", "tool_result"] and names[-1] == "done", events
-    assert events[1][1] == {
-        "name": "add_task",
-        "arguments": {"title": "Water the plants", "priority": "high", "tags": ["home"]},
-    }
+    assert events[1][1] == {"name": "add_task", "arguments": ADD_TASK_ARGUMENTS}
     done = events[-1][1]
     assert done["reply"].strip() == f"Added #{tasks[0].id} Water the plants."
     assert "".join(d["text"] for n, d in events if n == "delta") == done["reply"]
     assert [(t.title, t.priority, t.tags) for t in tasks] == [("Water the plants", "high", ["home"])]
 
-    first, second = (r["body"] for r in received)
-    assert all(r["authorization"] == "Bearer sk-wire-test" for r in received)
-    assert first["model"] == "wire-model" and first["stream"] is True
+    first, second = received.bodies
+    assert all(r.authorization == f"Bearer {API_KEY}" for r in received)
+    assert first["model"] == MODEL_NAME and first["stream"] is True
     assert first["messages"][0]["role"] == "system"
     assert "User time zone: Europe/Berlin" in first["messages"][0]["content"]
     assert {t["function"]["name"] for t in first["tools"]} >= {"add_task", "list_tasks", "delete_task"}

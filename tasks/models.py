@@ -154,10 +154,17 @@ class AuditEntry(SQLModel, table=True):
 
 
 class Notification(SQLModel, table=True):
-    """One delivery of a reminder through one channel, with its status."""
+    """One delivery of a reminder through one channel, with its status.
+
+    ``status``: ``sending`` (claimed by a sender until ``next_attempt_at``), ``retrying`` (a
+    transient failure; due again at ``next_attempt_at``), ``sent`` or ``failed`` (final).
+    """
 
     __tablename__ = "notifications"
-    __table_args__ = (UniqueConstraint("event_id", "channel", name="uq_notifications_event_channel"),)
+    __table_args__ = (
+        UniqueConstraint("event_id", "channel", name="uq_notifications_event_channel"),
+        Index("ix_notifications_due", "status", "next_attempt_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(max_length=200)
@@ -171,6 +178,8 @@ class Notification(SQLModel, table=True):
     status: str = Field(default="pending", max_length=20)
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: ``retrying``: when the next attempt is due; ``sending``: when the sender's claim expires.
+    next_attempt_at: datetime | None = _ts()
     created_at: datetime = Field(default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False))
     read_at: datetime | None = _ts()
 

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     smtp_from: str = "todo-agent@localhost"
     smtp_starttls: bool = False
     reminder_grace_minutes: int = 60
+    notify_max_attempts: int = Field(
+        default=8, ge=1, description="Attempts per email or webhook delivery before it is marked failed."
+    )
+    notify_retry_base_seconds: float = Field(
+        default=5.0, gt=0, description="Backoff before a delivery's second attempt; doubles after each."
+    )
+    notify_retry_max_seconds: float = Field(
+        default=900.0, gt=0, description="The longest backoff between two attempts of a delivery."
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -3,21 +3,33 @@
     subscription = reminders_subscription(container)   # topic reminders -> /events/reminders
     events.subscriber.mount(app, container, subscription)
 
-Each channel's delivery is a ``Notification`` row keyed by (event id, channel) with its status,
-so a redelivered event sends nothing that was already sent:
+Each channel's delivery is a ``Notification`` row keyed by (event id, channel) with its status
+(see ``deliveries``), so a redelivered event sends nothing that was already tried:
 
 - ``in_app``: the row and a ``todo.notification.created.v1`` event (topic ``task-updates``, for
   the real-time hub on every API replica) commit together, once.
 - ``email`` (when ``TODO_SMTP_HOST`` is set and the user saved an address): plain text over SMTP.
 - ``webhook`` (when the user saved a URL): a JSON POST.
 
-A transient failure (server unreachable, 4xx SMTP reply, HTTP 5xx/408/429) answers RETRY; a
-permanent one (5xx SMTP reply, other HTTP 3xx/4xx) is recorded as failed and answers DROP, which
-sends the event to ``reminders-dlq`` once no channel is left to retry, even when the give-up
-came on an earlier delivery of the event than the last retry.
+The subscriber makes one attempt per channel, all channels at once, and moves on: Kafka
+delivers a partition in order, so an event the subscriber held (or had redelivered) would hold
+every other user's reminders behind it. A transient failure (server unreachable, 4xx SMTP reply,
+HTTP 5xx/408/429) is recorded ``retrying`` and the event answers SUCCESS; the retrier
+(``retrier``) tries that channel again later with backoff, and marks it ``failed`` after
+``TODO_NOTIFY_MAX_ATTEMPTS`` attempts. An attempt still running after ``FIRST_ATTEMPT_WAIT``
+(a webhook that hangs) is left to finish under its lease while the event answers SUCCESS; if
+the process stops first, the lease expires and the retrier sends it.
 
-The webhook gets ``{"type": "reminder", "event_id", "user_id", "task_id", "title", "due_at",
-"remind_at"}`` (times ISO 8601 in UTC).
+A permanent failure (5xx SMTP reply, other HTTP 3xx/4xx) is recorded ``failed`` and the event
+answers DROP, which sends it to ``reminders-dlq`` (the other channels are still delivered and
+retried); so does a redelivery of an event with a channel given up earlier. A delivery given
+up after the event was answered (by the retrier, or a first attempt that outlasted the wait) is
+recorded ``failed`` and logged, not dead-lettered: its event was acknowledged already.
+
+Email and webhook go to the address and URL the user has saved when each attempt is made, so a
+corrected webhook URL gets the retries. The webhook gets ``{"type": "reminder", "event_id",
+"user_id", "task_id", "title", "due_at", "remind_at"}`` (times ISO 8601 in UTC), the same body on
+every attempt.
 """
 
 from __future__ import annotations
@@ -26,17 +38,26 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Protocol
 
 import aiosmtplib
 import httpx
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
 
 from events.ports import Delivery, Outcome, Subscription
+from events.reminders.deliveries import (
+    Begun,
+    Channel,
+    Claim,
+    DeliveryFailed,
+    RetryPolicy,
+    Status,
+    begin,
+    settle,
+)
 from tasks.clock import as_utc, utc_now, zone
 from tasks.events import REMINDERS, TASK_UPDATES, DomainEvent
 from tasks.models import Notification
@@ -48,7 +69,20 @@ log = logging.getLogger(__name__)
 
 CONSUMER: Final = "notifications"
 ROUTE: Final = "/events/reminders"
-Channel = Literal["in_app", "email", "webhook"]
+#: How long the subscriber waits for its first attempts before it answers and moves on.
+FIRST_ATTEMPT_WAIT: Final = timedelta(seconds=2)
+#: The ``Container.extras`` key of the running retrier (``retrier.notification_retries``).
+RETRIER: Final = "notification_retrier"
+
+
+class Retries(Protocol):
+    """What the subscriber asks of the retrier."""
+
+    def wake(self) -> None:
+        """A delivery was recorded ``retrying``: look at what is due again."""
+
+    def adopt(self, attempt: asyncio.Task[Any]) -> None:
+        """Keep an attempt that is still running when the event is answered."""
 
 
 class NotificationCreated(DomainEvent):
@@ -76,12 +110,6 @@ class ReminderMessage(BaseModel):
     title: str
     due_at: datetime | None = None
     remind_at: datetime
-
-
-class DeliveryFailed(Exception):
-    def __init__(self, message: str, *, transient: bool) -> None:
-        super().__init__(message)
-        self.transient = transient
 
 
 def describe_due(due_at: datetime | None, tz: str) -> str:
@@ -164,50 +192,83 @@ def record_in_app(uow_factory: UnitOfWorkFactory, event_id: str, message: Remind
         return True
 
 
-Claim = Literal["claimed", "sent", "failed", "taken"]
+@dataclass(frozen=True)
+class Recipient:
+    """Where a user's reminders go, read again for every attempt."""
+
+    timezone: str
+    email: str | None
+    webhook_url: str | None
 
 
-def claim(uow_factory: UnitOfWorkFactory, event_id: str, channel: Channel, message: ReminderMessage) -> Claim:
-    """Start a delivery on ``channel``: ``claimed``; else how an earlier delivery ended (``sent``,
-    or ``failed`` when it was given up), or ``taken`` by a concurrent delivery."""
-    with uow_factory() as uow:
-        found = uow.session.exec(
-            select(Notification).where(Notification.event_id == event_id, Notification.channel == channel)
-        ).first()
-        if found is not None and found.status in ("sent", "failed"):
-            return "sent" if found.status == "sent" else "failed"
-        row = found or Notification(
-            event_id=event_id, channel=channel, user_id=message.user_id, task_id=message.task_id,
-            title=message.title, due_at=message.due_at, remind_at=message.remind_at,
+async def recipient_of(container: Container, user_id: str) -> Recipient:
+    profile = await asyncio.to_thread(container.profiles.get, user_id)
+    tz = (await asyncio.to_thread(container.profiles.actor, user_id)).timezone
+    return Recipient(timezone=tz, email=profile.email, webhook_url=profile.webhook_url)
+
+
+def channels_for(recipient: Recipient, settings: Settings) -> list[Channel]:
+    """The channels besides in-app that a reminder goes to."""
+    channels: list[Channel] = []
+    if recipient.email and settings.smtp_host:
+        channels.append("email")
+    if recipient.webhook_url:
+        channels.append("webhook")
+    return channels
+
+
+def webhook_body(event_id: str, message: ReminderMessage) -> dict[str, Any]:
+    return {"type": "reminder", "event_id": event_id, **message.model_dump(mode="json")}
+
+
+def message_of(claim: Claim) -> ReminderMessage:
+    """The reminder a claimed delivery carries (its row keeps the event's fields)."""
+    try:
+        return ReminderMessage(
+            user_id=claim.user_id, task_id=claim.task_id, title=claim.title,  # type: ignore[arg-type]
+            due_at=claim.due_at, remind_at=claim.remind_at,  # type: ignore[arg-type]
         )  # fmt: skip
-        row.status, row.attempts = "sending", row.attempts + 1
-        uow.session.add(row)
-        try:
-            uow.commit()
-        except IntegrityError:  # a concurrent delivery claimed it first
-            return "taken"
-        return "claimed"
+    except ValidationError as exc:
+        raise DeliveryFailed(f"the delivery record is incomplete: {exc}", transient=False) from exc
 
 
-def settle(
-    uow_factory: UnitOfWorkFactory, event_id: str, channel: Channel, error: DeliveryFailed | None
+async def send(
+    channel: Channel, settings: Settings, recipient: Recipient, event_id: str, message: ReminderMessage
 ) -> None:
-    with uow_factory() as uow:
-        row = uow.session.exec(
-            select(Notification).where(Notification.event_id == event_id, Notification.channel == channel)
-        ).one()
-        if error is None:
-            row.status, row.last_error = "sent", None
-        else:
-            row.status, row.last_error = ("retrying" if error.transient else "failed"), str(error)[:2000]
-        uow.session.add(row)
-        uow.commit()
+    """One attempt on ``channel``; raises ``DeliveryFailed``."""
+    if channel == "email":
+        if not (recipient.email and settings.smtp_host):
+            raise DeliveryFailed("email is no longer configured for this user", transient=False)
+        to, tz = recipient.email, recipient.timezone
+        await send_email(settings, reminder_email(message, tz=tz, sender=settings.smtp_from, to=to))
+    elif channel == "webhook":
+        if not recipient.webhook_url:
+            raise DeliveryFailed("the user no longer has a webhook", transient=False)
+        await post_webhook(recipient.webhook_url, webhook_body(event_id, message))
+    else:
+        raise DeliveryFailed(f"channel {channel} is not sent by a sender", transient=False)
+
+
+async def attempt(
+    container: Container, claim: Claim, policy: RetryPolicy, send_it: Callable[[], Awaitable[None]],
+    *, clock: Callable[[], datetime] = utc_now,
+) -> Status:  # fmt: skip
+    """Make the claimed attempt (``send_it()``) and record how it ended."""
+    error: DeliveryFailed | None = None
+    try:
+        await send_it()
+    except DeliveryFailed as exc:
+        error = exc
+        log.warning("reminder %s via %s, attempt %d failed: %s", claim.event_id, claim.channel,
+                    claim.attempts, exc)  # fmt: skip
+    return await asyncio.to_thread(settle, container.uow, claim, error, now=clock(), policy=policy)
 
 
 # -- the subscriber ---------------------------------------------------------------------------
 @dataclass
 class ReminderNotifier:
     container: Container
+    wait: timedelta = FIRST_ATTEMPT_WAIT
 
     async def __call__(self, delivery: Delivery) -> Outcome:
         try:
@@ -215,42 +276,55 @@ class ReminderNotifier:
         except ValidationError as exc:
             log.error("reminder event %s is malformed, dropping it: %s", delivery.id, exc)
             return Outcome.DROP
-        uow = self.container.uow
-        profile = await asyncio.to_thread(self.container.profiles.get, message.user_id)
-        tz = (await asyncio.to_thread(self.container.profiles.actor, message.user_id)).timezone
-        text = reminder_text(message, tz)
-        await asyncio.to_thread(record_in_app, uow, delivery.id, message, text)
-        failures: list[DeliveryFailed] = []
-        settings = self.container.settings
-        if profile.email and settings.smtp_host:
-            email = reminder_email(message, tz=tz, sender=settings.smtp_from, to=profile.email)
-            await self._deliver(delivery.id, "email", message, lambda: send_email(settings, email), failures)
-        if url := profile.webhook_url:
-            body = {"type": "reminder", "event_id": delivery.id, **message.model_dump(mode="json")}
-            await self._deliver(delivery.id, "webhook", message, lambda: post_webhook(url, body), failures)
-        if any(f.transient for f in failures):
-            return Outcome.RETRY
-        return Outcome.DROP if failures else Outcome.SUCCESS
+        recipient = await recipient_of(self.container, message.user_id)
+        text = reminder_text(message, recipient.timezone)
+        await asyncio.to_thread(record_in_app, self.container.uow, delivery.id, message, text)
+        channels = channels_for(recipient, self.container.settings)
+        ended = await self._first_attempts(
+            [
+                asyncio.create_task(
+                    self._first(delivery.id, ch, message, recipient), name=f"{delivery.id}/{ch}"
+                )
+                for ch in channels
+            ]
+        )
+        return Outcome.DROP if "failed" in ended else Outcome.SUCCESS
 
-    async def _deliver(
-        self, event_id: str, channel: Channel, message: ReminderMessage,
-        send: Callable[[], Awaitable[None]],
-        failures: list[DeliveryFailed],
-    ) -> None:  # fmt: skip
-        uow = self.container.uow
-        claimed = await asyncio.to_thread(claim, uow, event_id, channel, message)
-        if claimed == "failed":  # given up on an earlier delivery: the event still dead-letters
-            failures.append(DeliveryFailed(f"{channel} delivery was given up earlier", transient=False))
-        if claimed != "claimed":
-            return  # nothing is sent twice
-        error: DeliveryFailed | None = None
-        try:
-            await send()
-        except DeliveryFailed as exc:
-            error = exc
-            failures.append(exc)
-            log.warning("reminder %s via %s failed: %s", event_id, channel, exc)
-        await asyncio.to_thread(settle, uow, event_id, channel, error)
+    async def _first(
+        self, event_id: str, channel: Channel, message: ReminderMessage, to: Recipient
+    ) -> Status:
+        """The one attempt the subscriber makes on ``channel``; a redelivered event makes none."""
+        row = Notification(
+            event_id=event_id, channel=channel, user_id=message.user_id, task_id=message.task_id,
+            title=message.title, due_at=message.due_at, remind_at=message.remind_at,
+        )  # fmt: skip
+        policy = RetryPolicy.from_settings(self.container.settings)
+        started: Begun = await asyncio.to_thread(
+            begin, self.container.uow, row, now=utc_now(), lease=policy.lease
+        )
+        if started.claim is None:
+            return started.earlier or "sending"
+        settings = self.container.settings
+        return await attempt(
+            self.container, started.claim, policy, lambda: send(channel, settings, to, event_id, message)
+        )
+
+    async def _first_attempts(self, attempts: list[asyncio.Task[Status]]) -> list[Status]:
+        retrier: Retries | None = self.container.extras.get(RETRIER)
+        if retrier is None or not attempts:  # no retrier running here: wait for every attempt
+            return list(await asyncio.gather(*attempts))
+        done, running = await asyncio.wait(attempts, timeout=self.wait.total_seconds())
+        for task in running:
+            log.warning("reminder delivery %s is still running after %s; it finishes on its own",
+                        task.get_name(), self.wait)  # fmt: skip
+            retrier.adopt(task)
+        errors = [error for task in done if (error := task.exception()) is not None]
+        if errors:
+            raise errors[0]  # the subscriber answers RETRY: nothing could be recorded
+        ended = [task.result() for task in done]
+        if "retrying" in ended:
+            retrier.wake()
+        return ended
 
 
 def reminders_subscription(container: Container) -> Subscription:

@@ -8,10 +8,11 @@
   committed, such as the recurrence role's next occurrence: a job calls back the app that
   scheduled it, so the recurrence role cannot schedule it itself. The reconciler stays the
   safety net. (In the ``all`` role every commit goes through this process's after-commit.)
-- ``notifications`` / ``all``: the ``reminders`` subscriber (``/events/reminders``).
+- ``notifications`` / ``all``: the ``reminders`` subscriber (``/events/reminders``) and, in the
+  lifespan, the retrier of email and webhook deliveries (``retrier``).
 
-Container extras it sets while running: ``"jobs"`` (the JobScheduler) and ``"reminders"``
-(the ``ReminderScheduling``).
+Container extras it sets while running: ``"jobs"`` (the JobScheduler), ``"reminders"``
+(the ``ReminderScheduling``) and ``"notification_retrier"`` (the ``NotificationRetrier``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from events.reminders.firing import Fired, fire_job
 from events.reminders.jobs import DaprJobScheduler, InProcessJobScheduler
 from events.reminders.notifications import reminders_subscription
 from events.reminders.reconciler import INTERVAL, reconciling
+from events.reminders.retrier import notification_retries
 from events.reminders.scheduling import ReminderScheduling, plan_from_event
 from tasks.events import TASK_UPDATES
 from todo_agent.api import Hook, LifespanHook
@@ -51,9 +53,12 @@ def extensions(container: Container) -> list[Hook]:
 
 
 def lifespans(container: Container) -> list[LifespanHook]:
+    hooks: list[LifespanHook] = []
     if container.role in ("api", "all"):
-        return [reminder_jobs]
-    return []
+        hooks.append(reminder_jobs)
+    if container.role in ("notifications", "all"):
+        hooks.append(notification_retries)
+    return hooks
 
 
 def _mount_subscriber(app: FastAPI, container: Container) -> None:

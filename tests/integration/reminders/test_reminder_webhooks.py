@@ -1,102 +1,58 @@
 """The webhook channel through the real stack: a user's own HTTP endpoint gets each reminder once.
 
-The webhook receiver is a real HTTP server run by the test (uvicorn in a thread, on a free
-port) that answers each POST with the next status of a script. The reminder goes the same way
-as in ``test_reminders_through_dapr``: REST -> Dapr job -> ``reminders`` on Kafka -> the
-notifications role, which posts to the URL the user saved with ``PATCH /api/me``.
-This module's ``smtp_inbox`` replaces the shared one with a mailbox a test can make answer
-"451 try again later", to see a retried email next to a webhook that was given up.
+The webhook receiver is a real HTTP server run by the test (see ``webhook_support``). The
+reminder goes the same way as in ``test_reminders_through_dapr``: REST -> Dapr job ->
+``reminders`` on Kafka -> the notifications role, which posts to the URL the user saved with
+``PATCH /api/me``. The notifications role makes one attempt per channel and answers SUCCESS on
+a transient failure; its retrier (``events.reminders.retrier``) tries again with backoff, made
+short here through the ``TODO_NOTIFY_*`` environment. A permanent failure still sends the event
+to ``reminders-dlq``. This module's ``smtp_inbox`` replaces the shared one with a mailbox a test
+can make answer "451 try again later", to see a retried email next to a webhook that was given up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from devstack.procs import free_port
-from tasks.clock import utc_now
-from tasks.models import Notification
 from tests.integration.kafka_support import end_offsets
 from tests.integration.reminders.support import (
     Inbox,
     ReminderSystem,
     eventually,
-    iso,
     kafka_events_since,
+)
+from tests.integration.reminders.webhook_support import (
+    FlakySmtpInbox,
+    WebhookReceiver,
+    deliveries,
+    emails_to,
+    flaky_smtp_inbox,
+    remind_soon,
+    settled,
+    someone,
 )
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Hook:
-    """One user's endpoint: the statuses it answers with (the last one repeats) and what it got."""
-
-    statuses: list[int]
-    received: list[dict[str, Any]] = field(default_factory=list)
-
-
-class WebhookReceiver:
-    """``POST /hooks/<name>``: records the JSON body and answers the hook's next status."""
-
-    def __init__(self) -> None:
-        self.hooks: dict[str, Hook] = {}
-        self._lock = threading.Lock()
-        self.app = Starlette(routes=[Route("/hooks/{name}", self._receive, methods=["POST"])])
-        self.url = ""
-
-    def hook(self, name: str, *statuses: int) -> str:
-        self.hooks[name] = Hook(list(statuses) or [200])
-        return f"{self.url}/hooks/{name}"
-
-    async def _receive(self, request: Request) -> JSONResponse:
-        hook = self.hooks.get(request.path_params["name"])
-        if hook is None:
-            return JSONResponse({"detail": "no such hook"}, 404)
-        body = await request.json()
-        with self._lock:
-            hook.received.append(body)
-            status = hook.statuses[min(len(hook.received), len(hook.statuses)) - 1]
-        return JSONResponse({"ok": status < 300}, status)
-
-
-class FlakySmtpInbox(Inbox):
-    """An SMTP mailbox that answers 451 (try again later) to the first ``refusals`` messages."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.refusals = 0
-        self.refused: list[Envelope] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
-        if self.refusals > 0:
-            self.refusals -= 1
-            self.refused.append(envelope)
-            return "451 4.3.0 Mailbox busy, try again later"
-        return await super().handle_DATA(server, session, envelope)
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The roles read these when ``reminder_system`` starts them: retries within seconds."""
+    monkeypatch.setenv("TODO_NOTIFY_RETRY_BASE_SECONDS", "0.5")
+    monkeypatch.setenv("TODO_NOTIFY_RETRY_MAX_SECONDS", "2")
+    monkeypatch.setenv("TODO_NOTIFY_MAX_ATTEMPTS", "20")
 
 
 @pytest.fixture
 def smtp_inbox() -> Iterator[tuple[Inbox, int]]:
     """Overrides the reminders' SMTP server with one a test can make refuse mail for a while."""
-    inbox, port = FlakySmtpInbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
+    yield from flaky_smtp_inbox()
 
 
 @pytest.fixture
@@ -104,44 +60,6 @@ def webhooks(app_server_factory: Any) -> WebhookReceiver:
     receiver = WebhookReceiver()
     receiver.url = app_server_factory(receiver.app).url
     return receiver
-
-
-def someone(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}"
-
-
-async def remind_soon(
-    system: ReminderSystem, user: str, *, title: str, webhook: str, in_seconds: float = 3
-) -> tuple[dict[str, Any], datetime]:
-    """As the user: save an email address and a webhook, add a task due in an hour, remind soon."""
-    async with system.client(user) as client:
-        me = await client.patch("/api/me", json={"email": f"{user}@example.org", "webhook_url": webhook})
-        assert me.status_code == 200, me.text
-        assert me.json()["webhook_url"] == webhook
-        due = utc_now() + timedelta(hours=1)
-        created = await client.post("/api/tasks", json={"title": title, "due": iso(due)})
-        assert created.status_code == 201, created.text
-        task: dict[str, Any] = created.json()
-        at = iso(utc_now() + timedelta(seconds=in_seconds))
-        reminder = await client.put(f"/api/tasks/{task['id']}/reminder", json={"at": at})
-        assert reminder.status_code == 200, reminder.text
-    return task, datetime.fromisoformat(reminder.json()["remind_at"])
-
-
-def deliveries(system: ReminderSystem, task_id: int) -> dict[str, Notification]:
-    rows = system.notification_rows(task_id)
-    assert len({row.channel for row in rows}) == len(rows), "one delivery row per channel"
-    return {row.channel: row for row in rows}
-
-
-def settled(system: ReminderSystem, task_id: int, channels: dict[str, str]) -> bool:
-    """Whether each channel's delivery reached the given status."""
-    found = deliveries(system, task_id)
-    return all(ch in found and found[ch].status == status for ch, status in channels.items())
-
-
-def emails_to(inbox: Inbox, address: str) -> list[Envelope]:
-    return [m for m in inbox.messages if m.rcpt_tos == [address]]
 
 
 async def test_a_reminder_posts_its_task_once_to_the_owners_webhook(
@@ -175,7 +93,7 @@ async def test_a_reminder_posts_its_task_once_to_the_owners_webhook(
     assert len(emails_to(system.inbox, f"{alice}@example.org")) == 1
 
 
-async def test_a_webhook_answering_5xx_is_retried_and_nothing_else_is_sent_again(
+async def test_a_webhook_answering_5xx_is_retried_in_the_background_and_nothing_else_is_sent_again(
     reminder_system: ReminderSystem, webhooks: WebhookReceiver
 ) -> None:
     system, bob = reminder_system, someone("bob")
@@ -191,6 +109,7 @@ async def test_a_webhook_answering_5xx_is_retried_and_nothing_else_is_sent_again
     received = webhooks.hooks[bob].received
     assert len(received) == 3, "two 5xx answers, then one success: three posts of the same event"
     assert received[0] == received[1] == received[2]
+    assert webhooks.hooks[bob].answered == [503, 502, 200]
     rows = deliveries(system, task["id"])
     assert (rows["webhook"].status, rows["webhook"].attempts, rows["webhook"].last_error) == ("sent", 3, None)
     assert (rows["email"].status, rows["email"].attempts) == ("sent", 1)

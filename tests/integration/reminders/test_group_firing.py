@@ -124,8 +124,9 @@ async def test_a_burst_of_callbacks_is_fired_in_few_transactions_each_reminder_o
         *(firing.fire(FireRequest(task_id, at)) for task_id, at in reminders * 2)  # every job twice
     )
 
-    assert results[:40] == [Fired.SENT] * 40
-    assert results[40:] == [Fired.ALREADY_SENT] * 40
+    # each reminder once: which of its two deliveries wins depends on which batch locks it first
+    assert all({first, second} == {Fired.SENT, Fired.ALREADY_SENT}
+               for first, second in zip(results[:40], results[40:], strict=True))  # fmt: skip
     assert len(reminder_events(uow, actor.user_id)) == 40
     assert 1 < firing.batches < 20, f"80 callbacks took {firing.batches} transactions"
 

@@ -60,6 +60,7 @@ class OutboxRelay:
         self._max_backoff = max_backoff
         self._clock = clock
         self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._backoff = 0.0
         self._lags_ms: deque[float] = deque(maxlen=_LAG_WINDOW)
         self._db_inline = inline_db  # alone on its loop (relay process): no worker thread per query
@@ -74,6 +75,12 @@ class OutboxRelay:
 
     # -- running -------------------------------------------------------------------------
     def wake(self) -> None:
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        """Make ``run`` return once the round in progress is over: rows it published are then
+        marked sent, not published again by the next relay (cancelling ``run`` can't promise that)."""
+        self._stopping.set()
         self._wakeup.set()
 
     @contextlib.asynccontextmanager
@@ -99,11 +106,12 @@ class OutboxRelay:
         return after_commit
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             self._wakeup.clear()
             count = await self._round()
             if self._backoff:
-                await asyncio.sleep(self._backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._backoff)
             elif count < self._batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _SUPERVISE_EVERY: Final = 1.0
 _METRICS_TIMEOUT: Final = 5.0
+_STOP_GRACE: Final = 5.0  # seconds a stopping relay may take to finish its round
 _CONTEXT: Final = multiprocessing.get_context("spawn")  # no fork of a process with threads
 
 
@@ -198,7 +199,10 @@ async def _child_run(
     assert task is not None
 
     def stop() -> None:
-        task.cancel()
+        # Finish the round in progress first: cancelled between publishing and marking, a
+        # relay leaves rows that the next one publishes again (a graceful stop never should).
+        relay.stop()
+        loop.call_later(_STOP_GRACE, task.cancel)  # a round stuck on a down sidecar: cancel it
 
     loop.add_signal_handler(signal.SIGTERM, stop)
     wake_fd = wake.fileno()

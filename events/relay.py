@@ -5,10 +5,16 @@
         ...
     relay.metrics()                              # backlog, oldest pending age, counters, lag
 
-A round claims the oldest pending rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
-relays never publish the same row concurrently), publishes each as a CloudEvent to its target
-topics (one request per topic; the partition key is the user, so one user's events keep their
-order), and marks them sent in the same transaction. A failed publish leaves the rows pending,
+A round claims the oldest pending rows, publishes each as a CloudEvent to its target topics (one
+request per topic; the partition key is the user), and marks them sent in the same transaction.
+On PostgreSQL several relays (every role and replica runs one) take turns: a round holds a
+transaction-level advisory lock, and a relay that finds another in its round tries again a few
+milliseconds later. So rounds never overlap, rows reach the broker in id order, and one user's
+events keep their order on their partition (rows are also claimed ``FOR UPDATE SKIP LOCKED``, so
+no row is ever published by two relays at once). Ids are taken when a row is written, so two
+transactions committing in the opposite order of their ids can still be published in commit
+order: events of one task never are (its writes lock the task row), events of two tasks of one
+user written at the same instant may be. A failed publish leaves the rows pending,
 notes the error, and backs off (doubling up to ``max_backoff``) until the sidecar or broker is
 back. A batch the bus refuses for good (``PublishError.permanent``: Dapr answered 4xx) is
 published again row by row: a row refused on its own is marked failed (``failed_at``,
@@ -26,7 +32,7 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, func, text, update
 from sqlmodel import Session, col, select
 
 from events.contracts import cloud_event, target_topics
@@ -38,6 +44,13 @@ from tasks.unit_of_work import UnitOfWorkFactory
 log = logging.getLogger(__name__)
 
 _LAG_WINDOW: Final = 2000
+# One relay at a time publishes (PostgreSQL): its round holds this transaction-level advisory
+# lock, so rounds never overlap and rows reach the broker in id order, which keeps one user's
+# events in order on their partition. Rows are still locked (SKIP LOCKED) as a second guard.
+_RELAY_LOCK: Final = 0x7D0_0E7B0  # an arbitrary key of this application
+_TAKE_TURN: Final = text("SELECT pg_try_advisory_xact_lock(:key)")
+_TURN_WAIT: Final = 0.002  # then doubling: how soon a relay that found another in its round retries
+_TURN_WAIT_MAX: Final = 0.1
 T = TypeVar("T")
 
 
@@ -64,6 +77,7 @@ class OutboxRelay:
         self._backoff = 0.0
         self._lags_ms: deque[float] = deque(maxlen=_LAG_WINDOW)
         self._db_inline = inline_db  # alone on its loop (relay process): no worker thread per query
+        self._contended = False  # the last round found another relay publishing
         self.published = 0
         self.failed = 0
         self.failures = 0
@@ -106,9 +120,15 @@ class OutboxRelay:
         return after_commit
 
     async def run(self) -> None:
+        waited = _TURN_WAIT
         while not self._stopping.is_set():
             self._wakeup.clear()
             count = await self._round()
+            if self._contended:  # another relay's round: ours comes right after it
+                await asyncio.sleep(waited)
+                waited = min(waited * 2, _TURN_WAIT_MAX)
+                continue
+            waited = _TURN_WAIT
             if self._backoff:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._backoff)
@@ -186,6 +206,11 @@ class OutboxRelay:
         return len(rows)
 
     def _claim(self, session: Session) -> list[OutboxEvent]:
+        if self._locks_rows and not session.execute(_TAKE_TURN, {"key": _RELAY_LOCK}).scalar():
+            session.close()  # another relay is in a round: try again shortly (see ``run``)
+            self._contended = True
+            return []
+        self._contended = False
         statement = (
             select(OutboxEvent)
             .where(_pending())

@@ -353,6 +353,9 @@ def figures(target: Target, m: Measurements) -> dict[str, Any]:
         "writes_per_s": round(len(m.sent_at) / m.write_seconds, 1) if m.write_seconds else 0.0,
         "relay_lag_ms": metrics["lag_ms"]["p50"],
         "relay_lag_p95_ms": metrics["lag_ms"]["p95"],
+        "relay_round_ms": {  # p50 of the relay's claim / publish / mark and rows per round
+            k: (v["p50"] if isinstance(v, dict) else v) for k, v in metrics.get("round_ms", {}).items()
+        },
         "relay_backlog": metrics["backlog"],
         "lost": len(set(m.sent_at) - set(m.seen_at)),
         "api_cpu_ms_per_write": round(m.cpu_s.get("api", 0) * 1000 / max(1, len(m.sent_at)), 2),

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import statistics
+import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final, TypeVar
@@ -76,6 +77,7 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._backoff = 0.0
         self._lags_ms: deque[float] = deque(maxlen=_LAG_WINDOW)
+        self._rounds: deque[tuple[float, float, float, int]] = deque(maxlen=_LAG_WINDOW)  # s, s, s, rows
         self._db_inline = inline_db  # alone on its loop (relay process): no worker thread per query
         self._contended = False  # the last round found another relay publishing
         self.published = 0
@@ -162,9 +164,11 @@ class OutboxRelay:
         """Publish one batch of pending rows; returns how many were sent (raises PublishError)."""
         session = Session(self._engine, expire_on_commit=False)
         try:
+            started = time.perf_counter()
             rows = await self._db(self._claim, session)
             if not rows:
                 return 0
+            claimed = time.perf_counter()
             try:
                 await self._publish(rows)
             except PublishError as exc:
@@ -175,7 +179,11 @@ class OutboxRelay:
                     await self._db(self._settle, session, [], [(rows[0], str(exc))])
                     return 1
                 return await self._row_by_row(session, rows)
+            published = time.perf_counter()
             await self._db(self._settle, session, rows, [])
+            self._rounds.append(
+                (claimed - started, published - claimed, time.perf_counter() - published, len(rows))
+            )
             return len(rows)
         except BaseException:
             await self._db(session.close)
@@ -322,7 +330,16 @@ class OutboxRelay:
             "backing_off_s": self._backoff,
             "last_error": self.last_error,
             "lag_ms": _summary(lags),
+            "round_ms": self._round_summary(),  # where a round's time goes (successful rounds)
         }
+
+    def _round_summary(self) -> dict[str, Any]:
+        rounds = list(self._rounds)
+        phases = {
+            name: _summary(sorted(r[index] * 1000 for r in rounds))
+            for index, name in enumerate(("claim", "publish", "mark"))
+        }
+        return {**phases, "rows_p50": statistics.median(r[3] for r in rounds) if rounds else None}
 
 
 def _pending() -> Any:

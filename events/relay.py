@@ -30,7 +30,7 @@ import logging
 import statistics
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import Engine, func, text, update
@@ -169,8 +169,9 @@ class OutboxRelay:
             if not rows:
                 return 0
             claimed = time.perf_counter()
+            done: set[tuple[int, str]] = set()  # (row id, topic) the bus took
             try:
-                await self._publish(rows)
+                await self._publish(rows, done)
             except PublishError as exc:
                 if not exc.permanent:
                     await self._db(self._note_failure, session, rows, str(exc))
@@ -178,7 +179,7 @@ class OutboxRelay:
                 if len(rows) == 1:
                     await self._db(self._settle, session, [], [(rows[0], str(exc))])
                     return 1
-                return await self._row_by_row(session, rows)
+                return await self._row_by_row(session, rows, done)
             published = time.perf_counter()
             await self._db(self._settle, session, rows, [])
             self._rounds.append(
@@ -196,13 +197,16 @@ class OutboxRelay:
             return fn(*args)
         return await _in_thread(fn, *args)
 
-    async def _row_by_row(self, session: Session, rows: Sequence[OutboxEvent]) -> int:
-        """A batch was refused for good: find the row(s) to blame, publish the others."""
+    async def _row_by_row(
+        self, session: Session, rows: Sequence[OutboxEvent], done: set[tuple[int, str]]
+    ) -> int:
+        """A batch was refused for good: find the row(s) to blame, publish the others (only to
+        the topics whose batch request failed: ``done`` holds what already went through)."""
         sent: list[OutboxEvent] = []
         failed: list[tuple[OutboxEvent, str]] = []
         for index, row in enumerate(rows):
             try:
-                await self._publish([row])
+                await self._publish([row], done)
             except PublishError as exc:
                 if exc.permanent:
                     failed.append((row, str(exc)))
@@ -234,23 +238,43 @@ class OutboxRelay:
             session.commit()  # SQLite: one relay per database; don't hold a read transaction
         return rows
 
-    async def _publish(self, rows: Sequence[OutboxEvent]) -> None:
-        keyed: dict[str, list[tuple[dict[str, Any], str]]] = defaultdict(list)
+    async def _publish(self, rows: Sequence[OutboxEvent], done: set[tuple[int, str]] | None = None) -> None:
+        """Publish ``rows`` to their topics, skipping the (row id, topic) pairs in ``done`` and
+        adding those that go through. The requests run at once; if some fail, the others still
+        count (so a later row-by-row pass does not publish them twice) and a failure is raised:
+        a transient one if any, else the first permanent one."""
+        done = set() if done is None else done
+        keyed: dict[str, list[tuple[dict[str, Any], str, int]]] = defaultdict(list)
         for row in rows:
+            assert row.id is not None
             event = cloud_event(row)
             for topic in target_topics(row):
-                keyed[topic].append((event, row.user_id))
+                if (row.id, topic) not in done:
+                    keyed[topic].append((event, row.user_id, row.id))
+        requests: list[tuple[Awaitable[None], list[tuple[int, str]]]] = []
         publish_keyed = getattr(self._publisher, "publish_keyed", None)
         if publish_keyed is not None:  # one request per topic, each event with its own key
-            await asyncio.gather(*(publish_keyed(topic, items) for topic, items in keyed.items()))
-            return
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-        for topic, items in keyed.items():
-            for event, user in items:
-                groups[(topic, user)].append(event)
-        await asyncio.gather(
-            *(self._publisher.publish(t, evs, partition_key=user) for (t, user), evs in groups.items())
-        )
+            for topic, items in keyed.items():
+                call = publish_keyed(topic, [(event, user) for event, user, _ in items])
+                requests.append((call, [(row_id, topic) for _, _, row_id in items]))
+        else:
+            groups: dict[tuple[str, str], list[tuple[dict[str, Any], int]]] = defaultdict(list)
+            for topic, items in keyed.items():
+                for event, user, row_id in items:
+                    groups[(topic, user)].append((event, row_id))
+            for (topic, user), entries in groups.items():
+                call = self._publisher.publish(topic, [e for e, _ in entries], partition_key=user)
+                requests.append((call, [(row_id, topic) for _, row_id in entries]))
+        outcomes = await asyncio.gather(*(call for call, _ in requests), return_exceptions=True)
+        errors: list[BaseException] = []
+        for (_, pairs), outcome in zip(requests, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                errors.append(outcome)
+            else:
+                done.update(pairs)
+        if errors:
+            transient = [e for e in errors if not (isinstance(e, PublishError) and e.permanent)]
+            raise (transient or errors)[0]
 
     def _settle(
         self,

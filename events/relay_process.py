@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -184,6 +185,8 @@ def _child_main(settings: Any, wake: Connection, control: Connection) -> None:
     relay = OutboxRelay(engine, publisher, inline_db=True)  # alone on this loop: no thread hops
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
+    gc.collect()
+    gc.freeze()  # what start-up allocated stays out of later full collections (shorter pauses)
     try:
         loop.run_until_complete(_child_run(relay, publisher, wake, control))
     finally:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
 from events.contracts import CLOUDEVENT_CONTENT_TYPE
-from events.inprocess import InProcessBus
 from events.ports import PublishError
+
+if TYPE_CHECKING:  # the relay process needs only DaprPublisher: no FastAPI import there
+    from events.inprocess import InProcessBus
 
 _BULK_PATH: Final = "/v1.0-alpha1/publish/bulk"
 #: 4xx answers that are not about the message: too many requests, a timeout, and 404 (Dapr's

@@ -51,26 +51,6 @@ TODO_AGENT = str(Path(sys.executable).with_name("todo-agent"))
 SESSIONS = 8  # MCP sessions the load is spread over (round robin; users share them)
 IN_FLIGHT = 8  # requests in flight per session at most
 
-SUBSCRIPTION = """\
-apiVersion: dapr.io/v2alpha1
-kind: Subscription
-metadata:
-  name: task-updates-api
-spec:
-  pubsubname: kafka-pubsub-broadcast
-  topic: task-updates
-  routes:
-    default: /events/task-updates
-  deadLetterTopic: task-updates-dlq
-  # Batches to the hub: one app call per batch instead of one per message and partition.
-  bulkSubscribe:
-    enabled: true
-    maxMessagesCount: 100
-    maxAwaitDurationMs: 5
-scopes:
-  - {app_id}
-"""
-
 
 @dataclass
 class Target:
@@ -146,7 +126,7 @@ def embedded(users: int, folder: Path) -> Iterator[Target]:
 @contextmanager
 def dapr(users: int, folder: Path) -> Iterator[Target]:
 
-    from devstack.components import render
+    from devstack.components import render, subscriptions_for
     from devstack.sidecar import start_sidecar
     from mcp_server.auth import JwtVerifier
     from tasks.db import make_engine, migrate
@@ -162,7 +142,7 @@ def dapr(users: int, folder: Path) -> Iterator[Target]:
         ).read_text()
         resources = render(
             folder / "resources", kafka_brokers=stack.cfg.kafka_brokers, pg_url=pg_url, subscriptions=False,
-            extra={"subscriptions.yaml": SUBSCRIPTION.format(app_id=app_id),
+            extra={"subscriptions.yaml": subscriptions_for({"todo-api": app_id}),
                    "kafka-pubsub-broadcast.yaml": broadcast.replace("  - todo-api", f"  - {app_id}").replace(
                        "127.0.0.1:59092", stack.cfg.kafka_brokers)},
         )  # fmt: skip

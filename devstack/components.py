@@ -62,3 +62,20 @@ def render(
         (target_dir / name).write_text(text)
     config = target_dir / CONFIG_FILE
     return RenderedResources(path=target_dir, config=config, env={STATESTORE_URL_ENV: libpq_url(pg_url)})
+
+
+def subscriptions_for(app_ids: Mapping[str, str]) -> str:
+    """The committed declarative subscriptions (``subscriptions.yaml``) for other app ids.
+
+    ``app_ids`` maps a committed app id (``todo-api``, ``todo-recurrence``, ...) to the id to use
+    instead; subscriptions scoped to none of them are left out. Tests and benchmarks run their
+    own app ids on a shared stack, and this keeps them on the very subscriptions that ship.
+    """
+    import yaml
+
+    kept = []
+    for document in yaml.safe_load_all((SOURCE_DIR / "subscriptions.yaml").read_text()):
+        scopes = [app_ids[scope] for scope in document.get("scopes", []) if scope in app_ids]
+        if scopes:
+            kept.append({**document, "scopes": scopes})
+    return yaml.safe_dump_all(kept, sort_keys=False)

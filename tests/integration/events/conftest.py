@@ -21,10 +21,10 @@ from devstack.components import RenderedResources, render
 from tasks.db import make_engine, migrate
 from tests.integration.events.support import (
     BROADCAST_COMPONENT,
-    SUBSCRIPTIONS,
     AppIds,
     EventSystem,
     RoleLauncher,
+    subscriptions,
 )
 from tests.integration.kafka_support import wait_for_consumer_group
 
@@ -47,9 +47,7 @@ def event_resources(
         tmp_path_factory.mktemp("dapr-events"), kafka_brokers=kafka_brokers, pg_url=pg_url,
         subscriptions=False,
         extra={
-            "subscriptions.yaml": SUBSCRIPTIONS.format(
-                api=ids.api, recurrence=ids.recurrence, audit=ids.audit
-            ),
+            "subscriptions.yaml": subscriptions(api=ids.api, recurrence=ids.recurrence, audit=ids.audit),
             "kafka-pubsub-broadcast.yaml": BROADCAST_COMPONENT.format(brokers=kafka_brokers, api=ids.api),
         },
     )  # fmt: skip

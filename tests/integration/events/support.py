@@ -19,7 +19,7 @@ from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
-from devstack.components import RenderedResources
+from devstack.components import RenderedResources, subscriptions_for
 from devstack.procs import free_port, http_status, spawn, stop_pid, wait_until
 from devstack.sidecar import Sidecar, pod_name
 from mcp_server.auth import JwtVerifier
@@ -30,51 +30,11 @@ from tests.conftest import JWT_SECRET
 APP_TOKEN = "app-token-for-the-event-tests"
 TODO_AGENT = str(Path(sys.executable).with_name("todo-agent"))
 
-SUBSCRIPTIONS = """\
-apiVersion: dapr.io/v2alpha1
-kind: Subscription
-metadata:
-  name: task-events-recurrence
-spec:
-  pubsubname: kafka-pubsub
-  topic: task-events
-  routes:
-    default: /events/task-events
-  deadLetterTopic: task-events-dlq
-scopes:
-  - {recurrence}
----
-apiVersion: dapr.io/v2alpha1
-kind: Subscription
-metadata:
-  name: task-events-audit
-spec:
-  pubsubname: kafka-pubsub
-  topic: task-events
-  routes:
-    default: /events/task-events
-  deadLetterTopic: task-events-dlq
-scopes:
-  - {audit}
----
-apiVersion: dapr.io/v2alpha1
-kind: Subscription
-metadata:
-  name: task-updates-api
-spec:
-  pubsubname: kafka-pubsub-broadcast
-  topic: task-updates
-  routes:
-    default: /events/task-updates
-  deadLetterTopic: task-updates-dlq
-  # Batches to the hub: one app call per batch instead of one per message and partition.
-  bulkSubscribe:
-    enabled: true
-    maxMessagesCount: 100
-    maxAwaitDurationMs: 5
-scopes:
-  - {api}
-"""
+
+def subscriptions(*, api: str, recurrence: str, audit: str) -> str:
+    """The committed subscriptions, scoped to this run's app ids."""
+    return subscriptions_for({"todo-api": api, "todo-recurrence": recurrence, "todo-audit": audit})
+
 
 _COMMITTED_BROADCAST = Path(__file__).parents[3] / "dapr-components" / "kafka-pubsub-broadcast.yaml"
 BROADCAST_COMPONENT = (

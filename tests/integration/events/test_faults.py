@@ -57,11 +57,11 @@ from tasks.db import make_engine, migrate
 from tasks.models import AuditEntry, OutboxEvent, Task
 from tests.integration.events.support import (
     BROADCAST_COMPONENT,
-    SUBSCRIPTIONS,
     AppIds,
     EventSystem,
     RoleLauncher,
     RoleProcess,
+    subscriptions,
     wait_until_async,
 )
 from tests.integration.kafka_support import wait_for_consumer_group
@@ -89,7 +89,7 @@ def faulty_system(
                  audit=f"todo-audit-f{session_id}")  # fmt: skip
     resources = render(tmp_path / "dapr", kafka_brokers=brokers, pg_url=pg_url, subscriptions=False,
         extra={
-            "subscriptions.yaml": SUBSCRIPTIONS.format(**vars(ids)),
+            "subscriptions.yaml": subscriptions(**vars(ids)),
             "kafka-pubsub-broadcast.yaml": BROADCAST_COMPONENT.format(brokers=brokers, api=ids.api),
         },
     )  # fmt: skip

@@ -37,9 +37,9 @@ from tasks.unit_of_work import UnitOfWorkFactory
 from tests.conftest import JWT_SECRET, service_on
 from tests.integration.events.support import (
     BROADCAST_COMPONENT,
-    SUBSCRIPTIONS,
     TODO_AGENT,
     RoleLauncher,
+    subscriptions,
 )
 from tests.integration.kafka_support import end_offsets
 
@@ -63,7 +63,7 @@ def scoped_resources(
         tmp_path_factory.mktemp("dapr-refusals"), kafka_brokers=kafka_brokers, pg_url=pg_url,
         subscriptions=False,
         extra={
-            "subscriptions.yaml": SUBSCRIPTIONS.format(api=api_id, recurrence="none", audit="none"),
+            "subscriptions.yaml": subscriptions(api=api_id, recurrence="none", audit="none"),
             "kafka-pubsub-broadcast.yaml": BROADCAST_COMPONENT.format(brokers=kafka_brokers, api=api_id),
         },
     )  # fmt: skip

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from devstack.components import RenderedResources
+from devstack.components import RenderedResources, subscriptions_for
 from events.reminders.reconciler import INTERVAL
 from tasks.clock import as_utc, utc_now
 from tasks.models import Task
@@ -28,21 +28,6 @@ from tests.integration.kafka_support import wait_for_consumer_group
 from tests.integration.reminders.support import ReminderSystem, eventually, iso, start_role
 
 pytestmark = pytest.mark.integration
-
-RECURRENCE_SUBSCRIPTION = """\
-apiVersion: dapr.io/v2alpha1
-kind: Subscription
-metadata:
-  name: task-events-recurrence
-spec:
-  pubsubname: kafka-pubsub
-  topic: task-events
-  routes:
-    default: /events/task-events
-  deadLetterTopic: task-events-dlq
-scopes:
-  - {recurrence}
-"""
 
 
 def quiet_window_wait(started: float, ready: float, seconds: float) -> float:
@@ -87,7 +72,7 @@ async def test_completing_a_recurring_task_schedules_the_next_occurrences_remind
     resources, api_id, _ = reminder_resources
     recurrence_id = f"todo-recurrence-{session_id}"
     subscription = Path(resources.path, "recurrence-subscription.yaml")
-    await asyncio.to_thread(subscription.write_text, RECURRENCE_SUBSCRIPTION.format(recurrence=recurrence_id))
+    await asyncio.to_thread(subscription.write_text, subscriptions_for({"todo-recurrence": recurrence_id}))
     common = {"pg_url": pg_url, "resources": resources, "sidecar_factory": sidecar_factory,
               "app_server_factory": app_server_factory}  # fmt: skip
     started = time.monotonic()

@@ -296,6 +296,29 @@ async def test_a_responses_conversation_continues_from_its_stored_items(
     assert thanks == {"role": "user", "content": "thanks"}
 
 
+async def test_a_responses_server_error_is_a_502_with_its_reason_and_keeps_the_conversation(
+    make_settings: Any, verifier: Any
+) -> None:
+    server = ResponsesServer(message(lambda body: "First answer."))  # then: 500 for anything else
+    with app_on_model_server(make_settings, server.app, model_api="responses") as app:
+        async with app.client(token(verifier, "carol")) as carol:
+            first = await carol.post("/api/chat", json={"message": "one"})
+            cid = first.json()["conversation_id"]
+            failed = await carol.post("/api/chat", json={"message": "two", "conversation_id": cid})
+            events = await stream(carol, "three", conversation_id=cid)
+            after = (await carol.get(f"/api/conversations/{cid}")).json()["messages"]
+
+    assert first.status_code == 200 and first.json()["reply"] == "First answer."
+    assert failed.status_code == 502, failed.text
+    detail = failed.json()["detail"]
+    assert detail.startswith("The model failed") and "500" in detail and "unscripted request" in detail
+    assert "Traceback" not in failed.text
+    assert [name for name, _ in events] == ["start", "error"]
+    assert events[1][1]["detail"].startswith("The model failed")
+    assert [(m["role"], m["content"]) for m in after] == [("user", "one"), ("assistant", "First answer.")]
+    assert len(server.received) > 2  # the openai client retried the 500s before giving up
+
+
 async def test_todo_model_api_selects_a_responses_model_that_also_reads_a_plain_response(
     make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

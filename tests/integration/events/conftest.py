@@ -24,9 +24,9 @@ from tests.integration.events.support import (
     AppIds,
     EventSystem,
     RoleLauncher,
+    launching,
     subscriptions,
 )
-from tests.integration.kafka_support import wait_for_consumer_group
 
 
 @pytest.fixture(scope="session")
@@ -63,23 +63,10 @@ def event_resources(
 def role_launcher(
     event_resources: RenderedResources, pg_url: str, sidecar_factory: Any, stack_log_dir: Path
 ) -> Iterator[RoleLauncher]:
-    launcher = RoleLauncher(resources=event_resources, pg_url=pg_url, sidecar_factory=sidecar_factory,
-                            log_dir=stack_log_dir)  # fmt: skip
-    yield launcher
-    launcher.stop_all()
+    with launching(event_resources, pg_url, sidecar_factory, stack_log_dir) as launcher:
+        yield launcher
 
 
 @pytest.fixture
-def event_system(
-    role_launcher: RoleLauncher, event_app_ids: AppIds, kafka_brokers: str, pg_url: str
-) -> EventSystem:
-    ids = event_app_ids
-    api = role_launcher.start("api", ids.api)
-    recurrence = role_launcher.start("recurrence", ids.recurrence)
-    audit = role_launcher.start("audit", ids.audit)
-    for group in (ids.recurrence, ids.audit):
-        wait_for_consumer_group(kafka_brokers, group)
-    system = EventSystem(api=api, recurrence=recurrence, audit=audit, kafka_brokers=kafka_brokers,
-                         pg_url=pg_url)  # fmt: skip
-    system.wait_for_live_updates()
-    return system
+def event_system(role_launcher: RoleLauncher, event_app_ids: AppIds, kafka_brokers: str) -> EventSystem:
+    return role_launcher.start_event_system(event_app_ids, kafka_brokers)

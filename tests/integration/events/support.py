@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from mcp_server.auth import JwtVerifier
 from tasks.db import make_engine
 from tasks.models import AuditEntry, OutboxEvent
 from tests.conftest import JWT_SECRET
+from tests.integration.kafka_support import wait_for_consumer_group
 
 APP_TOKEN = "app-token-for-the-event-tests"
 TODO_AGENT = str(Path(sys.executable).with_name("todo-agent"))
@@ -133,6 +135,30 @@ class RoleLauncher:
     def stop_all(self) -> None:
         for process in reversed(self.started):
             process.stop()
+
+    def start_event_system(self, ids: AppIds, kafka_brokers: str) -> EventSystem:
+        """The api, recurrence and audit roles, consumers joined and live updates flowing."""
+        api = self.start("api", ids.api)
+        recurrence = self.start("recurrence", ids.recurrence)
+        audit = self.start("audit", ids.audit)
+        for group in (ids.recurrence, ids.audit):
+            wait_for_consumer_group(kafka_brokers, group)
+        system = EventSystem(api=api, recurrence=recurrence, audit=audit, kafka_brokers=kafka_brokers,
+                             pg_url=self.pg_url)  # fmt: skip
+        system.wait_for_live_updates()
+        return system
+
+
+@contextmanager
+def launching(resources: RenderedResources, pg_url: str, sidecar_factory: Any, log_dir: Path,
+              scheduler: str | None = None) -> Iterator[RoleLauncher]:  # fmt: skip
+    """A :class:`RoleLauncher` whose roles (apps and their daprd) are all stopped at the end."""
+    launcher = RoleLauncher(resources=resources, pg_url=pg_url, sidecar_factory=sidecar_factory,
+                            log_dir=log_dir, scheduler=scheduler)  # fmt: skip
+    try:
+        yield launcher
+    finally:
+        launcher.stop_all()
 
 
 def records_since(

@@ -59,12 +59,11 @@ from tests.integration.events.support import (
     BROADCAST_COMPONENT,
     AppIds,
     EventSystem,
-    RoleLauncher,
     RoleProcess,
+    launching,
     subscriptions,
     wait_until_async,
 )
-from tests.integration.kafka_support import wait_for_consumer_group
 
 pytestmark = pytest.mark.integration
 
@@ -97,21 +96,10 @@ def faulty_system(
     migrate(engine)
     engine.dispose()
     scheduler = isolated_stack.cfg.scheduler_address
-    launcher = RoleLauncher(resources=resources, pg_url=pg_url, sidecar_factory=sidecar_factory,
-                            log_dir=stack_log_dir, scheduler=scheduler)  # fmt: skip
-    try:
-        api = launcher.start("api", ids.api)
-        recurrence = launcher.start("recurrence", ids.recurrence)
-        audit = launcher.start("audit", ids.audit)
-        for group in (ids.recurrence, ids.audit):
-            wait_for_consumer_group(brokers, group)
-        system = EventSystem(api=api, recurrence=recurrence, audit=audit, kafka_brokers=brokers,
-                             pg_url=pg_url)  # fmt: skip
-        system.wait_for_live_updates()
+    with launching(resources, pg_url, sidecar_factory, stack_log_dir, scheduler) as launcher:
+        system = launcher.start_event_system(ids, brokers)
         yield system
         system.engine.dispose()
-    finally:
-        launcher.stop_all()
 
 
 class Watcher:

@@ -39,6 +39,7 @@ from tests.integration.events.support import (
     BROADCAST_COMPONENT,
     TODO_AGENT,
     RoleLauncher,
+    launching,
     subscriptions,
 )
 from tests.integration.kafka_support import end_offsets
@@ -80,10 +81,8 @@ def scoped_resources(
 def launcher(
     scoped_resources: RenderedResources, pg_url: str, sidecar_factory: Any, stack_log_dir: Path
 ) -> Iterator[RoleLauncher]:
-    launcher = RoleLauncher(resources=scoped_resources, pg_url=pg_url, sidecar_factory=sidecar_factory,
-                            log_dir=stack_log_dir)  # fmt: skip
-    yield launcher
-    launcher.stop_all()
+    with launching(scoped_resources, pg_url, sidecar_factory, stack_log_dir) as launcher:
+        yield launcher
 
 
 @pytest.fixture

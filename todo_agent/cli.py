@@ -154,8 +154,22 @@ def _serve(role: Role, settings: Settings, *, host: str | None, port: int | None
         return 2
     container = bootstrap(role, settings)
     print(f"todo-agent {role} on http://{settings.host}:{settings.port}", file=sys.stderr)
-    uvicorn.run(app_for(container), host=settings.host, port=settings.port, log_level="warning")
+    app = app_for(container)
+    _freeze_the_start_up_heap()
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     return 0
+
+
+def _freeze_the_start_up_heap() -> None:
+    """Before serving: move what start-up allocated (modules, the app, schemas: ~290,000
+    objects) out of the collector's generations, so a full collection later scans only what
+    requests made: measured in the api at 100 creates/s, 15 ms instead of 210-230 ms, a pause
+    during which every request, socket and the loop stand still. Done here, once per server
+    process, not in the app's lifespan (tests start many apps in one process)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 if __name__ == "__main__":

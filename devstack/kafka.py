@@ -19,7 +19,7 @@ from pathlib import Path
 from devstack.component import ComponentStatus
 from devstack.config import TOPIC_PARTITIONS, StackConfig, all_topics, repo_root
 from devstack.errors import StackError
-from devstack.procs import PidFile, port_open, require_free, spawn, stop_pid, wait_until
+from devstack.procs import PidFile, log_tail, port_open, require_free, spawn, stop_pid, wait_until
 from devstack.tools import java, maven
 
 POM = repo_root() / "devstack" / "kafka" / "pom.xml"
@@ -87,8 +87,16 @@ def ensure_libs(cfg: StackConfig, *, progress: bool = True) -> Path:
 
 
 def _cluster_id() -> str:
-    """A Kafka ``Uuid`` string (url-safe base64 of 16 random bytes, no padding)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka ``Uuid`` string (url-safe base64 of 16 random bytes, no padding).
+
+    Like Kafka's own ``Uuid.randomUuid()``, never one that starts with ``-``: the storage tool's
+    argument parser reads such an id as an option ("argument --cluster-id/-t: expected one
+    argument"), which failed one CI run in 64.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 class Kafka:
@@ -147,6 +155,41 @@ log.retention.hours=168
             *args,
         ]
 
+    def write_config(self) -> Path:
+        """Render ``server.properties`` and the log4j2 file for this start; returns the former."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        props = self.home / "server.properties"
+        props.write_text(self._properties())
+        (self.home / "log4j2.properties").write_text(LOG4J)
+        return props
+
+    def format_storage(self, libs: Path, cluster_id: str) -> None:
+        """Format an empty ``log.dirs`` for a one-node KRaft cluster named ``cluster_id``.
+
+        The id is passed as ``--cluster-id=<id>``: a separate argument that starts with ``-``
+        would be read as an option by the storage tool.
+        """
+        shutil.rmtree(self.data, ignore_errors=True)
+        cmd = self._java_cmd(
+            libs,
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(self.home / "server.properties"),
+            heap="256m",
+        )
+        with open(self.log, "ab") as out:
+            rc = subprocess.run(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False
+            ).returncode
+        if rc != 0:
+            raise StackError(
+                f"formatting Kafka storage failed (exit {rc}); log {self.log}:\n{log_tail(self.log)}"
+            )
+
     def _healthy(self) -> bool:
         host, _, port = self.cfg.kafka_brokers.split(",")[0].rpartition(":")
         if not port_open(int(port), host or "127.0.0.1"):
@@ -184,30 +227,9 @@ log.retention.hours=168
         require_free(
             self.cfg.kafka_controller_port, "the Kafka controller", "TODO_STACK_KAFKA_CONTROLLER_PORT"
         )
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.cfg.log_dir.mkdir(parents=True, exist_ok=True)
-        props = self.home / "server.properties"
-        props.write_text(self._properties())
-        (self.home / "log4j2.properties").write_text(LOG4J)
+        props = self.write_config()
         if not (self.data / "meta.properties").exists():
-            shutil.rmtree(self.data, ignore_errors=True)
-            cmd = self._java_cmd(
-                libs,
-                "kafka.tools.StorageTool",
-                "format",
-                "--standalone",
-                "-t",
-                _cluster_id(),
-                "-c",
-                str(props),
-                heap="256m",
-            )
-            with open(self.log, "ab") as out:
-                rc = subprocess.run(
-                    cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False
-                ).returncode
-            if rc != 0:
-                raise StackError(f"formatting Kafka storage failed; log {self.log}")
+            self.format_storage(libs, _cluster_id())
         env = dict(os.environ)
         env.pop("KAFKA_OPTS", None)
         proc = spawn(

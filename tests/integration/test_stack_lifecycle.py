@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from devstack.cli import main
+from devstack.config import StackConfig
+from devstack.kafka import Kafka, _cluster_id, ensure_libs
 from devstack.procs import free_port, pid_alive, port_open
 
 pytestmark = pytest.mark.integration
@@ -111,3 +113,24 @@ def test_isolated_stack_runs_beside_the_shared_one(isolated_stack: Any, stack: A
         assert mine[name].healthy, mine[name]
         assert mine[name].pid is not None and mine[name].pid != shared[name].pid
         assert mine[name].port != shared[name].port
+
+
+def test_kafka_storage_formats_with_a_cluster_id_that_starts_with_a_dash() -> None:
+    """One id in 64 starts with ``-``; passed as its own argument, the storage tool took it for
+    an option and a CI run failed ("argument --cluster-id/-t: expected one argument")."""
+    state = Path(tempfile.mkdtemp(prefix="todo-kafka-format-"))
+    try:
+        kafka = Kafka(StackConfig(state_dir=state))
+        kafka.write_config()
+        kafka.format_storage(ensure_libs(kafka.cfg, progress=False), "-AbCdEfGhIjKlMnOpQrStUv")
+        meta = (kafka.data / "meta.properties").read_text()
+        assert "cluster.id=-AbCdEfGhIjKlMnOpQrStUv" in meta.splitlines()
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_generated_kafka_cluster_ids_never_start_with_a_dash() -> None:
+    ids = {_cluster_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(i) == 22 for i in ids)

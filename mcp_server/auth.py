@@ -3,11 +3,18 @@
 verifier = JwtVerifier(secret="...", audience="todo-agent")
 identity = verifier.verify(token)          # raises InvalidToken with a reason
 token = verifier.issue("alice", ttl=300)   # HS256 only: tests and short-lived agent tokens
+
+A token that verified is remembered (up to ``cache_size`` tokens, by the full token string)
+until its own ``exp`` and for at most ``cache_ttl`` seconds, so a client sending the same token
+on every request pays for the signature check about once a minute. Refused tokens are never
+remembered.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -29,6 +36,50 @@ class Identity:
     claims: dict[str, Any] = field(default_factory=dict)
 
 
+class VerifiedTokens:
+    """A bounded LRU of tokens that verified: token -> identity, each until its own ``exp``
+    and never for longer than ``max_age`` seconds after it was verified."""
+
+    def __init__(self, *, size: int, max_age: float) -> None:
+        self._size = size
+        self._max_age = max_age
+        self._entries: OrderedDict[str, tuple[float, Identity]] = OrderedDict()
+        self._lock = threading.Lock()  # verify runs on the loop and in worker threads
+
+    def get(self, token: str) -> Identity | None:
+        with self._lock:
+            entry = self._entries.get(token)
+            if entry is None:
+                return None
+            if entry[0] <= time.time():
+                del self._entries[token]
+                return None
+            self._entries.move_to_end(token)
+        known = entry[1]  # a copy of the claims: a caller changing its own cannot reach the cache
+        return Identity(known.user_id, known.timezone, dict(known.claims))
+
+    def put(self, token: str, identity: Identity) -> None:
+        try:
+            expires = float(identity.claims["exp"])
+        except (KeyError, TypeError, ValueError):
+            return
+        now = time.time()
+        until = min(expires, now + self._max_age)
+        if self._size <= 0 or until <= now:
+            return
+        with self._lock:
+            self._entries[token] = (
+                until,
+                Identity(identity.user_id, identity.timezone, dict(identity.claims)),
+            )
+            self._entries.move_to_end(token)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class JwtVerifier:
     """Verifies JWTs and doubles as the MCP SDK's ``TokenVerifier``."""
 
@@ -40,6 +91,8 @@ class JwtVerifier:
         audience: str = "todo-agent",
         issuer: str | None = None,
         leeway: int = 30,
+        cache_size: int = 1024,
+        cache_ttl: float = 60.0,
     ) -> None:
         if not secret and not jwks_url:
             raise ValueError("JwtVerifier needs a secret (HS256) or a JWKS URL.")
@@ -48,8 +101,18 @@ class JwtVerifier:
         self.audience = audience
         self.issuer = issuer
         self._leeway = leeway
+        self.verified = VerifiedTokens(size=cache_size, max_age=cache_ttl)
 
     def verify(self, token: str) -> Identity:
+        """The identity ``token`` stands for; raises ``InvalidToken`` with a reason."""
+        return self.verified.get(token) or self._verify_afresh(token)
+
+    def _verify_afresh(self, token: str) -> Identity:
+        identity = self._decode(token)
+        self.verified.put(token, identity)
+        return identity
+
+    def _decode(self, token: str) -> Identity:
         try:
             if self._jwks is not None:
                 key: Any = self._jwks.get_signing_key_from_jwt(token).key
@@ -97,10 +160,11 @@ class JwtVerifier:
     async def verify_token(self, token: str) -> AccessToken | None:
         """MCP SDK hook: ``None`` makes the transport answer 401."""
         try:
-            if self._jwks is None:
-                identity = self.verify(token)  # HS256: tens of microseconds, no I/O
-            else:  # may fetch the key set over the network
-                identity = await anyio.to_thread.run_sync(self.verify, token)
+            identity = self.verified.get(token)
+            if identity is None and self._jwks is None:
+                identity = self._verify_afresh(token)  # HS256: tens of microseconds, no I/O
+            elif identity is None:  # may fetch the key set over the network
+                identity = await anyio.to_thread.run_sync(self._verify_afresh, token)
         except InvalidToken:
             return None
         return AccessToken(

@@ -171,9 +171,6 @@ def _child_main(settings: Any, wake: Connection, control: Connection) -> None:
     logging.basicConfig(
         level=str(settings.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for name in ("httpx", "httpcore"):
-        if str(settings.log_level).upper() != "DEBUG":
-            logging.getLogger(name).setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the app, which stops us in order
     # A stale connection fails one round, which the relay retries after a short backoff: no
     # pre-ping round trip per round. Two connections: a round uses one at a time.

@@ -13,13 +13,12 @@ A consumer parses the ``data`` of what it receives with the model of its topic:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.clock import as_utc
 from tasks.events import REMINDERS, SCHEMA_VERSION, TASK_EVENTS, TASK_UPDATES, TaskEventType
-from tasks.models import OutboxEvent
 from tasks.schemas import TaskView
 
 SOURCE: Final = "todo-agent"
@@ -68,14 +67,34 @@ class NotificationCreated(_Payload):
     notification_id: int | None = None
 
 
-def target_topics(row: OutboxEvent) -> tuple[str, ...]:
+class OutboxRecord(Protocol):
+    """What publishing reads of an outbox row: an ``OutboxEvent``, or the relay's lighter
+    claimed row (``events.relay``: no ORM entity per row)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def task_id(self) -> int | None: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def target_topics(row: OutboxRecord) -> tuple[str, ...]:
     """``task-events`` rows go to services and clients; every other row to its own topic."""
     if row.topic == TASK_EVENTS:
         return (TASK_EVENTS, TASK_UPDATES)
     return (row.topic,)
 
 
-def cloud_event(row: OutboxEvent) -> dict[str, Any]:
+def cloud_event(row: OutboxRecord) -> dict[str, Any]:
     """The CloudEvents 1.0 envelope of an outbox row; its id is the row id."""
     assert row.id is not None, "only committed outbox rows are published"
     event: dict[str, Any] = {
@@ -104,6 +123,7 @@ __all__ = [
     "TASK_EVENTS",
     "TASK_UPDATES",
     "NotificationCreated",
+    "OutboxRecord",
     "ReminderEvent",
     "TaskEvent",
     "cloud_event",

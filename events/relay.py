@@ -20,6 +20,11 @@ back. A batch the bus refuses for good (``PublishError.permanent``: Dapr answere
 published again row by row: a row refused on its own is marked failed (``failed_at``,
 ``last_error``, logged) and never retried, and the rows after it go on, so one bad row does
 not block its user's partition. Failed rows show in ``metrics()`` and ``todo-agent events tail``.
+
+A round costs CPU in a process that shares its machine with the database and the broker, so it
+stays off the ORM: Core statements on one connection (no Session, no entity per row), and on
+PostgreSQL the turn and the claim are one statement (the lock's answer comes back beside the
+rows, so "another relay is in its round" still differs from "nothing pending").
 """
 
 from __future__ import annotations
@@ -31,15 +36,17 @@ import statistics
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Final, TypeVar
+from datetime import datetime
+from typing import Any, Final, NamedTuple, TypeVar
 
-from sqlalchemy import Engine, func, text, update
+from sqlalchemy import BigInteger, Connection, Engine, Select, Table, bindparam, func, literal, true, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from events.contracts import cloud_event, target_topics
 from events.ports import EventPublisher, PublishError
 from tasks.clock import Clock, as_utc, utc_now
-from tasks.models import OutboxEvent
+from tasks.models import OutboxEvent, UTCDateTime
 from tasks.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -49,10 +56,57 @@ _LAG_WINDOW: Final = 2000
 # lock, so rounds never overlap and rows reach the broker in id order, which keeps one user's
 # events in order on their partition. Rows are still locked (SKIP LOCKED) as a second guard.
 _RELAY_LOCK: Final = 0x7D0_0E7B0  # an arbitrary key of this application
-_TAKE_TURN: Final = text("SELECT pg_try_advisory_xact_lock(:key)")
 _TURN_WAIT: Final = 0.002  # then doubling: how soon a relay that found another in its round retries
 _TURN_WAIT_MAX: Final = 0.1
 T = TypeVar("T")
+
+
+class ClaimedRow(NamedTuple):
+    """An outbox row as a round reads it (an ``events.contracts.OutboxRecord``): a plain tuple
+    from a Core row, not an ORM entity."""
+
+    id: int
+    topic: str
+    event_type: str
+    user_id: str
+    task_id: int | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+_OUTBOX: Final[Table] = OutboxEvent.__table__  # type: ignore[attr-defined]
+_IDS: Final = _OUTBOX.c.id.in_(bindparam("ids", expanding=True))
+_NOW: Final = bindparam("now", type_=UTCDateTime())
+_ATTEMPTED: Final = _OUTBOX.c.attempts + 1
+_MARK_SENT: Final = (
+    update(_OUTBOX).where(_IDS).values(published_at=_NOW, attempts=_ATTEMPTED, last_error=None)
+)
+_MARK_FAILED: Final = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"))
+    .values(failed_at=_NOW, attempts=_ATTEMPTED, last_error=bindparam("error"))
+)
+_MARK_UNSENT: Final = update(_OUTBOX).where(_IDS).values(attempts=_ATTEMPTED, last_error=bindparam("reason"))
+
+
+def _claim_statement(*, batch_size: int, locks_rows: bool) -> Select[Any]:
+    """The oldest pending rows (``ClaimedRow`` columns). On PostgreSQL, in one round trip: take
+    the turn (the advisory lock), then, only if it was ours, lock the rows (SKIP LOCKED); every
+    result row starts with the lock's answer, and a turn with nothing pending is one row of NULLs."""
+    columns = [_OUTBOX.c[name] for name in ClaimedRow._fields]
+    pending = _OUTBOX.c.published_at.is_(None) & _OUTBOX.c.failed_at.is_(None)
+    oldest = core_select(*columns).where(pending).order_by(_OUTBOX.c.id).limit(batch_size)
+    if not locks_rows:
+        return oldest
+    turn = core_select(func.pg_try_advisory_xact_lock(literal(_RELAY_LOCK, BigInteger)).label("ours")).cte(
+        "turn"
+    )
+    claimed = oldest.where(turn.c.ours).with_for_update(skip_locked=True).lateral("claimed")
+    return (
+        core_select(turn.c.ours, *claimed.c)
+        .select_from(turn.outerjoin(claimed, true()))
+        .order_by(claimed.c.id)
+    )
 
 
 class OutboxRelay:
@@ -68,6 +122,8 @@ class OutboxRelay:
         inline_db: bool = False,
     ) -> None:
         self._engine = engine
+        self._locks_rows = engine.dialect.name == "postgresql"
+        self._claim_statement = _claim_statement(batch_size=batch_size, locks_rows=self._locks_rows)
         self._publisher = publisher
         self._batch_size = batch_size
         self._poll_interval = poll_interval
@@ -84,10 +140,6 @@ class OutboxRelay:
         self.failed = 0
         self.failures = 0
         self.last_error: str | None = None
-
-    @property
-    def _locks_rows(self) -> bool:
-        return self._engine.dialect.name == "postgresql"
 
     # -- running -------------------------------------------------------------------------
     def wake(self) -> None:
@@ -162,32 +214,33 @@ class OutboxRelay:
     # -- one round -----------------------------------------------------------------------
     async def run_once(self) -> int:
         """Publish one batch of pending rows; returns how many were sent (raises PublishError)."""
-        session = Session(self._engine, expire_on_commit=False)
+        opened = contextlib.ExitStack()  # the round's connection, closed if the round fails
         try:
             started = time.perf_counter()
-            rows = await self._db(self._claim, session)
-            if not rows:
+            claim = await self._db(self._claim, opened)
+            if claim is None:
                 return 0
+            conn, rows = claim
             claimed = time.perf_counter()
             done: set[tuple[int, str]] = set()  # (row id, topic) the bus took
             try:
                 await self._publish(rows, done)
             except PublishError as exc:
                 if not exc.permanent:
-                    await self._db(self._note_failure, session, rows, str(exc))
+                    await self._db(self._note_failure, conn, rows, str(exc))
                     raise
                 if len(rows) == 1:
-                    await self._db(self._settle, session, [], [(rows[0], str(exc))])
+                    await self._db(self._settle, conn, [], [(rows[0], str(exc))])
                     return 1
-                return await self._row_by_row(session, rows, done)
+                return await self._row_by_row(conn, rows, done)
             published = time.perf_counter()
-            await self._db(self._settle, session, rows, [])
+            await self._db(self._settle, conn, rows, [])
             self._rounds.append(
                 (claimed - started, published - claimed, time.perf_counter() - published, len(rows))
             )
             return len(rows)
         except BaseException:
-            await self._db(session.close)
+            await self._db(opened.close)
             raise
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -198,12 +251,12 @@ class OutboxRelay:
         return await _in_thread(fn, *args)
 
     async def _row_by_row(
-        self, session: Session, rows: Sequence[OutboxEvent], done: set[tuple[int, str]]
+        self, conn: Connection, rows: Sequence[ClaimedRow], done: set[tuple[int, str]]
     ) -> int:
         """A batch was refused for good: find the row(s) to blame, publish the others (only to
         the topics whose batch request failed: ``done`` holds what already went through)."""
-        sent: list[OutboxEvent] = []
-        failed: list[tuple[OutboxEvent, str]] = []
+        sent: list[ClaimedRow] = []
+        failed: list[tuple[ClaimedRow, str]] = []
         for index, row in enumerate(rows):
             try:
                 await self._publish([row], done)
@@ -211,34 +264,31 @@ class OutboxRelay:
                 if exc.permanent:
                     failed.append((row, str(exc)))
                     continue
-                await self._db(self._settle, session, sent, failed, rows[index:], str(exc))
+                await self._db(self._settle, conn, sent, failed, rows[index:], str(exc))
                 raise
             sent.append(row)
-        await self._db(self._settle, session, sent, failed)
+        await self._db(self._settle, conn, sent, failed)
         return len(rows)
 
-    def _claim(self, session: Session) -> list[OutboxEvent]:
-        if self._locks_rows and not session.execute(_TAKE_TURN, {"key": _RELAY_LOCK}).scalar():
-            session.close()  # another relay is in a round: try again shortly (see ``run``)
-            self._contended = True
-            return []
-        self._contended = False
-        statement = (
-            select(OutboxEvent)
-            .where(_pending())
-            .order_by(OutboxEvent.id)  # type: ignore[arg-type]
-            .limit(self._batch_size)
-        )
-        if self._locks_rows:
-            statement = statement.with_for_update(skip_locked=True)
-        rows = list(session.exec(statement).all())
+    def _claim(self, opened: contextlib.ExitStack) -> tuple[Connection, list[ClaimedRow]] | None:
+        """The oldest pending rows, locked in a transaction left open for the settle; ``None``
+        when there are none or another relay is in its round (``_contended``)."""
+        conn = opened.enter_context(self._engine.connect())
+        found = conn.execute(self._claim_statement).all()
+        if self._locks_rows:  # (our turn, *row) per row; one row of (turn, NULL, ...) if none
+            self._contended = not found[0][0]
+            rows = [ClaimedRow._make(r[1:]) for r in found if r[1] is not None]
+        else:
+            self._contended = False
+            rows = [ClaimedRow._make(r) for r in found]
         if not rows:
-            session.close()
-        elif not self._locks_rows:
-            session.commit()  # SQLite: one relay per database; don't hold a read transaction
-        return rows
+            conn.close()  # nothing pending, or another relay's turn (then ``run`` retries shortly)
+            return None
+        if not self._locks_rows:
+            conn.commit()  # SQLite: one relay per database; don't hold a read transaction
+        return conn, rows
 
-    async def _publish(self, rows: Sequence[OutboxEvent], done: set[tuple[int, str]] | None = None) -> None:
+    async def _publish(self, rows: Sequence[ClaimedRow], done: set[tuple[int, str]] | None = None) -> None:
         """Publish ``rows`` to their topics, skipping the (row id, topic) pairs in ``done`` and
         adding those that go through. The requests run at once; if some fail, the others still
         count (so a later row-by-row pass does not publish them twice) and a failure is raised:
@@ -278,55 +328,36 @@ class OutboxRelay:
 
     def _settle(
         self,
-        session: Session,
-        sent: Sequence[OutboxEvent],
-        failed: Sequence[tuple[OutboxEvent, str]],
-        unsent: Sequence[OutboxEvent] = (),
+        conn: Connection,
+        sent: Sequence[ClaimedRow],
+        failed: Sequence[tuple[ClaimedRow, str]],
+        unsent: Sequence[ClaimedRow] = (),
         reason: str = "",
     ) -> None:
         """One commit (the claim's transaction): sent rows, failed rows, rows left pending."""
         now = self._clock()
-        attempted = OutboxEvent.attempts + 1
         if sent:
-            session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id.in_([row.id for row in sent]))  # type: ignore[union-attr]
-                .values(published_at=now, attempts=attempted, last_error=None)
-                .execution_options(synchronize_session=False)  # done with these rows: no evaluation
-            )
-        for row, error in failed:
-            log.error("outbox event %s (%s) refused for good, marked failed and not retried: %s",
-                      row.id, row.event_type, error)  # fmt: skip
-            session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id == row.id)  # type: ignore[arg-type]
-                .values(failed_at=now, attempts=attempted, last_error=error[:2000])
-                .execution_options(synchronize_session=False)
+            conn.execute(_MARK_SENT, {"ids": [row.id for row in sent], "now": now})
+        if failed:
+            for row, error in failed:
+                log.error("outbox event %s (%s) refused for good, marked failed and not retried: %s",
+                          row.id, row.event_type, error)  # fmt: skip
+            conn.execute(
+                _MARK_FAILED, [{"row_id": row.id, "now": now, "error": error[:2000]} for row, error in failed]
             )
         if unsent:
-            session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id.in_([row.id for row in unsent]))  # type: ignore[union-attr]
-                .values(attempts=attempted, last_error=reason[:2000])
-                .execution_options(synchronize_session=False)
-            )
-        session.commit()
-        session.close()
+            conn.execute(_MARK_UNSENT, {"ids": [row.id for row in unsent], "reason": reason[:2000]})
+        conn.commit()
+        conn.close()
         self.published += len(sent)
         self.failed += len(failed)
         self._lags_ms.extend((now - as_utc(row.created_at)).total_seconds() * 1000 for row in sent)
 
-    def _note_failure(self, session: Session, rows: Sequence[OutboxEvent], reason: str) -> None:
-        session.rollback()
-        ids = [row.id for row in rows]
-        session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.id.in_(ids))  # type: ignore[union-attr]
-            .values(attempts=OutboxEvent.attempts + 1, last_error=reason[:2000])
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
-        session.close()
+    def _note_failure(self, conn: Connection, rows: Sequence[ClaimedRow], reason: str) -> None:
+        conn.rollback()
+        conn.execute(_MARK_UNSENT, {"ids": [row.id for row in rows], "reason": reason[:2000]})
+        conn.commit()
+        conn.close()
 
     # -- metrics -------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:

@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
-from events.relay import OutboxRelay
+from events.relay import _RELAY_LOCK, OutboxRelay
 from tasks.db import make_engine, migrate
 from tasks.inputs import TaskDraft
 from tasks.service import Actor, TaskService
@@ -66,3 +67,34 @@ async def test_relays_take_turns_so_every_event_reaches_the_bus_once_and_in_orde
         assert len(ids) == len(set(ids)) == WRITES, f"{topic}: an event published twice or missing"
         overtaken = [(a, b) for a, b in zip(ids, ids[1:], strict=False) if b < a]
         assert overtaken == [], f"{topic}: events out of id order, e.g. {overtaken[:5]}"
+
+
+async def test_a_relay_that_finds_another_in_its_round_publishes_right_after_it(pg_url: str) -> None:
+    """Taking the turn and claiming are one statement: a turn that is not ours must still read as
+    "try again in a moment", not as "nothing pending" (which would wait for the poll, 30 s here)."""
+    engine = make_engine(pg_url)
+    migrate(engine)
+    uow = UnitOfWorkFactory(engine)
+    user = Actor(user_id=f"next-{random.randrange(10**9)}", timezone="UTC")
+    bus = SlowBus()
+    relay = OutboxRelay(engine, bus, poll_interval=30)
+    try:
+        with engine.connect() as other_round:
+            other_round.execute(
+                text("SELECT pg_advisory_xact_lock(CAST(:key AS bigint))"), {"key": _RELAY_LOCK}
+            )
+            async with relay.running(uow):
+                await asyncio.to_thread(TaskService(uow).add, user, TaskDraft(title="waits its turn"))
+                await asyncio.sleep(0.3)
+                assert [key for _, _, key in bus.seen if key == user.user_id] == [], "published out of turn"
+                other_round.rollback()  # the other relay's round is over
+                for _ in range(100):
+                    if sum(1 for _, _, key in bus.seen if key == user.user_id) == 2:
+                        break
+                    await asyncio.sleep(0.01)
+    finally:
+        engine.dispose()
+    assert sorted(topic for topic, _, key in bus.seen if key == user.user_id) == [
+        "task-events",
+        "task-updates",
+    ]

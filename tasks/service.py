@@ -85,8 +85,7 @@ class TaskService:
             task.remind_before_minutes = None
         _refresh_reminder(task, now)
         with self._uow() as uow:
-            uow.session.add(task)
-            uow.session.flush()
+            uow.insert([task])
             view = TaskView.of(task)
             uow.record(_changed("created", actor, view, now))
             uow.commit()

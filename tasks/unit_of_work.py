@@ -8,13 +8,14 @@ with uow_factory() as uow:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlalchemy import Engine, Insert, insert
+from sqlmodel import Session, SQLModel
 
 from tasks.events import DomainEvent
 from tasks.models import OutboxEvent
@@ -53,9 +54,26 @@ class UnitOfWork:
         """Collect an event; it is written to the outbox by ``commit``."""
         self._pending.append(event)
 
+    def insert(self, rows: Sequence[SQLModel]) -> None:
+        """Write new rows of one table at once and give them their ids, in order.
+
+        One Core ``INSERT ... RETURNING id`` in this transaction, cheaper than the ORM's flush;
+        the rows stay outside the session (nothing tracks them afterwards). Every column is
+        written as the row holds it, so the rows must be complete, as SQLModel builds them.
+        """
+        if not rows:
+            return
+        statement, columns = _insert_statement(type(rows[0]))
+        values = [{name: getattr(row, name) for name in columns} for row in rows]
+        ids = self.session.connection().execute(statement, values).scalars().all()
+        for row, row_id in zip(rows, ids, strict=True):
+            row.id = row_id
+
     def commit(self) -> list[OutboxEvent]:
         rows = [_outbox_row(event) for event in self._pending]
-        self.session.add_all(rows)
+        if rows:
+            self.session.flush()  # the unit's own changes first, as one flush at commit would
+            self.insert(rows)
         self.session.commit()
         self._pending = []
         for listener in self._after_commit:
@@ -64,6 +82,15 @@ class UnitOfWork:
             except Exception:  # a listener's failure must not undo a committed change
                 log.exception("after-commit listener %r failed", listener)
         return rows
+
+
+@functools.cache
+def _insert_statement(model: type[SQLModel]) -> tuple[Insert, tuple[str, ...]]:
+    """A table's ``INSERT ... RETURNING id`` (ids in the order of the rows given) and the
+    attributes it writes: every mapped column but the generated ``id``."""
+    table = model.__table__  # type: ignore[attr-defined]
+    columns = tuple(column.key for column in table.columns if column.key != "id")
+    return insert(table).returning(table.c.id, sort_by_parameter_order=True), columns
 
 
 def _outbox_row(event: DomainEvent) -> OutboxEvent:

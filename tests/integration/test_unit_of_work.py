@@ -1,0 +1,152 @@
+"""The unit of work on both databases: rows and their outbox events commit together, and the
+after-commit listeners see the outbox rows exactly as they were stored."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+
+import pytest
+from sqlmodel import Session, select
+
+from tasks.events import ReminderDue, TaskChanged
+from tasks.inputs import TaskDraft
+from tasks.models import OutboxEvent, Task
+from tasks.schemas import TaskView
+from tasks.service import Actor, TaskService
+from tasks.unit_of_work import UnitOfWorkFactory
+from tests.conftest import FixedClock, service_on
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(
+    request: pytest.FixtureRequest, sqlite_url: str, clock: FixedClock
+) -> Iterator[tuple[TaskService, UnitOfWorkFactory]]:
+    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    yield from service_on(url, clock)
+
+
+@pytest.fixture
+def actor() -> Actor:
+    return Actor(user_id=f"alice-{uuid.uuid4().hex[:8]}", timezone="Europe/Berlin")
+
+
+@pytest.fixture
+def committed(backend: tuple[TaskService, UnitOfWorkFactory]) -> list[OutboxEvent]:
+    """The outbox rows every commit handed to its after-commit listeners."""
+    seen: list[OutboxEvent] = []
+
+    def listener(rows: Sequence[OutboxEvent]) -> None:
+        seen.extend(rows)
+
+    backend[1].after_commit.append(listener)
+    return seen
+
+
+def stored(uow: UnitOfWorkFactory, user_id: str) -> tuple[list[Task], list[OutboxEvent]]:
+    with Session(uow.engine) as session:
+        tasks = session.exec(select(Task).where(Task.owner_id == user_id).order_by(Task.id))
+        rows = session.exec(
+            select(OutboxEvent).where(OutboxEvent.user_id == user_id).order_by(OutboxEvent.id)
+        )
+        return list(tasks), list(rows)
+
+
+def new_task(actor: Actor, clock: FixedClock, title: str = "Buy milk") -> Task:
+    return Task(owner_id=actor.user_id, title=title, created_at=clock.now, updated_at=clock.now)
+
+
+def test_listeners_see_the_created_task_and_its_outbox_row_as_stored(
+    backend: tuple[TaskService, UnitOfWorkFactory], committed: list[OutboxEvent], actor: Actor
+) -> None:
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Buy milk", due="tomorrow 5pm", tags=["shop"]))
+
+    [task], rows = stored(uow, actor.user_id)
+    assert TaskView.of(task) == view
+    assert [row.model_dump() for row in committed] == [row.model_dump() for row in rows]
+    [row] = rows
+    assert (row.task_id, row.payload["task_data"]["id"]) == (view.id, view.id)
+    assert row.created_at.tzinfo is not None and row.published_at is None and row.attempts == 0
+
+
+def test_events_recorded_together_get_ids_in_the_order_they_were_recorded(
+    backend: tuple[TaskService, UnitOfWorkFactory],
+    committed: list[OutboxEvent],
+    actor: Actor,
+    clock: FixedClock,
+) -> None:
+    _service, uow = backend
+    with uow() as unit:
+        tasks = [new_task(actor, clock, title) for title in ("first", "second")]
+        unit.insert(tasks)
+        for task in tasks:
+            view = TaskView.of(task)
+            unit.record(
+                TaskChanged(
+                    event_type="created", user_id=actor.user_id, task_id=view.id, task_data=view,
+                    timestamp=clock.now,
+                )
+            )  # fmt: skip
+        assert tasks[1].id is not None
+        unit.record(
+            ReminderDue(
+                user_id=actor.user_id, task_id=tasks[1].id, title="second",
+                remind_at=clock.now + timedelta(hours=1), timestamp=clock.now,
+            )
+        )  # fmt: skip
+        returned = unit.commit()
+
+    stored_tasks, rows = stored(uow, actor.user_id)
+    assert [task.id for task in stored_tasks] == [task.id for task in tasks]
+    assert [t.title for t in stored_tasks] == ["first", "second"]
+    assert returned == committed
+    assert [row.model_dump() for row in committed] == [row.model_dump() for row in rows]
+    assert [(row.task_id, row.event_type) for row in rows] == [
+        (tasks[0].id, "todo.task.created.v1"),
+        (tasks[1].id, "todo.task.created.v1"),
+        (tasks[1].id, "todo.reminder.due.v1"),
+    ]
+
+
+def test_a_task_and_its_event_commit_together_or_not_at_all(
+    backend: tuple[TaskService, UnitOfWorkFactory],
+    committed: list[OutboxEvent],
+    actor: Actor,
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _service, uow = backend
+    with pytest.raises(RuntimeError, match="commit failed"), uow() as unit:
+        task = new_task(actor, clock)
+        unit.insert([task])
+        view = TaskView.of(task)
+        unit.record(
+            TaskChanged(
+                event_type="created", user_id=actor.user_id, task_id=view.id, task_data=view,
+                timestamp=clock.now,
+            )
+        )  # fmt: skip
+
+        def failing_commit() -> None:
+            raise RuntimeError("commit failed")
+
+        monkeypatch.setattr(unit.session, "commit", failing_commit)
+        unit.commit()
+
+    assert stored(uow, actor.user_id) == ([], [])
+    assert committed == []
+
+
+def test_a_failure_after_the_insert_leaves_nothing_behind(
+    backend: tuple[TaskService, UnitOfWorkFactory], actor: Actor, clock: FixedClock
+) -> None:
+    _service, uow = backend
+    with pytest.raises(RuntimeError, match="changed my mind"), uow() as unit:
+        unit.insert([new_task(actor, clock)])
+        raise RuntimeError("changed my mind")
+
+    assert stored(uow, actor.user_id) == ([], [])

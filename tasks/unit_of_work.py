@@ -17,6 +17,7 @@ from typing import Self
 from sqlalchemy import Engine, Insert, insert
 from sqlmodel import Session, SQLModel
 
+from tasks.clock import utc_now
 from tasks.events import DomainEvent
 from tasks.models import OutboxEvent
 
@@ -100,6 +101,7 @@ def _outbox_row(event: DomainEvent) -> OutboxEvent:
         user_id=event.user_id,
         task_id=event.task_id,
         payload=event.model_dump(mode="json"),
+        created_at=utc_now(),  # given, not the default factory: pydantic inspects that per call
     )
 
 

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import StaticPool
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_PING_IDLE_AFTER: Final = 1.0  # seconds a pooled connection may sit idle before it is pinged
+_IDLE_SINCE: Final = "todo_idle_since"
 
 
 def normalise_url(url: str) -> str:
@@ -32,9 +36,19 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = True) -> Engine:
-    """An engine for ``url``. ``pre_ping`` checks each pooled PostgreSQL connection before use
-    (one round trip); a caller that retries a failed transaction anyway (the relay) can skip it."""
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    pre_ping: bool = True,
+    ping_idle_after: float = _PING_IDLE_AFTER,
+) -> Engine:
+    """An engine for ``url``. ``pre_ping`` checks a pooled PostgreSQL connection before use (one
+    round trip) when it sat in the pool for more than ``ping_idle_after`` seconds: what closes
+    connections behind the pool's back (a restart, an idle timeout, Neon suspending) happens
+    while they are idle, and a connection handed back moments ago skips the round trip. A caller
+    that retries a failed transaction anyway (the relay) can skip the check altogether."""
     url = normalise_url(url)
     if is_sqlite(url):
         in_memory = url in ("sqlite://", "sqlite:///:memory:")
@@ -48,15 +62,37 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: 
         return engine
     # Neon's pooled endpoints run PgBouncer in transaction mode: no server-side prepared
     # statements may outlive a transaction, so psycopg must not prepare them.
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
-        pool_pre_ping=pre_ping,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=300,
         connect_args={"prepare_threshold": None},
     )
+    if pre_ping:
+        _ping_idle_connections(engine, after=ping_idle_after)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine, *, after: float) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, for connections idle for more than ``after`` seconds: a
+    dead one is replaced (the pool tries a fresh connection) before anyone uses it."""
+
+    def fresh(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_IDLE_SINCE, 0.0) <= after:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"The pooled connection did not answer: {exc}") from exc
+
+    event.listen(engine, "connect", fresh)
+    event.listen(engine, "checkin", fresh)
+    event.listen(engine, "checkout", check)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy import Engine, Insert, insert
+from sqlalchemy import Engine, Insert, Table, insert
 from sqlmodel import Session, SQLModel
 
 from tasks.clock import utc_now
@@ -64,9 +64,20 @@ class UnitOfWork:
         """
         if not rows:
             return
-        statement, columns = _insert_statement(type(rows[0]))
-        values = [{name: getattr(row, name) for name in columns} for row in rows]
-        ids = self.session.connection().execute(statement, values).scalars().all()
+        table: Table = type(rows[0]).__table__  # type: ignore[attr-defined]
+        values = [{name: getattr(row, name) for name in _written_columns(table)} for row in rows]
+        connection = self.session.connection()
+        dialect = connection.dialect
+        if dialect.insert_executemany_returning_sort_by_parameter_order or (
+            len(rows) == 1 and dialect.insert_returning
+        ):
+            ids = list(connection.execute(_insert_returning_id(table), values).scalars())
+        else:  # SQLite before 3.35: no RETURNING; one INSERT per row, its id from the cursor
+            ids = []
+            for one in values:
+                key = connection.execute(insert(table), one).inserted_primary_key
+                assert key is not None
+                ids.append(key[0])
         for row, row_id in zip(rows, ids, strict=True):
             row.id = row_id
 
@@ -86,12 +97,15 @@ class UnitOfWork:
 
 
 @functools.cache
-def _insert_statement(model: type[SQLModel]) -> tuple[Insert, tuple[str, ...]]:
-    """A table's ``INSERT ... RETURNING id`` (ids in the order of the rows given) and the
-    attributes it writes: every mapped column but the generated ``id``."""
-    table = model.__table__  # type: ignore[attr-defined]
-    columns = tuple(column.key for column in table.columns if column.key != "id")
-    return insert(table).returning(table.c.id, sort_by_parameter_order=True), columns
+def _written_columns(table: Table) -> tuple[str, ...]:
+    """Every column of ``table`` but the generated ``id``."""
+    return tuple(column.key for column in table.columns if column.key != "id")
+
+
+@functools.cache
+def _insert_returning_id(table: Table) -> Insert:
+    """``INSERT ... RETURNING id``; with many rows, the ids come back in the rows' order."""
+    return insert(table).returning(table.c.id, sort_by_parameter_order=True)
 
 
 def _outbox_row(event: DomainEvent) -> OutboxEvent:

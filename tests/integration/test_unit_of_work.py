@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
+from tasks.db import make_engine, migrate
 from tasks.events import ReminderDue, TaskChanged
 from tasks.inputs import TaskDraft
 from tasks.models import OutboxEvent, Task
@@ -150,3 +151,28 @@ def test_a_failure_after_the_insert_leaves_nothing_behind(
         raise RuntimeError("changed my mind")
 
     assert stored(uow, actor.user_id) == ([], [])
+
+
+def test_on_a_sqlite_without_returning_the_ids_come_from_the_cursor(
+    sqlite_url: str, clock: FixedClock, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(sqlite_url)
+    migrate(engine)
+    monkeypatch.setattr(engine.dialect, "insert_returning", False)  # SQLite before 3.35
+    monkeypatch.setattr(engine.dialect, "insert_executemany_returning_sort_by_parameter_order", False)
+    uow = UnitOfWorkFactory(engine)
+    seen: list[OutboxEvent] = []
+    uow.after_commit.append(seen.extend)
+    try:
+        views = [TaskService(uow, clock=clock).add(actor, TaskDraft(title=t)) for t in ("one", "two")]
+        with uow() as unit:
+            tasks = [new_task(actor, clock, title) for title in ("three", "four")]
+            unit.insert(tasks)
+            unit.commit()
+
+        stored_tasks, rows = stored(uow, actor.user_id)
+    finally:
+        engine.dispose()
+    assert [task.id for task in stored_tasks] == [views[0].id, views[1].id, tasks[0].id, tasks[1].id]
+    assert [row.model_dump() for row in seen] == [row.model_dump() for row in rows]
+    assert [row.task_id for row in rows] == [views[0].id, views[1].id]

@@ -60,3 +60,49 @@ def test_durations(text: str, minutes: int) -> None:
 
 def test_a_non_duration_is_not_minutes() -> None:
     assert minutes_phrase("tomorrow") is None
+
+
+ISO_TIMES = [
+    "2026-12-01T10:00:00Z",
+    "2026-12-01T10:00",
+    "2026-12-01 10:00",
+    "2026-12-01T10:00:30",
+    "2026-12-01T10:00:30.250000",
+    "2026-11-23T00:00:00+01:00",
+    "2026-11-30T00:00:00+0100",
+    "2026-11-30T23:59:59-05:00",
+    "2027-03-28T01:30",  # the hour before Berlin's clocks go forward
+    "2027-07-01T12:00",  # summer time
+    "2026-10-25T03:30",  # just after the clocks went back
+    "  2026-12-01T10:00:00Z ",
+]
+
+
+@pytest.mark.parametrize("text", ISO_TIMES)
+@pytest.mark.parametrize("tz", ["Europe/Berlin", "America/New_York", "UTC", "Asia/Kolkata"])
+def test_iso_date_times_are_read_directly_and_mean_what_dateparser_makes_of_them(text: str, tz: str) -> None:
+    from tasks import timeparse
+
+    assert timeparse._iso_datetime(text, timeparse.zone(tz)) is not None, "not taken by the fast path"
+    direct = parse_when(text, tz=tz, now=NOW)
+    through_dateparser = timeparse._parse_natural(text, tz=tz, now=NOW, field="due", date_only="end_of_day")
+    assert direct == through_dateparser
+    assert direct.utcoffset() is not None and direct.utcoffset().total_seconds() == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-12-01",  # a day: the end-of-day or morning rule applies
+        "2026-13-01T10:00",  # no such month
+        "2026-12-01T10",
+        "2026-12-01T10:00:00z",
+        "1 Dec 2026 10:00",
+        "2026-10-25T02:30",  # Berlin's repeated hour
+        "2027-03-28T02:30",  # Berlin's skipped hour
+    ],
+)
+def test_what_is_not_a_plain_unambiguous_iso_date_and_time_goes_to_dateparser(text: str) -> None:
+    from tasks import timeparse
+
+    assert timeparse._iso_datetime(text, timeparse.zone("Europe/Berlin")) is None

@@ -11,10 +11,10 @@ On PostgreSQL several relays (every role and replica runs one) take turns: a rou
 transaction-level advisory lock, and a relay that finds another in its round tries again a few
 milliseconds later. So rounds never overlap, rows reach the broker in id order, and one user's
 events keep their order on their partition (rows are also claimed ``FOR UPDATE SKIP LOCKED``, so
-no row is ever published by two relays at once). Ids are taken when a row is written, so two
-transactions committing in the opposite order of their ids can still be published in commit
-order: events of one task never are (its writes lock the task row), events of two tasks of one
-user written at the same instant may be. A failed publish leaves the rows pending,
+no row is ever published by two relays at once). One user's ids also follow commit order: the
+unit of work takes the user's outbox lock before it writes the rows (``tasks.unit_of_work``), so
+a row with a smaller id of that user is always committed, and claimable, before a larger one is
+written. A failed publish leaves the rows pending,
 notes the error, and backs off (doubling up to ``max_backoff``) until the sidecar or broker is
 back. A batch the bus refuses for good (``PublishError.permanent``: Dapr answered 4xx) is
 published again row by row: a row refused on its own is marked failed (``failed_at``,

@@ -12,9 +12,9 @@ import functools
 import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 
-from sqlalchemy import Engine, Insert, Table, insert
+from sqlalchemy import Engine, Insert, Table, insert, text
 from sqlmodel import Session, SQLModel
 
 from tasks.clock import utc_now
@@ -85,6 +85,8 @@ class UnitOfWork:
         rows = [_outbox_row(event) for event in self._pending]
         if rows:
             self.session.flush()  # the unit's own changes first, as one flush at commit would
+            if self.is_postgres:
+                self._take_users_turn(rows)
             self.insert(rows)
         self.session.commit()
         self._pending = []
@@ -94,6 +96,31 @@ class UnitOfWork:
             except Exception:  # a listener's failure must not undo a committed change
                 log.exception("after-commit listener %r failed", listener)
         return rows
+
+    def _take_users_turn(self, rows: Sequence[OutboxEvent]) -> None:
+        """Hold each of the rows' users' outbox lock until this transaction ends, before the
+        rows get their ids: one user's outbox ids then follow commit order (an id is taken when
+        the row is written, and two of a user's transactions could otherwise commit in the
+        opposite order of their ids). So the relay, which publishes committed rows in id order,
+        never publishes a user's later event first, and a socket resuming "after event N" never
+        misses one that committed late. Taken last in the transaction (nothing is waited for
+        while it is held) and in key order, so it cannot deadlock."""
+        users = sorted({row.user_id for row in rows})
+        connection = self.session.connection()
+        if len(users) == 1:
+            connection.execute(_USER_TURN, {"space": OUTBOX_USER_LOCK_SPACE, "user": users[0]})
+        else:
+            connection.execute(_USERS_TURNS, {"space": OUTBOX_USER_LOCK_SPACE, "users": users})
+
+
+#: The first key of the per-user outbox locks (``pg_advisory_xact_lock(space, hashtext(user))``;
+#: two-key advisory locks never collide with the relay's one-key lock).
+OUTBOX_USER_LOCK_SPACE: Final = 0x7D0_0B0C
+_USER_TURN: Final = text("SELECT pg_advisory_xact_lock(:space, hashtext(:user))")
+_USERS_TURNS: Final = text(
+    "SELECT pg_advisory_xact_lock(:space, k) FROM "
+    "(SELECT DISTINCT hashtext(u) AS k FROM unnest(CAST(:users AS text[])) AS u ORDER BY k) AS keys"
+)
 
 
 @functools.cache

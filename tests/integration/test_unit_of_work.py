@@ -176,3 +176,69 @@ def test_on_a_sqlite_without_returning_the_ids_come_from_the_cursor(
     assert [task.id for task in stored_tasks] == [views[0].id, views[1].id, tasks[0].id, tasks[1].id]
     assert [row.model_dump() for row in seen] == [row.model_dump() for row in rows]
     assert [row.task_id for row in rows] == [views[0].id, views[1].id]
+
+
+def test_one_users_outbox_ids_follow_commit_order_on_postgres(pg_url: str, clock: FixedClock) -> None:
+    """While one of alice's transactions is between writing its outbox row and committing (here:
+    another connection holding her outbox lock with a row written), her next write waits and
+    gets a later id; bob's write does not wait. Without the lock her second row would take a
+    later id but commit first, and the relay (committed rows in id order) would publish it first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import text
+
+    from tasks.unit_of_work import OUTBOX_USER_LOCK_SPACE
+
+    service, uow = next(services := service_on(pg_url, clock))
+    alice = Actor(user_id=f"alice-{uuid.uuid4().hex[:8]}", timezone="Europe/Berlin")
+    bob = Actor(user_id=f"bob-{uuid.uuid4().hex[:8]}", timezone="Europe/Berlin")
+    with uow.engine.connect() as first, ThreadPoolExecutor(2) as pool:
+        first.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:user))"),
+            {"space": OUTBOX_USER_LOCK_SPACE, "user": alice.user_id},
+        )
+        early_id = first.execute(
+            text(
+                "INSERT INTO outbox (topic, event_type, user_id, task_id, payload, created_at, attempts)"
+                " VALUES ('task-events', 'todo.task.created.v1', :user, NULL, '{}', now(), 0) RETURNING id"
+            ),
+            {"user": alice.user_id},
+        ).scalar_one()
+        hers = pool.submit(service.add, alice, TaskDraft(title="second"))
+        his = pool.submit(service.add, bob, TaskDraft(title="his"))
+        his.result(timeout=10)  # bob is not held up by alice's lock
+        with pytest.raises(TimeoutError):
+            hers.result(timeout=0.5)  # alice's write waits for her first transaction
+        first.commit()
+        hers.result(timeout=10)
+    _, rows = stored(uow, alice.user_id)
+    assert [row.id for row in rows][0] == early_id
+    assert all(row.id > early_id for row in rows[1:]) and len(rows) == 2
+    services.close()
+
+
+def test_a_commit_with_several_users_events_takes_each_users_turn(pg_url: str, clock: FixedClock) -> None:
+    """Reminder firing commits many users' events at once: each user's lock, in one statement,
+    held until the transaction ends."""
+    from sqlalchemy import text
+
+    from tasks.unit_of_work import OUTBOX_USER_LOCK_SPACE
+
+    _, uow = next(services := service_on(pg_url, clock))
+    held = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :space"
+        " AND objsubid = 2 AND pid = pg_backend_pid()"
+    )
+    three = [f"u{n}-{uuid.uuid4().hex[:6]}" for n in (3, 1, 2)]
+    users = [*three, three[1]]  # one user twice: one lock
+    rows = [OutboxEvent(topic="task-events", event_type="todo.task.updated.v1", user_id=u, payload={})
+            for u in users]  # fmt: skip
+    with uow() as unit:
+        connection = unit.session.connection()
+        assert connection.execute(held, {"space": OUTBOX_USER_LOCK_SPACE}).scalar_one() == 0
+        unit._take_users_turn(rows)
+        assert connection.execute(held, {"space": OUTBOX_USER_LOCK_SPACE}).scalar_one() == 3
+        unit.session.rollback()
+        connection = unit.session.connection()
+        assert connection.execute(held, {"space": OUTBOX_USER_LOCK_SPACE}).scalar_one() == 0
+    services.close()

@@ -17,7 +17,9 @@ client to the same sidecar, on its own CPU:
 - **Supervision**: a child that dies is started again within a second (its claimed rows were
   released with its connections, so nothing is lost; a row it published but had not marked is
   published again, and consumers ignore repeats). The child exits when the app closes the
-  wake-up pipe or sends SIGTERM, and on its own when the app dies (the pipe reads end-of-file).
+  wake-up pipe, also when the app dies (the pipe reads end-of-file); it ignores SIGTERM and
+  SIGINT, which a signal to the whole process group also delivers to the app, so the app stops
+  it in order instead of restarting it on its way out.
 """
 
 from __future__ import annotations
@@ -92,8 +94,7 @@ class RelayProcess:
             if conn is not None:
                 conn.close()
         if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(timeout)
+            self._process.join(timeout)  # the closed pipe stops it (it ignores SIGTERM)
             if self._process.is_alive():
                 log.warning(
                     "outbox relay process %s did not stop in %.0fs: killed", self._process.pid, timeout
@@ -171,7 +172,11 @@ def _child_main(settings: Any, wake: Connection, control: Connection) -> None:
     logging.basicConfig(
         level=str(settings.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the app, which stops us in order
+    # Signals to the whole process group (Ctrl-C, ``kill -- -<pgid>``, a service manager) reach
+    # the app too, which stops us in order by closing the wake-up pipe. Stopping here on our own
+    # would only have the app's supervisor start us again while it shuts down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # A stale connection fails one round, which the relay retries after a short backoff: no
     # pre-ping round trip per round. Two connections: a round uses one at a time.
     engine = make_engine(settings.effective_database_url, pool_size=2, pre_ping=False)
@@ -204,7 +209,6 @@ async def _child_run(
         relay.stop()
         loop.call_later(_STOP_GRACE, task.cancel)  # a round stuck on a down sidecar: cancel it
 
-    loop.add_signal_handler(signal.SIGTERM, stop)
     wake_fd = wake.fileno()
     os.set_blocking(wake_fd, False)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 import httpx
@@ -69,8 +70,15 @@ def test_the_relay_process_publishes_comes_back_after_a_kill_and_never_outlives_
                             expected=40)  # fmt: skip
     assert {e["data"]["task_id"] for _, e in records} == {int(i) for i in ids}
 
-    api.stop_app()  # SIGTERM: the app stops its relay on the way out
+    # A SIGTERM to the process group reaches the relay as well as the app: the relay leaves its
+    # stopping to the app (else the app's supervisor would start it again on the way out).
+    os.kill(second["pid"], signal.SIGTERM)
+    time.sleep(1.5)  # a relay that stopped on it would be dead (and restarted) by now
+    assert pid_alive(second["pid"]) and relay_metrics(api.url)["process"]["restarts"] == 1
+    api.stop_app()  # SIGTERM to the process group: the app stops its relay on the way out
     wait_until(lambda: not pid_alive(second["pid"]), what="the relay to stop with its app", timeout=20)
+    restarted = api.log_path.read_text().count("outbox relay process exited")
+    assert restarted == 1, "only the SIGKILL above: the group's SIGTERM must not look like a crash"
 
     api.start_app()
     third = relay_metrics(api.url)["process"]

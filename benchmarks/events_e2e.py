@@ -77,6 +77,8 @@ class Measurements:
     write_seconds: float = 0.0
     cpu_s: dict[str, float] = field(default_factory=dict)
     relay_pid: int | None = None  # Dapr mode: the api's relay runs in a child process
+    reconnects: int = 0  # sockets the server dropped for falling behind, resumed after their last id
+    resets: int = 0  # resumes that missed more than the server replays
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -273,15 +275,31 @@ async def mcp_session(url: str, token: str | None, client: str = "wire") -> Asyn
 
 
 async def watch(url: str, token: str | None, m: Measurements, ready: asyncio.Event) -> None:
-    ws_url = url.replace("http://", "ws://") + "/ws" + (f"?token={token}" if token else "")
-    async with websockets.connect(ws_url, max_queue=None) as ws:
-        ready.set()
-        async for raw in ws:
-            message = json.loads(raw)
-            if message.get("type") == "task" and message.get("event_type") == "created":
-                task_id = int(message["task_id"])
-                if task_id not in m.seen_at:
-                    m.seen_at[task_id], m.seen_wall[task_id] = time.perf_counter(), time.time()
+    """The owner's socket, as a client that keeps up would use it: when the server drops it for
+    falling too far behind, reconnect and resume after the last event id seen (a ``reset``, sent
+    when more was missed than the server replays, is counted: those updates are lost to it)."""
+    base = url.replace("http://", "ws://") + "/ws" + (f"?token={token}" if token else "")
+    last_id: str | None = None
+    while True:
+        ws_url = base + (("&" if "?" in base else "?") + f"last_event_id={last_id}" if last_id else "")
+        try:
+            async with websockets.connect(ws_url, max_queue=None) as ws:
+                ready.set()
+                async for raw in ws:
+                    message = json.loads(raw)
+                    if message.get("type") == "reset":
+                        m.resets += 1
+                    if message.get("type") != "task":
+                        continue
+                    last_id = str(message["id"])
+                    if message.get("event_type") == "created":
+                        task_id = int(message["task_id"])
+                        if task_id not in m.seen_at:
+                            m.seen_at[task_id], m.seen_wall[task_id] = time.perf_counter(), time.time()
+        except (websockets.ConnectionClosed, OSError):
+            pass
+        m.reconnects += 1
+        await asyncio.sleep(0.1)
 
 
 async def warm_up(url: str, tokens: dict[str, str | None], client: str, limit: float = 90) -> None:
@@ -432,6 +450,8 @@ def figures(target: Target, m: Measurements) -> dict[str, Any]:
         },
         "relay_backlog": metrics["backlog"],
         "lost": len(set(m.sent_at) - set(m.seen_at)),
+        "socket_reconnects": m.reconnects,
+        "socket_resets": m.resets,
         "api_cpu_ms_per_write": round(m.cpu_s.get("api", 0) * 1000 / max(1, len(m.sent_at)), 2),
         "daprd_cpu_ms_per_write": round(m.cpu_s.get("daprd", 0) * 1000 / max(1, len(m.sent_at)), 2),
         "relay_cpu_ms_per_write": round(m.cpu_s.get("relay", 0) * 1000 / max(1, len(m.sent_at)), 2),

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import defaultdict, deque
 from collections.abc import Mapping
 from typing import Any, Final
@@ -48,6 +49,7 @@ QUEUE_SIZE: Final = 2048  # well above a bulk delivery (100 per call, one call p
 SEND_TIMEOUT: Final = 5.0
 AUTH_TIMEOUT: Final = 10.0
 REPLAY_LIMIT: Final = 500
+_SEND_SLICE: Final = 0.002  # how long one socket sends queued messages before yielding
 _SENT_MEMORY: Final = 2048
 _POLICY_VIOLATION: Final = 1008
 _TRY_AGAIN_LATER: Final = 1013
@@ -116,10 +118,18 @@ class Connection:
     async def send_loop(self) -> None:
         """Drain the queue to the socket, skipping events already sent (live + replay overlap)."""
         try:
+            slice_ends = time.perf_counter() + _SEND_SLICE
             while (message := await self.queue.get()) is not None:
                 if not self._first_time(message.get("id")):
                     continue
-                await asyncio.wait_for(self.websocket.send_text(json.dumps(message)), SEND_TIMEOUT)
+                # asyncio.timeout, not wait_for: no task per message, so a send the socket takes
+                # at once does not wait a whole turn of a busy loop (under load that capped each
+                # socket at a few hundred messages a second and queues filled up)
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    await self.websocket.send_text(json.dumps(message))
+                if time.perf_counter() > slice_ends:  # a long queue: let the rest of the app run
+                    await asyncio.sleep(0)
+                    slice_ends = time.perf_counter() + _SEND_SLICE
         except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError) as exc:
             log.info("dropping a WebSocket of %s: %s", self.user_id, type(exc).__name__)
         finally:

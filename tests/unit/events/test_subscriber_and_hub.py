@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from events.ports import Delivery, Outcome, Subscription
@@ -139,3 +140,34 @@ async def test_a_bulk_delivery_gets_one_status_per_entry(make_container: Callabl
         {"entryId": "e3", "status": "SUCCESS"},
     ]}  # fmt: skip
     assert [d.id for d in seen] == ["1", "3"]
+
+
+async def test_a_send_that_never_completes_drops_the_socket_after_the_send_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from events import realtime
+
+    monkeypatch.setattr(realtime, "SEND_TIMEOUT", 0.2)
+    stuck = Connection(_SilentSocket(), "alice")  # type: ignore[arg-type]
+    stuck.offer({"type": "task", "id": "1"})
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(stuck.send_loop(), 5)
+    assert stuck.closed.is_set() and asyncio.get_running_loop().time() - started < 2
+
+
+class _CountingSocket:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(text)
+
+
+async def test_a_socket_gets_its_queued_messages_in_order_without_repeats() -> None:
+    socket = _CountingSocket()
+    connection = Connection(socket, "alice")  # type: ignore[arg-type]
+    for n in [*range(300), 5, 7]:  # 5 and 7 again: a replay overlapping live messages
+        connection.offer({"type": "task", "id": str(n)})
+    connection.queue.put_nowait(None)
+    await asyncio.wait_for(connection.send_loop(), 5)
+    assert [json.loads(text)["id"] for text in socket.sent] == [str(n) for n in range(300)]

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import secrets
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -59,6 +60,9 @@ from devstack.postgres import libpq_url, sqlalchemy_url
 from devstack.procs import free_port
 from devstack.sidecar import Sidecar, start_sidecar
 from devstack.stack import Stack
+from tasks.service import Actor, TaskService
+from tasks.unit_of_work import UnitOfWorkFactory
+from tests.conftest import FixedClock, service_on
 
 SidecarFactory = Callable[..., Sidecar]
 AppServerFactory = Callable[..., AppServer]
@@ -233,3 +237,18 @@ def app_server_factory() -> Iterator[AppServerFactory]:
     yield serve
     for server in reversed(servers):
         server.stop()
+
+
+# -- the task service on both databases ------------------------------------------------------
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(
+    request: pytest.FixtureRequest, sqlite_url: str, clock: FixedClock
+) -> Iterator[tuple[TaskService, UnitOfWorkFactory]]:
+    """The task service and its units of work on SQLite, then on the session's PostgreSQL."""
+    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    yield from service_on(url, clock)
+
+
+@pytest.fixture
+def actor() -> Actor:
+    return Actor(user_id=f"alice-{uuid.uuid4().hex[:8]}", timezone="Europe/Berlin")

@@ -4,7 +4,7 @@ after-commit listeners see the outbox rows exactly as they were stored."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
@@ -20,19 +20,6 @@ from tasks.unit_of_work import UnitOfWorkFactory
 from tests.conftest import FixedClock, service_on
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(
-    request: pytest.FixtureRequest, sqlite_url: str, clock: FixedClock
-) -> Iterator[tuple[TaskService, UnitOfWorkFactory]]:
-    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    yield from service_on(url, clock)
-
-
-@pytest.fixture
-def actor() -> Actor:
-    return Actor(user_id=f"alice-{uuid.uuid4().hex[:8]}", timezone="Europe/Berlin")
 
 
 @pytest.fixture

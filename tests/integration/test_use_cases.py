@@ -6,7 +6,6 @@ Every write is checked together with the outbox row it must leave behind.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -15,24 +14,10 @@ from sqlmodel import Session, select
 from tasks.errors import InvalidInput, TaskNotFound, VersionConflict
 from tasks.inputs import TaskChanges, TaskDraft, TaskQuery
 from tasks.models import OutboxEvent, Task
-from tasks.service import Actor, TaskService
+from tasks.service import Actor
 from tasks.unit_of_work import UnitOfWorkFactory
-from tests.conftest import FixedClock, service_on
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(
-    request: pytest.FixtureRequest, sqlite_url: str, clock: FixedClock
-) -> Iterator[tuple[TaskService, UnitOfWorkFactory]]:
-    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    yield from service_on(url, clock)
-
-
-@pytest.fixture
-def actor() -> Actor:
-    return Actor(user_id=f"alice-{uuid.uuid4().hex[:8]}", timezone="Europe/Berlin")
 
 
 @pytest.fixture

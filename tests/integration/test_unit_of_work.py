@@ -192,15 +192,17 @@ def test_one_users_outbox_ids_follow_commit_order_on_postgres(pg_url: str, clock
             {"user": alice.user_id},
         ).scalar_one()
         hers = pool.submit(service.add, alice, TaskDraft(title="second"))
-        his = pool.submit(service.add, bob, TaskDraft(title="his"))
-        his.result(timeout=10)  # bob is not held up by alice's lock
         with pytest.raises(TimeoutError):
             hers.result(timeout=0.5)  # alice's write waits for her first transaction
+        his = pool.submit(service.add, bob, TaskDraft(title="his"))
+        his.result(timeout=10)  # bob is not held up by alice's lock
         first.commit()
         hers.result(timeout=10)
     _, rows = stored(uow, alice.user_id)
-    assert [row.id for row in rows][0] == early_id
-    assert all(row.id > early_id for row in rows[1:]) and len(rows) == 2
+    _, bobs = stored(uow, bob.user_id)
+    assert [row.id for row in rows][0] == early_id and len(rows) == 2
+    # her waiting write drew its id only once her turn came: after bob's, written meanwhile
+    assert rows[1].id > bobs[0].id > early_id
     services.close()
 
 

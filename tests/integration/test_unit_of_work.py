@@ -47,6 +47,14 @@ def new_task(actor: Actor, clock: FixedClock, title: str = "Buy milk") -> Task:
     return Task(owner_id=actor.user_id, title=title, created_at=clock.now, updated_at=clock.now)
 
 
+def created(actor: Actor, task: Task, clock: FixedClock) -> TaskChanged:
+    """The ``created`` event of a task already inserted (it has its id)."""
+    view = TaskView.of(task)
+    return TaskChanged(
+        event_type="created", user_id=actor.user_id, task_id=view.id, task_data=view, timestamp=clock.now
+    )
+
+
 def test_listeners_see_the_created_task_and_its_outbox_row_as_stored(
     backend: tuple[TaskService, UnitOfWorkFactory], committed: list[OutboxEvent], actor: Actor
 ) -> None:
@@ -72,13 +80,7 @@ def test_events_recorded_together_get_ids_in_the_order_they_were_recorded(
         tasks = [new_task(actor, clock, title) for title in ("first", "second")]
         unit.insert(tasks)
         for task in tasks:
-            view = TaskView.of(task)
-            unit.record(
-                TaskChanged(
-                    event_type="created", user_id=actor.user_id, task_id=view.id, task_data=view,
-                    timestamp=clock.now,
-                )
-            )  # fmt: skip
+            unit.record(created(actor, task, clock))
         assert tasks[1].id is not None
         unit.record(
             ReminderDue(
@@ -111,13 +113,7 @@ def test_a_task_and_its_event_commit_together_or_not_at_all(
     with pytest.raises(RuntimeError, match="commit failed"), uow() as unit:
         task = new_task(actor, clock)
         unit.insert([task])
-        view = TaskView.of(task)
-        unit.record(
-            TaskChanged(
-                event_type="created", user_id=actor.user_id, task_id=view.id, task_data=view,
-                timestamp=clock.now,
-            )
-        )  # fmt: skip
+        unit.record(created(actor, task, clock))
 
         def failing_commit() -> None:
             raise RuntimeError("commit failed")

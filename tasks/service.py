@@ -307,10 +307,16 @@ def _refresh_reminder(task: Task, now: datetime) -> None:
 
 
 def _snapshot(task: Task) -> dict[str, Any]:
+    """The tracked fields as an event's ``changes`` compare them; ``remind_at`` is the pending
+    reminder, as in ``TaskView``, so completing a task with one records that it went away."""
+
     def plain(value: Any) -> Any:
         return as_utc(value).isoformat() if isinstance(value, datetime) else value
 
-    return {name: plain(getattr(task, name)) for name in _TRACKED}
+    snapshot = {name: plain(getattr(task, name)) for name in _TRACKED}
+    if task.reminder_state != "pending":
+        snapshot["remind_at"] = None
+    return snapshot
 
 
 def _changed(

@@ -99,10 +99,16 @@ def plan_from_event(event_type: str, data: Mapping[str, Any]) -> ReminderPlan | 
 def _plan(task_id: int, user_id: str, payload: Mapping[str, Any]) -> ReminderPlan:
     kind = payload.get("event_type")
     data = payload.get("task_data") or {}
+    changes = payload.get("changes") or {}
     if kind == "deleted" or data.get("completed"):
-        return ReminderPlan(task_id, user_id, None, must_cancel=True)
+        # A job exists only for a pending reminder: the deleted task's snapshot shows it, a
+        # completion records it going away in ``changes``. Otherwise there is nothing to delete
+        # (unless this process knows a job, see ``apply``); a stale job left by a failed delete
+        # fires into the firing check, which sends nothing.
+        had_one = data.get("remind_at") is not None or "remind_at" in changes
+        return ReminderPlan(task_id, user_id, None, must_cancel=had_one)
     remind_at = _parse(data.get("remind_at"))
-    touched = bool(_REMINDER_FIELDS & set(payload.get("changes") or {}))
+    touched = bool(_REMINDER_FIELDS & set(changes))
     if remind_at is None and (kind == "created" or not touched):
         return ReminderPlan(task_id, user_id, None)  # cancel only if this process knows a job
     return ReminderPlan(task_id, user_id, remind_at, must_cancel=remind_at is None)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from events.reminders.scheduling import ReminderScheduling, job_name, plan_from_event
+from events.reminders.scheduling import ReminderScheduling, job_name, plan_from_event, plan_from_row
 from tasks.clock import utc_now
 from tasks.inputs import TaskChanges, TaskDraft
 from tasks.models import OutboxEvent
@@ -103,3 +103,40 @@ def test_only_task_changes_make_plans() -> None:
     notification = {"user_id": "alice", "task_id": 7, "title": "Call mom", "notification_id": 1}
     assert plan_from_event("todo.notification.created.v1", notification) is None
     assert plan_from_event("todo.task.created.v1", {"task_id": "7", "user_id": "alice"}) is None
+
+
+def last_row(container: Container, task_id: int) -> OutboxEvent:
+    with Session(container.engine) as session:
+        row = session.exec(
+            select(OutboxEvent).where(OutboxEvent.task_id == task_id).order_by(col(OutboxEvent.id).desc())
+        ).first()
+    assert row is not None
+    return row
+
+
+async def test_completing_or_deleting_deletes_a_job_only_for_a_task_that_had_a_reminder(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A task's job exists only if it had a reminder: the others cost no call to the scheduler."""
+    app = bootstrap("recurrence", make_settings())
+    jobs = RecordedJobs()
+    scheduling = ReminderScheduling(jobs, app.uow)
+    await scheduling.start()
+    alice = Actor("alice", "Europe/Berlin")
+    due = utc_now() + timedelta(hours=2)
+    try:
+        plain = [app.tasks.add(alice, TaskDraft(title=f"Plain {n}", due=due)) for n in range(2)]
+        reminded = [
+            app.tasks.add(alice, TaskDraft(title=f"Reminded {n}", due=due, remind_before_minutes=30))
+            for n in range(2)
+        ]
+        for first, second in (plain, reminded):
+            app.tasks.complete(alice, first.id)
+            app.tasks.delete(alice, second.id)
+        plans = [plan_from_row(last_row(app, task.id)) for task in (*plain, *reminded)]
+        assert all(plan is not None and plan.remind_at is None for plan in plans)
+        scheduling.submit([plan for plan in plans if plan is not None])
+        await scheduling.drain()
+        assert sorted(jobs.calls) == sorted(("cancel", job_name(task.id), None) for task in reminded)
+    finally:
+        await scheduling.stop()

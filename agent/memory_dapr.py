@@ -1,17 +1,31 @@
 """Conversation memory in the Dapr state store (``statestore``: PostgreSQL v2) in Dapr mode.
 
-Each conversation's items are the SDK's ``DaprSession`` under ``conversation:<user>:<id>``; the
-user's index of conversations is the key ``conversations:<user>``. Every key names its user, so
-one user's ids never reach another user's data. All writes are guarded by etags and retried on
+Each conversation is the SDK's ``DaprSession`` under ``conversation:<user>:<id>``: its items (a
+JSON list of serialized items) under ``<session>:messages`` and ``created_at``/``updated_at``
+under ``<session>:metadata``, so the SDK's session reads and clears what this store writes. The
+metadata also holds ``updated_at_iso``, the precise time of the last append (the SDK's own
+``updated_at`` is whole seconds); the session ignores it. The user's index ``conversations:<user>``
+holds only what changes on create, rename and delete: each conversation's title and creation time.
+
+Every key names its user, so one user's ids never reach another user's data: a conversation
+exists when its items key does (create writes it together with the index entry). All writes are
+guarded by etags (the metadata by the items' etag, in the same transaction) and retried on
 conflict; a key's first write is insert-only, so two first writes cannot overwrite each other.
 
-Round trips per chat turn: ``load`` reads the index and the items in one bulk read; ``append``
-writes the index's ``updated_at``, the items and the session's metadata in one state
-transaction guarded by the etags that load read, so it either all lands or, when another turn
-wrote in between, is retried from a fresh (bulk) read: two calls per turn, four for a new
-conversation. The layout is ``DaprSession``'s (a JSON list of serialized items under
-``<session>:messages``, ``created_at``/``updated_at`` under ``<session>:metadata``), so the
-SDK's session reads and clears what this store writes.
+Round trips per chat turn: ``load`` reads the conversation's items and metadata in one bulk read;
+``append`` writes both in one state transaction guarded by the items' etag that load read, and is
+retried from a fresh bulk read when another turn of the same conversation wrote in between: one
+read and one transaction, and a turn touches no other conversation's keys (turns in different
+conversations of one user never conflict). A new conversation costs two calls more (create reads
+the index and writes it with the empty item list; its first append reads before it writes).
+``recent`` reads the index, then the metadata of its conversations in one bulk read.
+
+With a TTL, every write carries ``ttlInSeconds`` except the index's: appends no longer rewrite it,
+so it must not expire under conversations in use (``recent`` rewrites, once, an index that the
+previous layout wrote with a TTL). Expired conversations are left out of ``recent`` and are not
+found; create drops their index entries. Index entries written by the previous layout carry an
+``updated_at`` of their own, which still counts (new entries keep one, the creation time, so that
+version can still read the index after a rollback).
 
     client = DaprClient(address="127.0.0.1:50001")
     store = DaprConversationStore(client, store_name="statestore", ttl_seconds=30 * 86400)
@@ -23,11 +37,10 @@ import asyncio
 import json
 import logging
 import random
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Final, TypeVar
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 from agents.extensions.memory.dapr_session import DaprSession
@@ -36,6 +49,7 @@ from dapr.clients.grpc._request import TransactionalStateOperation, TransactionO
 from dapr.clients.grpc._state import Concurrency, StateOptions
 
 from agent.memory import ConversationInfo, ConversationNotFound, Item, new_conversation_id, now
+from tasks.clock import as_utc
 
 T = TypeVar("T")
 Index = dict[str, dict[str, str]]
@@ -44,6 +58,10 @@ log = logging.getLogger(__name__)
 _MAX_ATTEMPTS: Final = 12
 _CONFLICT_MARKERS: Final = ("etag mismatch", "no item was updated", "etag does not match")
 _FIRST_WRITE: Final = StateOptions(concurrency=Concurrency.first_write)
+_STRONG_READ: Final = {"consistency": "strong"}
+_MAX_SNAPSHOTS: Final = 256
+# Marks an index written by this layout, without a TTL (the previous one wrote it with one).
+_LAYOUT: Final = 2
 
 
 def _is_conflict(error: Exception) -> bool:
@@ -51,20 +69,38 @@ def _is_conflict(error: Exception) -> bool:
     return any(marker in message for marker in _CONFLICT_MARKERS)
 
 
-_STRONG_READ: Final = {"consistency": "strong"}
-_MAX_SNAPSHOTS: Final = 256
+@dataclass
+class _Index:
+    entries: Index
+    etag: str | None
+    lasting: bool  # written by this layout, so without a TTL
 
 
 @dataclass
-class _Both:
-    index: Index
-    index_etag: str | None
+class _Snapshot:
+    """What a load read of one conversation, for the append that follows in the same turn."""
+
     items: list[str]
     items_etag: str | None
+    created_at: str | None  # the metadata's, in DaprSession's whole seconds
 
 
-def _index_of(data: bytes | str | None) -> Index:
-    return json.loads(data)["conversations"] if data else {}  # type: ignore[no-any-return]
+def _index_of(data: bytes | str | None, etag: str | None) -> _Index:
+    stored = json.loads(data) if data else {}
+    return _Index(stored.get("conversations", {}), etag, stored.get("layout") == _LAYOUT)
+
+
+def _index_value(entries: Index) -> str:
+    return json.dumps({"layout": _LAYOUT, "conversations": entries}, separators=(",", ":"))
+
+
+def _metadata_of(data: bytes | str | None) -> dict[str, Any]:
+    """A session's metadata; empty when missing or unreadable (it is bookkeeping)."""
+    try:
+        stored = json.loads(data) if data else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
 
 
 def _stored_items(data: bytes | str | None) -> list[str]:
@@ -92,17 +128,32 @@ def _decoded(stored: list[str], limit: int | None) -> list[Item]:
     return items
 
 
+def _moment(value: Any) -> datetime | None:
+    """An ISO 8601 time or DaprSession's whole epoch seconds; None when neither."""
+    if not isinstance(value, str):
+        return None
+    try:
+        if value.isdigit():
+            return datetime.fromtimestamp(int(value), UTC)
+        return as_utc(datetime.fromisoformat(value))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _last_write(entry: dict[str, str], metadata: dict[str, Any]) -> datetime:
+    """When the conversation was last written: the latest of its index entry's times (creation;
+    the previous layout's ``updated_at``) and its metadata's (ours, or the SDK's seconds)."""
+    moments = (
+        _moment(entry.get("created_at")),
+        _moment(entry.get("updated_at")),
+        _moment(metadata.get("updated_at_iso")),
+        _moment(metadata.get("updated_at")),
+    )
+    return max(moment for moment in moments if moment is not None)
+
+
 async def _backoff(attempt: int) -> None:
     await asyncio.sleep(random.uniform(0.001, 0.005 * attempt))
-
-
-def _info(conversation_id: str, entry: dict[str, str]) -> ConversationInfo:
-    return ConversationInfo(
-        id=conversation_id,
-        title=entry["title"],
-        created_at=datetime.fromisoformat(entry["created_at"]),
-        updated_at=datetime.fromisoformat(entry["updated_at"]),
-    )
 
 
 class DaprConversationStore:
@@ -119,10 +170,10 @@ class DaprConversationStore:
         self._store = store_name
         self._ttl = ttl_seconds
         self._metadata = {"ttlInSeconds": str(ttl_seconds)} if ttl_seconds else {}
-        # What the last load of a conversation read (values and etags), for the append that
-        # follows it in the same turn: the write is guarded by those etags, so a snapshot that
+        # What the last load of a conversation read (values and etag), for the append that
+        # follows it in the same turn: the write is guarded by that etag, so a snapshot that
         # another writer made stale only costs a conflict and a fresh read.
-        self._loaded: dict[tuple[str, str], _Both] = {}
+        self._loaded: dict[tuple[str, str], _Snapshot] = {}
 
     @property
     def _client(self) -> DaprClient:
@@ -134,59 +185,95 @@ class DaprConversationStore:
 
     # -- keys --------------------------------------------------------------------------
     @staticmethod
-    def _user(user_id: str) -> str:
-        return quote(user_id, safe="")
+    def _session_id(user_id: str, conversation_id: str) -> str:
+        return f"conversation:{quote(user_id, safe='')}:{conversation_id}"
 
-    def _index_key(self, user_id: str) -> str:
-        return f"conversations:{self._user(user_id)}"
+    @staticmethod
+    def _index_key(user_id: str) -> str:
+        return f"conversations:{quote(user_id, safe='')}"
+
+    def _metadata_key(self, user_id: str, conversation_id: str) -> str:
+        return f"{self._session_id(user_id, conversation_id)}:metadata"
 
     def session(self, user_id: str, conversation_id: str) -> DaprSession:
         """The SDK session holding one conversation's items."""
         return DaprSession(
-            f"conversation:{self._user(user_id)}:{conversation_id}",
+            self._session_id(user_id, conversation_id),
             state_store_name=self._store,
             dapr_client=self._client,
             ttl=self._ttl,
             consistency="strong",
         )
 
-    # -- the index -----------------------------------------------------------------------
-    async def _read_index(self, user_id: str) -> tuple[Index, str | None]:
-        response = await self._client.get_state(self._store, self._index_key(user_id))
-        return _index_of(response.data), response.etag or None
-
-    async def _read_both(self, user_id: str, session: DaprSession) -> _Both:
-        """The user's index and one conversation's stored items, in one bulk read."""
-        index_key, items_key = self._index_key(user_id), session._messages_key
-        response = await self._client.get_bulk_state(
-            self._store, [index_key, items_key], states_metadata=_STRONG_READ
-        )
-        found = {item.key: item for item in response.items}
-        for item in found.values():
+    # -- reads -----------------------------------------------------------------------------
+    async def _read(self, keys: list[str]) -> dict[str, tuple[bytes | str, str | None]]:
+        """The keys that exist, with their values and etags, in one bulk read."""
+        if not keys:
+            return {}
+        response = await self._client.get_bulk_state(self._store, keys, states_metadata=_STRONG_READ)
+        found: dict[str, tuple[bytes | str, str | None]] = {}
+        for item in response.items:
             if item.error:
                 raise RuntimeError(f"Reading conversation state failed: {item.error}")
-        index, items = found.get(index_key), found.get(items_key)
-        return _Both(
-            index=_index_of(index.data if index else b""),
-            index_etag=(index.etag or None) if index else None,
-            items=_stored_items(items.data if items else b""),
-            items_etag=(items.etag or None) if items else None,
+            if item.data:
+                found[item.key] = (item.data, item.etag or None)
+        return found
+
+    async def _read_index(self, user_id: str) -> _Index:
+        response = await self._client.get_state(self._store, self._index_key(user_id))
+        return _index_of(response.data, response.etag or None)
+
+    async def _read_snapshot(self, session: DaprSession) -> _Snapshot:
+        """One conversation's stored items and its metadata's creation time, in one bulk read."""
+        found = await self._read([session._messages_key, session._metadata_key])
+        items, items_etag = found.get(session._messages_key, (b"", None))
+        metadata = _metadata_of(found.get(session._metadata_key, (b"", None))[0])
+        created_at = metadata.get("created_at")
+        return _Snapshot(
+            _stored_items(items), items_etag, created_at if isinstance(created_at, str) else None
         )
 
-    async def _update_index(self, user_id: str, change: Callable[[Index], T]) -> T:
+    def _expired(self, last_write: datetime) -> bool:
+        return self._ttl is not None and now() - last_write >= timedelta(seconds=self._ttl)
+
+    def _live_info(
+        self, conversation_id: str, entry: dict[str, str], metadata: bytes | str | None
+    ) -> ConversationInfo | None:
+        """The conversation as listed; None when its keys expired (its metadata is kept as long
+        as its items, so a conversation without metadata is judged by its index entry)."""
+        updated_at = _last_write(entry, _metadata_of(metadata))
+        if metadata is None and self._expired(updated_at):
+            return None
+        return ConversationInfo(
+            id=conversation_id,
+            title=entry["title"],
+            created_at=datetime.fromisoformat(entry["created_at"]),
+            updated_at=updated_at,
+        )
+
+    async def _check_listed(self, user_id: str, conversation_id: str) -> None:
+        """For a conversation without an item list: it is an empty one when the user's index
+        lists it and it has not expired (written by an older version, or cleared by the SDK);
+        otherwise it does not exist, or is another user's."""
+        entry = self._entry(await self._read_index(user_id), conversation_id)
+        if self._expired(_last_write(entry, {})):
+            raise ConversationNotFound(conversation_id)
+
+    @staticmethod
+    def _entry(index: _Index, conversation_id: str) -> dict[str, str]:
+        entry = index.entries.get(conversation_id)
+        if entry is None:
+            raise ConversationNotFound(conversation_id)
+        return entry
+
+    # -- the index -------------------------------------------------------------------------
+    async def _update_index(self, user_id: str, change: Callable[[_Index], T]) -> T:
         """Read, change and write the index under its etag; retry when another writer won."""
         for attempt in range(1, _MAX_ATTEMPTS + 1):
-            index, etag = await self._read_index(user_id)
+            index = await self._read_index(user_id)
             result = change(index)
             try:
-                await self._client.save_state(
-                    self._store,
-                    self._index_key(user_id),
-                    json.dumps({"conversations": index}, separators=(",", ":")),
-                    etag=etag,
-                    options=_FIRST_WRITE,
-                    state_metadata=self._metadata,
-                )
+                await self._save_index(user_id, index)
                 return result
             except Exception as error:
                 if not _is_conflict(error) or attempt == _MAX_ATTEMPTS:
@@ -194,40 +281,60 @@ class DaprConversationStore:
                 await _backoff(attempt)
         raise AssertionError("unreachable")
 
-    @staticmethod
-    def _entry(index: Index, conversation_id: str) -> dict[str, str]:
-        entry = index.get(conversation_id)
-        if entry is None:
-            raise ConversationNotFound(conversation_id)
-        return entry
+    async def _drop_expired(self, user_id: str, index: _Index) -> None:
+        """Remove the entries of conversations whose keys expired, so the index does not grow
+        with them (it has no TTL of its own). Reads only entries old enough to have expired."""
+        if self._ttl is None:
+            return
+        old = [cid for cid, entry in index.entries.items() if self._expired(_last_write(entry, {}))]
+        found = await self._read([self._metadata_key(user_id, cid) for cid in old])
+        for cid in old:
+            if self._metadata_key(user_id, cid) not in found:
+                del index.entries[cid]
+
+    async def _make_lasting(self, user_id: str, index: _Index) -> None:
+        """Rewrite an index the previous layout wrote with a TTL, once, without one: appends no
+        longer refresh it. A conflict means another writer rewrote it already."""
+        try:
+            await self._save_index(user_id, index)
+        except Exception as error:
+            if not _is_conflict(error):
+                raise
+
+    async def _save_index(self, user_id: str, index: _Index) -> None:
+        """Write the index under the etag it was read with (insert-only when new), no TTL."""
+        await self._client.save_state(
+            self._store,
+            self._index_key(user_id),
+            _index_value(index.entries),
+            etag=index.etag,
+            options=_FIRST_WRITE,
+        )
 
     # -- the store protocol ----------------------------------------------------------------
     async def create(
         self, user_id: str, *, title: str, conversation_id: str | None = None
     ) -> ConversationInfo:
         cid = conversation_id or new_conversation_id()
-        stamp = now().isoformat()
-
-        def add(index: Index) -> ConversationInfo:
-            index[cid] = {"title": title[:200], "created_at": stamp, "updated_at": stamp}
-            return _info(cid, index[cid])
-
+        stamp = now()
+        info = ConversationInfo(id=cid, title=title[:200], created_at=stamp, updated_at=stamp)
+        # ``updated_at`` is only the creation time here, kept so the previous version can read it.
+        entry = {"title": info.title, "created_at": stamp.isoformat(), "updated_at": stamp.isoformat()}
         session = self.session(user_id, cid)
         for attempt in range(1, _MAX_ATTEMPTS + 1):
-            index, etag = await self._read_index(user_id)
-            if etag is None or conversation_id is not None:
+            index = await self._read_index(user_id)
+            if index.etag is None or conversation_id is not None:
                 break  # the user's first conversation (insert-only index write) or a given id
-            info = add(index)
+            await self._drop_expired(user_id, index)
+            index.entries[cid] = entry
             try:  # the index entry and the empty item list appear together
-                await self._transact(
-                    [self._index_op(user_id, index, etag), self._op(session._messages_key, "[]")]
-                )
+                await self._transact([self._index_op(user_id, index), self._op(session._messages_key, "[]")])
                 return info
             except Exception as error:
                 if not _is_conflict(error) or attempt == _MAX_ATTEMPTS:
                     raise
                 await _backoff(attempt)
-        info = await self._update_index(user_id, add)
+        await self._update_index(user_id, lambda index: index.entries.__setitem__(cid, entry))
         await self._start_items(session)
         return info
 
@@ -242,35 +349,48 @@ class DaprConversationStore:
                 raise
 
     async def get(self, user_id: str, conversation_id: str) -> ConversationInfo:
-        index, _etag = await self._read_index(user_id)
-        return _info(conversation_id, self._entry(index, conversation_id))
+        index_key, metadata_key = self._index_key(user_id), self._metadata_key(user_id, conversation_id)
+        found = await self._read([index_key, metadata_key])
+        index = _index_of(*found.get(index_key, (b"", None)))
+        entry = self._entry(index, conversation_id)
+        info = self._live_info(conversation_id, entry, found.get(metadata_key, (None, None))[0])
+        if info is None:
+            raise ConversationNotFound(conversation_id)
+        return info
 
     async def recent(self, user_id: str) -> list[ConversationInfo]:
-        index, _etag = await self._read_index(user_id)
-        infos = [_info(cid, entry) for cid, entry in index.items()]
-        return sorted(infos, key=lambda info: info.updated_at, reverse=True)
+        index = await self._read_index(user_id)
+        if self._ttl is not None and index.entries and not index.lasting:
+            await self._make_lasting(user_id, index)
+        keys = {cid: self._metadata_key(user_id, cid) for cid in index.entries}
+        found = await self._read(list(keys.values()))
+        infos = [
+            self._live_info(cid, entry, found.get(keys[cid], (None, None))[0])
+            for cid, entry in index.entries.items()
+        ]
+        listed = [info for info in infos if info is not None]
+        return sorted(listed, key=lambda info: info.updated_at, reverse=True)
 
     async def rename(self, user_id: str, conversation_id: str, title: str) -> ConversationInfo:
-        def change(index: Index) -> ConversationInfo:
-            entry = self._entry(index, conversation_id)
-            entry.update(title=title[:200], updated_at=now().isoformat())
-            return _info(conversation_id, entry)
+        """A new title; when it was last written stays the last turn's time."""
+        current = await self.get(user_id, conversation_id)  # not found when missing or expired
 
-        return await self._update_index(user_id, change)
+        def change(index: _Index) -> None:
+            self._entry(index, conversation_id)["title"] = title[:200]
+
+        await self._update_index(user_id, change)
+        return replace(current, title=title[:200])
 
     async def delete(self, user_id: str, conversation_id: str) -> None:
-        def remove(index: Index) -> None:
-            self._entry(index, conversation_id)
-            del index[conversation_id]
-
         session = self.session(user_id, conversation_id)
         for attempt in range(1, _MAX_ATTEMPTS + 1):
-            index, etag = await self._read_index(user_id)
-            remove(index)
+            index = await self._read_index(user_id)
+            self._entry(index, conversation_id)
+            del index.entries[conversation_id]
             try:  # the index entry, the items and the session metadata go together
                 await self._transact(
                     [
-                        self._index_op(user_id, index, etag),
+                        self._index_op(user_id, index),
                         self._op(session._messages_key, None, delete=True),
                         self._op(session._metadata_key, None, delete=True),
                     ]
@@ -282,42 +402,43 @@ class DaprConversationStore:
                 await _backoff(attempt)
 
     async def load(self, user_id: str, conversation_id: str, *, limit: int | None = None) -> list[Item]:
-        both = await self._read_both(user_id, self.session(user_id, conversation_id))
-        self._entry(both.index, conversation_id)
+        snapshot = await self._read_snapshot(self.session(user_id, conversation_id))
+        if snapshot.items_etag is None:  # no item list: only an older version's entry is one
+            await self._check_listed(user_id, conversation_id)
         if len(self._loaded) >= _MAX_SNAPSHOTS:  # turns that never appended (failures): start over
             self._loaded.clear()
-        self._loaded[(user_id, conversation_id)] = both
-        return _decoded(both.items, limit)
+        self._loaded[(user_id, conversation_id)] = snapshot
+        return _decoded(snapshot.items, limit)
 
     async def append(self, user_id: str, conversation_id: str, items: Sequence[Item]) -> None:
-        """Add a turn's items in one transaction (on what ``load`` read, else on a bulk read),
-        retried from a fresh read when another writer won."""
+        """Add a turn's items and bump the metadata in one transaction (on what ``load`` read,
+        else on a bulk read), retried from a fresh read when another writer won."""
         if not items:
             return
         session = self.session(user_id, conversation_id)
         serialized = [json.dumps(item, separators=(",", ":")) for item in items]
         snapshot = self._loaded.pop((user_id, conversation_id), None)
         for attempt in range(1, _MAX_ATTEMPTS + 1):
-            both = snapshot if attempt == 1 and snapshot else await self._read_both(user_id, session)
-            entry = self._entry(both.index, conversation_id)  # also proves it is the user's
-            entry["updated_at"] = now().isoformat()
-            if both.items_etag is None:  # written by an older version: no item list yet
+            seen = snapshot if attempt == 1 and snapshot else await self._read_snapshot(session)
+            if seen.items_etag is None:  # written by an older version: no item list yet
+                await self._check_listed(user_id, conversation_id)
                 await self._start_items(session)
                 continue
-            created = str(int(datetime.fromisoformat(entry["created_at"]).timestamp()))
+            stamp = now()
+            seconds = str(int(stamp.timestamp()))
             metadata = {
                 "session_id": session.session_id,
-                "created_at": created,
-                "updated_at": str(int(time.time())),
+                "created_at": seen.created_at or seconds,
+                "updated_at": seconds,
+                "updated_at_iso": stamp.isoformat(),
             }
-            try:
+            try:  # the items' etag proves the conversation exists and is the user's
                 await self._transact(
                     [
-                        self._index_op(user_id, both.index, both.index_etag),
                         self._op(
                             session._messages_key,
-                            json.dumps(both.items + serialized, separators=(",", ":")),
-                            both.items_etag,
+                            json.dumps(seen.items + serialized, separators=(",", ":")),
+                            seen.items_etag,
                         ),
                         self._op(session._metadata_key, json.dumps(metadata)),
                     ]
@@ -327,23 +448,28 @@ class DaprConversationStore:
                 if not _is_conflict(error) or attempt == _MAX_ATTEMPTS:
                     raise
                 await _backoff(attempt)
+        raise RuntimeError(f"Could not append to conversation {conversation_id}; try again.")
 
     # -- transactions ----------------------------------------------------------------------
     def _op(
-        self, key: str, value: str | None, etag: str | None = None, *, delete: bool = False
+        self,
+        key: str,
+        value: str | None,
+        etag: str | None = None,
+        *,
+        delete: bool = False,
+        lasting: bool = False,
     ) -> TransactionalStateOperation:
         return TransactionalStateOperation(
             key=key,
             data=value if value is not None else "",
             etag=etag,
             operation_type=TransactionOperationType.delete if delete else TransactionOperationType.upsert,
-            metadata=None if delete else (self._metadata or None),
+            metadata=None if delete or lasting else (self._metadata or None),
         )
 
-    def _index_op(self, user_id: str, index: Index, etag: str | None) -> TransactionalStateOperation:
-        return self._op(
-            self._index_key(user_id), json.dumps({"conversations": index}, separators=(",", ":")), etag
-        )
+    def _index_op(self, user_id: str, index: _Index) -> TransactionalStateOperation:
+        return self._op(self._index_key(user_id), _index_value(index.entries), index.etag, lasting=True)
 
     async def _transact(self, operations: list[TransactionalStateOperation]) -> None:
         await self._client.execute_state_transaction(self._store, operations)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from typing import Any
 
 import psycopg
@@ -148,3 +150,198 @@ async def test_an_append_on_a_stale_load_keeps_the_other_writers_items(dapr_env:
         await store.append("frank", info.id, [user("second")])  # stale etags: conflict, re-read
         items = await store.load("frank", info.id)
     assert [i["content"] for i in items] == ["first", "from elsewhere", "second"]
+
+
+# -- a turn touches only its own conversation's keys -------------------------------------------
+class CountingClient:
+    """The real client, counting the reads and state transactions that reach the sidecar."""
+
+    def __init__(self, client: DaprClient) -> None:
+        self._client = client
+        self.reads = 0
+        self.transactions = 0
+
+    async def get_state(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        return await self._client.get_state(*args, **kwargs)
+
+    async def get_bulk_state(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        return await self._client.get_bulk_state(*args, **kwargs)
+
+    async def execute_state_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        self.transactions += 1
+        return await self._client.execute_state_transaction(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def contents(items: list[Any]) -> list[str]:
+    return [item["content"] for item in items]
+
+
+async def test_turns_in_two_conversations_of_one_user_take_one_read_and_one_write_each(
+    dapr_env: dict[str, str],
+) -> None:
+    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
+        counting = CountingClient(client)
+        store = DaprConversationStore(lambda: counting, store_name=STORE)  # type: ignore[arg-type,return-value]
+        name = unique("gina")
+        first, second = await store.create(name, title="one"), await store.create(name, title="two")
+        await store.append(name, first.id, [user("hello one")])
+        await store.append(name, second.id, [user("hello two")])
+        counting.reads = counting.transactions = 0
+
+        await asyncio.gather(store.load(name, first.id), store.load(name, second.id))
+        await asyncio.gather(
+            store.append(name, first.id, [user("again one")]),
+            store.append(name, second.id, [user("again two")]),
+        )
+        assert (counting.reads, counting.transactions) == (2, 2)  # no conflict, no retry
+        assert contents(await store.load(name, first.id)) == ["hello one", "again one"]
+        assert contents(await store.load(name, second.id)) == ["hello two", "again two"]
+
+
+async def test_an_append_does_not_rewrite_the_users_index(dapr_env: dict[str, str]) -> None:
+    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
+        store = DaprConversationStore(client, store_name=STORE)
+        name = unique("hana")
+        info = await store.create(name, title="quiet index")
+        before = await client.get_state(STORE, f"conversations:{name}")
+        await store.load(name, info.id)
+        await store.append(name, info.id, [user("first")])
+        await store.append(name, info.id, [user("second")])  # without a load: reads, then writes
+        after = await client.get_state(STORE, f"conversations:{name}")
+    assert before.etag and after.etag == before.etag
+    assert after.data == before.data
+
+
+async def test_recent_lists_the_conversation_appended_last_first(dapr_env: dict[str, str]) -> None:
+    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
+        store = DaprConversationStore(client, store_name=STORE)
+        name = unique("ida")
+        a, b, c = [await store.create(name, title=title) for title in ("a", "b", "c")]
+        assert [i.id for i in await store.recent(name)] == [c.id, b.id, a.id]
+        await store.append(name, a.id, [user("bump a")])
+        assert [i.id for i in await store.recent(name)] == [a.id, c.id, b.id]
+        await store.append(name, b.id, [user("bump b")])
+        listed = await store.recent(name)
+        assert [i.id for i in listed] == [b.id, a.id, c.id]
+        got = await store.get(name, b.id)
+        assert got == listed[0] and got.updated_at > got.created_at == b.created_at
+        renamed = await store.rename(name, a.id, "renamed a")
+        assert (renamed.title, renamed.updated_at) == ("renamed a", listed[1].updated_at)
+        # The SDK's session reads what this store wrote, and its created_at survives our appends.
+        assert await store.session(name, b.id).get_items() == [user("bump b")]
+        metadata = json.loads((await client.get_state(STORE, f"conversation:{name}:{b.id}:metadata")).data)
+        assert metadata["created_at"] == str(int(b.created_at.timestamp()))
+
+
+async def test_another_users_conversation_is_not_found_by_any_operation(dapr_env: dict[str, str]) -> None:
+    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
+        store = DaprConversationStore(client, store_name=STORE)
+        alice, bob = unique("alice"), unique("bob")
+        info = await store.create(alice, title="mine")
+        await store.append(alice, info.id, [user("secret")])
+        await store.create(bob, title="bob's own")  # bob has an index, without alice's id
+        for attempt in (
+            store.get(bob, info.id),
+            store.load(bob, info.id),
+            store.append(bob, info.id, [user("intruder")]),
+            store.rename(bob, info.id, "x"),
+            store.delete(bob, info.id),
+        ):
+            with pytest.raises(ConversationNotFound):
+                await attempt
+        assert contents(await store.load(alice, info.id)) == ["secret"]
+        assert [i.title for i in await store.recent(bob)] == ["bob's own"]
+
+
+async def test_conversations_written_by_the_previous_layout_still_list_load_and_append(
+    dapr_env: dict[str, str],
+) -> None:
+    """The previous version kept ``updated_at`` in the index entry and wrote no ``updated_at_iso``."""
+    name = unique("jack")
+    appended, empty, no_items = "oldappended", "oldempty", "olditemless"
+    entries = {
+        appended: ("2026-01-01T10:00:00+00:00", "2026-01-03T10:00:00.250000+00:00"),
+        empty: ("2026-01-02T10:00:00+00:00", "2026-01-02T10:00:00+00:00"),
+        no_items: ("2025-12-01T10:00:00+00:00", "2025-12-01T10:00:00+00:00"),
+    }
+    index = {
+        "conversations": {
+            cid: {"title": f"title {cid}", "created_at": created, "updated_at": updated}
+            for cid, (created, updated) in entries.items()
+        }
+    }
+    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
+        session = f"conversation:{name}:{appended}"
+        await client.save_state(STORE, f"conversations:{name}", json.dumps(index))
+        await client.save_state(STORE, f"{session}:messages", json.dumps([json.dumps(user("old"))]))
+        await client.save_state(
+            STORE,
+            f"{session}:metadata",
+            json.dumps({"session_id": session, "created_at": "1767261600", "updated_at": "1767434400"}),
+        )
+        await client.save_state(STORE, f"conversation:{name}:{empty}:messages", "[]")
+        store = DaprConversationStore(client, store_name=STORE)
+
+        listed = await store.recent(name)
+        assert [i.id for i in listed] == [appended, empty, no_items]
+        assert listed[0].updated_at.isoformat() == entries[appended][1]
+        assert await store.get(name, appended) == listed[0]
+        assert contents(await store.load(name, appended)) == ["old"]
+        assert await store.load(name, empty) == []
+        assert await store.load(name, no_items) == []
+
+        await store.append(name, no_items, [user("new")])
+        assert contents(await store.load(name, no_items)) == ["new"]
+        await store.append(name, appended, [user("newer")])
+        assert contents(await store.load(name, appended)) == ["old", "newer"]
+        assert [i.id for i in await store.recent(name)] == [appended, no_items, empty]
+        await store.delete(name, empty)
+        assert [i.id for i in await store.recent(name)] == [appended, no_items]
+
+
+async def test_the_index_outlives_its_ttl_while_a_conversation_is_in_use(dapr_env: dict[str, str]) -> None:
+    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
+        store = DaprConversationStore(client, store_name=STORE, ttl_seconds=2)
+        name = unique("kim")
+        idle = await store.create(name, title="idle")
+        busy = await store.create(name, title="busy")
+        await asyncio.sleep(1.2)
+        await store.append(name, busy.id, [user("still here")])
+        await asyncio.sleep(1.2)  # the index and the idle conversation were written 2.4 s ago
+        assert [i.id for i in await store.recent(name)] == [busy.id]
+        with pytest.raises(ConversationNotFound):
+            await store.get(name, idle.id)
+        with pytest.raises(ConversationNotFound):
+            await store.load(name, idle.id)
+        assert contents(await store.load(name, busy.id)) == ["still here"]
+        fresh = await store.create(name, title="fresh")  # drops the expired entry
+        stored = json.loads((await client.get_state(STORE, f"conversations:{name}")).data)
+    assert set(stored["conversations"]) == {busy.id, fresh.id}
+
+
+async def test_an_index_the_previous_layout_wrote_with_a_ttl_stops_expiring(dapr_env: dict[str, str]) -> None:
+    name = unique("lea")
+    cid = "oldttl"
+    stamp = "2026-01-01T10:00:00+00:00"
+    index = {"conversations": {cid: {"title": "old", "created_at": stamp, "updated_at": stamp}}}
+    ttl = {"ttlInSeconds": "2"}
+    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
+        await client.save_state(STORE, f"conversations:{name}", json.dumps(index), state_metadata=ttl)
+        await client.save_state(STORE, f"conversation:{name}:{cid}:messages", "[]", state_metadata=ttl)
+        store = DaprConversationStore(client, store_name=STORE, ttl_seconds=2)
+        await store.append(name, cid, [user("kept alive")])
+        assert [i.id for i in await store.recent(name)] == [cid]  # rewrites the index without a TTL
+        await asyncio.sleep(1.2)
+        await store.append(name, cid, [user("and again")])
+        await asyncio.sleep(1.2)
+        assert [i.id for i in await store.recent(name)] == [cid]
+        assert contents(await store.load(name, cid)) == ["kept alive", "and again"]

@@ -14,6 +14,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from agents import Agent, Model, Tool
+from agents.agent import ToolsToFinalOutputFunction
 from agents.mcp import MCPServer
 
 from tasks.clock import zone
@@ -53,14 +54,18 @@ def build_assistant(
     timezone: str,
     mcp_servers: Sequence[MCPServer] = (),
     tools: Sequence[Tool] = (),
+    answer_from_tools: ToolsToFinalOutputFunction[Any] | None = None,
 ) -> Agent[Any]:
-    """The assistant; its task tools are ``mcp_servers``' tools, or ``tools`` already converted."""
+    """The assistant; its task tools are ``mcp_servers``' tools, or ``tools`` already converted.
+    ``answer_from_tools`` may end a run on tool results (the offline model's answer), else the
+    model always runs again after its tools."""
     return Agent(
         name=ASSISTANT_NAME,
         instructions=instructions(now=now, timezone=timezone),
         model=model,
         mcp_servers=list(mcp_servers),
         tools=list(tools),
+        tool_use_behavior=answer_from_tools or "run_llm_again",
     )
 
 

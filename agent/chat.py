@@ -22,6 +22,7 @@ import contextlib
 import logging
 import ssl
 import time
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -43,6 +44,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from agent.assistant import build_assistant
 from agent.memory import ConversationStore, Item, title_from, trim_for_model
 from agent.models import ModelChoice
+from agent.offline import OfflineModel
 from agent.timing import TimedModel, ToolTimer, TurnTimings
 from agent.transcript import parse_arguments, parse_output
 from tasks.clock import Clock, utc_now
@@ -366,6 +368,7 @@ class Turn:
         self.bearer: str | None = None
         self._queue: asyncio.Queue[ChatEvent | None] = asyncio.Queue()
         self._result: RunResultStreaming
+        self._said = False  # a text delta was streamed
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         task = asyncio.create_task(self._run(), name=f"chat-turn-{self.conversation_id}")
@@ -410,10 +413,13 @@ class Turn:
 
     async def _stream(self, server: _TaskTools) -> list[dict[str, Any]]:
         chat, timings = self.chat, self.timings
-        model = TimedModel(chat.models.model_for(timezone=self.actor.timezone), timings)
+        inner = chat.models.model_for(timezone=self.actor.timezone)
+        model = TimedModel(inner, timings)
+        answers = model.timed(inner.answer_from_tools) if isinstance(inner, OfflineModel) else None
         agent = build_assistant(
-            model=model, tools=await chat._task_tools(), now=chat.clock(), timezone=self.actor.timezone
-        )
+            model=model, tools=await chat._task_tools(), now=chat.clock(), timezone=self.actor.timezone,
+            answer_from_tools=answers,
+        )  # fmt: skip
         _turn_tools.set(server)  # this task's context; the run's own tasks copy it
         config = RunConfig(tracing_disabled=not chat.models.tracing_enabled, workflow_name="todo-chat")
         user_item: Item = {"role": "user", "content": self.message}
@@ -439,6 +445,7 @@ class Turn:
     def _translate(self, event: Any, calls: dict[str, dict[str, Any]]) -> None:
         if isinstance(event, RawResponsesStreamEvent):
             if event.data.type == "response.output_text.delta" and event.data.delta:
+                self._said = True
                 self._emit("delta", text=event.data.delta)
             return
         if not isinstance(event, RunItemStreamEvent):
@@ -462,6 +469,12 @@ class Turn:
         result = self._result
         reply = str(result.final_output or "")
         new_items = result.to_input_list()[len(self.history) :]
+        if reply and not _is_assistant_message(new_items[-1] if new_items else None):
+            # The run ended on tool results (the offline model answered from them): the reply
+            # is stored as the assistant's message and streamed, as a model's reply would be.
+            new_items.append(_assistant_message(reply))
+            if not self._said:
+                self._emit("delta", text=reply)
         started = time.perf_counter()
         await self.chat.store.append(self.actor.user_id, self.conversation_id, new_items)
         self.timings.memory_ms += (time.perf_counter() - started) * 1000
@@ -476,6 +489,25 @@ class Turn:
             await self.chat.store.delete(self.actor.user_id, self.conversation_id)
         except Exception:
             log.warning("could not remove the empty conversation %s", self.conversation_id, exc_info=True)
+
+
+def _is_assistant_message(item: Any) -> bool:
+    return (
+        isinstance(item, dict)
+        and item.get("role") == "assistant"
+        and item.get("type", "message") == "message"
+    )
+
+
+def _assistant_message(text: str) -> Item:
+    """An assistant reply as the SDK stores a model's output message."""
+    return {
+        "id": f"msg_{uuid.uuid4().hex[:24]}",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
 
 
 def _reason(exc: BaseException) -> str:

@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from agents import Model, RunHooks
 from agents.items import ModelResponse, TResponseStreamEvent
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass
@@ -68,6 +71,19 @@ class TimedModel(Model):
 
     async def close(self) -> None:
         await self._inner.close()
+
+    def timed(self, work: Callable[P, R]) -> Callable[P, R]:
+        """``work`` with its time counted as the model's: the model's own work done outside a
+        model call (the offline model answering from tool results in the same step)."""
+
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            started = time.perf_counter()
+            try:
+                return work(*args, **kwargs)
+            finally:
+                self._timings.model_ms += (time.perf_counter() - started) * 1000
+
+        return run
 
 
 class ToolTimer(RunHooks[Any]):

@@ -21,12 +21,14 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agents.agent import ToolsToFinalOutputResult
 from agents.agent_output import AgentOutputSchemaBase
 from agents.handoffs import Handoff
 from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
 from agents.model_settings import ModelSettings
 from agents.models.interface import Model, ModelTracing
-from agents.tool import Tool
+from agents.run_context import RunContextWrapper
+from agents.tool import FunctionToolResult, Tool
 from agents.usage import Usage
 from openai.types.responses import (
     ResponseFunctionToolCall,
@@ -35,7 +37,7 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
-from agent.offline.conversation import Call, next_step
+from agent.offline.conversation import Call, Say, next_step
 from agent.offline.streaming import OutputItem, stream_events
 
 _CURRENT_TIME: Final = re.compile(r"^\s*Current time:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
@@ -55,6 +57,9 @@ class OfflineModel(Model):
     def __init__(self, *, clock: Callable[[], datetime] | None = None, timezone: str = "UTC") -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._zone = _zone(timezone, ZoneInfo("UTC"))
+        #: The instructions, input and output of the last ``respond``: what ``answer_from_tools``
+        #: continues from.
+        self._last: tuple[str | None, list[Any], OutputItem] | None = None
 
     def reference_time(self, system_instructions: str | None) -> datetime:
         """Now, in the user's zone, as the instructions or the constructor say."""
@@ -73,10 +78,33 @@ class OfflineModel(Model):
     def respond(self, system_instructions: str | None, input: str | list[TResponseInputItem]) -> OutputItem:
         """The one output item for this turn: a function call or an assistant message."""
         items: list[Any] = [{"role": "user", "content": input}] if isinstance(input, str) else input
-        step = next_step(items, now=self.reference_time(system_instructions))
+        output = self._output(len(items), next_step(items, now=self.reference_time(system_instructions)))
+        self._last = (system_instructions, items, output)
+        return output
+
+    def answer_from_tools(
+        self, context: RunContextWrapper[Any], results: list[FunctionToolResult]
+    ) -> ToolsToFinalOutputResult:
+        """The agent's ``tool_use_behavior``: answer from the tool results in the same step.
+
+        What this model says after a tool result depends only on the conversation, so when its
+        next move is a reply, that reply is the run's final output without a second model
+        step (each step of the SDK's run loop costs more CPU than the model itself). When the
+        next move is another tool call (a lookup by title, then the change), the run goes on
+        and the model makes that call as usual."""
+        outputs = [result.run_item.raw_item for result in results if result.run_item is not None]
+        if self._last is None or not outputs:
+            return ToolsToFinalOutputResult(is_final_output=False)
+        instructions, items, call = self._last
+        step = next_step([*items, call, *outputs], now=self.reference_time(instructions))
+        if isinstance(step, Call):
+            return ToolsToFinalOutputResult(is_final_output=False)
+        return ToolsToFinalOutputResult(is_final_output=True, final_output=step.text)
+
+    def _output(self, position: int, step: Say | Call) -> OutputItem:
         if isinstance(step, Call):
             arguments = json.dumps(step.arguments, ensure_ascii=False, separators=(",", ":"))
-            call_id = f"call_{_digest(len(items), step.tool, arguments)}"
+            call_id = f"call_{_digest(position, step.tool, arguments)}"
             return ResponseFunctionToolCall(
                 id=call_id,
                 call_id=call_id,
@@ -86,7 +114,7 @@ class OfflineModel(Model):
                 status="completed",
             )
         return ResponseOutputMessage(
-            id=f"msg_{_digest(len(items), step.text)}",
+            id=f"msg_{_digest(position, step.text)}",
             type="message",
             role="assistant",
             status="completed",

@@ -356,3 +356,31 @@ def test_a_completed_repeating_task_says_when_the_next_one_is_due() -> None:
     assert message.content[0].text == (  # type: ignore[union-attr]
         "Completed #5 Standup — due Thu 26 Nov 09:30 (repeats daily). The next one is due Fri 27 Nov 09:30."
     )
+
+
+async def test_the_offline_model_answers_from_a_tool_result_in_the_same_step() -> None:
+    """A turn that calls one tool asks the model once: the reply comes from the tool result."""
+    calls: list[str] = []
+
+    class Counted(OfflineModel):
+        def respond(self, system_instructions: Any, input: Any) -> Any:
+            calls.append("model")
+            return super().respond(system_instructions, input)
+
+    @function_tool
+    def add_task(title: str, due: str | None = None) -> str:
+        """Add a task."""
+        calls.append("tool")
+        return json.dumps({"task": {"id": 7, "title": title, "due_at": None, "priority": "none",
+                                    "tags": [], "completed": False}})  # fmt: skip
+
+    model = Counted(timezone="UTC")
+    agent = Agent(name="todo", instructions="Current time: 2026-11-26T18:00:00+00:00", model=model,
+                  tools=[add_task], tool_use_behavior=model.answer_from_tools)  # fmt: skip
+    result = await Runner.run(agent, "add water the plants", run_config=RunConfig(tracing_disabled=True))
+    assert calls == ["model", "tool"]
+    assert str(result.final_output).startswith("Added #7 Water the plants")
+
+    calls.clear()
+    looked_up = await Runner.run(agent, "blorp", run_config=RunConfig(tracing_disabled=True))
+    assert calls == ["model"] and looked_up.final_output

@@ -47,12 +47,16 @@ async def test_add_list_complete_by_title_and_delete_with_confirmation(make_sett
             assert [n for n, _ in events if n in ("tool_call", "tool_result")] == ["tool_call", "tool_result"]
             assert events[1][1]["name"] == "delete_task" and events[-1][0] == "done"
             assert "Deleted" in events[-1][1]["reply"]
+            streamed = "".join(data["text"] for name, data in events if name == "delta")
+            assert streamed == events[-1][1]["reply"], "the reply made from the tool result is streamed"
 
             left = app.container.tasks.list(local, _all()).items
             assert [(t.title, t.completed) for t in left] == [("Buy milk", True)]
             transcript = (await client.get(f"/api/conversations/{cid}")).json()
             roles = [m["role"] for m in transcript["messages"]]
             assert roles.count("user") == 6 and roles.count("assistant") == 6 and "tool" in roles
+            assert roles[-3:] == ["user", "tool", "assistant"]
+            assert transcript["messages"][-1]["content"] == events[-1][1]["reply"]
             assert transcript["title"] == "add buy milk tomorrow at 5pm #groceries"
 
 

@@ -44,7 +44,7 @@ class Profiles:
         self._zones: dict[str, tuple[float, str | None]] = {}  # user -> (expires, saved zone)
 
     def get(self, user_id: str) -> Profile:
-        with self._uow() as uow:
+        with self._uow(read_only=True) as uow:
             row = uow.session.get(UserSettings, user_id)
             if row is None:
                 return Profile(user_id=user_id)

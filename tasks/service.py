@@ -56,11 +56,11 @@ class TaskService:
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, actor: Actor, task_id: int) -> TaskView:
-        with self._uow() as uow:
+        with self._uow(read_only=True) as uow:
             return TaskView.of(_load(uow, actor, task_id))
 
     def list(self, actor: Actor, query: TaskQuery) -> TaskPage:
-        with self._uow() as uow:
+        with self._uow(read_only=True) as uow:
             return listing.run(uow.session, actor.user_id, query, tz=actor.timezone, now=self._clock())
 
     # -- writes --------------------------------------------------------------------------
@@ -127,7 +127,7 @@ class TaskService:
 
     def preview_next_due(self, actor: Actor, task_id: int) -> datetime | None:
         """When the occurrence after this task would be due (None: not repeating, or ended)."""
-        with self._uow() as uow:
+        with self._uow(read_only=True) as uow:
             planned = _next_due(_load(uow, actor, task_id), self._clock())
         return planned[0] if planned else None
 

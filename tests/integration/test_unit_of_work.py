@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from tasks.db import make_engine, migrate
 from tasks.events import ReminderDue, TaskChanged
-from tasks.inputs import TaskDraft
+from tasks.inputs import TaskDraft, TaskQuery
 from tasks.models import OutboxEvent, Task
 from tasks.schemas import TaskView
 from tasks.service import Actor, TaskService
@@ -227,3 +227,41 @@ def test_a_commit_with_several_users_events_takes_each_users_turn(pg_url: str, c
         connection = unit.session.connection()
         assert connection.execute(held, {"space": OUTBOX_USER_LOCK_SPACE}).scalar_one() == 0
     services.close()
+
+
+def test_a_read_only_unit_reads_outside_a_transaction_and_cannot_commit(
+    backend: tuple[TaskService, UnitOfWorkFactory], actor: Actor, clock: FixedClock
+) -> None:
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Buy milk"))
+    with uow(read_only=True) as unit:
+        assert unit.session.get(Task, view.id) is not None
+        if unit.is_postgres:  # no BEGIN was sent: each statement is its own transaction
+            dbapi = unit.session.connection().connection.dbapi_connection
+            assert dbapi is not None and dbapi.info.transaction_status.name == "IDLE"
+        unit.record(
+            ReminderDue(
+                user_id=actor.user_id, task_id=view.id, title="x", remind_at=clock.now, timestamp=clock.now
+            )
+        )
+        with pytest.raises(RuntimeError, match="read-only"):
+            unit.commit()
+    assert len(stored(uow, actor.user_id)[1]) == 1
+
+
+def test_a_write_after_a_read_only_unit_is_one_transaction_again(
+    backend: tuple[TaskService, UnitOfWorkFactory], actor: Actor, clock: FixedClock
+) -> None:
+    """The pooled connection a read-only unit used is back in transaction mode for the next unit:
+    a write that fails part-way leaves nothing behind."""
+    service, uow = backend
+    for _ in range(3):
+        with uow(read_only=True) as unit:
+            unit.session.exec(select(Task).where(Task.owner_id == actor.user_id)).all()
+            read_on = unit.session.connection().connection.dbapi_connection
+        with pytest.raises(RuntimeError, match="changed my mind"), uow() as unit:
+            assert unit.session.connection().connection.dbapi_connection is read_on  # pooled
+            unit.insert([new_task(actor, clock)])
+            raise RuntimeError("changed my mind")
+    assert stored(uow, actor.user_id) == ([], [])
+    assert service.list(actor, TaskQuery(status="all")).items == []

@@ -58,6 +58,19 @@ class CompletedTask(TaskView):
     note: str | None = None
 
 
+def complete_task_for(service: TaskService, actor: Actor, task_id: int) -> CompletedTask:
+    """What ``complete_task`` does in its worker thread: complete, then tell when a repeating
+    task's next occurrence will be due (a task that does not repeat has none: no second read)."""
+    view = service.complete(actor, task_id)
+    upcoming = service.preview_next_due(actor, task_id) if view.recurrence else None
+    note = (
+        f"The next occurrence will be due {upcoming.isoformat()}."
+        if upcoming
+        else ("The repeat rule has ended." if view.recurrence else None)
+    )
+    return CompletedTask(**view.model_dump(), next_occurrence_due_at=upcoming, note=note)
+
+
 def build_mcp_server(
     service: TaskService,
     *,
@@ -135,17 +148,7 @@ def build_mcp_server(
     async def complete_task(task_id: TaskId) -> CompletedTask:
         """Mark a task as done. For a repeating task, says when the next occurrence is due."""
 
-        def run(actor: Actor) -> CompletedTask:
-            view = service.complete(actor, task_id)
-            upcoming = service.preview_next_due(actor, task_id)
-            note = (
-                f"The next occurrence will be due {upcoming.isoformat()}."
-                if upcoming
-                else ("The repeat rule has ended." if view.recurrence else None)
-            )
-            return CompletedTask(**view.model_dump(), next_occurrence_due_at=upcoming, note=note)
-
-        return await call(run)
+        return await call(lambda actor: complete_task_for(service, actor, task_id))
 
     @mcp.tool(
         annotations=ToolAnnotations(

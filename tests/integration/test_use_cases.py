@@ -300,3 +300,34 @@ def test_repeat_from_completion_and_ended_rules(backend, actor, clock) -> None:
     assert a is not None and a.due_at is not None
     assert a.due_at.date() == (clock.now + timedelta(days=14)).date()
     assert b is None
+
+
+def test_the_complete_task_tool_reads_the_next_occurrence_only_for_a_repeating_task(
+    backend, actor, clock
+) -> None:
+    from mcp_server.server import complete_task_for
+
+    service, uow = backend
+    reads: list[bool] = []
+
+    class CountingReads(UnitOfWorkFactory):
+        def __call__(self, *, read_only: bool = False):  # type: ignore[no-untyped-def]
+            reads.append(read_only)
+            return uow(read_only=read_only)
+
+    counted = type(service)(CountingReads(uow.engine), clock=clock)
+    once = service.add(actor, TaskDraft(title="Post the letter", due="tomorrow 9am"))
+    daily = service.add(actor, TaskDraft(title="Stretch", due="tomorrow 9am", recurrence="daily"))
+    last = service.add(actor, TaskDraft(title="Course", due="tomorrow 9am", recurrence="daily for 1 times"))
+
+    done = complete_task_for(counted, actor, once.id)
+    assert done.completed and (done.next_occurrence_due_at, done.note) == (None, None)
+    assert reads == [False]  # the completion only: no read for a task that does not repeat
+    repeating = complete_task_for(counted, actor, daily.id)
+    assert repeating.next_occurrence_due_at == once.due_at + timedelta(days=1)  # type: ignore[operator]
+    assert (
+        repeating.note == f"The next occurrence will be due {repeating.next_occurrence_due_at.isoformat()}."
+    )
+    ended = complete_task_for(counted, actor, last.id)
+    assert (ended.next_occurrence_due_at, ended.note) == (None, "The repeat rule has ended.")
+    assert reads == [False, False, True, False, True]

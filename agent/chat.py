@@ -405,11 +405,17 @@ class Turn:
             await server.cleanup()
             raise ChatFailed(f"The task tools are unavailable: {_reason(exc)}") from exc
         timings.tools_ms += (time.perf_counter() - connect_started) * 1000
+        saving: asyncio.Task[None] | None = None
         try:
             calls = await self._stream(server)
+            # The turn's items are written while the connection closes (both mostly wait).
+            saving = asyncio.create_task(self._save(calls))
         finally:
-            await server.cleanup()
-        await self._save(calls)
+            try:
+                await server.cleanup()
+            finally:
+                if saving is not None:
+                    await saving
 
     async def _stream(self, server: _TaskTools) -> list[dict[str, Any]]:
         chat, timings = self.chat, self.timings

@@ -9,11 +9,14 @@ outbox row commit together.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import select
+from sqlalchemy import bindparam
+from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from tasks import listing
 from tasks.clock import Clock, as_utc, utc_now, zone
@@ -277,13 +280,21 @@ class TaskService:
 
 
 def _load(uow: UnitOfWork, actor: Actor, task_id: int, *, for_update: bool = False) -> Task:
-    statement = select(Task).where(Task.id == task_id, Task.owner_id == actor.user_id)
-    if for_update and uow.is_postgres:
-        statement = statement.with_for_update()
-    task = uow.session.exec(statement).first()
+    statement = _task_of_owner(for_update=for_update and uow.is_postgres)
+    task = uow.session.exec(statement, params={"task_id": task_id, "owner_id": actor.user_id}).first()
     if task is None:  # another user's task is indistinguishable from a missing one
         raise TaskNotFound(task_id)
     return task
+
+
+@functools.cache
+def _task_of_owner(*, for_update: bool) -> SelectOfScalar[Task]:
+    """One task of one owner (``SELECT ... FOR UPDATE`` with ``for_update``), built once: a
+    statement built per call cost as much CPU as running it (construction and cache key)."""
+    statement = select(Task).where(
+        col(Task.id) == bindparam("task_id"), col(Task.owner_id) == bindparam("owner_id")
+    )
+    return statement.with_for_update() if for_update else statement
 
 
 def _check_version(task: Task, expected: int | None) -> None:

@@ -331,3 +331,41 @@ def test_the_complete_task_tool_reads_the_next_occurrence_only_for_a_repeating_t
     ended = complete_task_for(counted, actor, last.id)
     assert (ended.next_occurrence_due_at, ended.note) == (None, "The repeat rule has ended.")
     assert reads == [False, False, True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("change", "version"),
+    [
+        (lambda service, actor, task_id: service.update(actor, task_id, TaskChanges(title="Mine")), 3),
+        (lambda service, actor, task_id: service.complete(actor, task_id), 3),
+        (lambda service, actor, task_id: service.set_reminder(actor, task_id, at="tomorrow 9am"), 3),
+        (lambda service, actor, task_id: service.delete(actor, task_id), 2),
+    ],
+    ids=["update", "complete", "set_reminder", "delete"],
+)
+def test_a_change_waits_for_another_transaction_holding_the_task_on_postgres(
+    pg_url, clock, actor, change, version
+) -> None:
+    """Each write locks its task's row (FOR UPDATE) before reading it: a change made meanwhile
+    by another transaction is waited for and then seen, never overwritten."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import text
+
+    from tests.conftest import service_on
+
+    service, uow = next(services := service_on(pg_url, clock))
+    view = service.add(actor, TaskDraft(title="Shared", due="friday 9am"))
+    with uow.engine.connect() as other, ThreadPoolExecutor(1) as pool:
+        other.execute(
+            text("UPDATE tasks SET version = version + 1, priority = 'high' WHERE id = :id"), {"id": view.id}
+        )
+        pending = pool.submit(change, service, actor, view.id)
+        with pytest.raises(TimeoutError):
+            pending.result(timeout=0.5)
+        other.commit()
+        pending.result(timeout=10)
+    row = outbox(uow, actor.user_id)[-1]
+    assert row.payload["task_data"]["priority"] == "high"  # the other transaction's change, kept
+    assert row.payload["task_data"]["version"] == version  # deleted: as last seen; changed: one more
+    services.close()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, func, or_
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from tasks.errors import InvalidInput
 from tasks.inputs import TaskQuery, clean_limit, clean_priority, clean_tags
@@ -20,15 +22,12 @@ from tasks.timeparse import parse_when
 
 def run(session: Session, owner_id: str, query: TaskQuery, *, tz: str, now: datetime) -> TaskPage:
     limit = clean_limit(query.limit)
-    statement = select(Task).where(Task.owner_id == owner_id)
-    for condition in _filters(query, tz=tz, now=now):
-        statement = statement.where(condition)
+    filters, params = _filters(query, tz=tz, now=now)
     if query.cursor:
-        statement = statement.where(_after_cursor(query.cursor))
-    statement = statement.order_by(col(Task.due_at).is_(None), col(Task.due_at), col(Task.id)).limit(
-        limit + 1
-    )
-    rows = list(session.exec(statement))
+        after, cursor_params = _after_cursor(query.cursor)
+        filters, params = (*filters, after), params | cursor_params
+    params |= {"owner_id": owner_id, "limit": limit + 1}
+    rows = list(session.exec(_statement(filters), params=params))
     page, more = rows[:limit], len(rows) > limit
     return TaskPage(
         items=[TaskView.of(task) for task in page],
@@ -36,33 +35,80 @@ def run(session: Session, owner_id: str, query: TaskQuery, *, tz: str, now: date
     )
 
 
-def _filters(query: TaskQuery, *, tz: str, now: datetime) -> list[Any]:
-    conditions: list[Any] = []
+def _filters(query: TaskQuery, *, tz: str, now: datetime) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The names of the conditions ``query`` asks for (see ``_condition``) and their values."""
+    names: list[str] = []
+    params: dict[str, Any] = {}
     if query.status == "pending":
-        conditions.append(col(Task.completed).is_(False))
+        names.append("open")
     elif query.status == "completed":
-        conditions.append(col(Task.completed).is_(True))
+        names.append("done")
     if query.due_before is not None:
-        conditions.append(col(Task.due_at) <= _bound(query.due_before, "due_before", tz, now))
+        names.append("due_before")
+        params["due_before"] = _bound(query.due_before, "due_before", tz, now)
     if query.due_after is not None:
-        conditions.append(col(Task.due_at) >= _bound(query.due_after, "due_after", tz, now))
+        names.append("due_after")
+        params["due_after"] = _bound(query.due_after, "due_after", tz, now)
     if query.overdue:
-        conditions += [col(Task.completed).is_(False), col(Task.due_at) < now]
+        names += ["open", "past_due"]
+        params["now"] = now
     if query.tag:
         tags = clean_tags([query.tag])
         if tags:
-            conditions.append(col(Task.tags_text).contains(f",{tags[0]},"))
+            names.append("tag")
+            params["tag"] = f",{tags[0]},"
     if query.priority:
-        conditions.append(Task.priority == clean_priority(query.priority))
+        names.append("priority")
+        params["priority"] = clean_priority(query.priority)
     if query.search and query.search.strip():
-        needle = query.search.strip().lower()
-        conditions.append(
-            or_(
-                func.lower(col(Task.title)).contains(needle, autoescape=True),
-                func.lower(col(Task.description)).contains(needle, autoescape=True),
+        names.append("search")
+        needle = query.search.strip().lower()  # escaped as ``contains(..., autoescape=True)`` does
+        params["search"] = needle.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return tuple(names), params
+
+
+@functools.cache
+def _statement(filters: tuple[str, ...]) -> SelectOfScalar[Task]:
+    """The listing with these conditions, in the stable order, built once per combination (the
+    values are bound per call): building it per call cost about as much CPU as running it."""
+    statement = select(Task).where(col(Task.owner_id) == bindparam("owner_id"))
+    for name in filters:
+        statement = statement.where(_condition(name))
+    order = (col(Task.due_at).is_(None), col(Task.due_at), col(Task.id))
+    return statement.order_by(*order).limit(bindparam("limit", type_=Integer()))
+
+
+def _condition(name: str) -> ColumnElement[bool]:
+    due, completed = col(Task.due_at), col(Task.completed)
+    match name:
+        case "open":
+            return completed.is_(False)
+        case "done":
+            return completed.is_(True)
+        case "due_before":
+            return due <= bindparam("due_before")
+        case "due_after":
+            return due >= bindparam("due_after")
+        case "past_due":
+            return due < bindparam("now")
+        case "tag":
+            return col(Task.tags_text).contains(bindparam("tag"))
+        case "priority":
+            return col(Task.priority) == bindparam("priority")
+        case "search":
+            return or_(
+                func.lower(col(Task.title)).contains(bindparam("search", type_=String()), escape="/"),
+                func.lower(col(Task.description)).contains(bindparam("search", type_=String()), escape="/"),
             )
-        )
-    return conditions
+        case "after_dated":  # the cursor's task had a due time: later ones, then the undated
+            return or_(
+                due > bindparam("cursor_due"),
+                and_(due == bindparam("cursor_due"), col(Task.id) > bindparam("cursor_id")),
+                due.is_(None),
+            )
+        case "after_undated":
+            return and_(due.is_(None), col(Task.id) > bindparam("cursor_id"))
+    raise ValueError(f"no listing condition named {name!r}")
 
 
 def _bound(value: str | datetime, field: str, tz: str, now: datetime) -> datetime:
@@ -77,7 +123,8 @@ def _cursor_for(task: Task) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _after_cursor(cursor: str) -> Any:
+def _after_cursor(cursor: str) -> tuple[str, dict[str, Any]]:
+    """The condition for the tasks after the cursor's one (see ``_condition``) and its values."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         due_text, last_id = json.loads(base64.urlsafe_b64decode(padded))
@@ -88,9 +135,5 @@ def _after_cursor(cursor: str) -> Any:
             "cursor", "The cursor is not one this server gave out; start again without it."
         ) from exc
     if due is None:
-        return and_(col(Task.due_at).is_(None), col(Task.id) > last_id)
-    return or_(
-        col(Task.due_at) > due,
-        and_(col(Task.due_at) == due, col(Task.id) > last_id),
-        col(Task.due_at).is_(None),
-    )
+        return "after_undated", {"cursor_id": last_id}
+    return "after_dated", {"cursor_due": due, "cursor_id": last_id}

@@ -209,6 +209,23 @@ def test_listing_filters(backend, actor, clock) -> None:
     assert ids(due_after="2026-12-01T00:00:00Z") == [later.id]
 
 
+def test_search_takes_percent_underscore_and_slash_literally(backend, actor) -> None:
+    service, _ = backend
+    made = {
+        title: service.add(actor, TaskDraft(title=title)).id
+        for title in ("50% off", "500 off", "a_b", "axb", "and/or", "and or", "Sale 50% OFF/a_b")
+    }
+
+    def found(text: str) -> set[str]:
+        items = service.list(actor, TaskQuery(status="all", search=text)).items
+        return {title for title, task_id in made.items() if task_id in {t.id for t in items}}
+
+    assert found("50%") == {"50% off", "Sale 50% OFF/a_b"}
+    assert found("a_b") == {"a_b", "Sale 50% OFF/a_b"}
+    assert found("d/o") == {"and/or"}
+    assert found("% OFF/A_") == {"Sale 50% OFF/a_b"}
+
+
 def test_paging_is_stable_and_complete(backend, actor) -> None:
     service, _ = backend
     made = [

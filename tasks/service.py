@@ -241,8 +241,7 @@ class TaskService:
             return TaskView.of(task)
         task.updated_at = now
         task.version += 1
-        uow.session.add(task)
-        uow.session.flush()
+        uow.update(task)
         view = TaskView.of(task)
         uow.record(_changed(kind, actor, view, now, changes))
         uow.commit()

@@ -14,7 +14,22 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Final, Self
 
-from sqlalchemy import Engine, Insert, Integer, Table, Text, bindparam, func, insert, select, text
+from sqlalchemy import (
+    Engine,
+    Insert,
+    Integer,
+    Table,
+    Text,
+    Update,
+    bindparam,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, SQLModel
 
 from tasks.clock import utc_now
@@ -92,6 +107,30 @@ class UnitOfWork:
         for row, row_id in zip(rows, ids, strict=True):
             row.id = row_id
 
+    def update(self, row: SQLModel) -> None:
+        """Write the changes made to ``row``, read in this unit's session (and locked), with one
+        Core ``UPDATE ... WHERE id`` instead of the ORM's flush, and take it out of the session.
+
+        The columns written are the ones a flush would write: those set since the row was read
+        to a value that differs. As with a flush, a row that is gone raises ``StaleDataError``.
+        """
+        state = inspect(row)
+        values = {}
+        for key, old in state.committed_state.items():
+            new = getattr(row, key)
+            if new != old:
+                values[key] = new
+        self.session.expunge(row)
+        if not values:
+            return
+        table: Table = type(row).__table__  # type: ignore[attr-defined]
+        result = self.session.connection().execute(_update_by_id(table), [values | {"row_id": row.id}])  # type: ignore[attr-defined]
+        if result.rowcount != 1:
+            raise StaleDataError(
+                f"UPDATE statement on table '{table.description}' expected to update 1 row(s); "
+                f"{result.rowcount} were matched."
+            )
+
     def commit(self) -> list[OutboxEvent]:
         if self.read_only:
             raise RuntimeError("A read-only unit of work cannot commit; open one with read_only=False.")
@@ -168,6 +207,12 @@ def _insert_after_turn(table: Table) -> Insert:
     # explicit cast to varchar(n) would cut an overlong value where an insert refuses it
     row = select(*(bindparam(c.key, type_=c.type) for c in columns)).select_from(turn)
     return insert(table).from_select([c.key for c in columns], row).returning(table.c.id)
+
+
+@functools.cache
+def _update_by_id(table: Table) -> Update:
+    """``UPDATE table SET <the columns given> WHERE id = :row_id``."""
+    return update(table).where(table.c.id == bindparam("row_id"))
 
 
 @functools.cache

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlmodel import Session, select
@@ -265,3 +266,53 @@ def test_a_write_after_a_read_only_unit_is_one_transaction_again(
             raise RuntimeError("changed my mind")
     assert stored(uow, actor.user_id) == ([], [])
     assert service.list(actor, TaskQuery(status="all")).items == []
+
+
+def test_an_update_writes_only_the_columns_that_changed_and_only_once(
+    backend: tuple[TaskService, UnitOfWorkFactory], actor: Actor
+) -> None:
+    from sqlalchemy import event
+
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Buy milk", priority="high"))
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(uow.engine, "before_cursor_execute", seen)
+    try:
+        with uow() as unit:
+            task = unit.session.get(Task, view.id)
+            assert task is not None
+            task.title, task.priority, task.version = "Buy oat milk", "high", task.version + 1
+            unit.update(task)
+            unit.commit()
+    finally:
+        event.remove(uow.engine, "before_cursor_execute", seen)
+    [written] = [s for s in statements if s.startswith("UPDATE")]
+    assert written.split(" WHERE")[0].replace("::VARCHAR", "").replace("::INTEGER", "") in (
+        "UPDATE tasks SET title=%(title)s, version=%(version)s",
+        "UPDATE tasks SET title=?, version=?",
+    )
+    [stored_task], _ = stored(uow, actor.user_id)
+    assert (stored_task.title, stored_task.priority, stored_task.version) == ("Buy oat milk", "high", 2)
+
+
+def test_an_update_of_a_row_deleted_meanwhile_is_stale(
+    backend: tuple[TaskService, UnitOfWorkFactory], actor: Actor
+) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.orm.exc import StaleDataError
+
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Buy milk"))
+    with uow() as unit:
+        task = unit.session.get(Task, view.id)
+        assert task is not None
+        with uow.engine.connect() as other:
+            other.execute(text("DELETE FROM tasks WHERE id = :id"), {"id": view.id})
+            other.commit()
+        task.title = "Gone"
+        with pytest.raises(StaleDataError, match="expected to update 1 row"):
+            unit.update(task)

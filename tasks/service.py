@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import Table, bindparam, delete
+from sqlalchemy.sql.dml import ReturningDelete
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -180,9 +181,7 @@ class TaskService:
     def delete(self, actor: Actor, task_id: int) -> DeletedTask:
         now = self._clock()
         with self._uow() as uow:
-            task = _load(uow, actor, task_id, for_update=True)
-            view = TaskView.of(task)
-            uow.session.delete(task)
+            view = TaskView.of(_delete(uow, actor, task_id))
             uow.record(_changed("deleted", actor, view, now))
             uow.commit()
         return DeletedTask(id=task_id, title=view.title)
@@ -294,6 +293,32 @@ def _task_of_owner(*, for_update: bool) -> SelectOfScalar[Task]:
         col(Task.id) == bindparam("task_id"), col(Task.owner_id) == bindparam("owner_id")
     )
     return statement.with_for_update() if for_update else statement
+
+
+def _delete(uow: UnitOfWork, actor: Actor, task_id: int) -> Task:
+    """Delete one of the actor's tasks and return it as it was last. Where the database has
+    ``DELETE ... RETURNING``, one statement: it waits for and locks the row as ``SELECT ... FOR
+    UPDATE`` did and returns the row as it deletes it; else the task is read, then deleted."""
+    connection = uow.session.connection()
+    if not connection.dialect.delete_returning:
+        task = _load(uow, actor, task_id, for_update=True)
+        uow.session.delete(task)
+        return task
+    row = connection.execute(_delete_of_owner(), {"task_id": task_id, "owner_id": actor.user_id}).first()
+    if row is None:  # another user's task is indistinguishable from a missing one
+        raise TaskNotFound(task_id)
+    # a snapshot to read, never to add to a session: no ORM state (~7 us against ~67 for Task())
+    return Task.model_construct(**row._mapping)
+
+
+@functools.cache
+def _delete_of_owner() -> ReturningDelete[Any]:
+    tasks: Table = Task.__table__  # type: ignore[attr-defined]
+    return (
+        delete(tasks)
+        .where(tasks.c.id == bindparam("task_id"), tasks.c.owner_id == bindparam("owner_id"))
+        .returning(*tasks.c)
+    )
 
 
 def _check_version(task: Task, expected: int | None) -> None:

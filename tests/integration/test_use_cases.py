@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 from tasks.errors import InvalidInput, TaskNotFound, VersionConflict
 from tasks.inputs import TaskChanges, TaskDraft, TaskQuery
 from tasks.models import OutboxEvent, Task
+from tasks.schemas import DeletedTask
 from tasks.service import Actor
 from tasks.unit_of_work import UnitOfWorkFactory
 
@@ -91,13 +92,19 @@ def test_complete_and_reopen(backend, actor, clock) -> None:
 
 def test_delete_records_the_last_snapshot(backend, actor) -> None:
     service, uow = backend
-    view = service.add(actor, TaskDraft(title="Old"))
+    view = service.add(
+        actor, TaskDraft(title="Old", due="friday 9am", tags=["home"], remind_before_minutes=5)
+    )
+    changed = service.update(actor, view.id, TaskChanges(priority="high"))
     gone = service.delete(actor, view.id)
     assert gone.deleted and gone.title == "Old"
     with pytest.raises(TaskNotFound):
         service.get(actor, view.id)
+    with pytest.raises(TaskNotFound):
+        service.delete(actor, view.id)
     row = outbox(uow, actor.user_id)[-1]
     assert row.event_type == "todo.task.deleted.v1" and row.payload["task_data"]["title"] == "Old"
+    assert row.payload["task_data"] == changed.model_dump(mode="json")  # every field as it was last
 
 
 def test_another_users_task_is_not_found_and_untouched(backend, actor, other) -> None:
@@ -385,4 +392,24 @@ def test_a_change_waits_for_another_transaction_holding_the_task_on_postgres(
     row = outbox(uow, actor.user_id)[-1]
     assert row.payload["task_data"]["priority"] == "high"  # the other transaction's change, kept
     assert row.payload["task_data"]["version"] == version  # deleted: as last seen; changed: one more
+    services.close()
+
+
+def test_delete_without_delete_returning_reads_then_deletes(sqlite_url, clock, actor, monkeypatch) -> None:
+    """SQLite before 3.35 has no DELETE ... RETURNING: the task is read, then deleted, with the
+    same snapshot in the event."""
+    from tests.conftest import service_on
+
+    service, uow = next(services := service_on(sqlite_url, clock))
+    monkeypatch.setattr(uow.engine.dialect, "delete_returning", False)
+    view = service.add(actor, TaskDraft(title="Old", tags=["home"]))
+    with pytest.raises(TaskNotFound):
+        service.delete(Actor(user_id="mallory"), view.id)
+    assert service.delete(actor, view.id) == DeletedTask(id=view.id, title="Old")
+    with pytest.raises(TaskNotFound):
+        service.delete(actor, view.id)
+    row = outbox(uow, actor.user_id)[-1]
+    assert row.event_type == "todo.task.deleted.v1"
+    assert row.payload["task_data"] == view.model_dump(mode="json")
+    assert service.list(actor, TaskQuery(status="all")).items == []
     services.close()

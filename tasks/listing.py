@@ -9,9 +9,20 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, func, or_
-from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    String,
+    Table,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+)
+from sqlmodel import col
 
 from tasks.errors import InvalidInput
 from tasks.inputs import TaskQuery, clean_limit, clean_priority, clean_tags
@@ -20,15 +31,16 @@ from tasks.schemas import TaskPage, TaskView
 from tasks.timeparse import parse_when
 
 
-def run(session: Session, owner_id: str, query: TaskQuery, *, tz: str, now: datetime) -> TaskPage:
+def run(connection: Connection, owner_id: str, query: TaskQuery, *, tz: str, now: datetime) -> TaskPage:
     limit = clean_limit(query.limit)
     filters, params = _filters(query, tz=tz, now=now)
     if query.cursor:
         after, cursor_params = _after_cursor(query.cursor)
         filters, params = (*filters, after), params | cursor_params
     params |= {"owner_id": owner_id, "limit": limit + 1}
-    rows = list(session.exec(_statement(filters), params=params))
-    page, more = rows[:limit], len(rows) > limit
+    rows = connection.execute(_statement(filters), params).all()
+    # Core rows as tasks to read (model_construct: no ORM state, a tenth of Task()'s cost)
+    page, more = [Task.model_construct(**row._mapping) for row in rows[:limit]], len(rows) > limit
     return TaskPage(
         items=[TaskView.of(task) for task in page],
         next_cursor=_cursor_for(page[-1]) if more and page else None,
@@ -68,10 +80,11 @@ def _filters(query: TaskQuery, *, tz: str, now: datetime) -> tuple[tuple[str, ..
 
 
 @functools.cache
-def _statement(filters: tuple[str, ...]) -> SelectOfScalar[Task]:
+def _statement(filters: tuple[str, ...]) -> Select[Any]:
     """The listing with these conditions, in the stable order, built once per combination (the
     values are bound per call): building it per call cost about as much CPU as running it."""
-    statement = select(Task).where(col(Task.owner_id) == bindparam("owner_id"))
+    tasks: Table = Task.__table__  # type: ignore[attr-defined]
+    statement = select(tasks).where(col(Task.owner_id) == bindparam("owner_id"))
     for name in filters:
         statement = statement.where(_condition(name))
     order = (col(Task.due_at).is_(None), col(Task.due_at), col(Task.id))

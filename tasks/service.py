@@ -65,7 +65,7 @@ class TaskService:
 
     def list(self, actor: Actor, query: TaskQuery) -> TaskPage:
         with self._uow(read_only=True) as uow:
-            return listing.run(uow.session, actor.user_id, query, tz=actor.timezone, now=self._clock())
+            return listing.run(uow.connection(), actor.user_id, query, tz=actor.timezone, now=self._clock())
 
     # -- writes --------------------------------------------------------------------------
     def add(self, actor: Actor, draft: TaskDraft) -> TaskView:

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Final, Self
 
 from sqlalchemy import (
+    Connection,
     Engine,
     Insert,
     Integer,
@@ -57,11 +58,11 @@ class UnitOfWork:
         self._after_commit = after_commit
         self._pending: list[DomainEvent] = []
         self.read_only = read_only
-        self.session: Session
+        self._session: Session | None = None
+        self._connection: Connection | None = None
 
     def __enter__(self) -> Self:
-        self.session = Session(self._bind, expire_on_commit=False)
-        self._pending = []
+        self._session, self._connection, self._pending = None, None, []
         return self
 
     def __exit__(
@@ -70,8 +71,28 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.session.rollback()
-        self.session.close()
+        if self._session is not None:
+            self._session.rollback()
+            self._session.close()
+        if self._connection is not None:
+            self._connection.close()
+
+    @property
+    def session(self) -> Session:
+        """The unit's ORM session, made when first used."""
+        if self._session is None:
+            bind = self.connection() if self.read_only else self._bind
+            self._session = Session(bind, expire_on_commit=False)
+        return self._session
+
+    def connection(self) -> Connection:
+        """The unit's Core connection, in its transaction. A read-only unit's is a connection of
+        its own (its session, if used, runs on it): Core reads skip the session's bookkeeping."""
+        if not self.read_only:
+            return self.session.connection()
+        if self._connection is None:
+            self._connection = self._bind.connect()
+        return self._connection
 
     @property
     def is_postgres(self) -> bool:

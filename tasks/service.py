@@ -307,8 +307,7 @@ def _delete(uow: UnitOfWork, actor: Actor, task_id: int) -> Task:
     row = connection.execute(_delete_of_owner(), {"task_id": task_id, "owner_id": actor.user_id}).first()
     if row is None:  # another user's task is indistinguishable from a missing one
         raise TaskNotFound(task_id)
-    # a snapshot to read, never to add to a session: no ORM state (~7 us against ~67 for Task())
-    return Task.model_construct(**row._mapping)
+    return listing.tasks_to_read([row])[0]
 
 
 @functools.cache

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from tasks.errors import InvalidInput, TaskNotFound, VersionConflict
 from tasks.inputs import TaskChanges, TaskDraft, TaskQuery
 from tasks.models import OutboxEvent, Task
-from tasks.schemas import DeletedTask
+from tasks.schemas import DeletedTask, TaskView
 from tasks.service import Actor
 from tasks.unit_of_work import UnitOfWorkFactory
 
@@ -413,3 +413,38 @@ def test_delete_without_delete_returning_reads_then_deletes(sqlite_url, clock, a
     assert row.payload["task_data"] == view.model_dump(mode="json")
     assert service.list(actor, TaskQuery(status="all")).items == []
     services.close()
+
+
+@pytest.mark.parametrize("first", ["list", "delete"])
+def test_a_fresh_process_can_list_or_delete_first(backend, actor, first) -> None:
+    """Listing and deleting read rows without the ORM; they must work as a process's first use of
+    the tasks table too (before anything made the ORM set up its mappings)."""
+    import subprocess
+    import sys
+
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Buy milk", due="tomorrow 5pm", tags=["shop"]))
+    script = (
+        "import sys\n"
+        "from tasks.db import make_engine\n"
+        "from tasks.inputs import TaskQuery\n"
+        "from tasks.service import Actor, TaskService\n"
+        "from tasks.unit_of_work import UnitOfWorkFactory\n"
+        "url, user, task_id, first = sys.argv[1:]\n"
+        "service = TaskService(UnitOfWorkFactory(make_engine(url)))\n"
+        "if first == 'list':\n"
+        "    print(service.list(Actor(user), TaskQuery(status='all')).items[0].model_dump_json())\n"
+        "else:\n"
+        "    print(service.delete(Actor(user), int(task_id)).model_dump_json())\n"
+    )
+    url = uow.engine.url.render_as_string(hide_password=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script, url, actor.user_id, str(view.id), first],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    if first == "list":
+        assert TaskView.model_validate_json(done.stdout) == view
+    else:
+        assert DeletedTask.model_validate_json(done.stdout) == DeletedTask(id=view.id, title="Buy milk")
+        assert outbox(uow, actor.user_id)[-1].payload["task_data"] == view.model_dump(mode="json")

@@ -28,6 +28,7 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.orm import configure_mappers
@@ -61,9 +62,10 @@ class UnitOfWork:
         self.read_only = read_only
         self._session: Session | None = None
         self._connection: Connection | None = None
+        self._updates: list[tuple[Table, int, dict[str, Any]]] = []
 
     def __enter__(self) -> Self:
-        self._session, self._connection, self._pending = None, None, []
+        self._session, self._connection, self._pending, self._updates = None, None, [], []
         return self
 
     def __exit__(
@@ -117,8 +119,10 @@ class UnitOfWork:
             row.id = row_id
 
     def update(self, row: SQLModel) -> None:
-        """Write the changes made to ``row``, read in this unit's session (and locked), with one
-        Core ``UPDATE ... WHERE id`` instead of the ORM's flush, and take it out of the session.
+        """Have the changes made to ``row``, read in this unit's session (and locked), written at
+        ``commit`` with one Core ``UPDATE ... WHERE id`` instead of the ORM's flush, and take the
+        row out of the session. On PostgreSQL, a commit with one such update and one outbox row
+        writes both in one statement.
 
         The columns written are the ones a flush would write: those set since the row was read
         to a value that differs. As with a flush, a row that is gone raises ``StaleDataError``.
@@ -130,15 +134,16 @@ class UnitOfWork:
             if new != old:
                 values[key] = new
         self.session.expunge(row)
-        if not values:
-            return
-        table: Table = type(row).__table__  # type: ignore[attr-defined]
-        result = self.session.connection().execute(_update_by_id(table), [values | {"row_id": row.id}])  # type: ignore[attr-defined]
-        if result.rowcount != 1:
-            raise StaleDataError(
-                f"UPDATE statement on table '{table.description}' expected to update 1 row(s); "
-                f"{result.rowcount} were matched."
-            )
+        if values:
+            self._updates.append((type(row).__table__, row.id, values))  # type: ignore[attr-defined]
+
+    def _write_updates(self) -> None:
+        connection = self.session.connection()
+        for table, row_id, values in self._updates:
+            result = connection.execute(_update_by_id(table), [values | {"row_id": row_id}])
+            if result.rowcount != 1:
+                raise _stale(table, result.rowcount)
+        self._updates = []
 
     def _insert(self, table: Table, values: list[dict[str, Any]]) -> list[int]:
         """``insert``'s statements: the new rows' ids, in order."""
@@ -162,17 +167,19 @@ class UnitOfWork:
         if self.read_only:
             raise RuntimeError("A read-only unit of work cannot commit; open one with read_only=False.")
         rows = [_outbox_row(event) for event in self._pending]
+        self.session.flush()  # the unit's own changes first, as one flush at commit would
         if rows:
-            self.session.flush()  # the unit's own changes first, as one flush at commit would
             table: Table = OutboxEvent.__table__  # type: ignore[attr-defined]
             values = _values(table, rows)
-            if self.is_postgres and len(rows) == 1:
-                ids = [self._insert_taking_turn(values[0])]  # the common case: one round trip for both
+            if self.is_postgres and len(rows) == 1:  # the common case: one round trip for all
+                ids = [self._insert_taking_turn(values[0])]
             else:
+                self._write_updates()
                 if self.is_postgres:
                     self._take_users_turn(rows)
                 ids = self._insert(table, values)
             rows = [row.model_copy(update={"id": row_id}) for row, row_id in zip(rows, ids, strict=True)]
+        self._write_updates()
         self.session.commit()
         self._pending = []
         for listener in self._after_commit:
@@ -184,11 +191,26 @@ class UnitOfWork:
 
     def _insert_taking_turn(self, values: dict[str, Any]) -> int:
         """``_take_users_turn`` and ``insert`` of one outbox row in one statement (PostgreSQL):
-        the lock is taken in a CTE the row's SELECT reads, so before the row's id is drawn."""
-        table: Table = OutboxEvent.__table__  # type: ignore[attr-defined]
-        params = values | {"outbox_lock_space": OUTBOX_USER_LOCK_SPACE, "outbox_lock_user": values["user_id"]}
-        row_id: int = self.session.connection().execute(_insert_after_turn(table), params).scalar_one()
-        return row_id
+        the lock is taken in a CTE the row's SELECT reads, so before the row's id is drawn. A
+        pending ``update`` of one row goes in the same statement (a CTE the SELECT reads too:
+        no outbox row if it updated nothing); more than one are written before it."""
+        outbox: Table = OutboxEvent.__table__  # type: ignore[attr-defined]
+        params = {f"outbox_{key}": value for key, value in values.items()}
+        params |= {"outbox_lock_space": OUTBOX_USER_LOCK_SPACE, "outbox_lock_user": values["user_id"]}
+        connection = self.session.connection()
+        if len(self._updates) != 1:
+            self._write_updates()
+            row_id: int = connection.execute(_insert_after_turn(outbox), params).scalar_one()
+            return row_id
+        [(table, changed_id, changes)] = self._updates
+        self._updates = []
+        params |= {f"changed_{key}": value for key, value in changes.items()}
+        params["changed_row_id"] = changed_id
+        statement = _insert_after_turn(outbox, table, tuple(changes))
+        written = connection.execute(statement, params).scalar_one_or_none()
+        if written is None:  # the UPDATE matched no row, so the SELECT gave no outbox row
+            raise _stale(table, 0)
+        return int(written)
 
     def _take_users_turn(self, rows: Sequence[OutboxEvent]) -> None:
         """Hold each of the rows' users' outbox lock until this transaction ends, before the
@@ -227,20 +249,41 @@ def _values(table: Table, rows: Sequence[SQLModel]) -> list[dict[str, Any]]:
 
 
 @functools.cache
-def _insert_after_turn(table: Table) -> Insert:
+def _insert_after_turn(table: Table, changed: Table | None = None, columns: tuple[str, ...] = ()) -> Insert:
     """``WITH turn AS (SELECT pg_advisory_xact_lock(space, hashtext(user))) INSERT INTO table
-    SELECT <a parameter per column> FROM turn RETURNING id``."""
+    SELECT <a parameter outbox_<column> per column> FROM turn RETURNING id``; with ``changed``,
+    also the CTE ``changed AS (UPDATE changed SET <column> = :changed_<column>, ... WHERE id =
+    :changed_row_id RETURNING id)`` joined in the FROM. No parameter is named as a column: an
+    UPDATE would take a parameter named as one of its table's columns as a value to set."""
     turn = select(
         func.pg_advisory_xact_lock(
             bindparam("outbox_lock_space", type_=Integer()),
             func.hashtext(bindparam("outbox_lock_user", type_=Text())),
         )
     ).cte("turn")
-    columns = [column for column in table.columns if column.key != "id"]
+    columns_written = [column for column in table.columns if column.key != "id"]
     # typed parameters (psycopg renders ``%(x)s::TYPE``) and no CAST to the column's type: an
     # explicit cast to varchar(n) would cut an overlong value where an insert refuses it
-    row = select(*(bindparam(c.key, type_=c.type) for c in columns)).select_from(turn)
-    return insert(table).from_select([c.key for c in columns], row).returning(table.c.id)
+    row = select(*(bindparam(f"outbox_{c.key}", type_=c.type) for c in columns_written))
+    if changed is None:
+        row = row.select_from(turn)
+    else:
+        update_row = (
+            update(changed)
+            .where(changed.c.id == bindparam("changed_row_id"))
+            .values({key: bindparam(f"changed_{key}", type_=changed.c[key].type) for key in columns})
+            .returning(changed.c.id)
+            .cte("changed")
+        )
+        row = row.select_from(turn.join(update_row, true()))
+    return insert(table).from_select([c.key for c in columns_written], row).returning(table.c.id)
+
+
+def _stale(table: Table, count: int) -> StaleDataError:
+    """The error the ORM's flush raises for an UPDATE that did not match its one row."""
+    return StaleDataError(
+        f"UPDATE statement on table '{table.description}' expected to update 1 row(s); {count} were matched."
+    )
 
 
 @functools.cache

@@ -299,9 +299,12 @@ def test_an_update_writes_only_the_columns_that_changed_and_only_once(
     assert (stored_task.title, stored_task.priority, stored_task.version) == ("Buy oat milk", "high", 2)
 
 
-def test_an_update_of_a_row_deleted_meanwhile_is_stale(
-    backend: tuple[TaskService, UnitOfWorkFactory], actor: Actor
+@pytest.mark.parametrize("with_event", [False, True], ids=["alone", "with-an-event"])
+def test_an_update_of_a_row_deleted_meanwhile_is_stale_and_commits_nothing(
+    backend: tuple[TaskService, UnitOfWorkFactory], actor: Actor, clock: FixedClock, with_event: bool
 ) -> None:
+    """The update is written at commit (on PostgreSQL in the outbox row's statement when there
+    is one event): a row gone by then raises as the ORM's flush did, and nothing is written."""
     from sqlalchemy import text
     from sqlalchemy.orm.exc import StaleDataError
 
@@ -314,5 +317,89 @@ def test_an_update_of_a_row_deleted_meanwhile_is_stale(
             other.execute(text("DELETE FROM tasks WHERE id = :id"), {"id": view.id})
             other.commit()
         task.title = "Gone"
+        unit.update(task)
+        if with_event:
+            unit.record(created(actor, task, clock))
         with pytest.raises(StaleDataError, match="expected to update 1 row"):
-            unit.update(task)
+            unit.commit()
+    tasks, rows = stored(uow, actor.user_id)
+    assert tasks == [] and [row.event_type for row in rows] == ["todo.task.created.v1"]  # the add's
+
+
+def test_an_update_and_its_event_are_one_statement_on_postgres(pg_url: str, clock: FixedClock) -> None:
+    """One changed row and one outbox row: the UPDATE runs in the outbox row's statement, after
+    the user's turn; two changed rows are written before it."""
+    from sqlalchemy import event
+
+    service, uow = next(services := service_on(pg_url, clock))
+    alice = Actor(user_id=f"alice-{uuid.uuid4().hex[:8]}", timezone="Europe/Berlin")
+    first, second = (service.add(alice, TaskDraft(title=title)) for title in ("first", "second"))
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(uow.engine, "before_cursor_execute", seen)
+    try:
+        for ids in ([first.id], [first.id, second.id]):
+            with uow() as unit:
+                for task_id in ids:
+                    task = unit.session.get(Task, task_id)
+                    assert task is not None
+                    task.title, task.version = f"{task.title}!", task.version + 1
+                    unit.update(task)
+                unit.record(created(alice, task, clock))
+                unit.commit()
+    finally:
+        event.remove(uow.engine, "before_cursor_execute", seen)
+
+    def kind(statement: str) -> str:
+        return " and ".join(part for part in ("UPDATE tasks", "INSERT INTO outbox") if part in statement)
+
+    writes = [kind(s) for s in statements if kind(s)]
+    assert writes == [
+        "UPDATE tasks and INSERT INTO outbox",
+        "UPDATE tasks",
+        "UPDATE tasks",
+        "INSERT INTO outbox",
+    ]
+    tasks, rows = stored(uow, alice.user_id)
+    assert [t.title for t in tasks] == ["first!!", "second!"] and [t.version for t in tasks] == [3, 2]
+    assert len(rows) == 4
+    services.close()
+
+
+def test_an_update_waits_for_its_users_turn_on_postgres(pg_url: str, clock: FixedClock) -> None:
+    """The update written in the outbox row's statement takes the user's turn as an add does: while
+    another transaction holds it, the change waits, and its event gets the later id."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import text
+
+    from tasks.inputs import TaskChanges
+    from tasks.unit_of_work import OUTBOX_USER_LOCK_SPACE
+
+    service, uow = next(services := service_on(pg_url, clock))
+    alice = Actor(user_id=f"alice-{uuid.uuid4().hex[:8]}", timezone="Europe/Berlin")
+    view = service.add(alice, TaskDraft(title="Report"))
+    with uow.engine.connect() as first, ThreadPoolExecutor(1) as pool:
+        first.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:user))"),
+            {"space": OUTBOX_USER_LOCK_SPACE, "user": alice.user_id},
+        )
+        early_id = first.execute(
+            text(
+                "INSERT INTO outbox (topic, event_type, user_id, task_id, payload, created_at, attempts)"
+                " VALUES ('task-events', 'todo.task.created.v1', :user, NULL, '{}', now(), 0) RETURNING id"
+            ),
+            {"user": alice.user_id},
+        ).scalar_one()
+        change = pool.submit(service.update, alice, view.id, TaskChanges(title="Final report"))
+        with pytest.raises(TimeoutError):
+            change.result(timeout=0.5)
+        first.commit()
+        assert change.result(timeout=10).title == "Final report"
+    [task], rows = stored(uow, alice.user_id)
+    assert task.title == "Final report"
+    assert [row.id for row in rows][1:] == [early_id, rows[-1].id] and rows[-1].id > early_id
+    services.close()

@@ -11,9 +11,11 @@ includes resolving the acting user from a token's identity (``Profiles.actor`` w
 zone), as the MCP server does per call. Everything runs in this thread (psycopg is synchronous),
 so ``time.thread_time`` is the operation's whole CPU cost on the client side.
 
-A fixed pure-Python workload (``calibration``) runs in each round too: on a shared machine the
-speed of the CPU drifts between runs by as much as a change saves, so compare two runs' figures
-relative to their calibration (both the code and the machine's speed show in the raw figures).
+A fixed pure-Python workload (``calibration``) runs in each round too, to show how fast the
+machine was during the run: on a shared machine its speed drifts between runs by as much as a
+change saves (±20 %). Compare code by alternating runs of both versions several times and look
+at the operations a change did not touch; it only roughly tracks the database operations, which
+spend much of their CPU in the kernel (one round trip is ~60-100 us of CPU here).
 
 The database is a fresh one on the devstack PostgreSQL (brought up if needed, dropped at the
 end), or ``--database-url``. The last line is one JSON object: per operation the CPU p50 and the

@@ -97,6 +97,36 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy so far, all CPUs (``/proc/stat``: everything but
+    idle and iowait), so a run's figure per write counts every process, PostgreSQL and Kafka too."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields)
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def named_cpu_seconds(name: str, *, cmdline_has: str = "") -> float:
+    """CPU time so far of every process called ``name`` (``comm``), e.g. all of PostgreSQL's."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() != name:
+                continue
+            if cmdline_has and cmdline_has not in (proc / "cmdline").read_text(errors="replace"):
+                continue
+            total += cpu_seconds(int(proc.name))
+        except OSError:
+            continue
+    return total
+
+
+def system_cpu() -> dict[str, float]:
+    return {"machine": machine_busy_seconds(), "postgres": named_cpu_seconds("postgres"),
+            "kafka": named_cpu_seconds("java", cmdline_has="kafka")}  # fmt: skip
+
+
 def rss_mb(pid: int | None, field_name: str = "VmRSS") -> float | None:
     if pid is None:
         return None
@@ -336,7 +366,7 @@ async def run_load(
         metrics = (await http.get(f"{target.url}/metrics/outbox")).json()
     m.relay_pid = metrics.get("process", {}).get("pid")
     before = {"api": cpu_seconds(target.api_pid), "daprd": cpu_seconds(target.daprd_pid),
-              "relay": cpu_seconds(m.relay_pid), "client": time.process_time()}  # fmt: skip
+              "relay": cpu_seconds(m.relay_pid), "client": time.process_time(), **system_cpu()}  # fmt: skip
     try:
         await _write(target, rate, seconds, drain, m, via, client)
     except Exception as exc:  # an MCP session that broke while closing: the measurements stand
@@ -350,6 +380,7 @@ async def run_load(
         "daprd": cpu_seconds(target.daprd_pid) - before["daprd"],
         "relay": cpu_seconds(m.relay_pid) - before["relay"],
         "client": time.process_time() - before["client"],  # this load generator (MCP client, sockets)
+        **{name: spent - before[name] for name, spent in system_cpu().items()},
     }
     for watcher in watchers:
         watcher.cancel()
@@ -456,6 +487,10 @@ def figures(target: Target, m: Measurements) -> dict[str, Any]:
         "daprd_cpu_ms_per_write": round(m.cpu_s.get("daprd", 0) * 1000 / max(1, len(m.sent_at)), 2),
         "relay_cpu_ms_per_write": round(m.cpu_s.get("relay", 0) * 1000 / max(1, len(m.sent_at)), 2),
         "client_cpu_ms_per_write": round(m.cpu_s.get("client", 0) * 1000 / max(1, len(m.sent_at)), 2),
+        "postgres_cpu_ms_per_write": round(m.cpu_s.get("postgres", 0) * 1000 / max(1, len(m.sent_at)), 2),
+        "kafka_cpu_ms_per_write": round(m.cpu_s.get("kafka", 0) * 1000 / max(1, len(m.sent_at)), 2),
+        # everything the machine did while writing, per write: its two CPUs give 2,000 ms a second
+        "machine_cpu_ms_per_write": round(m.cpu_s.get("machine", 0) * 1000 / max(1, len(m.sent_at)), 2),
         **stages(target, m),
         "api_rss_mb": rss_mb(target.api_pid),
         "api_peak_rss_mb": rss_mb(target.api_pid, "VmHWM"),

@@ -45,6 +45,7 @@ from sqlmodel import Session, col, select
 
 from events.contracts import cloud_event, target_topics
 from events.ports import EventPublisher, PublishError
+from events.waiting import wait_at_most
 from tasks.clock import Clock, as_utc, utc_now
 from tasks.models import OutboxEvent, UTCDateTime
 from tasks.unit_of_work import UnitOfWorkFactory
@@ -184,11 +185,9 @@ class OutboxRelay:
                 continue
             waited = _TURN_WAIT
             if self._backoff:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._backoff)
+                await wait_at_most(self._stopping, seconds=self._backoff)
             elif count < self._batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+                await wait_at_most(self._wakeup, seconds=self._poll_interval)
 
     async def _round(self) -> int:
         try:

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from events.reminders.deliveries import Claim, RetryPolicy, Status, claim_due, next_due
 from events.reminders.notifications import RETRIER, attempt, message_of, recipient_of, send
+from events.waiting import wait_at_most
 from tasks.clock import utc_now
 from todo_agent.bootstrap import Container
 
@@ -93,8 +94,7 @@ class NotificationRetrier:
             except Exception:
                 log.exception("retrying reminder deliveries failed; trying again in %s s", self._poll)
                 wait = self._poll
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), wait)
+            await wait_at_most(self._wakeup, seconds=wait)
 
     async def _until_next_due(self) -> float:
         earliest = await asyncio.to_thread(next_due, self._container.uow)

@@ -69,3 +69,19 @@ async def test_a_relay_stopped_while_backing_off_returns_at_once(
     relay.stop()
     await asyncio.wait_for(running, 0.5)
     assert _pending(container) == 1
+
+
+async def test_a_relay_cancelled_as_it_is_woken_stops(make_container: Callable[..., Container]) -> None:
+    """Cancelled in the same loop turn as a commit wakes it (an app shutting down right after a
+    write), the relay's task ends: on Python 3.11 ``asyncio.wait_for`` returned normally then and
+    the relay ran on, so the app's shutdown waited for it forever."""
+    container = make_container("api")
+    relay = OutboxRelay(container.engine, RecordingPublisher(), inline_db=True, poll_interval=30)
+    running = asyncio.create_task(relay.run())
+    for _ in range(20):  # into its wait for a wake-up (an empty outbox: one quick round)
+        await asyncio.sleep(0.01)
+
+    relay.wake()
+    running.cancel()
+    done, _ = await asyncio.wait({running}, timeout=5)
+    assert done and running.cancelled(), "the relay ignored its cancellation"

@@ -169,25 +169,11 @@ def test_one_users_outbox_ids_follow_commit_order_on_postgres(pg_url: str, clock
     later id but commit first, and the relay (committed rows in id order) would publish it first."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from sqlalchemy import text
-
-    from tasks.unit_of_work import OUTBOX_USER_LOCK_SPACE
-
     service, uow = next(services := service_on(pg_url, clock))
     alice = Actor(user_id=f"alice-{uuid.uuid4().hex[:8]}", timezone="Europe/Berlin")
     bob = Actor(user_id=f"bob-{uuid.uuid4().hex[:8]}", timezone="Europe/Berlin")
     with uow.engine.connect() as first, ThreadPoolExecutor(2) as pool:
-        first.execute(
-            text("SELECT pg_advisory_xact_lock(:space, hashtext(:user))"),
-            {"space": OUTBOX_USER_LOCK_SPACE, "user": alice.user_id},
-        )
-        early_id = first.execute(
-            text(
-                "INSERT INTO outbox (topic, event_type, user_id, task_id, payload, created_at, attempts)"
-                " VALUES ('task-events', 'todo.task.created.v1', :user, NULL, '{}', now(), 0) RETURNING id"
-            ),
-            {"user": alice.user_id},
-        ).scalar_one()
+        early_id = _take_turn_and_write_an_event(first, alice.user_id)
         hers = pool.submit(service.add, alice, TaskDraft(title="second"))
         with pytest.raises(TimeoutError):
             hers.result(timeout=0.5)  # alice's write waits for her first transaction
@@ -374,26 +360,13 @@ def test_an_update_waits_for_its_users_turn_on_postgres(pg_url: str, clock: Fixe
     another transaction holds it, the change waits, and its event gets the later id."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from sqlalchemy import text
-
     from tasks.inputs import TaskChanges
-    from tasks.unit_of_work import OUTBOX_USER_LOCK_SPACE
 
     service, uow = next(services := service_on(pg_url, clock))
     alice = Actor(user_id=f"alice-{uuid.uuid4().hex[:8]}", timezone="Europe/Berlin")
     view = service.add(alice, TaskDraft(title="Report"))
     with uow.engine.connect() as first, ThreadPoolExecutor(1) as pool:
-        first.execute(
-            text("SELECT pg_advisory_xact_lock(:space, hashtext(:user))"),
-            {"space": OUTBOX_USER_LOCK_SPACE, "user": alice.user_id},
-        )
-        early_id = first.execute(
-            text(
-                "INSERT INTO outbox (topic, event_type, user_id, task_id, payload, created_at, attempts)"
-                " VALUES ('task-events', 'todo.task.created.v1', :user, NULL, '{}', now(), 0) RETURNING id"
-            ),
-            {"user": alice.user_id},
-        ).scalar_one()
+        early_id = _take_turn_and_write_an_event(first, alice.user_id)
         change = pool.submit(service.update, alice, view.id, TaskChanges(title="Final report"))
         with pytest.raises(TimeoutError):
             change.result(timeout=0.5)
@@ -403,3 +376,25 @@ def test_an_update_waits_for_its_users_turn_on_postgres(pg_url: str, clock: Fixe
     assert task.title == "Final report"
     assert [row.id for row in rows][1:] == [early_id, rows[-1].id] and rows[-1].id > early_id
     services.close()
+
+
+def _take_turn_and_write_an_event(connection: Any, user_id: str) -> int:
+    """In ``connection``'s open transaction: take ``user_id``'s outbox turn and write one event
+    row, as a commit of that user does; the id of the row."""
+    from sqlalchemy import text
+
+    from tasks.unit_of_work import OUTBOX_USER_LOCK_SPACE
+
+    connection.execute(
+        text("SELECT pg_advisory_xact_lock(:space, hashtext(:user))"),
+        {"space": OUTBOX_USER_LOCK_SPACE, "user": user_id},
+    )
+    return int(
+        connection.execute(
+            text(
+                "INSERT INTO outbox (topic, event_type, user_id, task_id, payload, created_at, attempts)"
+                " VALUES ('task-events', 'todo.task.created.v1', :user, NULL, '{}', now(), 0) RETURNING id"
+            ),
+            {"user": user_id},
+        ).scalar_one()
+    )

@@ -39,7 +39,6 @@ class TaskView(BaseModel):
     @classmethod
     def of(cls, task: Task) -> TaskView:
         assert task.id is not None
-        pending_reminder = task.remind_at if task.reminder_state == "pending" else None
         return cls(
             id=task.id,
             title=task.title,
@@ -49,7 +48,7 @@ class TaskView(BaseModel):
             priority=task.priority,  # type: ignore[arg-type]
             tags=task.tags,
             due_at=task.due_at,
-            remind_at=pending_reminder,
+            remind_at=pending_reminder(task),
             remind_before_minutes=task.remind_before_minutes,
             recurrence=task.recurrence,
             recurrence_text=describe(task.recurrence),
@@ -71,3 +70,8 @@ class DeletedTask(BaseModel):
     id: int
     title: str
     deleted: bool = True
+
+
+def pending_reminder(task: Task) -> datetime | None:
+    """When the task's reminder will fire, if one is pending (None once sent, cancelled or unset)."""
+    return task.remind_at if task.reminder_state == "pending" else None

@@ -35,7 +35,7 @@ from tasks.inputs import (
 )
 from tasks.models import Task
 from tasks.recurrence import next_occurrence, to_rrule
-from tasks.schemas import DeletedTask, TaskPage, TaskView
+from tasks.schemas import DeletedTask, TaskPage, TaskView, pending_reminder
 from tasks.timeparse import parse_when
 from tasks.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
@@ -348,8 +348,7 @@ def _snapshot(task: Task) -> dict[str, Any]:
         return as_utc(value).isoformat() if isinstance(value, datetime) else value
 
     snapshot = {name: plain(getattr(task, name)) for name in _TRACKED}
-    if task.reminder_state != "pending":
-        snapshot["remind_at"] = None
+    snapshot["remind_at"] = plain(pending_reminder(task))
     return snapshot
 
 

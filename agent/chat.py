@@ -104,19 +104,25 @@ class Chat:
     async def begin(
         self, actor: Actor, message: str, *, conversation_id: str | None, bearer: str | None = None
     ) -> Turn:
-        """Check the conversation (``ConversationNotFound`` for another user's) and load its history."""
-        timings = TurnTimings()
+        """Check the conversation (``ConversationNotFound`` for another user's) and load its history.
+
+        The turn starts at once in a task of its own, which opens its MCP connection while the
+        history loads here; when the load fails, that task closes the connection and ends."""
+        turn = Turn(self, actor, message, conversation_id, bearer=bearer)
+        turn.start()
         started = time.perf_counter()
-        created = conversation_id is None
-        if conversation_id is None:
-            conversation_id = (await self.store.create(actor.user_id, title=title_from(message))).id
-            history: list[Item] = []
-        else:
-            stored = await self.store.load(actor.user_id, conversation_id, limit=self.item_limit)
-            history = trim_for_model(stored, self.item_limit)
-        timings.memory_ms += (time.perf_counter() - started) * 1000
-        turn = Turn(self, actor, message, conversation_id, history, timings, created=created)
-        turn.bearer = bearer
+        try:
+            if conversation_id is None:
+                turn.conversation_id = (await self.store.create(actor.user_id, title=title_from(message))).id
+            else:
+                stored = await self.store.load(actor.user_id, conversation_id, limit=self.item_limit)
+                turn.history = trim_for_model(stored, self.item_limit)
+        except BaseException:
+            turn.abandon()
+            raise
+        finally:
+            turn.timings.memory_ms += (time.perf_counter() - started) * 1000
+        turn.loaded()
         return turn
 
     async def send(
@@ -183,6 +189,8 @@ class Chat:
 
     async def aclose(self) -> None:
         """Close the MCP connection pool (the store is closed by its owner)."""
+        if self._running:  # turns still closing their MCP connections after answering
+            await asyncio.wait(set(self._running), timeout=_CLOSING_WAIT_SECONDS)
         pool, self._pool = self._pool, None
         if pool is not None and pool[0] is asyncio.get_running_loop():
             await pool[1].aclose()
@@ -190,6 +198,7 @@ class Chat:
 
 _POOL_LIMITS: Final = httpx2.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
 _PROTOCOL_RECHECK_SECONDS: Final = 300.0
+_CLOSING_WAIT_SECONDS: Final = 5.0
 
 
 class _Borrowed(httpx2.AsyncBaseTransport):
@@ -347,43 +356,55 @@ def _error_flag(context: MCPToolCustomDataContext) -> dict[str, Any]:
     return {"is_error": bool(context.is_error)}
 
 
+class _Abandoned(Exception):
+    """The turn's history could not be loaded (``begin`` raised): the turn does not run."""
+
+
 class Turn:
-    """One prepared turn; ``events()`` runs it (once) and yields what happens."""
+    """One turn, started by ``Chat.begin``; ``events()`` yields what happens until ``done`` or
+    ``error``. The turn runs to its end even when nobody reads its events (the reply is saved)."""
 
     def __init__(
-        self,
-        chat: Chat,
-        actor: Actor,
-        message: str,
-        conversation_id: str,
-        history: list[Item],
-        timings: TurnTimings,
-        *,
-        created: bool,
+        self, chat: Chat, actor: Actor, message: str, conversation_id: str | None, *, bearer: str | None
     ) -> None:
-        self.chat, self.actor, self.message = chat, actor, message
-        self.conversation_id, self.history, self.timings = conversation_id, history, timings
-        self.created = created
+        self.chat, self.actor, self.message, self.bearer = chat, actor, message, bearer
+        self.created = conversation_id is None
+        self.conversation_id = conversation_id or ""
+        self.history: list[Item] = []
+        self.timings = TurnTimings()
         self.reply: ChatReply | None = None
-        self.bearer: str | None = None
+        self._memory: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue: asyncio.Queue[ChatEvent | None] = asyncio.Queue()
         self._result: RunResultStreaming
         self._said = False  # a text delta was streamed
 
-    async def events(self) -> AsyncIterator[ChatEvent]:
-        task = asyncio.create_task(self._run(), name=f"chat-turn-{self.conversation_id}")
+    def start(self) -> None:
+        task = asyncio.create_task(self._run(), name="chat-turn")
         self.chat._running.add(task)
         task.add_done_callback(self.chat._running.discard)
+
+    def loaded(self) -> None:
+        """The history is loaded (or the conversation created): the agent may run."""
+        self._memory.set_result(None)
+
+    def abandon(self) -> None:
+        """The history could not be loaded: the turn closes its connection and ends."""
+        self._memory.set_exception(_Abandoned())
+
+    async def events(self) -> AsyncIterator[ChatEvent]:
         while (event := await self._queue.get()) is not None:
             yield event
+            if event.kind in ("done", "error"):
+                return  # the turn may still be closing its MCP connection
 
     def _emit(self, kind: EventKind, **data: Any) -> None:
         self._queue.put_nowait(ChatEvent(kind, data))
 
     async def _run(self) -> None:
-        self._emit("start", conversation_id=self.conversation_id)
         try:
             await self._run_agent()
+        except _Abandoned:
+            pass
         except ChatFailed as failure:
             await self._forget_if_new()
             self._emit("error", detail=failure.detail)
@@ -395,27 +416,28 @@ class Turn:
             self._queue.put_nowait(None)
 
     async def _run_agent(self) -> None:
-        chat, timings = self.chat, self.timings
-        server = chat._server(self.actor, self.bearer)
-        connect_started = time.perf_counter()
+        server = self.chat._server(self.actor, self.bearer)
+        try:
+            unavailable = await self._connect(server)
+            await self._memory  # loading in ``begin`` meanwhile
+            self._emit("start", conversation_id=self.conversation_id)
+            if unavailable is not None:
+                raise ChatFailed(f"The task tools are unavailable: {_reason(unavailable)}") from unavailable
+            await self._save(await self._stream(server))
+        finally:
+            await server.cleanup()  # after the reply: the caller is not kept waiting for it
+
+    async def _connect(self, server: _TaskTools) -> Exception | None:
+        """Open the MCP connection and know the tools; the failure, if any."""
+        started = time.perf_counter()
         try:
             await server.connect()
             await server.list_tools()
         except Exception as exc:
-            await server.cleanup()
-            raise ChatFailed(f"The task tools are unavailable: {_reason(exc)}") from exc
-        timings.tools_ms += (time.perf_counter() - connect_started) * 1000
-        saving: asyncio.Task[None] | None = None
-        try:
-            calls = await self._stream(server)
-            # The turn's items are written while the connection closes (both mostly wait).
-            saving = asyncio.create_task(self._save(calls))
+            return exc
         finally:
-            try:
-                await server.cleanup()
-            finally:
-                if saving is not None:
-                    await saving
+            self.timings.tools_ms += (time.perf_counter() - started) * 1000
+        return None
 
     async def _stream(self, server: _TaskTools) -> list[dict[str, Any]]:
         chat, timings = self.chat, self.timings
@@ -490,6 +512,9 @@ class Turn:
     async def _forget_if_new(self) -> None:
         """A first turn that failed leaves no empty conversation behind."""
         if not self.created:
+            return
+        await asyncio.wait({self._memory})  # created (or not) in ``begin``
+        if self._memory.exception() is not None:
             return
         try:
             await self.chat.store.delete(self.actor.user_id, self.conversation_id)

@@ -59,3 +59,58 @@ async def test_the_protocol_is_probed_once_then_pinned(
                 assert reply.status_code == 200, reply.text
                 assert reply.json()["tool_calls"][0]["output"]["title"] == f"Pinned {n}"
     assert probes == ["discover"]
+
+
+async def test_a_turn_whose_history_cannot_load_closes_the_connection_it_opened_meanwhile(
+    settings: Any, verifier: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MCP connection opens while the history loads; a 404 (another user's conversation) or
+    a failing memory read still closes it, in the turn's own task, and the turn runs no tool."""
+    from agent.chat import _TaskTools
+
+    opened: list[asyncio.Task[Any] | None] = []
+    closed: list[asyncio.Task[Any] | None] = []
+    connect, cleanup = _TaskTools.connect, _TaskTools.cleanup
+
+    async def counted_connect(self: _TaskTools) -> None:
+        opened.append(asyncio.current_task())
+        await connect(self)
+
+    async def counted_cleanup(self: _TaskTools) -> None:
+        closed.append(asyncio.current_task())
+        await cleanup(self)
+
+    monkeypatch.setattr(_TaskTools, "connect", counted_connect)
+    monkeypatch.setattr(_TaskTools, "cleanup", counted_cleanup)
+    with running_app(settings) as app:
+        async with app.client(token(verifier, "alice")) as alice, app.client(token(verifier, "bob")) as bob:
+            first = await alice.post("/api/chat", json={"message": "add water the plants"})
+            assert first.status_code == 200, first.text
+            cid = first.json()["conversation_id"]
+            foreign = await bob.post(
+                "/api/chat", json={"message": "add feed the cat", "conversation_id": cid}
+            )
+            assert foreign.status_code == 404, foreign.text
+            broken = app.chat.store
+
+            async def failing_load(*args: Any, **kwargs: Any) -> Any:
+                raise RuntimeError("the state store is down")
+
+            monkeypatch.setattr(broken, "load", failing_load)
+            with pytest.raises(RuntimeError, match="state store is down"):
+                await app.chat.send(Actor("alice", "UTC"), "add wash the car", conversation_id=cid)
+            for _ in range(500):  # the turns close their connections after the caller has its answer
+                if len(closed) == 3:
+                    break
+                await asyncio.sleep(0.01)
+        assert len(opened) == 3 and len(closed) == 3, (opened, closed)
+        assert [task is not None for task in opened] == [True] * 3
+        assert {id(task) for task in opened} == {id(task) for task in closed}  # each in its own task
+        titles = {
+            t.title for t in app.container.tasks.list(Actor("bob", "UTC"), TaskQuery(status="all")).items
+        }
+        assert titles == set()
+        titles = {
+            t.title for t in app.container.tasks.list(Actor("alice", "UTC"), TaskQuery(status="all")).items
+        }
+        assert titles == {"Water the plants"}

@@ -1,14 +1,14 @@
 """Conversation memory: the index of a user's conversations and each conversation's items.
 
     store = SqlConversationStore(engine)                       # embedded default
-    store = DaprConversationStore(client, store_name="statestore", ttl_seconds=None)
+    store = DaprConversationStore(DaprStateClient(base_url=sidecar, store_name="statestore"))
     info = await store.create("alice", title="Buy milk")
     history = await store.load("alice", info.id, limit=40)     # trimmed for the model
     await store.append("alice", info.id, new_items)            # one atomic append per turn
 
 A turn appends all its items at once (user message, tool calls and outputs, reply), so two
 turns running at the same time never interleave or lose each other's items: the SQL store
-inserts rows, the Dapr store retries its etag-guarded write (the SDK's ``DaprSession``).
+inserts rows, the Dapr store retries its etag-guarded write (in the SDK's ``DaprSession`` layout).
 A conversation that belongs to another user is reported exactly like one that does not exist.
 """
 

@@ -1,8 +1,9 @@
 """The agent part of a process role: the chat routes and the chat service's lifetime.
 
 Listed in ``todo_agent.roles.PARTS``; active on the ``api`` and ``all`` roles. In Dapr mode
-(``DAPR_GRPC_PORT`` set) conversations live in the ``statestore`` component through the SDK's
-``DaprSession``; otherwise in the application's database.
+(``DAPR_HTTP_PORT`` set) conversations live in the ``statestore`` component in the SDK's
+``DaprSession`` layout, read and written through the sidecar's HTTP state API; otherwise in the
+application's database.
 
     chat = build_chat(container)          # what the lifespan hook does, usable in tests
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fastapi import FastAPI
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,11 @@ from agent.routes import CHAT_KEY, router
 from tasks.service import Actor
 from todo_agent.api import Hook, LifespanHook
 from todo_agent.bootstrap import Container
+
+if TYPE_CHECKING:
+    from dapr.aio.clients import DaprClient
+
+    from todo_agent.settings import Settings
 
 _ROLES: Final = ("api", "all")
 _TOKEN_TTL_SECONDS: Final = 300
@@ -79,19 +85,36 @@ def build_chat(
 def conversation_store(container: Container) -> ConversationStore:
     settings = container.settings
     if settings.dapr_enabled:
-        from dapr.aio.clients import DaprClient
-
-        from agent.memory_dapr import DaprConversationStore
-
-        address = f"127.0.0.1:{settings.dapr_grpc_port}" if settings.dapr_grpc_port else None
-        return DaprConversationStore(
-            lambda: DaprClient(address=address),
-            store_name=settings.statestore_name,
-            ttl_seconds=settings.conversation_ttl_seconds,
-        )
+        return _dapr_store(settings)
     from agent.memory_sql import SqlConversationStore
 
     return SqlConversationStore(container.engine)
+
+
+def _dapr_store(settings: Settings) -> ConversationStore:
+    """The state store through the sidecar's HTTP API (address and token as the event publisher
+    has them); the SDK sessions' gRPC client only on their first use."""
+    from agent.dapr_state import DaprStateClient
+    from agent.memory_dapr import DaprConversationStore
+
+    if settings.dapr_http_port is None:
+        raise RuntimeError("Dapr mode needs DAPR_HTTP_PORT for conversation memory.")
+    token = settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None
+    grpc_address = f"127.0.0.1:{settings.dapr_grpc_port}" if settings.dapr_grpc_port else None
+
+    def grpc_client() -> DaprClient:
+        from dapr.aio.clients import DaprClient
+
+        return DaprClient(address=grpc_address)
+
+    state = DaprStateClient(
+        base_url=f"http://127.0.0.1:{settings.dapr_http_port}",
+        store_name=settings.statestore_name,
+        api_token=token,
+    )
+    return DaprConversationStore(
+        state, ttl_seconds=settings.conversation_ttl_seconds, grpc_client=grpc_client
+    )
 
 
 def mcp_token(container: Container, actor: Actor, bearer: str | None) -> str | None:

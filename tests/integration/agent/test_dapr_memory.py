@@ -1,18 +1,31 @@
-"""Conversation memory in Dapr mode: the SDK's DaprSession over real daprd and the PostgreSQL state store."""
+"""Conversation memory in Dapr mode: the SDK's DaprSession layout over daprd's HTTP state API, with
+real daprd and the PostgreSQL state store."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import psycopg
 import pytest
 from dapr.aio.clients import DaprClient
 
+from agent.dapr_state import (
+    DaprStateClient,
+    Operation,
+    StateConflict,
+    StateStoreError,
+    delete_operation,
+    upsert_operation,
+)
 from agent.memory import ConversationNotFound
 from agent.memory_dapr import DaprConversationStore
+from devstack.procs import free_port
 from tests.conftest import JWT_SECRET
 from tests.unit.agent.support import running_app, settings_on_free_port, token
 
@@ -44,6 +57,22 @@ def dapr_settings(make_settings: Any, pg_url: str, dapr_env: dict[str, str]) -> 
 
 def user(text: str) -> dict[str, Any]:
     return {"role": "user", "content": text}
+
+
+def state_client(dapr_env: dict[str, str]) -> DaprStateClient:
+    return DaprStateClient(base_url=dapr_env["DAPR_HTTP_ENDPOINT"], store_name=STORE)
+
+
+@contextlib.asynccontextmanager
+async def dapr_store(
+    dapr_env: dict[str, str], *, state: DaprStateClient | None = None, **kwargs: Any
+) -> AsyncIterator[DaprConversationStore]:
+    """A store over the sidecar's HTTP API (as the api builds it), closed at the end."""
+    store = DaprConversationStore(state or state_client(dapr_env), **kwargs)
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def test_history_survives_an_api_restart(dapr_settings: Any, verifier: Any, pg_libpq_url: str) -> None:
@@ -117,8 +146,7 @@ async def test_another_users_conversation_id_is_not_found(dapr_settings: Any, ve
 
 
 async def test_etag_retries_keep_every_concurrent_append(dapr_env: dict[str, str]) -> None:
-    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
-        store = DaprConversationStore(client, store_name=STORE)
+    async with dapr_store(dapr_env) as store:
         info = await store.create("carol", title="busy")
         others = await asyncio.gather(*(store.create("carol", title=f"other {n}") for n in range(5)))
         await asyncio.gather(*(store.append("carol", info.id, [user(f"m{n}")]) for n in range(12)))
@@ -129,8 +157,7 @@ async def test_etag_retries_keep_every_concurrent_append(dapr_env: dict[str, str
 
 
 async def test_conversations_expire_after_their_ttl(dapr_env: dict[str, str]) -> None:
-    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
-        store = DaprConversationStore(client, store_name=STORE, ttl_seconds=1)
+    async with dapr_store(dapr_env, ttl_seconds=1) as store:
         info = await store.create("dave", title="short-lived")
         await store.append("dave", info.id, [user("hello")])
         assert await store.load("dave", info.id) == [user("hello")]
@@ -140,41 +167,34 @@ async def test_conversations_expire_after_their_ttl(dapr_env: dict[str, str]) ->
 
 
 async def test_an_append_on_a_stale_load_keeps_the_other_writers_items(dapr_env: dict[str, str]) -> None:
-    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
-        store = DaprConversationStore(client, store_name=STORE)
+    async with dapr_store(dapr_env) as store, dapr_store(dapr_env) as other:
         info = await store.create("frank", title="stale")
         await store.append("frank", info.id, [user("first")])
         assert await store.load("frank", info.id) == [user("first")]  # this turn's snapshot
-        other = DaprConversationStore(client, store_name=STORE)  # another replica writes meanwhile
-        await other.append("frank", info.id, [user("from elsewhere")])
+        await other.append("frank", info.id, [user("from elsewhere")])  # another replica, meanwhile
         await store.append("frank", info.id, [user("second")])  # stale etags: conflict, re-read
         items = await store.load("frank", info.id)
     assert [i["content"] for i in items] == ["first", "from elsewhere", "second"]
 
 
 # -- a turn touches only its own conversation's keys -------------------------------------------
-class CountingClient:
-    """The real client, counting the reads and state transactions that reach the sidecar."""
+class CountingState(DaprStateClient):
+    """The real HTTP client, counting the reads and state transactions that reach the sidecar."""
 
-    def __init__(self, client: DaprClient) -> None:
-        self._client = client
-        self.reads = 0
-        self.transactions = 0
+    reads = 0
+    transactions = 0
 
-    async def get_state(self, *args: Any, **kwargs: Any) -> Any:
+    async def get_bulk(self, keys: Sequence[str]) -> Any:
         self.reads += 1
-        return await self._client.get_state(*args, **kwargs)
+        return await super().get_bulk(keys)
 
-    async def get_bulk_state(self, *args: Any, **kwargs: Any) -> Any:
-        self.reads += 1
-        return await self._client.get_bulk_state(*args, **kwargs)
-
-    async def execute_state_transaction(self, *args: Any, **kwargs: Any) -> Any:
+    async def transact(self, operations: Sequence[Operation]) -> None:
         self.transactions += 1
-        return await self._client.execute_state_transaction(*args, **kwargs)
+        await super().transact(operations)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+
+def counting_state(dapr_env: dict[str, str]) -> CountingState:
+    return CountingState(base_url=dapr_env["DAPR_HTTP_ENDPOINT"], store_name=STORE)
 
 
 def unique(name: str) -> str:
@@ -188,9 +208,8 @@ def contents(items: list[Any]) -> list[str]:
 async def test_turns_in_two_conversations_of_one_user_take_one_read_and_one_write_each(
     dapr_env: dict[str, str],
 ) -> None:
-    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
-        counting = CountingClient(client)
-        store = DaprConversationStore(lambda: counting, store_name=STORE)  # type: ignore[arg-type,return-value]
+    counting = counting_state(dapr_env)
+    async with dapr_store(dapr_env, state=counting) as store:
         name = unique("gina")
         first, second = await store.create(name, title="one"), await store.create(name, title="two")
         await store.append(name, first.id, [user("hello one")])
@@ -208,8 +227,7 @@ async def test_turns_in_two_conversations_of_one_user_take_one_read_and_one_writ
 
 
 async def test_an_append_does_not_rewrite_the_users_index(dapr_env: dict[str, str]) -> None:
-    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
-        store = DaprConversationStore(client, store_name=STORE)
+    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client, dapr_store(dapr_env) as store:
         name = unique("hana")
         info = await store.create(name, title="quiet index")
         before = await client.get_state(STORE, f"conversations:{name}")
@@ -222,8 +240,16 @@ async def test_an_append_does_not_rewrite_the_users_index(dapr_env: dict[str, st
 
 
 async def test_recent_lists_the_conversation_appended_last_first(dapr_env: dict[str, str]) -> None:
-    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
-        store = DaprConversationStore(client, store_name=STORE)
+    made: list[DaprClient] = []
+
+    def grpc_client() -> DaprClient:
+        made.append(DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]))
+        return made[-1]
+
+    async with (
+        DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client,
+        dapr_store(dapr_env, grpc_client=grpc_client) as store,
+    ):
         name = unique("ida")
         a, b, c = [await store.create(name, title=title) for title in ("a", "b", "c")]
         assert [i.id for i in await store.recent(name)] == [c.id, b.id, a.id]
@@ -236,15 +262,16 @@ async def test_recent_lists_the_conversation_appended_last_first(dapr_env: dict[
         assert got == listed[0] and got.updated_at > got.created_at == b.created_at
         renamed = await store.rename(name, a.id, "renamed a")
         assert (renamed.title, renamed.updated_at) == ("renamed a", listed[1].updated_at)
+        assert made == []  # the store's own calls make no gRPC client
         # The SDK's session reads what this store wrote, and its created_at survives our appends.
         assert await store.session(name, b.id).get_items() == [user("bump b")]
+        assert len(made) == 1
         metadata = json.loads((await client.get_state(STORE, f"conversation:{name}:{b.id}:metadata")).data)
         assert metadata["created_at"] == str(int(b.created_at.timestamp()))
 
 
 async def test_another_users_conversation_is_not_found_by_any_operation(dapr_env: dict[str, str]) -> None:
-    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
-        store = DaprConversationStore(client, store_name=STORE)
+    async with dapr_store(dapr_env) as store:
         alice, bob = unique("alice"), unique("bob")
         info = await store.create(alice, title="mine")
         await store.append(alice, info.id, [user("secret")])
@@ -289,8 +316,7 @@ async def test_conversations_written_by_the_previous_layout_still_list_load_and_
             json.dumps({"session_id": session, "created_at": "1767261600", "updated_at": "1767434400"}),
         )
         await client.save_state(STORE, f"conversation:{name}:{empty}:messages", "[]")
-        store = DaprConversationStore(client, store_name=STORE)
-
+    async with dapr_store(dapr_env) as store:
         listed = await store.recent(name)
         assert [i.id for i in listed] == [appended, empty, no_items]
         assert listed[0].updated_at.isoformat() == entries[appended][1]
@@ -309,8 +335,10 @@ async def test_conversations_written_by_the_previous_layout_still_list_load_and_
 
 
 async def test_the_index_outlives_its_ttl_while_a_conversation_is_in_use(dapr_env: dict[str, str]) -> None:
-    async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
-        store = DaprConversationStore(client, store_name=STORE, ttl_seconds=2)
+    async with (
+        DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client,
+        dapr_store(dapr_env, ttl_seconds=2) as store,
+    ):
         name = unique("kim")
         idle = await store.create(name, title="idle")
         busy = await store.create(name, title="busy")
@@ -337,7 +365,7 @@ async def test_an_index_the_previous_layout_wrote_with_a_ttl_stops_expiring(dapr
     async with DaprClient(address=dapr_env["DAPR_GRPC_ENDPOINT"]) as client:
         await client.save_state(STORE, f"conversations:{name}", json.dumps(index), state_metadata=ttl)
         await client.save_state(STORE, f"conversation:{name}:{cid}:messages", "[]", state_metadata=ttl)
-        store = DaprConversationStore(client, store_name=STORE, ttl_seconds=2)
+    async with dapr_store(dapr_env, ttl_seconds=2) as store:
         await store.append(name, cid, [user("kept alive")])
         assert [i.id for i in await store.recent(name)] == [cid]  # rewrites the index without a TTL
         await asyncio.sleep(1.2)
@@ -345,3 +373,106 @@ async def test_an_index_the_previous_layout_wrote_with_a_ttl_stops_expiring(dapr
         await asyncio.sleep(1.2)
         assert [i.id for i in await store.recent(name)] == [cid]
         assert contents(await store.load(name, cid)) == ["kept alive", "and again"]
+
+
+# -- daprd's HTTP answers ------------------------------------------------------------------------
+async def test_daprd_reports_every_lost_etag_or_first_write_race_as_a_conflict(
+    dapr_env: dict[str, str],
+) -> None:
+    """What daprd 1.18 answers over HTTP: 409 for a save with a stale etag, 500 "no item was
+    updated" for a first write of a taken key, 500 "possible etag mismatch" for a transaction."""
+    key, other, stale = unique("race"), unique("race-other"), str(uuid.uuid4())
+    state = state_client(dapr_env)
+    try:
+        await state.save(key, ["first"], first_write=True)
+        value, etag = await state.get(key)
+        assert value == ["first"] and etag
+        conflicts = (
+            state.save(key, ["second"], etag=stale, first_write=True),
+            state.save(key, ["second"], first_write=True),
+            state.transact(
+                [upsert_operation(key, ["second"], etag=stale), upsert_operation(other, {"a": "1"})]
+            ),
+            state.transact([upsert_operation(key, ["second"], etag=stale)]),
+            state.transact([delete_operation(key, etag=stale)]),
+        )
+        for attempt in conflicts:
+            with pytest.raises(StateConflict):
+                await attempt
+        assert await state.get_bulk([key, other]) == {key: (["first"], etag)}  # nothing was written
+        await state.transact(
+            [upsert_operation(key, ["second"], etag=etag), upsert_operation(other, {"a": "1"})]
+        )
+        assert [v for v, _ in (await state.get_bulk([key, other])).values()] == [["second"], {"a": "1"}]
+    finally:
+        await state.aclose()
+
+
+async def test_a_refusal_that_is_not_a_conflict_is_an_error_naming_the_store(
+    dapr_env: dict[str, str],
+) -> None:
+    state = DaprStateClient(base_url=dapr_env["DAPR_HTTP_ENDPOINT"], store_name="no-such-store")
+    try:
+        with pytest.raises(StateStoreError) as raised:
+            await state.get_bulk(["a"])
+    finally:
+        await state.aclose()
+    assert not isinstance(raised.value, StateConflict)
+    assert str(raised.value).startswith("The state store no-such-store refused to read keys: 400 ")
+    assert "state store no-such-store is not found" in str(raised.value)
+
+
+async def test_two_replicas_appending_to_one_conversation_at_once_keep_both_turns(
+    dapr_env: dict[str, str],
+) -> None:
+    """Both turns load the same items and etag; one transaction loses the race over HTTP, is
+    recognised as a conflict, and is retried from a fresh read."""
+    first, second = counting_state(dapr_env), counting_state(dapr_env)
+    async with dapr_store(dapr_env, state=first) as one, dapr_store(dapr_env, state=second) as two:
+        name = unique("mia")
+        info = await one.create(name, title="race")
+        await one.append(name, info.id, [user("hello")])
+        first.transactions = 0
+        await asyncio.gather(one.load(name, info.id), two.load(name, info.id))
+        await asyncio.gather(
+            one.append(name, info.id, [user("from one")]), two.append(name, info.id, [user("from two")])
+        )
+        assert first.transactions + second.transactions == 3  # one of the two was retried
+        items = contents(await one.load(name, info.id))
+    assert items[0] == "hello" and sorted(items[1:]) == ["from one", "from two"]
+
+
+async def test_the_ttl_reaches_the_items_and_metadata_rows_but_not_the_index(
+    dapr_env: dict[str, str], pg_libpq_url: str
+) -> None:
+    async with dapr_store(dapr_env, ttl_seconds=3600) as store:
+        name = unique("noa")
+        info = await store.create(name, title="expiring")
+        await store.append(name, info.id, [user("hello")])
+    session = f"conversation:{name}:{info.id}"
+    with psycopg.connect(pg_libpq_url) as conn:
+        rows = conn.execute(
+            "select key, extract(epoch from expires_at - now()) from dapr_state where key like %s",
+            (f"%||conversation%:{name}%",),
+        ).fetchall()
+    left = {key.split("||", 1)[1]: seconds for key, seconds in rows}
+    assert set(left) == {f"conversations:{name}", f"{session}:messages", f"{session}:metadata"}
+    assert left[f"conversations:{name}"] is None
+    assert 3500 < left[f"{session}:messages"] <= 3600 and 3500 < left[f"{session}:metadata"] <= 3600
+
+
+async def test_a_sidecar_that_is_down_fails_at_once_with_a_clear_error() -> None:
+    address = f"http://127.0.0.1:{free_port()}"
+    store = DaprConversationStore(DaprStateClient(base_url=address, store_name=STORE))
+    started = time.monotonic()
+    try:
+        with pytest.raises(StateStoreError) as raised:
+            await store.load("olga", "some-conversation")
+        with pytest.raises(StateStoreError):
+            await store.append("olga", "some-conversation", [user("lost")])
+    finally:
+        await store.close()
+    assert time.monotonic() - started < 5
+    assert str(raised.value).startswith(
+        f"Could not read keys in the state store {STORE}: the Dapr sidecar at {address} is unreachable ("
+    )

@@ -42,7 +42,7 @@ from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from agent.assistant import build_assistant
-from agent.memory import ConversationStore, Item, title_from, trim_for_model
+from agent.memory import ConversationNotFound, ConversationStore, Item, title_from, trim_for_model
 from agent.models import ModelChoice
 from agent.offline import OfflineModel
 from agent.timing import TimedModel, ToolTimer, TurnTimings
@@ -104,7 +104,8 @@ class Chat:
     async def begin(
         self, actor: Actor, message: str, *, conversation_id: str | None, bearer: str | None = None
     ) -> Turn:
-        """Check the conversation (``ConversationNotFound`` for another user's) and load its history.
+        """Check the conversation (``ConversationNotFound`` for another user's) and load its history
+        (``ChatFailed`` when the conversation memory cannot be read or written).
 
         The turn starts at once in a task of its own, which opens its MCP connection while the
         history loads here; when the load fails, that task closes the connection and ends."""
@@ -117,6 +118,13 @@ class Chat:
             else:
                 stored = await self.store.load(actor.user_id, conversation_id, limit=self.item_limit)
                 turn.history = trim_for_model(stored, self.item_limit)
+        except ConversationNotFound:
+            turn.abandon()
+            raise
+        except Exception as exc:
+            turn.abandon()
+            log.warning("loading conversation memory failed", exc_info=True)
+            raise ChatFailed(f"The conversation memory is unavailable: {_reason(exc)}") from exc
         except BaseException:
             turn.abandon()
             raise
@@ -504,8 +512,13 @@ class Turn:
             if not self._said:
                 self._emit("delta", text=reply)
         started = time.perf_counter()
-        await self.chat.store.append(self.actor.user_id, self.conversation_id, new_items)
-        self.timings.memory_ms += (time.perf_counter() - started) * 1000
+        try:
+            await self.chat.store.append(self.actor.user_id, self.conversation_id, new_items)
+        except Exception as exc:
+            log.warning("saving conversation memory failed", exc_info=True)
+            raise ChatFailed(f"The reply could not be saved to the conversation: {_reason(exc)}") from exc
+        finally:
+            self.timings.memory_ms += (time.perf_counter() - started) * 1000
         self.reply = ChatReply(self.conversation_id, reply, calls, self.timings.finish())
         self._emit("done", **self.reply.public())
 

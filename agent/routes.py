@@ -111,6 +111,8 @@ async def chat_stream(
         )
     except ConversationNotFound as exc:
         raise _not_found(exc) from exc
+    except ChatFailed as exc:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, exc.detail) from exc
 
     async def events() -> AsyncIterator[dict[str, str]]:
         async for event in turn.events():

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from mcp.client.session import ClientSession
 
+from agent.chat import ChatFailed
 from tasks.inputs import TaskQuery
 from tasks.service import Actor
 from tests.conftest import JWT_SECRET
@@ -97,8 +98,9 @@ async def test_a_turn_whose_history_cannot_load_closes_the_connection_it_opened_
                 raise RuntimeError("the state store is down")
 
             monkeypatch.setattr(broken, "load", failing_load)
-            with pytest.raises(RuntimeError, match="state store is down"):
-                await app.chat.send(Actor("alice", "UTC"), "add wash the car", conversation_id=cid)
+            down = await alice.post("/api/chat", json={"message": "add wash the car", "conversation_id": cid})
+            assert down.status_code == 502, down.text
+            assert down.json()["detail"] == "The conversation memory is unavailable: the state store is down"
             for _ in range(500):  # the turns close their connections after the caller has its answer
                 if len(closed) == 3:
                     break
@@ -114,3 +116,29 @@ async def test_a_turn_whose_history_cannot_load_closes_the_connection_it_opened_
             t.title for t in app.container.tasks.list(Actor("alice", "UTC"), TaskQuery(status="all")).items
         }
         assert titles == {"Water the plants"}
+
+
+async def test_a_reply_that_cannot_be_saved_is_a_502_and_the_conversation_keeps_only_complete_turns(
+    settings: Any, verifier: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_app(settings) as app:
+        async with app.client(token(verifier, "alice")) as alice:
+            first = await alice.post("/api/chat", json={"message": "add water the plants"})
+            assert first.status_code == 200, first.text
+            cid = first.json()["conversation_id"]
+            store = app.chat.store
+            before = await store.load("alice", cid)
+
+            async def failing_append(*args: Any, **kwargs: Any) -> None:
+                raise RuntimeError("the state store refused the write")
+
+            monkeypatch.setattr(store, "append", failing_append)
+            failed = await alice.post("/api/chat", json={"message": "show my tasks", "conversation_id": cid})
+            assert failed.status_code == 502, failed.text
+            assert failed.json()["detail"] == (
+                "The reply could not be saved to the conversation: the state store refused the write"
+            )
+            with pytest.raises(ChatFailed, match="refused the write"):
+                await app.chat.send(Actor("alice", "UTC"), "show my tasks", conversation_id=cid)
+            monkeypatch.undo()
+            assert await store.load("alice", cid) == before

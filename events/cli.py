@@ -9,7 +9,10 @@ with the topics it goes to, whether it has been published, and whether the bus r
 good (``failed``, with ``last_error``). ``dlq`` reads the dead-letter topic ``<topic>-dlq``:
 with Dapr (``DAPR_GRPC_PORT``) through a streaming subscription of the CLI's own sidecar
 (consumer group = its app id); in the embedded default through the running server
-(``/events/dead-letters``). Consumers ignore events they already applied.
+(``/events/dead-letters``). Consumers ignore events they already applied. A reminder delivery
+given up (``--topic reminders``) is the reminder event with ``data["dead_letter"]`` (consumer,
+channel, error, attempts): ``list`` shows it with a ``reason``; its replay makes one more attempt
+on that channel only (``events.reminders.notifications``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 import httpx
 from sqlmodel import Session, col, select
 
-from events.contracts import CLOUDEVENT_CONTENT_TYPE, cloud_event, target_topics
+from events.contracts import CLOUDEVENT_CONTENT_TYPE, cloud_event, dead_letter_key, target_topics
 from tasks.db import make_engine
 from tasks.models import OutboxEvent
 
@@ -121,10 +124,12 @@ def dlq_through_dapr(settings: Any, action: str, *, topic: str, wait: float) -> 
                 if message is None:
                     continue
                 event = _as_cloud_event(message)
-                if event["id"] in seen:  # put back by this run (list) or dead-lettered again
+                key = dead_letter_key(event)  # the event id (and the channel a delivery gave up)
+                if key in seen:  # put back by this run (list) or dead-lettered again
                     continue  # (replay): unacknowledged, it stays for the next run
-                seen.add(event["id"])
-                print(json.dumps({"dead_letter_topic": dead_letter_topic, **event}), flush=True)
+                seen.add(key)
+                print(json.dumps({"dead_letter_topic": dead_letter_topic, **_reason(event), **event}),
+                      flush=True)  # fmt: skip
                 target = topic if action == "replay" else dead_letter_topic
                 client.publish_event(settings.pubsub_name, target, json.dumps(event),
                                      data_content_type=CLOUDEVENT_CONTENT_TYPE,
@@ -150,6 +155,15 @@ def _as_cloud_event(message: Any) -> dict[str, Any]:
             data = data.decode() if isinstance(data, bytes) else data
     return {"specversion": "1.0", "id": message.id(), "source": message.source(), "type": message.type(),
             "datacontenttype": "application/json", "data": data}  # fmt: skip
+
+
+def _reason(event: dict[str, Any]) -> dict[str, str]:
+    """``{"reason": ...}`` for a dead letter that says why it is one (a delivery given up)."""
+    data = event.get("data")
+    held = data.get("dead_letter") if isinstance(data, dict) else None
+    if not isinstance(held, dict) or "channel" not in held:
+        return {}
+    return {"reason": f"{held.get('consumer')} gave up {held['channel']}: {held.get('error')}"}
 
 
 def _partition(event: dict[str, Any]) -> dict[str, str]:

@@ -8,10 +8,17 @@ An outbox row becomes one CloudEvent per target topic (same id on every topic):
 A consumer parses the ``data`` of what it receives with the model of its topic:
 
     event = TaskEvent.model_validate(delivery.data)   # raises ValidationError on poison
+
+Each topic has a dead-letter topic ``<topic>-dlq``. Dapr writes there the event a consumer
+dropped, as it was delivered; an outbox row for a dead-letter topic (a reminder delivery given
+up, ``events.reminders.dead_letters``) is published the same way: its CloudEvent keeps the id of
+the event it holds (``data["dead_letter"]["event_id"]``), so a replay is that event again and
+its consumer knows what it already did with it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol
 
@@ -25,6 +32,7 @@ SOURCE: Final = "todo-agent"
 SPEC_VERSION: Final = "1.0"
 CLOUDEVENT_CONTENT_TYPE: Final = "application/cloudevents+json"
 NOTIFICATION_CREATED: Final = "todo.notification.created.v1"
+DEAD_LETTER_SUFFIX: Final = "-dlq"
 #: Topics a client-facing replay (WebSocket resume) reads from the outbox.
 CLIENT_TOPICS: Final = (TASK_EVENTS, TASK_UPDATES)
 
@@ -99,7 +107,7 @@ def cloud_event(row: OutboxRecord) -> dict[str, Any]:
     assert row.id is not None, "only committed outbox rows are published"
     event: dict[str, Any] = {
         "specversion": SPEC_VERSION,
-        "id": str(row.id),
+        "id": _event_id(row),
         "source": SOURCE,
         "type": row.event_type,
         "time": as_utc(row.created_at).isoformat(),
@@ -111,12 +119,31 @@ def cloud_event(row: OutboxRecord) -> dict[str, Any]:
     return event
 
 
+def _event_id(row: OutboxRecord) -> str:
+    """The row id, but for a dead letter: the id of the event it holds (as Dapr's dead letters)."""
+    if row.topic.endswith(DEAD_LETTER_SUFFIX):
+        held = row.payload.get("dead_letter")
+        if isinstance(held, dict) and held.get("event_id"):
+            return str(held["event_id"])
+    return str(row.id)
+
+
+def dead_letter_key(event: Mapping[str, Any]) -> str:
+    """What tells one dead letter from another: its event id, and for a delivery given up on one
+    channel (``data["dead_letter"]["channel"]``) that channel too: an event may leave one per channel."""
+    data = event.get("data")
+    held = data.get("dead_letter") if isinstance(data, dict) else None
+    channel = held.get("channel") if isinstance(held, dict) else None
+    return f"{event.get('id')}/{channel}" if channel else str(event.get("id"))
+
+
 def is_task_event(event_type: str) -> bool:
     return event_type.startswith("todo.task.")
 
 
 __all__ = [
     "CLIENT_TOPICS",
+    "DEAD_LETTER_SUFFIX",
     "NOTIFICATION_CREATED",
     "REMINDERS",
     "SOURCE",
@@ -127,5 +154,6 @@ __all__ = [
     "ReminderEvent",
     "TaskEvent",
     "cloud_event",
+    "dead_letter_key",
     "target_topics",
 ]

@@ -12,7 +12,9 @@ off), and consumers ignore the repeats they have already applied. Retries are bo
 ``max_attempts`` deliveries of one event to one consumer, counted across those rounds, the bus
 gives up on that consumer, logs why and dead-letters the event, so a poison event cannot
 hold back the ones after it. Dropped and given-up events are kept in ``bus.dead_letters``
-(the embedded dead-letter "topic", served at ``/events/dead-letters`` and replayable).
+(the embedded dead-letter "topic", served at ``/events/dead-letters`` and replayable), and so
+are events published to a dead-letter topic (``<topic>-dlq``, such as a reminder delivery given
+up: ``events.reminders.dead_letters``; its ``data["dead_letter"]`` names consumer and reason).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Final
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from events.contracts import DEAD_LETTER_SUFFIX, dead_letter_key
 from events.ports import Delivery, Outcome, PublishError, Subscription
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,10 @@ class InProcessBus:
         return list(self._subscriptions.get(topic, ()))
 
     async def publish(self, topic: str, events: Sequence[Mapping[str, Any]], *, partition_key: str) -> None:
+        if topic.endswith(DEAD_LETTER_SUFFIX) and not self._subscriptions.get(topic):
+            for event in events:
+                self._keep(topic, event)
+            return
         for event in events:
             delivery = Delivery(
                 id=str(event["id"]), type=str(event["type"]), topic=topic,
@@ -103,8 +110,8 @@ class InProcessBus:
         chosen = [d for d in self.dead_letters if d.topic == f"{topic}-dlq" or d.topic == topic]
         for letter in chosen:
             self.dead_letters.remove(letter)
-        distinct = {str(letter.event.get("id")): letter.event for letter in chosen}
-        for event in distinct.values():  # once per event: every consumer of the topic gets it
+        distinct = {dead_letter_key(letter.event): letter.event for letter in chosen}
+        for event in distinct.values():  # once per event (and channel given up): every consumer gets it
             while True:  # bounded: a consumer that keeps asking to retry is dead-lettered again
                 try:
                     await self.publish(topic, [event], partition_key="")
@@ -120,6 +127,18 @@ class InProcessBus:
         log.warning("event %s on %s for %s went to %s: %s", delivery.id, subscription.topic,
                     subscription.consumer, topic, reason)  # fmt: skip
         self.dead_letters.append(DeadLetter(topic, subscription.consumer, delivery.raw, reason, attempts))
+
+    def _keep(self, topic: str, event: Mapping[str, Any]) -> None:
+        """An event published to a dead-letter topic: kept, with the reason it carries."""
+        data = event.get("data")
+        held = data.get("dead_letter") if isinstance(data, dict) else None
+        held = held if isinstance(held, dict) else {}
+        reason = (
+            f"gave up {held['channel']}: {held.get('error')}" if "channel" in held else "published as one"
+        )
+        log.warning("event %s went to %s: %s", event.get("id"), topic, reason)
+        letter = DeadLetter(topic, str(held.get("consumer", "")), event, reason, int(held.get("attempts", 1)))
+        self.dead_letters.append(letter)
 
 
 def install_routes(app: FastAPI, container: Any) -> None:

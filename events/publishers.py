@@ -68,9 +68,9 @@ class DaprPublisher:
             body, headers = json.dumps(event), _EVENT_HEADERS
         else:
             entries = [
-                {"entryId": str(event["id"]), "event": event, "contentType": CLOUDEVENT_CONTENT_TYPE,
+                {"entryId": entry_id, "event": event, "contentType": CLOUDEVENT_CONTENT_TYPE,
                  "metadata": {"partitionKey": key}}
-                for event, key in items
+                for entry_id, (event, key) in zip(_entry_ids(items), items, strict=True)
             ]  # fmt: skip
             url, body, headers = self._url(_BULK_PATH, topic), json.dumps(entries), _BULK_HEADERS
         try:
@@ -106,6 +106,13 @@ class DaprPublisher:
         if url is None:
             url = self._urls[(path, topic)] = URL(f"{self._base_url}{path}/{self._pubsub}/{topic}")
         return url
+
+
+def _entry_ids(items: Sequence[tuple[Mapping[str, Any], str]]) -> list[str]:
+    """The events' ids as bulk entry ids, which daprd requires to differ (400 otherwise); the
+    position goes first if two events share an id (two dead letters of one reminder event)."""
+    ids = [str(event["id"]) for event, _ in items]
+    return ids if len(set(ids)) == len(ids) else [f"{index}:{id_}" for index, id_ in enumerate(ids)]
 
 
 class InProcessPublisher:

@@ -3,18 +3,21 @@
     policy = RetryPolicy.from_settings(settings)
     started = begin(uow_factory, row, now=now, lease=policy.lease)   # the subscriber's one attempt
     claims = claim_due(uow_factory, now=now, policy=policy)          # the retrier's later attempts
+    claim = reopen(uow_factory, held, now=now, lease=policy.lease)   # a replayed dead letter's
     status = settle(uow_factory, claim, error, now=now, policy=policy)
 
 Each delivery is one ``Notification`` row per (event, channel):
 
     sending --sent--> sent
-       |--permanent failure, or a transient one at the attempt limit--> failed
+       |--permanent failure, or a transient one at the attempt limit--> failed (+ dead letter)
        '--transient failure--> retrying --at next_attempt_at--> sending (one more attempt)
+    failed --its dead letter replayed (reopen)--> sending (one more attempt)
 
 A sender owns a ``sending`` row until its ``next_attempt_at`` (the lease): the row of a sender
 that died is due again once the lease has expired. Claims compare and set ``attempts`` (and lock
 with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas claim different rows); a settle whose
-claim was taken over meanwhile changes nothing.
+claim was taken over meanwhile changes nothing. The update that gives a delivery up writes its
+dead letter (``dead_letters``) in the same transaction, only if it changed the row: one per give-up.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from events.reminders.dead_letters import GivenUp, given_up
 from tasks.clock import as_utc
 from tasks.models import Notification
 from tasks.unit_of_work import UnitOfWorkFactory
@@ -167,6 +171,7 @@ def claim_due(
             if getattr(changed, "rowcount", 0) != 1:
                 continue  # another sender claimed it first
             if exhausted:
+                uow.record(given_up(row, error=str(values["last_error"]), now=now))
                 log.error("reminder %s via %s failed: %s", row.event_id, row.channel, values["last_error"])
             else:
                 claims.append(Claim.of(row, row.attempts + 1))
@@ -201,6 +206,8 @@ def settle(
             .values(status=status, last_error=last_error, next_attempt_at=next_attempt_at)
             .execution_options(synchronize_session=False)
         )
+        if status == "failed" and getattr(changed, "rowcount", 0) == 1:
+            uow.record(given_up(claim, error=str(last_error), now=now))
         uow.commit()
     if getattr(changed, "rowcount", 0) != 1:
         log.warning("reminder %s via %s: attempt %d ended (%s) after its claim had expired",
@@ -208,6 +215,35 @@ def settle(
     elif status == "failed":
         log.error("reminder %s via %s failed: %s", claim.event_id, claim.channel, last_error)
     return status
+
+
+def reopen(uow_factory: UnitOfWorkFactory, held: GivenUp, *, now: datetime, lease: timedelta) -> Claim | None:
+    """Claim the delivery ``held`` gave up (its dead letter is replayed) for one more attempt.
+    None unless it is still failed as that give-up left it: a dead letter replayed twice, or one
+    of an earlier give-up, reopens nothing."""
+    with uow_factory() as uow:
+        row = uow.session.exec(
+            select(Notification).where(
+                Notification.event_id == held.event_id, Notification.channel == held.channel
+            )
+        ).first()
+        if row is None or (row.status, row.attempts) != ("failed", held.attempts):
+            return None
+        changed = uow.session.execute(
+            update(Notification)
+            .where(
+                col(Notification.id) == row.id,
+                col(Notification.status) == "failed",
+                col(Notification.attempts) == row.attempts,
+            )
+            .values(status="sending", attempts=row.attempts + 1, next_attempt_at=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(changed, "rowcount", 0) != 1:
+            return None  # reopened meanwhile by another delivery of the same dead letter
+        claim = Claim.of(row, row.attempts + 1)
+        uow.commit()
+    return claim
 
 
 def next_due(uow_factory: UnitOfWorkFactory) -> datetime | None:

@@ -20,11 +20,19 @@ HTTP 5xx/408/429) is recorded ``retrying`` and the event answers SUCCESS; the re
 (a webhook that hangs) is left to finish under its lease while the event answers SUCCESS; if
 the process stops first, the lease expires and the retrier sends it.
 
-A permanent failure (5xx SMTP reply, other HTTP 3xx/4xx) is recorded ``failed`` and the event
-answers DROP, which sends it to ``reminders-dlq`` (the other channels are still delivered and
-retried); so does a redelivery of an event with a channel given up earlier. A delivery given
-up after the event was answered (by the retrier, or a first attempt that outlasted the wait) is
-recorded ``failed`` and logged, not dead-lettered: its event was acknowledged already.
+A delivery given up — a permanent failure (5xx SMTP reply, other HTTP 3xx/4xx) on any attempt,
+or ``TODO_NOTIFY_MAX_ATTEMPTS`` used up — is recorded ``failed`` and, in the same transaction,
+written to the outbox as a dead letter for ``reminders-dlq`` (``dead_letters``: the reminder
+event with the channel and its last error), once per give-up however many replicas race to
+give it up. So it does not matter whether the event was still being answered (a first attempt)
+or acknowledged long before (the retrier, or a first attempt that outlasted the wait): the
+event answers SUCCESS, its other channels are delivered and retried, and the relay publishes
+the dead letter (``todo-agent events dlq list --topic reminders`` shows it). A redelivered
+event sends nothing again and writes no second dead letter. A replayed dead letter (``dlq
+replay``) is that event with ``data["dead_letter"]``: it makes one more attempt on the channel
+it names, if that delivery is still failed as the dead letter left it (``deliveries.reopen``;
+the attempt counts on, so a transient failure is retried only while attempts remain), and
+sends nothing else again. Only a malformed event answers DROP (Dapr dead-letters it).
 
 Email and webhook go to the address and URL the user has saved when each attempt is made, so a
 corrected webhook URL gets the retries. The webhook gets ``{"type": "reminder", "event_id",
@@ -48,6 +56,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from events.ports import Delivery, Outcome, Subscription
+from events.reminders import dead_letters
+from events.reminders.dead_letters import GivenUp, replayed
 from events.reminders.deliveries import (
     Begun,
     Channel,
@@ -56,6 +66,7 @@ from events.reminders.deliveries import (
     RetryPolicy,
     Status,
     begin,
+    reopen,
     settle,
 )
 from tasks.clock import as_utc, utc_now, zone
@@ -67,7 +78,7 @@ from todo_agent.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CONSUMER: Final = "notifications"
+CONSUMER: Final = dead_letters.CONSUMER
 ROUTE: Final = "/events/reminders"
 #: How long the subscriber waits for its first attempts before it answers and moves on.
 FIRST_ATTEMPT_WAIT: Final = timedelta(seconds=2)
@@ -280,33 +291,43 @@ class ReminderNotifier:
         text = reminder_text(message, recipient.timezone)
         await asyncio.to_thread(record_in_app, self.container.uow, delivery.id, message, text)
         channels = channels_for(recipient, self.container.settings)
-        ended = await self._first_attempts(
+        held = replayed(delivery.data, delivery.id)
+        if held is not None and held.channel not in channels:
+            log.warning("dead letter of reminder %s replayed, but %s is no longer configured for %s",
+                        delivery.id, held.channel, message.user_id)  # fmt: skip
+        await self._first_attempts(
             [
                 asyncio.create_task(
-                    self._first(delivery.id, ch, message, recipient), name=f"{delivery.id}/{ch}"
+                    self._first(delivery.id, ch, message, recipient, held), name=f"{delivery.id}/{ch}"
                 )
                 for ch in channels
             ]
         )
-        return Outcome.DROP if "failed" in ended else Outcome.SUCCESS
+        return Outcome.SUCCESS  # a delivery given up has its own dead letter (``dead_letters``)
 
     async def _first(
-        self, event_id: str, channel: Channel, message: ReminderMessage, to: Recipient
-    ) -> Status:
-        """The one attempt the subscriber makes on ``channel``; a redelivered event makes none."""
+        self, event_id: str, channel: Channel, message: ReminderMessage, to: Recipient,
+        held: GivenUp | None = None,
+    ) -> Status:  # fmt: skip
+        """The one attempt the subscriber makes on ``channel``; a redelivered event makes none,
+        a replayed dead letter (``held``) one on the channel it gave up."""
         row = Notification(
             event_id=event_id, channel=channel, user_id=message.user_id, task_id=message.task_id,
             title=message.title, due_at=message.due_at, remind_at=message.remind_at,
         )  # fmt: skip
-        policy = RetryPolicy.from_settings(self.container.settings)
-        started: Begun = await asyncio.to_thread(
-            begin, self.container.uow, row, now=utc_now(), lease=policy.lease
-        )
-        if started.claim is None:
+        policy, uow = RetryPolicy.from_settings(self.container.settings), self.container.uow
+        started: Begun = await asyncio.to_thread(begin, uow, row, now=utc_now(), lease=policy.lease)
+        claim = started.claim
+        if claim is None and started.earlier == "failed" and held is not None and held.channel == channel:
+            claim = await asyncio.to_thread(reopen, uow, held, now=utc_now(), lease=policy.lease)
+            if claim is not None:
+                log.info("reminder %s via %s: its dead letter was replayed, attempt %d", event_id,
+                         channel, claim.attempts)  # fmt: skip
+        if claim is None:
             return started.earlier or "sending"
         settings = self.container.settings
         return await attempt(
-            self.container, started.claim, policy, lambda: send(channel, settings, to, event_id, message)
+            self.container, claim, policy, lambda: send(channel, settings, to, event_id, message)
         )
 
     async def _first_attempts(self, attempts: list[asyncio.Task[Status]]) -> list[Status]:
@@ -330,5 +351,5 @@ class ReminderNotifier:
 def reminders_subscription(container: Container) -> Subscription:
     return Subscription(
         topic=REMINDERS, route=ROUTE, consumer=CONSUMER, handler=ReminderNotifier(container),
-        dead_letter_topic=f"{REMINDERS}-dlq",
+        dead_letter_topic=dead_letters.TOPIC,
     )  # fmt: skip

@@ -8,8 +8,9 @@ with the time of its next attempt, so the ``reminders`` partition moves on. The 
 the deliveries that are due (``deliveries.claim_due``: replicas claim different rows, and the
 claim of a sender that died expires), sends each again to the address or URL the user has saved
 now, and records how it ended: ``sent``, ``retrying`` with a longer backoff, or ``failed``
-(a permanent failure, or ``TODO_NOTIFY_MAX_ATTEMPTS`` used up). In-app notifications are never
-retried: they are written once with the event.
+(a permanent failure, or ``TODO_NOTIFY_MAX_ATTEMPTS`` used up), which writes the delivery's dead
+letter for ``reminders-dlq`` in the same transaction (``dead_letters``). In-app notifications are
+never retried: they are written once with the event.
 
 It sleeps until the earliest delivery is due (at most ``POLL``, for rows other replicas wrote)
 and wakes early when this process's subscriber records a retry.

@@ -143,7 +143,7 @@ async def test_a_failing_webhook_of_one_user_does_not_hold_up_another_users_remi
 
 
 @pytest.mark.parametrize("notify_env", [{"TODO_NOTIFY_MAX_ATTEMPTS": "3"}])
-async def test_a_webhook_failing_past_the_attempt_limit_ends_failed_after_that_many_posts(
+async def test_a_webhook_failing_past_the_attempt_limit_ends_failed_and_is_dead_lettered_once(
     reminder_system: ReminderSystem, webhooks: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     system, carol = reminder_system, someone("carol")
@@ -168,7 +168,15 @@ async def test_a_webhook_failing_past_the_attempt_limit_ends_failed_after_that_m
         str(fired.id) in r.getMessage() and "gave up after 3 attempts" in r.getMessage()
         for r in caplog.records
     ), "the give-up is logged with why"
-    assert dead_letters(system, offsets, task["id"]) == [], "the event was acknowledged long before"
+    # the event was acknowledged long before: the give-up wrote its own dead letter, once
+    [dead] = dead_letters(system, offsets, task["id"])
+    assert (dead["id"], dead["type"], dead["data"]["task_id"], dead["data"]["user_id"]) == (
+        str(fired.id), "todo.reminder.due.v1", task["id"], carol,
+    )  # fmt: skip
+    given_up = dead["data"]["dead_letter"]
+    assert (given_up["channel"], given_up["attempts"], given_up["error"]) == (
+        "webhook", 3, "webhook answered HTTP 503 (gave up after 3 attempts)",
+    )  # fmt: skip
 
 
 async def test_an_smtp_temporary_failure_is_retried_without_sending_in_app_or_the_webhook_again(

@@ -6,8 +6,9 @@ reminder goes the same way as in ``test_reminders_through_dapr``: REST -> Dapr j
 ``PATCH /api/me``. The notifications role makes one attempt per channel and answers SUCCESS on
 a transient failure; its retrier (``events.reminders.retrier``) tries again with backoff, made
 short here through the ``TODO_NOTIFY_*`` environment. A permanent failure still sends the event
-to ``reminders-dlq``. This module's ``smtp_inbox`` replaces the shared one with a mailbox a test
-can make answer "451 try again later", to see a retried email next to a webhook that was given up.
+to ``reminders-dlq`` (one dead letter per channel given up, with its error). This module's
+``smtp_inbox`` replaces the shared one with a mailbox a test can make answer "451 try again
+later", to see a retried email next to a webhook that was given up.
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ async def test_a_webhook_answering_4xx_is_given_up_and_dead_lettered_without_blo
 
     [fired] = system.reminder_rows(task["id"])
     assert [(e["id"], e["data"]["user_id"]) for e in dead] == [(str(fired.id), carol)]
+    given_up = dead[0]["data"]["dead_letter"]
+    assert (given_up["channel"], given_up["error"]) == ("webhook", "webhook answered HTTP 410")
     assert len(webhooks.hooks[carol].received) == 1, "a permanent failure is not retried"
     webhook = deliveries(system, task["id"])["webhook"]
     assert (webhook.status, webhook.attempts) == ("failed", 1)

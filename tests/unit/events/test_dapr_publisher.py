@@ -97,6 +97,18 @@ async def test_several_events_go_in_one_bulk_request_each_entry_with_its_own_key
     ]  # fmt: skip
 
 
+async def test_events_sharing_an_id_get_distinct_bulk_entry_ids(sidecar: FakeSidecar) -> None:
+    """Two dead letters of one reminder event (two channels given up) share their CloudEvent id;
+    daprd refuses a bulk request whose entry ids repeat ("entryId is duplicated")."""
+    publisher = DaprPublisher(base_url=sidecar.url, pubsub="kafka-pubsub")
+    await publisher.publish_keyed("reminders-dlq", [(_event(7), "alice"), (_event(7), "alice")])
+    await publisher.aclose()
+
+    [(_, _, _, _, body)] = sidecar.requests
+    assert [entry["entryId"] for entry in body] == ["0:7", "1:7"]
+    assert [entry["event"] for entry in body] == [_event(7), _event(7)]
+
+
 @pytest.mark.parametrize(("status", "permanent"), [(400, True), (403, True), (404, False), (500, False)])
 async def test_a_refusal_names_the_topic_and_answer_and_only_a_4xx_about_the_message_is_permanent(
     sidecar: FakeSidecar, status: int, permanent: bool

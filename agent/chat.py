@@ -113,25 +113,29 @@ class Chat:
         turn.start()
         started = time.perf_counter()
         try:
-            if conversation_id is None:
-                turn.conversation_id = (await self.store.create(actor.user_id, title=title_from(message))).id
-            else:
-                stored = await self.store.load(actor.user_id, conversation_id, limit=self.item_limit)
-                turn.history = trim_for_model(stored, self.item_limit)
-        except ConversationNotFound:
-            turn.abandon()
-            raise
-        except Exception as exc:
-            turn.abandon()
-            log.warning("loading conversation memory failed", exc_info=True)
-            raise ChatFailed(f"The conversation memory is unavailable: {_reason(exc)}") from exc
+            await self._load(turn)
         except BaseException:
-            turn.abandon()
+            turn.loaded(False)
             raise
         finally:
             turn.timings.memory_ms += (time.perf_counter() - started) * 1000
-        turn.loaded()
+        turn.loaded(True)
         return turn
+
+    async def _load(self, turn: Turn) -> None:
+        """The turn's history, or its new conversation; memory failures become ``ChatFailed``."""
+        user_id = turn.actor.user_id
+        try:
+            if turn.created:
+                turn.conversation_id = (await self.store.create(user_id, title=title_from(turn.message))).id
+            else:
+                stored = await self.store.load(user_id, turn.conversation_id, limit=self.item_limit)
+                turn.history = trim_for_model(stored, self.item_limit)
+        except ConversationNotFound:
+            raise
+        except Exception as exc:
+            log.warning("loading conversation memory failed", exc_info=True)
+            raise ChatFailed(f"The conversation memory is unavailable: {_reason(exc)}") from exc
 
     async def send(
         self, actor: Actor, message: str, *, conversation_id: str | None = None, bearer: str | None = None
@@ -381,7 +385,7 @@ class Turn:
         self.history: list[Item] = []
         self.timings = TurnTimings()
         self.reply: ChatReply | None = None
-        self._memory: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._memory: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue: asyncio.Queue[ChatEvent | None] = asyncio.Queue()
         self._result: RunResultStreaming
         self._said = False  # a text delta was streamed
@@ -391,13 +395,10 @@ class Turn:
         self.chat._running.add(task)
         task.add_done_callback(self.chat._running.discard)
 
-    def loaded(self) -> None:
-        """The history is loaded (or the conversation created): the agent may run."""
-        self._memory.set_result(None)
-
-    def abandon(self) -> None:
-        """The history could not be loaded: the turn closes its connection and ends."""
-        self._memory.set_exception(_Abandoned())
+    def loaded(self, ok: bool) -> None:
+        """Whether the history loaded (or the conversation was created): if so the agent runs,
+        else the turn closes its connection and ends."""
+        self._memory.set_result(ok)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         while (event := await self._queue.get()) is not None:
@@ -427,7 +428,8 @@ class Turn:
         server = self.chat._server(self.actor, self.bearer)
         try:
             unavailable = await self._connect(server)
-            await self._memory  # loading in ``begin`` meanwhile
+            if not await self._memory:  # loading in ``begin`` meanwhile
+                raise _Abandoned
             self._emit("start", conversation_id=self.conversation_id)
             if unavailable is not None:
                 raise ChatFailed(f"The task tools are unavailable: {_reason(unavailable)}") from unavailable
@@ -524,10 +526,7 @@ class Turn:
 
     async def _forget_if_new(self) -> None:
         """A first turn that failed leaves no empty conversation behind."""
-        if not self.created:
-            return
-        await asyncio.wait({self._memory})  # created (or not) in ``begin``
-        if self._memory.exception() is not None:
+        if not self.created or not await self._memory:  # created (or not) in ``begin``
             return
         try:
             await self.chat.store.delete(self.actor.user_id, self.conversation_id)

@@ -26,6 +26,7 @@ from tests.integration.reminders.support import (
     ReminderSystem,
     start_role,
 )
+from tests.integration.reminders.webhook_support import WebhookReceiver
 
 
 @pytest.fixture
@@ -91,3 +92,11 @@ def private_scheduler(stack: Stack, tmp_path: Path) -> Iterator[Scheduler]:
     scheduler.up()
     yield scheduler
     scheduler.down()
+
+
+@pytest.fixture
+def webhooks(app_server_factory: Any) -> WebhookReceiver:
+    """Webhook endpoints for the users of a test, on a real HTTP server of its own."""
+    receiver = WebhookReceiver()
+    receiver.url = app_server_factory(receiver.app).url
+    return receiver

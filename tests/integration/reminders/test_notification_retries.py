@@ -71,13 +71,6 @@ def smtp_inbox() -> Iterator[tuple[Inbox, int]]:
     yield from flaky_smtp_inbox()
 
 
-@pytest.fixture
-def webhooks(app_server_factory: Any) -> WebhookReceiver:
-    receiver = WebhookReceiver()
-    receiver.url = app_server_factory(receiver.app).url
-    return receiver
-
-
 def dead_letters(system: ReminderSystem, offsets: Any, task_id: int) -> list[dict[str, Any]]:
     return kafka_events_since(
         system.kafka_brokers, offsets, lambda e: e.get("data", {}).get("task_id") == task_id, wait=3

@@ -202,13 +202,6 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TODO_NOTIFY_MAX_ATTEMPTS", "3")
 
 
-@pytest.fixture
-def webhooks(app_server_factory: Any) -> WebhookReceiver:
-    receiver = WebhookReceiver()
-    receiver.url = app_server_factory(receiver.app).url
-    return receiver
-
-
 async def test_a_replayed_dead_letter_tries_the_given_up_webhook_again_and_sends_nothing_else(
     reminder_system: ReminderSystem, reminder_resources: Any, webhooks: WebhookReceiver,
     sidecar_factory: Any, session_id: str, monkeypatch: pytest.MonkeyPatch,

@@ -56,13 +56,6 @@ def smtp_inbox() -> Iterator[tuple[Inbox, int]]:
     yield from flaky_smtp_inbox()
 
 
-@pytest.fixture
-def webhooks(app_server_factory: Any) -> WebhookReceiver:
-    receiver = WebhookReceiver()
-    receiver.url = app_server_factory(receiver.app).url
-    return receiver
-
-
 async def test_a_reminder_posts_its_task_once_to_the_owners_webhook(
     reminder_system: ReminderSystem, webhooks: WebhookReceiver
 ) -> None:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from agent.dapr_state import DaprStateClient, StateConflict, StateStoreError, upsert_operation
 from devstack.procs import free_port
+from tests.unit.http_support import serving_posts
 
 
 @dataclass
@@ -39,17 +40,9 @@ async def sidecar() -> AsyncIterator[FakeSidecar]:
         status, text = recorded.answer
         return web.Response(status=status, text=text or None, content_type="application/json")
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    recorded.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serving_posts(handle) as url:
+        recorded.url = url
         yield recorded
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_bulk_read_is_strongly_consistent_carries_the_token_and_leaves_missing_keys_out(

@@ -20,6 +20,7 @@ from devstack.procs import free_port
 from events.contracts import CLOUDEVENT_CONTENT_TYPE
 from events.ports import PublishError
 from events.publishers import DaprPublisher
+from tests.unit.http_support import serving_posts
 
 
 @dataclass
@@ -41,17 +42,9 @@ async def sidecar() -> AsyncIterator[FakeSidecar]:
         status, text = recorded.answer
         return web.Response(status=status, text=text or None)
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    recorded.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serving_posts(handle) as url:
+        recorded.url = url
         yield recorded
-    finally:
-        await runner.cleanup()
 
 
 def _event(event_id: int) -> dict[str, Any]:

@@ -216,7 +216,7 @@ async def test_a_replayed_dead_letter_tries_the_given_up_webhook_again_and_sends
     cli_settings = Settings(dapr_http_port=cli_sidecar.http_port, dapr_grpc_port=cli_sidecar.grpc_port)
     offsets = end_offsets(system.kafka_brokers, "reminders-dlq")
     replay = asyncio.create_task(
-        asyncio.to_thread(events_cli, ["dlq", "replay", "--topic", "reminders", "--wait", "25"], cli_settings)
+        asyncio.to_thread(events_cli, ["dlq", "replay", "--topic", "reminders", "--wait", "40"], cli_settings)
     )
     await asyncio.to_thread(wait_for_consumer_group, system.kafka_brokers, cli_id)
     # down for the three attempts TODO_NOTIFY_MAX_ATTEMPTS allows, back for the replay's
@@ -224,7 +224,7 @@ async def test_a_replayed_dead_letter_tries_the_given_up_webhook_again_and_sends
     task, _ = await remind_soon(system, erin, title="Water the plants", webhook=url)
 
     await eventually(
-        lambda: settled(system, task["id"], {"webhook": "sent"}), seconds=30, what="the replayed webhook"
+        lambda: settled(system, task["id"], {"webhook": "sent"}), seconds=45, what="the replayed webhook"
     )
     assert await replay == 0
     await asyncio.sleep(2)  # anything sent twice would arrive by now

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 
 def wait_for_consumer_group(brokers: str, group: str, timeout: float = 60) -> None:
@@ -28,5 +29,16 @@ def end_offsets(brokers: str, topic: str) -> dict[TopicPartition, int]:
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         return dict(consumer.end_offsets(parts))
+    finally:
+        consumer.close()
+
+
+def commit_offsets(brokers: str, group: str, offsets: dict[TopicPartition, int]) -> None:
+    """Commit ``offsets`` for consumer ``group`` (which has no members yet), so its first member
+    starts reading there, whatever the component's ``initialOffset`` and however often it rejoins."""
+    consumer = KafkaConsumer(bootstrap_servers=brokers, group_id=group, enable_auto_commit=False)
+    try:
+        consumer.assign(list(offsets))
+        consumer.commit({part: OffsetAndMetadata(offset, "", -1) for part, offset in offsets.items()})
     finally:
         consumer.close()

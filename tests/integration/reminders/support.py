@@ -146,9 +146,15 @@ def start_role(
 
 
 def kafka_events_since(
-    brokers: str, offsets: dict[TopicPartition, int], match: Callable[[dict[str, Any]], bool], wait: float = 5
+    brokers: str,
+    offsets: dict[TopicPartition, int],
+    match: Callable[[dict[str, Any]], bool],
+    wait: float = 5,
+    *,
+    until: int | None = None,
 ) -> list[dict[str, Any]]:
-    """CloudEvents written after ``offsets`` that ``match``, read for ``wait`` seconds."""
+    """CloudEvents written after ``offsets`` that ``match``, read for ``wait`` seconds (or until
+    ``until`` of them are found)."""
     consumer = KafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
     try:
         consumer.assign(list(offsets))
@@ -156,7 +162,7 @@ def kafka_events_since(
             consumer.seek(part, offset)
         found: list[dict[str, Any]] = []
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and (until is None or len(found) < until):
             for batch in consumer.poll(timeout_ms=300).values():
                 for record in batch:
                     event = json.loads(record.value)

@@ -37,7 +37,7 @@ from events.reminders.deliveries import (
 )
 from tasks.models import Notification, OutboxEvent
 from tasks.unit_of_work import UnitOfWorkFactory
-from tests.integration.kafka_support import end_offsets, wait_for_consumer_group
+from tests.integration.kafka_support import commit_offsets, end_offsets
 from tests.integration.reminders.support import ReminderSystem, eventually, kafka_events_since
 from tests.integration.reminders.webhook_support import (
     WebhookReceiver,
@@ -209,22 +209,34 @@ async def test_a_replayed_dead_letter_tries_the_given_up_webhook_again_and_sends
 ) -> None:  # fmt: skip
     system, erin = reminder_system, someone("erin")
     resources, _, _ = reminder_resources
+    offsets = end_offsets(system.kafka_brokers, "reminders-dlq")
+    # down for the three attempts TODO_NOTIFY_MAX_ATTEMPTS allows, back for the replay's
+    url = webhooks.hook(erin, 503, 503, 503, 200)
+    task, _ = await remind_soon(system, erin, title="Water the plants", webhook=url)
+    await eventually(
+        lambda: settled(system, task["id"], {"webhook": "failed"}), seconds=30, what="the webhook given up"
+    )
+
+    def ours(event: dict[str, Any]) -> bool:
+        data = event.get("data", {})
+        return bool(data.get("user_id") == erin and data.get("task_id") == task["id"])
+
+    dead = await asyncio.to_thread(kafka_events_since, system.kafka_brokers, offsets, ours, 30, until=1)
+    assert dead, "the given-up webhook's dead letter did not reach reminders-dlq within 30 s"
+
+    # The operator's replay, through a sidecar of its own; its consumer group starts where this
+    # test began reading (not at the dead letters earlier tests left on the topic).
     cli_id = f"todo-dlq-reminders-{session_id}-{uuid.uuid4().hex[:4]}"
+    await asyncio.to_thread(commit_offsets, system.kafka_brokers, cli_id, offsets)
     cli_sidecar = sidecar_factory(cli_id, None, resources=resources)
     for name, value in cli_sidecar.app_env().items():
         monkeypatch.setenv(name, value)
     cli_settings = Settings(dapr_http_port=cli_sidecar.http_port, dapr_grpc_port=cli_sidecar.grpc_port)
-    offsets = end_offsets(system.kafka_brokers, "reminders-dlq")
     replay = asyncio.create_task(
-        asyncio.to_thread(events_cli, ["dlq", "replay", "--topic", "reminders", "--wait", "40"], cli_settings)
+        asyncio.to_thread(events_cli, ["dlq", "replay", "--topic", "reminders", "--wait", "30"], cli_settings)
     )
-    await asyncio.to_thread(wait_for_consumer_group, system.kafka_brokers, cli_id)
-    # down for the three attempts TODO_NOTIFY_MAX_ATTEMPTS allows, back for the replay's
-    url = webhooks.hook(erin, 503, 503, 503, 200)
-    task, _ = await remind_soon(system, erin, title="Water the plants", webhook=url)
-
     await eventually(
-        lambda: settled(system, task["id"], {"webhook": "sent"}), seconds=45, what="the replayed webhook"
+        lambda: settled(system, task["id"], {"webhook": "sent"}), seconds=40, what="the replayed webhook"
     )
     assert await replay == 0
     await asyncio.sleep(2)  # anything sent twice would arrive by now
@@ -242,12 +254,10 @@ async def test_a_replayed_dead_letter_tries_the_given_up_webhook_again_and_sends
         listed = (await client.get("/api/notifications")).json()
     assert [n["title"] for n in listed["items"]] == ["Water the plants"], "one in-app notification"
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    [replayed] = [e for e in printed if e.get("data", {}).get("task_id") == task["id"]]
+    [replayed] = [e for e in printed if ours(e)]
     assert (replayed["id"], replayed["dead_letter_topic"]) == (str(fired.id), "reminders-dlq")
     assert replayed["reason"] == (
         "notifications gave up webhook: webhook answered HTTP 503 (gave up after 3 attempts)"
     )
-    dead = kafka_events_since(
-        system.kafka_brokers, offsets, lambda e: e.get("data", {}).get("task_id") == task["id"], wait=3
-    )
+    dead = kafka_events_since(system.kafka_brokers, offsets, ours, wait=3)
     assert [e["id"] for e in dead] == [str(fired.id)], "one dead letter: the replay did not fail"

@@ -1,8 +1,8 @@
 """``todo-agent events``: watch events and manage dead letters.
 
     todo-agent events tail [--topic task-updates] [--since ID] [--once]
-    todo-agent events dlq list [--topic task-events] [--wait 3]
-    todo-agent events dlq replay [--topic task-events] [--wait 3]
+    todo-agent events dlq list [--topic task-events] [--wait 5]
+    todo-agent events dlq replay [--topic task-events] [--wait 5]
 
 ``tail`` follows the outbox, the source of every event (both modes), one CloudEvent per line
 with the topics it goes to, whether it has been published, and whether the bus refused it for
@@ -18,11 +18,14 @@ on that channel only (``events.reminders.notifications``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Final
 
 import httpx
 from sqlmodel import Session, col, select
@@ -31,6 +34,11 @@ from events.contracts import CLOUDEVENT_CONTENT_TYPE, cloud_event, dead_letter_k
 from tasks.db import make_engine
 from tasks.models import OutboxEvent
 
+#: How much longer than ``--wait`` the first dead letter may take: a new consumer group joins
+#: first (Kafka holds a new group's first assignment for group.initial.rebalance.delay.ms, 3 s
+#: by default, and Dapr's Kafka client then starts its partition consumers).
+JOIN_ALLOWANCE: Final = 15.0
+
 DLQ_HELP = """\
 list: show the dead letters; they stay dead letters. Through Dapr, each one read is
 written back to the end of <topic>-dlq (same CloudEvent id and partition key) before it is
@@ -38,7 +46,8 @@ acknowledged, so the next `list` or `replay` sees it again (Kafka hands out a pa
 messages in order and waits for each answer: leaving them unacknowledged would hide all but
 the first of each partition). replay: publish each dead letter back to <topic> and then
 acknowledge it, so it leaves <topic>-dlq; one that is dead-lettered again during the same run
-is left for the next run. --wait bounds how long the topic is read."""
+is left for the next run. Through Dapr the topic is read until --wait seconds pass without a
+dead letter; before the first one, up to {join:.0f} s longer, while the CLI's consumer group joins."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,11 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--topic", default=None, help="task-events, task-updates or reminders")
     tail.add_argument("--since", type=int, default=None, help="start after this event id (default: now)")
     tail.add_argument("--once", action="store_true", help="print what is there and stop")
-    dlq = sub.add_parser("dlq", help="dead letters: list or replay", description=DLQ_HELP,
+    dlq = sub.add_parser("dlq", help="dead letters: list or replay",
+                         description=DLQ_HELP.format(join=JOIN_ALLOWANCE),
                          formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     dlq.add_argument("action", choices=("list", "replay"))
     dlq.add_argument("--topic", default="task-events", help="the topic whose dead letters to use")
-    dlq.add_argument("--wait", type=float, default=3.0, help="seconds to read the dead-letter topic")
+    dlq.add_argument("--wait", type=float, default=5.0,
+                     help="stop after this many seconds without a dead letter (through Dapr)")  # fmt: skip
     return parser
 
 
@@ -113,35 +124,70 @@ def dlq_through_dapr(settings: Any, action: str, *, topic: str, wait: float) -> 
     seen: set[str] = set()
     with DaprClient(address=f"127.0.0.1:{settings.dapr_grpc_port}") as client:
         subscription = client.subscribe(settings.pubsub_name, dead_letter_topic)
-        timer = threading.Timer(wait, subscription.close)
-        timer.start()
+        idle = IdleClose(subscription.close, idle=wait, first=wait + JOIN_ALLOWANCE)
         try:
             while True:
                 try:
                     message = subscription.next_message()
-                except Exception:  # closed by the timer: we have read what there is
+                except Exception:  # closed once idle: we have read what there is
                     break
                 if message is None:
                     continue
-                event = _as_cloud_event(message)
-                key = dead_letter_key(event)  # the event id (and the channel a delivery gave up)
-                if key in seen:  # put back by this run (list) or dead-lettered again
-                    continue  # (replay): unacknowledged, it stays for the next run
-                seen.add(key)
-                print(json.dumps({"dead_letter_topic": dead_letter_topic, **_reason(event), **event}),
-                      flush=True)  # fmt: skip
-                target = topic if action == "replay" else dead_letter_topic
-                client.publish_event(settings.pubsub_name, target, json.dumps(event),
-                                     data_content_type=CLOUDEVENT_CONTENT_TYPE,
-                                     publish_metadata=_partition(event))  # fmt: skip
-                subscription.respond_success(message)  # only once it is safely published
-                count += 1
+                with idle.busy():
+                    event = _as_cloud_event(message)
+                    key = dead_letter_key(event)  # the event id (and the channel a delivery gave up)
+                    if key in seen:  # put back by this run (list) or dead-lettered again
+                        continue  # (replay): unacknowledged, it stays for the next run
+                    seen.add(key)
+                    print(json.dumps({"dead_letter_topic": dead_letter_topic, **_reason(event), **event}),
+                          flush=True)  # fmt: skip
+                    target = topic if action == "replay" else dead_letter_topic
+                    client.publish_event(settings.pubsub_name, target, json.dumps(event),
+                                         data_content_type=CLOUDEVENT_CONTENT_TYPE,
+                                         publish_metadata=_partition(event))  # fmt: skip
+                    subscription.respond_success(message)  # only once it is safely published
+                    count += 1
         finally:
-            timer.cancel()
+            idle.cancel()
             subscription.close()
     what = f"replayed to {topic}" if action == "replay" else f"on {dead_letter_topic}"
     print(f"{count} dead letter(s) {what}", file=sys.stderr)
     return 0
+
+
+class IdleClose:
+    """Calls ``close`` once ``idle`` seconds pass without activity (``first`` seconds before the
+    first), never while a message is being handled (``with busy():``)."""
+
+    def __init__(self, close: Callable[[], Any], *, idle: float, first: float) -> None:
+        self._close, self._idle = close, idle
+        self._deadline = time.monotonic() + first
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="dlq-idle", daemon=True)
+        self._thread.start()
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        with self._lock:
+            self._deadline = math.inf
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._deadline = time.monotonic() + self._idle
+
+    def cancel(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(0.1):
+            with self._lock:
+                due = time.monotonic() >= self._deadline
+            if due:
+                self._close()
+                return
 
 
 def _as_cloud_event(message: Any) -> dict[str, Any]:

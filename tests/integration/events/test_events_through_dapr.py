@@ -24,7 +24,7 @@ from tests.integration.events.support import (
     records_since,
     wait_until_async,
 )
-from tests.integration.kafka_support import end_offsets, wait_for_consumer_group
+from tests.integration.kafka_support import commit_offsets, end_offsets
 from todo_agent.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -181,8 +181,8 @@ async def test_dead_letters_can_be_listed_and_replayed_through_dapr(
 ) -> None:  # fmt: skip
     system, frank = event_system, f"frank-{session_id}"
 
-    # The CLI's own sidecar; its app id is its consumer group (a new one starts at the newest
-    # offset here, so each run waits for its group before the poison is published).
+    # The CLI's own sidecar; its app id is its consumer group, whose offsets the test commits
+    # where it began reading (a new group would start at the newest offset here).
     def cli_settings(cli_id: str) -> Settings:
         sidecar = sidecar_factory(cli_id, None, resources=event_resources)
         for name, value in sidecar.app_env().items():
@@ -201,11 +201,15 @@ async def test_dead_letters_can_be_listed_and_replayed_through_dapr(
 
     async def run_cli(action: str, event_number: int) -> tuple[str, list[dict[str, Any]]]:
         cli_id = f"todo-dlq-{action}-{session_id}"
-        settings = cli_settings(cli_id)
-        cli = asyncio.create_task(asyncio.to_thread(events_cli, ["dlq", action, "--wait", "15"], settings))
-        await asyncio.to_thread(wait_for_consumer_group, system.kafka_brokers, cli_id)
+        dead = end_offsets(system.kafka_brokers, "task-events-dlq")
         event_id = await poison(event_number)
-        assert await cli == 0
+        found = await asyncio.to_thread(
+            records_since, system.kafka_brokers, dead, lambda e: e.get("id") == event_id, expected=1
+        )
+        assert found, "the poison did not reach task-events-dlq within 30 s"
+        await asyncio.to_thread(commit_offsets, system.kafka_brokers, cli_id, dead)
+        settings = cli_settings(cli_id)
+        assert await asyncio.to_thread(events_cli, ["dlq", action, "--wait", "5"], settings) == 0
         return event_id, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
     listed_id, listed = await run_cli("list", 1)

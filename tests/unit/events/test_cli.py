@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
 
 from devstack.appserver import AppServer
-from events.cli import main
+from events.cli import IdleClose, main
 from tasks.inputs import TaskDraft
 from tasks.service import Actor
 from todo_agent.bootstrap import Container
@@ -45,3 +47,19 @@ async def test_dead_letters_of_the_embedded_default_can_be_listed_and_replayed(
     assert await asyncio.to_thread(main, ["dlq", "replay"], settings) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert len(container.extras["bus"].dead_letters) == 2  # still poison: dropped again
+
+
+def test_reading_dead_letters_through_dapr_stops_once_idle_never_while_one_is_handled() -> None:
+    closed = threading.Event()
+    started = time.monotonic()
+    idle = IdleClose(closed.set, idle=0.3, first=0.6)
+    try:
+        time.sleep(0.4)
+        assert not closed.is_set(), "the first dead letter gets longer (the consumer group joins)"
+        with idle.busy():  # a slow publish: not closed under it, however long it takes
+            time.sleep(0.8)
+            assert not closed.is_set()
+        assert closed.wait(2)
+        assert time.monotonic() - started >= 0.4 + 0.8 + 0.3
+    finally:
+        idle.cancel()

@@ -24,6 +24,7 @@ import math
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
@@ -38,6 +39,9 @@ from tasks.models import OutboxEvent
 #: first (Kafka holds a new group's first assignment for group.initial.rebalance.delay.ms, 3 s
 #: by default, and Dapr's Kafka client then starts its partition consumers).
 JOIN_ALLOWANCE: Final = 15.0
+#: A CloudEvent extension attribute naming the CLI run that published the event (a dead letter
+#: written back to the topic, or a replay), so the run knows its own copies when it meets them.
+RUN_ATTRIBUTE: Final = "tododlqrun"
 
 DLQ_HELP = """\
 list: show the dead letters; they stay dead letters. Through Dapr, each one read is
@@ -45,9 +49,12 @@ written back to the end of <topic>-dlq (same CloudEvent id and partition key) be
 acknowledged, so the next `list` or `replay` sees it again (Kafka hands out a partition's
 messages in order and waits for each answer: leaving them unacknowledged would hide all but
 the first of each partition). replay: publish each dead letter back to <topic> and then
-acknowledge it, so it leaves <topic>-dlq; one that is dead-lettered again during the same run
-is left for the next run. Through Dapr the topic is read until --wait seconds pass without a
-dead letter; before the first one, up to {join:.0f} s longer, while the CLI's consumer group joins."""
+acknowledge it, so it leaves <topic>-dlq. Another dead letter of an event the run already
+replayed (another consumer's, another give-up of the same delivery, or the replay failing
+again) is written back to the end of <topic>-dlq for the next run. What a run writes carries
+the CloudEvent attribute tododlqrun (the run's id). Through Dapr the topic is read until
+--wait seconds pass without a dead letter; before the first one, up to {join:.0f} s longer,
+while the CLI's consumer group joins."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,9 +127,16 @@ def dlq_through_dapr(settings: Any, action: str, *, topic: str, wait: float) -> 
     from dapr.clients import DaprClient
 
     dead_letter_topic = f"{topic}-dlq"
-    count = 0
-    seen: set[str] = set()
+    run = uuid.uuid4().hex[:12]  # tags what this run publishes (RUN_ATTRIBUTE)
+    count = left = 0
+    replayed: set[str] = set()
     with DaprClient(address=f"127.0.0.1:{settings.dapr_grpc_port}") as client:
+
+        def publish(target: str, event: dict[str, Any]) -> None:
+            client.publish_event(settings.pubsub_name, target, json.dumps({**event, RUN_ATTRIBUTE: run}),
+                                 data_content_type=CLOUDEVENT_CONTENT_TYPE,
+                                 publish_metadata=_partition(event))  # fmt: skip
+
         subscription = client.subscribe(settings.pubsub_name, dead_letter_topic)
         idle = IdleClose(subscription.close, idle=wait, first=wait + JOIN_ALLOWANCE)
         try:
@@ -134,24 +148,31 @@ def dlq_through_dapr(settings: Any, action: str, *, topic: str, wait: float) -> 
                 if message is None:
                     continue
                 with idle.busy():
+                    if (message.extensions() or {}).get(RUN_ATTRIBUTE) == run:
+                        continue  # this run's own copy, or its replay dead-lettered again: the
+                        # rest of its partition came after it; unacknowledged, it stays for later
                     event = _as_cloud_event(message)
                     key = dead_letter_key(event)  # the event id (and the channel a delivery gave up)
-                    if key in seen:  # put back by this run (list) or dead-lettered again
-                        continue  # (replay): unacknowledged, it stays for the next run
-                    seen.add(key)
+                    if action == "replay" and key in replayed:
+                        # Another dead letter of an event this run replayed (another consumer's,
+                        # another give-up of the delivery, or the replay's own failure): back to
+                        # the end of the topic for the next run, so it holds nothing up now.
+                        publish(dead_letter_topic, event)
+                        subscription.respond_success(message)
+                        left += 1
+                        continue
+                    replayed.add(key)
                     print(json.dumps({"dead_letter_topic": dead_letter_topic, **_reason(event), **event}),
                           flush=True)  # fmt: skip
-                    target = topic if action == "replay" else dead_letter_topic
-                    client.publish_event(settings.pubsub_name, target, json.dumps(event),
-                                         data_content_type=CLOUDEVENT_CONTENT_TYPE,
-                                         publish_metadata=_partition(event))  # fmt: skip
+                    publish(topic if action == "replay" else dead_letter_topic, event)
                     subscription.respond_success(message)  # only once it is safely published
                     count += 1
         finally:
             idle.cancel()
             subscription.close()
     what = f"replayed to {topic}" if action == "replay" else f"on {dead_letter_topic}"
-    print(f"{count} dead letter(s) {what}", file=sys.stderr)
+    kept = f"; {left} more of the same event(s) left on {dead_letter_topic} for the next run" if left else ""
+    print(f"{count} dead letter(s) {what}{kept}", file=sys.stderr)
     return 0
 
 

@@ -189,35 +189,61 @@ async def test_dead_letters_can_be_listed_and_replayed_through_dapr(
             monkeypatch.setenv(name, value)
         return Settings(dapr_http_port=sidecar.http_port, dapr_grpc_port=sidecar.grpc_port)
 
-    async def poison(n: int) -> str:
-        event_id = f"dead-{n}-{session_id}"
-        body = {"specversion": "1.0", "id": event_id, "source": "todo-agent",
+    def poison(n: int) -> dict[str, Any]:
+        return {"specversion": "1.0", "id": f"dead-{n}-{session_id}", "source": "todo-agent",
                 "type": "todo.task.completed.v1", "data": {"user_id": frank, "n": n}}  # fmt: skip
-        async with httpx.AsyncClient(base_url=system.api.sidecar.http_url, timeout=20) as dapr:
-            reply = await dapr.post("/v1.0/publish/kafka-pubsub/task-events", content=json.dumps(body),
-                                    headers={"content-type": CLOUDEVENT_CONTENT_TYPE})  # fmt: skip
-            assert reply.status_code == 204
-        return event_id
 
-    async def run_cli(action: str, event_number: int) -> tuple[str, list[dict[str, Any]]]:
-        cli_id = f"todo-dlq-{action}-{session_id}"
-        dead = end_offsets(system.kafka_brokers, "task-events-dlq")
-        event_id = await poison(event_number)
+    async def publish(topic: str, event: dict[str, Any]) -> None:
+        async with httpx.AsyncClient(base_url=system.api.sidecar.http_url, timeout=20) as dapr:
+            reply = await dapr.post(f"/v1.0/publish/kafka-pubsub/{topic}", content=json.dumps(event),
+                                    params={"metadata.partitionKey": frank},
+                                    headers={"content-type": CLOUDEVENT_CONTENT_TYPE})  # fmt: skip
+            assert reply.status_code == 204, reply.text
+
+    async def on_topic(topic: str, since: Any, event_ids: list[str]) -> list[dict[str, Any]]:
+        def wanted(event: dict[str, Any]) -> bool:
+            return event.get("id") in event_ids
+
         found = await asyncio.to_thread(
-            records_since, system.kafka_brokers, dead, lambda e: e.get("id") == event_id, expected=1
+            records_since, system.kafka_brokers, since, wanted, expected=len(event_ids)
         )
-        assert found, "the poison did not reach task-events-dlq within 30 s"
-        await asyncio.to_thread(commit_offsets, system.kafka_brokers, cli_id, dead)
+        assert sorted(e["id"] for _, e in found) == sorted(event_ids), f"{event_ids} on {topic} within 30 s"
+        return [e for _, e in found]
+
+    async def run_cli(action: str, since: Any) -> tuple[list[dict[str, Any]], str]:
+        cli_id = f"todo-dlq-{action}-{session_id}"
+        await asyncio.to_thread(commit_offsets, system.kafka_brokers, cli_id, since)
         settings = cli_settings(cli_id)
         assert await asyncio.to_thread(events_cli, ["dlq", action, "--wait", "5"], settings) == 0
-        return event_id, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        out, err = capsys.readouterr()
+        return [json.loads(line) for line in out.splitlines()], err
 
-    listed_id, listed = await run_cli("list", 1)
-    assert listed_id in {e["id"] for e in listed}
+    # list: a poison event that both task-events consumers drop leaves two dead letters; the
+    # list shows both and leaves them (and what comes after them) for the next run
+    dead = end_offsets(system.kafka_brokers, "task-events-dlq")
+    first = poison(1)
+    await publish("task-events", first)
+    await on_topic("task-events-dlq", dead, [first["id"]] * 2)
+    listed, said = await run_cli("list", dead)
+    assert [e["id"] for e in listed] == [first["id"]] * 2, said
     assert all(e["dead_letter_topic"] == "task-events-dlq" for e in listed)
+    assert "2 dead letter(s) on task-events-dlq" in said
 
+    # replay: one dead letter per event goes back to task-events; a second one of the same event
+    # goes back to the end of the dead-letter topic, and does not hold up what follows it
+    dead = end_offsets(system.kafka_brokers, "task-events-dlq")
+    second, third = poison(2), poison(3)
+    for event in (second, second, third):
+        await publish("task-events-dlq", event)
+    await on_topic("task-events-dlq", dead, [second["id"], second["id"], third["id"]])
     before = end_offsets(system.kafka_brokers, "task-events")
-    replayed_id, replayed = await run_cli("replay", 2)
-    assert replayed_id in {e["id"] for e in replayed}
-    again = records_since(system.kafka_brokers, before, lambda e: e.get("id") == replayed_id, expected=2)
-    assert len(again) == 2  # the poison itself, then its replay (dropped again: still poison)
+    replayed, said = await run_cli("replay", dead)
+    assert [e["id"] for e in replayed] == [second["id"], third["id"]], said
+    assert "2 dead letter(s) replayed to task-events; 1 more of the same event(s) left" in said
+    await on_topic("task-events", before, [second["id"], third["id"]])
+
+    def marked(event: dict[str, Any]) -> bool:
+        return event.get("id") == second["id"] and "tododlqrun" in event
+
+    kept = await asyncio.to_thread(records_since, system.kafka_brokers, dead, marked, expected=1)
+    assert kept, "the second dead letter of the replayed event is back on task-events-dlq, marked by the run"

@@ -50,11 +50,11 @@ acknowledged, so the next `list` or `replay` sees it again (Kafka hands out a pa
 messages in order and waits for each answer: leaving them unacknowledged would hide all but
 the first of each partition). replay: publish each dead letter back to <topic> and then
 acknowledge it, so it leaves <topic>-dlq. Another dead letter of an event the run already
-replayed (another consumer's, another give-up of the same delivery, or the replay failing
-again) is written back to the end of <topic>-dlq for the next run. What a run writes carries
-the CloudEvent attribute tododlqrun (the run's id). Through Dapr the topic is read until
---wait seconds pass without a dead letter; before the first one, up to {join:.0f} s longer,
-while the CLI's consumer group joins."""
+replayed (another consumer's, or another give-up of the same delivery) is acknowledged too.
+What a run writes carries the CloudEvent attribute tododlqrun (the run's id), so a run knows
+its own copies (and its replays dead-lettered again) and leaves them for the next. Through
+Dapr the topic is read until --wait seconds pass without a dead letter; before the first one,
+up to {join:.0f} s longer, while the CLI's consumer group joins."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -155,9 +155,9 @@ def dlq_through_dapr(settings: Any, action: str, *, topic: str, wait: float) -> 
                     key = dead_letter_key(event)  # the event id (and the channel a delivery gave up)
                     if action == "replay" and key in replayed:
                         # Another dead letter of an event this run replayed (another consumer's,
-                        # another give-up of the delivery, or the replay's own failure): back to
-                        # the end of the topic for the next run, so it holds nothing up now.
-                        publish(dead_letter_topic, event)
+                        # or another give-up of the same delivery): the replay reached every
+                        # consumer, so it is acknowledged. Left unanswered, it would hold up
+                        # its partition (and daprd answers a stream's messages by event id).
                         subscription.respond_success(message)
                         left += 1
                         continue
@@ -171,7 +171,7 @@ def dlq_through_dapr(settings: Any, action: str, *, topic: str, wait: float) -> 
             idle.cancel()
             subscription.close()
     what = f"replayed to {topic}" if action == "replay" else f"on {dead_letter_topic}"
-    kept = f"; {left} more of the same event(s) left on {dead_letter_topic} for the next run" if left else ""
+    kept = f"; {left} more dead letter(s) of the same event(s) acknowledged" if left else ""
     print(f"{count} dead letter(s) {what}{kept}", file=sys.stderr)
     return 0
 

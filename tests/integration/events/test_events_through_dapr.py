@@ -210,11 +210,14 @@ async def test_dead_letters_can_be_listed_and_replayed_through_dapr(
         assert sorted(e["id"] for _, e in found) == sorted(event_ids), f"{event_ids} on {topic} within 30 s"
         return [e for _, e in found]
 
-    async def run_cli(action: str, since: Any) -> tuple[list[dict[str, Any]], str]:
+    async def run_cli(
+        action: str, since: Any, topic: str = "task-events"
+    ) -> tuple[list[dict[str, Any]], str]:
         cli_id = f"todo-dlq-{action}-{session_id}"
         await asyncio.to_thread(commit_offsets, system.kafka_brokers, cli_id, since)
         settings = cli_settings(cli_id)
-        assert await asyncio.to_thread(events_cli, ["dlq", action, "--wait", "5"], settings) == 0
+        args = ["dlq", action, "--topic", topic, "--wait", "5"]
+        assert await asyncio.to_thread(events_cli, args, settings) == 0
         out, err = capsys.readouterr()
         return [json.loads(line) for line in out.splitlines()], err
 
@@ -239,14 +242,8 @@ async def test_dead_letters_can_be_listed_and_replayed_through_dapr(
         await publish(f"{topic}-dlq", event)  # one partition (one key), in this order
     dead = {part: 0 for part in end_offsets(system.kafka_brokers, f"{topic}-dlq")}
     await on_topic(f"{topic}-dlq", dead, [second["id"], second["id"], third["id"]])
-    cli_id = f"todo-dlq-replay-{session_id}"
-    await asyncio.to_thread(commit_offsets, system.kafka_brokers, cli_id, dead)
-    settings = cli_settings(cli_id)
-    assert (
-        await asyncio.to_thread(events_cli, ["dlq", "replay", "--topic", topic, "--wait", "5"], settings) == 0
-    )
-    out, said = capsys.readouterr()
-    assert [json.loads(line)["id"] for line in out.splitlines()] == [second["id"], third["id"]], said
+    replayed_events, said = await run_cli("replay", dead, topic)
+    assert [e["id"] for e in replayed_events] == [second["id"], third["id"]], said
     assert (
         "2 dead letter(s) replayed" in said
         and "1 more dead letter(s) of the same event(s) acknowledged" in said

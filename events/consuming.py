@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Final
 
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -18,6 +19,11 @@ from events.contracts import TaskEvent
 from events.ports import Delivery, Outcome
 
 log = logging.getLogger(__name__)
+
+#: The longest one effect may take before its delivery is answered RETRY. Every effect is bounded
+#: by its own code (repeat rules are stepped within a horizon); this is the backstop that keeps a
+#: consumer answering, so a poison event reaches its dead-letter topic after bounded attempts.
+APPLY_BUDGET_SECONDS: Final = 30.0
 
 
 def read_task_event(consumer: str, delivery: Delivery) -> TaskEvent | None:
@@ -29,10 +35,16 @@ def read_task_event(consumer: str, delivery: Delivery) -> TaskEvent | None:
         return None
 
 
-async def apply_in_thread(consumer: str, event_id: str, effect: Callable[[], object]) -> Outcome:
+async def apply_in_thread(
+    consumer: str, event_id: str, effect: Callable[[], object], *, budget: float = APPLY_BUDGET_SECONDS
+) -> Outcome:
     """Run the effect (which records ``event_id`` in its own transaction) off the event loop."""
     try:
-        await asyncio.to_thread(effect)
+        async with asyncio.timeout(budget):
+            await asyncio.to_thread(effect)
+    except TimeoutError:
+        log.warning("RETRY %s event %s: its effect took longer than %.0f s", consumer, event_id, budget)
+        return Outcome.RETRY
     except IntegrityError:
         log.info("RETRY %s event %s: another consumer applied it at the same time", consumer, event_id)
         return Outcome.RETRY

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from dateutil.rrule import rrulestr
+from dateutil.parser import isoparse
+from dateutil.rrule import rrule, rrulestr
 
 from tasks.clock import as_utc, zone
 from tasks.errors import InvalidInput
@@ -18,6 +20,8 @@ from tasks.errors import InvalidInput
 _DAYS: Final = {
     "mon": "MO", "tue": "TU", "wed": "WE", "thu": "TH", "fri": "FR", "sat": "SA", "sun": "SU",
 }  # fmt: skip
+log = logging.getLogger(__name__)
+
 _UNITS: Final = {"day": "DAILY", "week": "WEEKLY", "month": "MONTHLY", "year": "YEARLY"}
 _SIMPLE: Final = {
     "daily": "FREQ=DAILY", "every day": "FREQ=DAILY", "each day": "FREQ=DAILY",
@@ -120,11 +124,154 @@ def _until_utc(until: str) -> str:
     return until + ("Z" if "T" in until.split("=", 1)[1] else "T235959Z")
 
 
+#: The frequencies a task may repeat at; anything faster than hourly is noise for a to-do list
+#: and would cost a reminder job every few seconds.
+_FREQUENCIES: Final = ("HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY")
+#: Frequencies with a short period take only filters that some period always meets (weekdays,
+#: hours, months): days of the month or year belong in MONTHLY and YEARLY rules.
+_FINE: Final = ("HOURLY", "DAILY", "WEEKLY")
+_FINE_PARTS: Final = frozenset(
+    {"FREQ", "INTERVAL", "COUNT", "UNTIL", "WKST", "BYDAY", "BYHOUR", "BYMINUTE", "BYMONTH"}
+)
+_MAX_INTERVAL: Final = 1000
+_MAX_COUNT: Final = 100_000
+_MAX_RULE_LENGTH: Final = 500
+#: One period of each frequency, for horizons and for moving a series' start forward.
+_PERIOD: Final = {"HOURLY": timedelta(hours=1), "DAILY": timedelta(days=1), "WEEKLY": timedelta(weeks=1)}
+#: How far ahead a next occurrence is looked for: a rule with nothing in this window has ended.
+_HORIZON: Final = {"HOURLY": timedelta(days=366)}
+_DEFAULT_HORIZON: Final = timedelta(days=3653)
+#: The Gregorian calendar repeats exactly every 400 years (146,097 days, a whole number of weeks).
+_CYCLE_YEARS: Final = 400
+#: Rules are stepped in naive local wall time, as dateutil does for an aware start.
+_VALIDATION_START: Final = datetime(2026, 1, 1)  # noqa: DTZ001
+
+
+def rule_parts(rule: str) -> dict[str, str]:
+    """``FREQ=DAILY;INTERVAL=2`` -> ``{"FREQ": "DAILY", "INTERVAL": "2"}``."""
+    return dict(p.split("=", 1) for p in rule.split(";") if "=" in p)
+
+
 def validate_rrule(rule: str) -> None:
+    """Refuse a rule that is malformed, repeats faster than hourly, or never yields a time.
+
+    The rule is stepped before it is accepted: it must give an occurrence within ten years (one
+    year for hourly rules). Every later step is bounded as :func:`next_occurrence` says.
+    """
+    if len(rule) > _MAX_RULE_LENGTH:
+        raise InvalidInput(
+            "recurrence", f"The repeat rule is longer than {_MAX_RULE_LENGTH} characters; {_HELP}."
+        )
+    parts = rule_parts(rule)
+    problem = _limits_problem(parts)
+    if problem:
+        raise InvalidInput("recurrence", f"'{rule}' {problem}; {_HELP}.")
     try:
-        rrulestr(rule, dtstart=datetime(2026, 1, 1, tzinfo=UTC))
-    except (ValueError, TypeError) as exc:
+        _until(parts)
+        start = _VALIDATION_START
+        first = _step(parts, start, start - timedelta(seconds=1), None)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput("recurrence", f"'{rule}' is not a valid RRULE ({exc}); {_HELP}.") from exc
+    if first is None:
+        raise InvalidInput(
+            "recurrence",
+            f"'{rule}' gives no date within {_horizon(parts).days // 365 or 1} year(s): its "
+            f"filters never meet (as in BYMONTH=2;BYMONTHDAY=30); {_HELP}.",
+        )
+
+
+def _limits_problem(parts: dict[str, str]) -> str | None:
+    freq = parts.get("FREQ", "")
+    if freq in ("SECONDLY", "MINUTELY"):
+        return "repeats more often than hourly, which a task cannot"
+    if freq not in _FREQUENCIES:
+        return f"needs FREQ to be one of {', '.join(_FREQUENCIES)}"
+    for name, high in (("INTERVAL", _MAX_INTERVAL), ("COUNT", _MAX_COUNT)):
+        raw = parts.get(name)
+        if raw is not None and not (raw.isascii() and raw.isdigit() and 1 <= int(raw[:7]) <= high):
+            return f"needs {name} to be a whole number from 1 to {high}"
+    if freq in _FINE:
+        extra = sorted(set(parts) - _FINE_PARTS)
+        if extra or re.search(r"\d", parts.get("BYDAY", "")):
+            what = ", ".join(extra) or "numbered BYDAY"
+            return f"uses {what} with FREQ={freq}; days of the month or year need FREQ=MONTHLY or YEARLY"
+    return None
+
+
+def _until(parts: dict[str, str]) -> datetime | None:
+    raw = parts.get("UNTIL")
+    if raw is None:
+        return None
+    found = isoparse(raw)
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
+
+
+def _interval(parts: dict[str, str]) -> int:
+    return int(parts.get("INTERVAL", "1")[:7])
+
+
+def _horizon(parts: dict[str, str]) -> timedelta:
+    freq = parts.get("FREQ", "")
+    longest = 3 * _interval(parts) * _PERIOD.get(freq, timedelta(days=366))
+    return max(_HORIZON.get(freq, _DEFAULT_HORIZON), longest)
+
+
+def _years_later(moment: datetime, years: int) -> datetime:
+    return moment.replace(year=moment.year + years)  # a multiple of 400: Feb 29 stays a leap day
+
+
+def _step(parts: dict[str, str], start: datetime, since: datetime, until: datetime | None) -> datetime | None:
+    """The rule's first wall time after ``since`` for a series from ``start`` (naive local times).
+
+    dateutil walks period by period and stops only at a match, at UNTIL once something matched,
+    or at year 9999. So the series starts a whole number of intervals (or 400-year cycles) before
+    ``since``, and the search moves by whole cycles to the calendar's end: a rule that never
+    matches then stops within a few hundred years of periods, not after eight thousand.
+    """
+    freq, interval, horizon = parts["FREQ"], _interval(parts), _horizon(parts)
+    if freq in _PERIOD:
+        period = interval * _PERIOD[freq]
+        if since - start > 2 * period:
+            start += ((since - start) // period - 1) * period
+    else:
+        cycle = _CYCLE_YEARS * interval
+        start = _years_later(
+            start, (since.year - start.year - 1) // cycle * cycle if since.year - start.year > cycle else 0
+        )
+    if _never_reached(parts, start):
+        return None
+    end = since + horizon if since.year < 9999 - horizon.days // 365 - 1 else datetime.max  # noqa: DTZ901
+    shift = max(0, (9998 - end.year) // _CYCLE_YEARS * _CYCLE_YEARS)
+    text = ";".join(f"{k}={v}" for k, v in parts.items() if k not in ("COUNT", "UNTIL"))
+    built = rrulestr(text, dtstart=_years_later(start, shift))
+    if not isinstance(built, rrule):
+        raise ValueError("not a single RRULE")
+    last = min(until, end) if until else end
+    bounded = built.replace(until=_years_later(last, shift) if last.year + shift <= 9999 else None)
+    found = bounded.after(_years_later(since, shift), inc=False)
+    return None if found is None else _years_later(found, -shift)
+
+
+def _never_reached(parts: dict[str, str], start: datetime) -> bool:
+    """Hourly and daily steps that can never land on an allowed weekday or hour."""
+    freq, interval = parts["FREQ"], _interval(parts)
+    if freq not in ("HOURLY", "DAILY"):
+        return False
+    days = {_weekday(d) for d in parts["BYDAY"].split(",")} if "BYDAY" in parts else set(range(7))
+    if freq == "DAILY":
+        return not any((start.weekday() + interval * k) % 7 in days for k in range(7))
+    hours = {int(h) for h in parts["BYHOUR"].split(",")} if "BYHOUR" in parts else set(range(24))
+    slots = ((start + timedelta(hours=interval * k)) for k in range(168))
+    return not any(s.weekday() in days and s.hour in hours for s in slots)
+
+
+_DAY_INDEX: Final = {"MO": 0, "TU": 1, "WE": 2, "TH": 3, "FR": 4, "SA": 5, "SU": 6}
+
+
+def _weekday(code: str) -> int:
+    if code not in _DAY_INDEX:
+        raise ValueError(f"BYDAY has {code!r}, not one of {','.join(_DAY_INDEX)}")
+    return _DAY_INDEX[code]
 
 
 def next_occurrence(
@@ -135,25 +282,35 @@ def next_occurrence(
     ``anchor`` is the series' first time (RRULE's DTSTART, which also fixes the time of day);
     ``occurrence`` is how many occurrences the series already had, so COUNT is respected even
     when occurrences are computed from completion times. Days and times are read in zone
-    ``tz`` so "every monday 9:00" stays Monday 9:00 local across DST changes.
+    ``tz`` so "every monday 9:00" stays Monday 9:00 local across DST changes. A rule with no
+    time within its horizon has ended, and so has one that breaks the limits of
+    :func:`validate_rrule` (saved before rules were checked), with a warning: a step is short.
     """
-    parts = dict(p.split("=", 1) for p in rule.split(";") if "=" in p)
-    if "COUNT" in parts and occurrence >= int(parts["COUNT"]):
+    parts = rule_parts(rule)
+    if problem := _limits_problem(parts):
+        log.warning("repeat rule %r %s: the series ends", rule, problem)
         return None
-    unbounded = ";".join(f"{k}={v}" for k, v in parts.items() if k != "COUNT")
+    if "COUNT" in parts and occurrence >= int(parts["COUNT"][:7]):
+        return None
     local = zone(tz)
-    rrule = rrulestr(unbounded, dtstart=as_utc(anchor).astimezone(local))
-    found = rrule.after(as_utc(after).astimezone(local), inc=False)
-    if found is None:
+
+    def wall(moment: datetime) -> datetime:
+        return as_utc(moment).astimezone(local).replace(tzinfo=None)
+
+    try:
+        until = _until(parts)
+        found = _step(parts, wall(anchor), wall(after), wall(until) if until else None)
+    except (ValueError, TypeError, OverflowError) as exc:
+        log.warning("repeat rule %r cannot be stepped (%s): the series ends", rule, exc)
         return None
-    return as_utc(found)
+    return None if found is None else as_utc(found.replace(tzinfo=local))
 
 
 def describe(rule: str | None) -> str | None:
     """A short human reading of an RRULE ('every 2 weeks on MO,TH'), for replies and lists."""
     if not rule:
         return None
-    parts = dict(p.split("=", 1) for p in rule.split(";") if "=" in p)
+    parts = rule_parts(rule)
     unit = {"DAILY": "day", "WEEKLY": "week", "MONTHLY": "month", "YEARLY": "year", "HOURLY": "hour"}
     interval = int(parts.get("INTERVAL", "1"))
     base = (

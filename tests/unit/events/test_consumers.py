@@ -143,3 +143,39 @@ async def test_the_audit_log_keeps_one_entry_per_event_with_before_and_after(
     assert entries[1].before == {"title": "Draft"} and entries[1].after == {"title": "Final"}
     assert entries[1].summary == f"Updated task {task.id} 'Final': title 'Draft' -> 'Final'"
     assert entries[0].user_id == "alice" and len(processed) == 2
+
+
+async def test_a_completed_task_whose_saved_rule_cannot_be_stepped_ends_its_series_at_once(
+    make_container: Callable[..., Container],
+) -> None:
+    """A rule saved before rules were checked (every 0 days) once spun the consumer forever."""
+    container = make_container("recurrence")
+    task = container.tasks.add(ALICE, TaskDraft(title="Spin", recurrence="daily", due="2026-12-01T07:00Z"))
+    with Session(container.engine) as session:
+        row = session.get(Task, task.id)
+        assert row is not None
+        row.recurrence = "FREQ=DAILY;INTERVAL=0"
+        session.add(row)
+        session.commit()
+    container.tasks.complete(ALICE, task.id)
+    consumer = NextOccurrence(container.uow, container.tasks)
+    assert await consumer.handle(_last_delivery(container)) == Outcome.SUCCESS
+    assert len(_tasks(container)) == 1
+
+
+async def test_an_effect_that_outlives_its_budget_is_answered_retry_without_waiting_for_it() -> None:
+    import asyncio
+    import threading
+    import time
+
+    from events.consuming import apply_in_thread
+
+    release = threading.Event()
+    started = time.monotonic()
+    outcome = await apply_in_thread("audit", "7", lambda: release.wait(10), budget=0.2)
+    waited = time.monotonic() - started
+    release.set()
+    assert outcome == Outcome.RETRY
+    assert waited < 5  # answered at the budget, not when the effect ended
+    assert await apply_in_thread("audit", "8", lambda: None, budget=0.2) == Outcome.SUCCESS
+    await asyncio.sleep(0)

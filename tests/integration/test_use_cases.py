@@ -448,3 +448,24 @@ def test_a_fresh_process_can_list_or_delete_first(backend, actor, first) -> None
     else:
         assert DeletedTask.model_validate_json(done.stdout) == DeletedTask(id=view.id, title="Buy milk")
         assert outbox(uow, actor.user_id)[-1].payload["task_data"] == view.model_dump(mode="json")
+
+
+def test_completing_a_task_whose_saved_rule_cannot_be_stepped_answers_at_once_and_ends_the_series(
+    backend, actor
+) -> None:
+    """A rule saved before rules were checked ("every 0 days") once made complete_task spin forever."""
+    from mcp_server.server import complete_task_for
+
+    service, uow = backend
+    view = service.add(actor, TaskDraft(title="Spin", due="tomorrow 9am", recurrence="daily"))
+    with uow() as unit:
+        row = unit.session.get(Task, view.id)
+        assert row is not None
+        row.recurrence = "FREQ=DAILY;INTERVAL=0"
+        unit.session.add(row)
+        unit.commit()
+    done = complete_task_for(service, actor, view.id)
+    assert done.completed and (done.next_occurrence_due_at, done.note) == (None, "The repeat rule has ended.")
+    with pytest.raises(InvalidInput) as caught:
+        service.update(actor, view.id, TaskChanges(recurrence="every 0 days"))
+    assert caught.value.field == "recurrence" and "INTERVAL" in caught.value.message

@@ -186,7 +186,7 @@ async def test_subscription_and_job_routes_refuse_callers_without_the_app_token(
     routes.append(("api", "/job/reminder-42"))
     for role, route in routes:
         transport = httpx.ASGITransport(app=apps[role])
-        async with httpx.AsyncClient(transport=transport, base_url="http://todo") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             response = await client.post(route, json={"id": "1", "data": {}})
         assert response.status_code == 401, f"{role} POST {route} answered {response.status_code}"
 

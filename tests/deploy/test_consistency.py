@@ -334,6 +334,10 @@ def test_every_env_var_the_code_reads_is_set_or_defaulted(
             )
         for cls in settings_classes():
             cls()
+        if workload["kind"] == "Deployment":  # a serving role: production's serving rules too
+            from todo_agent.settings import Settings
+
+            assert Settings().serving_problem() is None, workload["metadata"]["name"]
 
 
 def test_settings_field_discovery_sees_the_shared_settings() -> None:

@@ -273,11 +273,11 @@ class EdgeGuard:
                 await _refuse(scope, send, _too_large(limit))
                 return
         capped = _CappedBody(receive, send, limit) if limit is not None else None
-        headers = DOCS_POLICY if scope.get("path") in DOCS_PATHS else PAGE_POLICY
+        policy = DOCS_POLICY if scope.get("path") in DOCS_PATHS else PAGE_POLICY
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                _add_headers(message, headers)
+                _add_headers(message, policy)
             await send(message)
 
         if capped is None:

@@ -18,6 +18,11 @@ Protocol (JSON text frames). Authenticate with ``/ws?token=...`` or a first mess
   ``{"type": "reset"}`` means too much was missed: reload.
 - client: ``{"type": "ping"}`` -> server: ``{"type": "pong"}``.
 
+Refusals: a bad token gets ``{"type": "error", "detail"}`` and close 1008; so does a
+``last_event_id`` query parameter that is no event id (a whole number 0..2**63-1; in a ``resume``
+message it gets the error and the connection stays). A binary frame gets the error and close 1003
+(this protocol speaks JSON text frames only).
+
 Each connection has its own bounded queue and sender task; a client that falls behind (queue
 full) or stops reading (send timeout) is disconnected without slowing anyone else.
 """
@@ -51,8 +56,36 @@ AUTH_TIMEOUT: Final = 10.0
 REPLAY_LIMIT: Final = 500
 _SEND_SLICE: Final = 0.002  # how long one socket sends queued messages before yielding
 _SENT_MEMORY: Final = 2048
+_UNSUPPORTED_DATA: Final = 1003
 _POLICY_VIOLATION: Final = 1008
 _TRY_AGAIN_LATER: Final = 1013
+_LARGEST_EVENT_ID: Final = 2**63 - 1  # the outbox id column is a BIGINT
+BAD_EVENT_ID: Final = f"last_event_id must be an event id: a whole number from 0 to {_LARGEST_EVENT_ID}"
+TEXT_ONLY: Final = 'Send JSON text frames, e.g. {"type": "auth", "token": "..."}; binary frames are refused.'
+
+
+class BinaryFrame(Exception):
+    """The client sent a binary frame; this protocol speaks JSON text frames only."""
+
+
+def event_id_of(value: Any) -> int | None:
+    """``value`` as an outbox event id, or None when it is not one (text or a number)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _LARGEST_EVENT_ID:
+        return value
+    return None
+
+
+async def receive_text(websocket: WebSocket) -> str:
+    """The next text frame; ``BinaryFrame`` for a binary one, ``WebSocketDisconnect`` at the end."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    if text is None:
+        raise BinaryFrame
+    return str(text)
 
 
 def client_message(event_id: str, event_type: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -81,6 +114,15 @@ class Connection:
         self._sent_set: set[str] = set()
         self._held: list[dict[str, Any]] | None = None
         self.closed = asyncio.Event()
+        self.close_code = _TRY_AGAIN_LATER
+        self.close_reason = ""
+
+    def finish(self, detail: str, code: int, reason: str) -> None:
+        """Send the error ``detail`` after what is queued, then close with ``code``."""
+        self.close_code, self.close_reason = code, reason
+        self._held = None
+        if not (self._put({"type": "error", "detail": detail}) and self._put(None)):
+            self.closed.set()
 
     def offer(self, message: dict[str, Any]) -> bool:
         """Queue ``message``; False when the client is too far behind (it gets disconnected)."""
@@ -89,7 +131,7 @@ class Connection:
             return len(self._held) <= QUEUE_SIZE
         return self._put(message)
 
-    def _put(self, message: dict[str, Any]) -> bool:
+    def _put(self, message: dict[str, Any] | None) -> bool:
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
@@ -219,15 +261,19 @@ def install(app: FastAPI, container: Any) -> None:
         user_id = await _authenticate(websocket, container)
         if user_id is None:
             return
+        resume_from = websocket.query_params.get("last_event_id")
+        since = event_id_of(resume_from)
+        if resume_from is not None and since is None:
+            await _refuse(websocket, BAD_EVENT_ID, _POLICY_VIOLATION, "bad last_event_id")
+            return
         connection = Connection(websocket, user_id)
         connection.offer({"type": "hello", "user_id": user_id})
-        resume_from = websocket.query_params.get("last_event_id")
-        if resume_from is not None:
+        if since is not None:
             connection.hold_live()
         hub.add(connection)
         sender = asyncio.create_task(connection.send_loop())
-        if resume_from is not None:
-            await _replay(connection, container, resume_from)
+        if since is not None:
+            await _replay(connection, container, since)
         receiver = asyncio.create_task(_receive_loop(connection, container))
         try:
             await connection.closed.wait()
@@ -238,26 +284,35 @@ def install(app: FastAPI, container: Any) -> None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             with contextlib.suppress(Exception):
-                await websocket.close(_TRY_AGAIN_LATER)
+                await websocket.close(connection.close_code, connection.close_reason)
+
+
+async def _refuse(websocket: WebSocket, detail: str, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.send_text(json.dumps({"type": "error", "detail": detail}))
+        await websocket.close(code, reason)
 
 
 async def _authenticate(websocket: WebSocket, container: Any) -> str | None:
-    token = websocket.query_params.get("token")
+    token: Any = websocket.query_params.get("token")
     header = websocket.headers.get("authorization", "")
     if not token and header.lower().startswith("bearer "):
         token = header[7:].strip()
     if not token and container.verifier is not None:
         try:
-            first = json.loads(await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT))
+            first = json.loads(await asyncio.wait_for(receive_text(websocket), AUTH_TIMEOUT))
             token = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
+        except BinaryFrame:
+            await _refuse(websocket, TEXT_ONLY, _UNSUPPORTED_DATA, "text frames only")
+            return None
         except (TimeoutError, json.JSONDecodeError, WebSocketDisconnect):
             token = None
     try:
+        if token is not None and not isinstance(token, str):
+            raise InvalidToken("The token must be a string.")
         actor = await asyncio.to_thread(container.authenticate, token)
     except InvalidToken as exc:
-        with contextlib.suppress(Exception):
-            await websocket.send_text(json.dumps({"type": "error", "detail": str(exc)}))
-            await websocket.close(_POLICY_VIOLATION, "not authenticated")
+        await _refuse(websocket, str(exc), _POLICY_VIOLATION, "not authenticated")
         return None
     user_id: str = actor.user_id
     return user_id
@@ -267,29 +322,31 @@ async def _receive_loop(connection: Connection, container: Any) -> None:
     try:
         while True:
             try:
-                message = json.loads(await connection.websocket.receive_text())
+                message = json.loads(await receive_text(connection.websocket))
             except json.JSONDecodeError:
                 continue
             if not isinstance(message, dict):
                 continue
             if message.get("type") == "resume":
-                await _replay(connection, container, message.get("last_event_id"))
+                since = event_id_of(message.get("last_event_id"))
+                if since is None:
+                    connection.offer({"type": "error", "detail": BAD_EVENT_ID})
+                else:
+                    await _replay(connection, container, since)
             elif message.get("type") == "ping":
                 connection.offer({"type": "pong"})
+    except BinaryFrame:
+        connection.finish(TEXT_ONLY, _UNSUPPORTED_DATA, "text frames only")
+        await connection.closed.wait()  # the sender sends the error first, then the socket closes
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass
     finally:
         connection.closed.set()
 
 
-async def _replay(connection: Connection, container: Any, last_event_id: Any) -> None:
-    """Queue what the user missed since ``last_event_id``, holding live messages meanwhile."""
+async def _replay(connection: Connection, container: Any, since: int) -> None:
+    """Queue what the user missed since event ``since``, holding live messages meanwhile."""
     connection.hold_live()
-    try:
-        since = int(last_event_id)
-    except (TypeError, ValueError):
-        connection.release_live([{"type": "error", "detail": "resume needs last_event_id: an event id"}])
-        return
     rows: list[OutboxEvent] = []
     try:
         rows = await asyncio.to_thread(missed_since, container.engine, connection.user_id, since)

@@ -3,10 +3,10 @@
     mount(app, container, Subscription(topic="task-events", route="/events/task-events",
                                        consumer="recurrence", handler=handle))
 
-In Dapr mode ``POST <route>`` takes the CloudEvent daprd delivers, checks the
-``dapr-api-token`` header against ``APP_API_TOKEN`` (when set, so only the sidecar can call),
-runs the handler and answers ``{"status": "SUCCESS" | "RETRY" | "DROP"}``; RETRY and DROP are
-logged with the reason. A bulk delivery (``bulkSubscribe`` in the Subscription:
+In Dapr mode ``POST <route>`` takes the CloudEvent daprd delivers (the edge guard lets only the
+sidecar call it: ``dapr-api-token`` equal to ``APP_API_TOKEN``, or a loopback caller in development
+without one), runs the handler and answers ``{"status": "SUCCESS" | "RETRY" | "DROP"}``; RETRY
+and DROP are logged with the reason. A bulk delivery (``bulkSubscribe`` in the Subscription:
 ``{"entries": [...]}``) gets one status per entry (``{"statuses": [{"entryId", "status"}]}``).
 Several subscriptions on one route (the "all" role) share it: the reply is RETRY if any
 handler wants a retry, else DROP if any dropped. Which topic reaches
@@ -17,7 +17,6 @@ In the embedded default the subscription is registered with the in-process bus.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import time
@@ -29,6 +28,7 @@ from fastapi.responses import JSONResponse
 
 from events.inprocess import bus_of
 from events.ports import Delivery, Outcome, Subscription
+from todo_agent.edge import edge_of
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,10 @@ def mount(app: FastAPI, container: Any, subscription: Subscription) -> None:
 
 
 def _serve_route(app: FastAPI, container: Any, route: str, routes: dict[str, list[Subscription]]) -> None:
-    expected = container.settings.app_api_token
+    edge_of(app).sidecar_only(route)
 
     @app.post(route, include_in_schema=False)
     async def receive(request: Request) -> JSONResponse:
-        if expected is not None and not hmac.compare_digest(
-            request.headers.get("dapr-api-token", ""), expected.get_secret_value()
-        ):
-            return JSONResponse({"detail": "Only the Dapr sidecar may call this route."}, 401)
         body = await request.body()
         bulk = _bulk_entries(body)
         if bulk is not None:  # bulkSubscribe: one status per entry

@@ -4,6 +4,9 @@ verifier = JwtVerifier(secret="...", audience="todo-agent")
 identity = verifier.verify(token)          # raises InvalidToken with a reason
 token = verifier.issue("alice", ttl=300)   # HS256 only: tests and short-lived agent tokens
 
+One rule on every surface (REST, chat, ``/ws``, ``/mcp``): a token is good until its ``exp``, to
+the second; ``leeway`` (clock skew) only excuses an ``iat`` or ``nbf`` slightly in the future.
+
 A token that verified is remembered (up to ``cache_size`` tokens, by the full token string)
 until its own ``exp`` and for at most ``cache_ttl`` seconds, so a client sending the same token
 on every request pays for the signature check about once a minute. Refused tokens are never
@@ -12,6 +15,7 @@ remembered.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -107,6 +111,15 @@ class JwtVerifier:
         """The identity ``token`` stands for; raises ``InvalidToken`` with a reason."""
         return self.verified.get(token) or self._verify_afresh(token)
 
+    async def verify_async(self, token: str) -> Identity:
+        """``verify`` without blocking the loop: a JWKS key set may be fetched in a thread."""
+        identity = self.verified.get(token)
+        if identity is None and self._jwks is None:
+            identity = self._verify_afresh(token)  # HS256: tens of microseconds, no I/O
+        elif identity is None:  # may fetch the key set over the network
+            identity = await anyio.to_thread.run_sync(self._verify_afresh, token)
+        return identity
+
     def _verify_afresh(self, token: str) -> Identity:
         identity = self._decode(token)
         self.verified.put(token, identity)
@@ -126,8 +139,9 @@ class JwtVerifier:
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=self._leeway,
-                options={"require": ["exp", "sub", "aud"]},
+                options={"require": ["exp", "sub", "aud"], "verify_exp": False},
             )
+            _refuse_expired(claims)
         except jwt.ExpiredSignatureError as exc:
             raise InvalidToken("The token has expired; sign in again.") from exc
         except jwt.InvalidAudienceError as exc:
@@ -160,11 +174,7 @@ class JwtVerifier:
     async def verify_token(self, token: str) -> AccessToken | None:
         """MCP SDK hook: ``None`` makes the transport answer 401."""
         try:
-            identity = self.verified.get(token)
-            if identity is None and self._jwks is None:
-                identity = self._verify_afresh(token)  # HS256: tens of microseconds, no I/O
-            elif identity is None:  # may fetch the key set over the network
-                identity = await anyio.to_thread.run_sync(self._verify_afresh, token)
+            identity = await self.verify_async(token)
         except InvalidToken:
             return None
         return AccessToken(
@@ -175,6 +185,18 @@ class JwtVerifier:
             subject=identity.user_id,
             claims=identity.claims,
         )
+
+
+def _refuse_expired(claims: dict[str, Any]) -> None:
+    """``exp`` without leeway (PyJWT's leeway would stretch it as well as ``iat``/``nbf``)."""
+    try:
+        expires = float(claims["exp"])
+    except (TypeError, ValueError) as exc:
+        raise jwt.DecodeError("the 'exp' claim is not a number") from exc
+    if not math.isfinite(expires):
+        raise jwt.DecodeError("the 'exp' claim is not a number")
+    if expires <= time.time():
+        raise jwt.ExpiredSignatureError("Signature has expired")
 
 
 def identity_of(access: AccessToken) -> Identity:

@@ -1,6 +1,9 @@
 """The ASGI app of a role: health, REST task API and MCP (api role), plus what other parts add.
 
 app = create_app(container)
+
+Every app is wrapped in the edge guard (``todo_agent.edge``): Host, Origin, who may call which
+route, the body cap and the security headers, the same for REST, chat, ``/ws`` and ``/mcp``.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ from sqlalchemy import text
 
 from todo_agent import routes_tasks
 from todo_agent.bootstrap import Container
+from todo_agent.edge import EdgeGuard, EdgePolicy
 from todo_agent.errors import install_error_handlers
 
 Hook = Callable[[FastAPI, Container], Any]
 LifespanHook = Callable[[Container], contextlib.AbstractAsyncContextManager[Any]]
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def create_app(
@@ -31,11 +34,15 @@ def create_app(
     extensions: list[Hook] | None = None,
     lifespans: list[LifespanHook] | None = None,
 ) -> FastAPI:
-    """Build the role's app. ``extensions`` add routes; ``lifespans`` run background work."""
+    """Build the role's app. ``extensions`` add routes; ``lifespans`` run background work.
+    Refuses (``RuntimeError``) a configuration that must not serve (``Settings.serving_problem``)."""
+    if (problem := container.settings.serving_problem()) is not None:
+        raise RuntimeError(problem)
     mcp = container.build_mcp() if container.role in ("api", "all") else None
     mcp_app = mcp.streamable_http_app(
         streamable_http_path="/mcp",
-        transport_security=_transport_security(container),
+        # The edge guard checks Host and Origin for every route, /mcp included, by one rule.
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         stateless_http=True,
         json_response=True,
     ) if mcp else None  # fmt: skip
@@ -58,6 +65,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.container = container
+    app.state.edge = EdgePolicy.of(container)
+    app.add_middleware(EdgeGuard, policy=app.state.edge)
     install_error_handlers(app)
     _health_routes(app, container)
     if container.role in ("api", "all"):
@@ -91,14 +100,3 @@ def _health_routes(app: FastAPI, container: Container) -> None:
         except Exception as exc:  # report, never raise: this is a probe
             return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, 503)
         return JSONResponse({"status": "ready", "role": container.role, "database": "ok"})
-
-
-def _transport_security(container: Container) -> TransportSecuritySettings | None:
-    settings = container.settings
-    hosts = list(settings.allowed_hosts)
-    if settings.host in _LOOPBACK or not hosts:
-        hosts += ["127.0.0.1:*", "localhost:*", "[::1]:*", "testserver"]
-    if settings.host not in _LOOPBACK and not settings.allowed_hosts:
-        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    origins = [f"http://{h}" for h in hosts] + [f"https://{h}" for h in hosts]
-    return TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins)

@@ -152,6 +152,9 @@ def _serve(role: Role, settings: Settings, *, host: str | None, port: int | None
             file=sys.stderr,
         )
         return 2
+    if (problem := settings.serving_problem()) is not None:
+        print(f"todo-agent: configuration error: {problem}", file=sys.stderr)
+        return 2
     container = bootstrap(role, settings)
     print(f"todo-agent {role} on http://{settings.host}:{settings.port}", file=sys.stderr)
     app = app_for(container)

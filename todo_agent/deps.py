@@ -27,6 +27,11 @@ def bearer_token(request: Request) -> str | None:
 
 
 def current_actor(request: Request, container: ContainerDep) -> Actor:
+    """The user of the request: the identity the edge guard verified before the body was read
+    (``/api/*`` with sign-in on), else the bearer token's (or the local user without sign-in)."""
+    identity = getattr(request.state, "identity", None)
+    if identity is not None:
+        return container.actor_for_identity(identity)
     try:
         return container.authenticate(bearer_token(request))
     except InvalidToken as exc:

@@ -32,7 +32,12 @@ class Settings(BaseSettings):
     port: int = 8000
     public_url: str | None = None
     allowed_hosts: list[str] = Field(
-        default_factory=list, description="Host names the MCP endpoint answers to (DNS-rebinding guard)."
+        default_factory=list,
+        description="Host names (name, name:port or name:*) every route answers to and pages whose "
+        "origin may call it, besides loopback, the bound host and TODO_PUBLIC_URL's host.",
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="The largest request body accepted (413 beyond)."
     )
     log_level: str = "INFO"
 
@@ -88,6 +93,17 @@ class Settings(BaseSettings):
             if not self.database_url:
                 raise ValueError("TODO_ENVIRONMENT=production needs TODO_DATABASE_URL.")
         return self
+
+    def serving_problem(self) -> str | None:
+        """Why this configuration must not serve HTTP (None: it may). Checked when an app is
+        built, not when settings are read: ``todo-agent migrate`` serves nothing."""
+        if self.environment == "production" and self.dapr_enabled and not self.app_api_token:
+            return (
+                "TODO_ENVIRONMENT=production with Dapr (DAPR_HTTP_PORT/DAPR_GRPC_PORT) needs "
+                "APP_API_TOKEN, the token the sidecar presents (dapr.io/app-token-secret): without it "
+                "anyone who reaches the app could post events and job callbacks."
+            )
+        return None
 
     @property
     def auth_enabled(self) -> bool:

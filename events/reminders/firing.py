@@ -10,10 +10,10 @@ transaction, which also records ``(reminder-firing, "<task>@<remind_at>")`` in
 ``processed_events``: however often the job is delivered, the reminder fires once. A reminder
 more than ``grace`` late (the system was down) is marked ``missed`` instead.
 
-``POST /job/{name}`` is the Dapr callback; the embedded scheduler calls ``fire_job`` directly.
-Both go through ``GroupFiring``: callbacks that arrive together are decided and committed in one
-transaction (``fire_reminders``), so a minute with 10,000 reminders costs a few hundred
-transactions, not 10,000; the rules above hold per request.
+``POST /job/{name}`` is the Dapr callback (sidecar-only at the edge guard); the embedded
+scheduler calls ``fire_job`` directly. Both go through ``GroupFiring``: callbacks that arrive
+together are decided and committed in one transaction (``fire_reminders``), so a minute with
+10,000 reminders costs a few hundred transactions, not 10,000; the rules above hold per request.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,7 +29,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request, status
+from fastapi import APIRouter, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -41,6 +40,7 @@ from tasks.events import ReminderDue
 from tasks.models import ProcessedEvent, Task
 from tasks.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from todo_agent.bootstrap import Container
+from todo_agent.edge import edge_of
 
 log = logging.getLogger(__name__)
 
@@ -282,21 +282,12 @@ async def fire_job(container: Container, name: str, data: Mapping[str, Any]) -> 
     return await firing.fire(FireRequest(task_id, parse_remind_at(data)))
 
 
-def _check_app_token(request: Request, container: Container) -> None:
-    expected = container.settings.app_api_token
-    if expected is None:
-        return
-    given = request.headers.get("dapr-api-token", "")
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Missing or wrong dapr-api-token.")
-
-
 def install(app: FastAPI, container: Container) -> None:
+    edge_of(app).sidecar_only("/job/", prefix=True)  # dapr-api-token (or loopback without one)
     router = APIRouter(tags=["reminders"])
 
     @router.post("/job/{name}", summary="Dapr job callback: fire a reminder if it is still due")
     async def job_callback(name: str, request: Request) -> JSONResponse:
-        _check_app_token(request, container)
         fired = await fire_job(container, name, decode_job_body(await request.body()))
         if fired is Fired.NOT_YET:  # the scheduler's clock is ahead of ours: retry shortly
             return JSONResponse({"status": fired.value}, status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -186,7 +186,7 @@ async def test_subscription_and_job_routes_refuse_callers_without_the_app_token(
     routes.append(("api", "/job/reminder-42"))
     for role, route in routes:
         transport = httpx.ASGITransport(app=apps[role])
-        async with httpx.AsyncClient(transport=transport, base_url="http://todo") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             response = await client.post(route, json={"id": "1", "data": {}})
         assert response.status_code == 401, f"{role} POST {route} answered {response.status_code}"
 
@@ -334,6 +334,10 @@ def test_every_env_var_the_code_reads_is_set_or_defaulted(
             )
         for cls in settings_classes():
             cls()
+        if workload["kind"] == "Deployment":  # a serving role: production's serving rules too
+            from todo_agent.settings import Settings
+
+            assert Settings().serving_problem() is None, workload["metadata"]["name"]
 
 
 def test_settings_field_discovery_sees_the_shared_settings() -> None:

@@ -67,6 +67,7 @@ class RoleProcess:
     sidecar_env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    host: str | None = None  # --host (default: loopback)
 
     @property
     def url(self) -> str:
@@ -74,8 +75,10 @@ class RoleProcess:
 
     def start_app(self) -> None:
         args = [TODO_AGENT, "serve", self.role, "--port", str(self.port)]
+        args += ["--host", self.host] if self.host else []
+        inherited = {k: v for k, v in os.environ.items() if k != "APP_API_TOKEN"}
         self.proc = spawn(
-            args, log_path=self.log_path, env={**os.environ, **self.env, **self.sidecar.app_env()}
+            args, log_path=self.log_path, env={**inherited, **self.env, **self.sidecar.app_env()}
         )
         wait_until(lambda: http_status(f"{self.url}/healthz") == 200, what=f"{self.role} app",
                    timeout=60, log_path=self.log_path, proc=self.proc)  # fmt: skip
@@ -114,18 +117,21 @@ class RoleLauncher:
     scheduler: str | None = None  # another stack's scheduler (default: the shared stack's)
     started: list[RoleProcess] = field(default_factory=list)
 
-    def start(self, role: str, app_id: str) -> RoleProcess:
+    def start(
+        self, role: str, app_id: str, *, app_token: str | None = APP_TOKEN, host: str | None = None
+    ) -> RoleProcess:
+        """``role`` beside its daprd; ``app_token=None`` runs both without ``APP_API_TOKEN``."""
         port = free_port()
         sidecar_env = dict(self.resources.env)
-        sidecar = self.sidecar_factory(app_id, port, app_api_token=APP_TOKEN, wait_for="outbound",
+        sidecar = self.sidecar_factory(app_id, port, app_api_token=app_token, wait_for="outbound",
                                        resources=self.resources, scheduler=self.scheduler)  # fmt: skip
         env = {
-            "TODO_DATABASE_URL": self.pg_url, "TODO_JWT_SECRET": JWT_SECRET, "APP_API_TOKEN": APP_TOKEN,
-            "TODO_TIMEZONE": "UTC", "TODO_LOG_LEVEL": "INFO",
+            "TODO_DATABASE_URL": self.pg_url, "TODO_JWT_SECRET": JWT_SECRET, "TODO_TIMEZONE": "UTC",
+            "TODO_LOG_LEVEL": "INFO", **({"APP_API_TOKEN": app_token} if app_token else {}),
         }  # fmt: skip
         process = RoleProcess(
             role=role, app_id=app_id, port=port, sidecar=sidecar, env=env, sidecar_env=sidecar_env,
-            log_path=self.log_dir / f"{app_id}-{port}.log",
+            log_path=self.log_dir / f"{app_id}-{port}.log", host=host,
         )  # fmt: skip
         self.started.append(process)
         process.start_app()

@@ -39,7 +39,7 @@ def _dapr_app(container: Container, outcome: Outcome | Exception, seen: list[Del
 
 async def _post(app: FastAPI, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
         return await client.post("/events/task-events", content=content, headers=headers or {})
 

@@ -72,7 +72,7 @@ async def test_a_webhook_given_up_is_a_dead_letter_of_reminders_and_its_replay_p
     try:
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client,
         ):
             task = container.tasks.add(
                 Actor("alice", "Europe/Berlin"),

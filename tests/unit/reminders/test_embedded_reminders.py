@@ -66,7 +66,7 @@ async def test_the_embedded_default_fires_on_time_and_settles_reminders_missed_w
             await wait_for(lambda: len(inbox.messages) >= 2, seconds=8)
             await asyncio.sleep(0.3)  # nothing more arrives
             async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://t"
+                transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
             ) as client:
                 listed = (await client.get("/api/notifications")).json()
                 first = listed["items"][0]["id"]

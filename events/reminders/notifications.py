@@ -70,9 +70,11 @@ from events.reminders.deliveries import (
     settle,
 )
 from tasks.clock import as_utc, utc_now, zone
+from tasks.errors import InvalidInput
 from tasks.events import REMINDERS, TASK_UPDATES, DomainEvent
 from tasks.models import Notification
 from tasks.unit_of_work import UnitOfWorkFactory
+from tasks.webhooks import UnresolvableHost, WebhookPolicy, WebhookTarget
 from todo_agent.bootstrap import Container
 from todo_agent.settings import Settings
 
@@ -165,15 +167,32 @@ async def send_email(settings: Settings, email: EmailMessage) -> None:
         raise DeliveryFailed(f"SMTP server unreachable: {exc}", transient=True) from exc
 
 
-async def post_webhook(url: str, body: dict[str, Any]) -> None:
+async def post_webhook(url: str, body: dict[str, Any], policy: WebhookPolicy | None = None) -> None:
+    """POST ``body`` to ``url`` if ``policy`` allows where it resolves to now (see
+    ``tasks.webhooks``). The connection goes to the address that was checked, not to a second
+    lookup's answer (a name that changes between check and connect cannot reach an internal
+    address), and a redirect is not followed: a 3xx answer is a failed delivery."""
+    target = await _checked_target(url, policy or WebhookPolicy())
+    pinned = httpx.URL(url).copy_with(host=target.addresses[0])
+    headers = {"Host": httpx.URL(url).netloc.decode("ascii")}
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     try:
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            response = await client.post(url, json=body)
+        async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
+            response = await client.post(pinned, json=body, headers=headers, extensions=extensions)
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"webhook unreachable: {exc}", transient=True) from exc
     if response.status_code >= 300:
         transient = response.status_code >= 500 or response.status_code in (408, 429)
         raise DeliveryFailed(f"webhook answered HTTP {response.status_code}", transient=transient)
+
+
+async def _checked_target(url: str, policy: WebhookPolicy) -> WebhookTarget:
+    try:
+        return await asyncio.to_thread(policy.resolve, url)
+    except UnresolvableHost as exc:  # DNS may answer again later
+        raise DeliveryFailed(f"webhook not sent: {exc.message}", transient=True) from exc
+    except InvalidInput as exc:
+        raise DeliveryFailed(f"webhook refused: {exc.message}", transient=False) from exc
 
 
 # -- records ----------------------------------------------------------------------------------
@@ -255,7 +274,8 @@ async def send(
     elif channel == "webhook":
         if not recipient.webhook_url:
             raise DeliveryFailed("the user no longer has a webhook", transient=False)
-        await post_webhook(recipient.webhook_url, webhook_body(event_id, message))
+        policy = settings.webhook_policy
+        await post_webhook(recipient.webhook_url, webhook_body(event_id, message), policy)
     else:
         raise DeliveryFailed(f"channel {channel} is not sent by a sender", transient=False)
 

@@ -9,7 +9,10 @@ Each channel's delivery is a ``Notification`` row keyed by (event id, channel) w
 - ``in_app``: the row and a ``todo.notification.created.v1`` event (topic ``task-updates``, for
   the real-time hub on every API replica) commit together, once.
 - ``email`` (when ``TODO_SMTP_HOST`` is set and the user saved an address): plain text over SMTP.
-- ``webhook`` (when the user saved a URL): a JSON POST.
+- ``webhook`` (when the user saved a URL): a JSON POST, only to an address ``tasks.webhooks``
+  allows when the attempt is made (public, or in the deployment's allow-list), connected to
+  that checked address, without following redirects. A URL that resolves inside now is a
+  permanent failure; one that does not resolve is retried.
 
 The subscriber makes one attempt per channel, all channels at once, and moves on: Kafka
 delivers a partition in order, so an event the subscriber held (or had redelivered) would hold

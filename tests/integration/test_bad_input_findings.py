@@ -65,6 +65,8 @@ def test_task_ids_beyond_the_databases_integers_get_422(client: httpx.Client, ta
     ]:  # fmt: skip
         refused(client.request(method, path), "id")
     refused(send(client, "PATCH", f"/api/tasks/{task_id}", {"title": "x"}), "task_id")
+    refused(client.get("/api/audit", params={"task_id": task_id}), "task_id")
+    refused(client.get("/api/audit", params={"before_id": task_id}), "before_id")
 
 
 @pytest.mark.parametrize("last_id", [*BEYOND, -1])

@@ -178,3 +178,89 @@ async def test_a_redirect_is_not_followed() -> None:
         assert len(redirecting.hits) == 1
     finally:
         redirecting.server.stop()
+
+
+async def test_a_host_that_does_not_resolve_now_is_retried_later() -> None:
+    def resolver(host: str, port: int) -> list[str]:
+        raise OSError("Temporary failure in name resolution")
+
+    with pytest.raises(DeliveryFailed) as failed:
+        await post_webhook("https://hooks.example.test/x", {}, WebhookPolicy.of(resolver=resolver))
+    assert failed.value.transient and "could not be resolved" in str(failed.value)
+
+
+def _self_signed(host: str, folder: Any) -> tuple[str, str]:
+    """A certificate for ``host`` (and its key), as files: the webhook server's identity."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert_file), str(key_file)
+
+
+async def test_an_https_webhook_on_the_checked_address_still_verifies_the_hosts_certificate(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connecting to the checked address keeps TLS honest: the certificate must be the host
+    name's (sent as SNI), not the address's."""
+    import ssl
+
+    import uvicorn
+
+    from devstack.procs import free_port
+
+    host = "hooks.example.test"
+    cert_file, key_file = _self_signed(host, tmp_path)
+    hits: list[str] = []
+
+    async def hit(request: Request) -> JSONResponse:
+        hits.append(request.headers["host"])
+        return JSONResponse({"ok": True})
+
+    port = free_port()
+    config = uvicorn.Config(
+        Starlette(routes=[Route("/hook", hit, methods=["POST"])]), host="127.0.0.1", port=port,
+        ssl_certfile=cert_file, ssl_keyfile=key_file, log_level="warning",
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    trusted = ssl.create_default_context(cafile=cert_file)  # what a public CA is in production
+    real_client = httpx.AsyncClient
+    monkeypatch.setattr(httpx, "AsyncClient", lambda **kwargs: real_client(verify=trusted, **kwargs))
+    policy = WebhookPolicy.of(allowed_networks=["127.0.0.1/32"], resolver=lambda h, p: ["127.0.0.1"])
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            await asyncio.sleep(0.05)
+        await post_webhook(f"https://{host}:{port}/hook", {"type": "reminder"}, policy)
+        assert hits == [f"{host}:{port}"]
+        impostor = WebhookPolicy.of(allowed_networks=["127.0.0.1/32"], resolver=lambda h, p: ["127.0.0.1"])
+        with pytest.raises(DeliveryFailed, match="unreachable"):  # another name: the certificate is wrong
+            await post_webhook(f"https://other.example.test:{port}/hook", {}, impostor)
+        assert len(hits) == 1
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

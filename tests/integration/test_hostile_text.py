@@ -23,31 +23,11 @@ from mcp_server.auth import JwtVerifier
 from tasks.errors import InvalidInput
 from tasks.inputs import clean_description, clean_tags, clean_title
 from tests.conftest import JWT_SECRET
+from tests.integration.hostile_strings import HOSTILE
 from tests.unit.agent.support import RunningApp, running_app
 from todo_agent.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-HOSTILE: dict[str, str] = {
-    "nul": "a\x00b",
-    "lone high surrogate": "bad \ud800 text",
-    "lone low surrogate": "\udfff",
-    "rtl override": "\u202etxt.exe\u202c",
-    "zero width": "a\u200bb\u200c\u200dc\ufeff",
-    "ten thousand chars": "x" * 10_000,
-    "sql": "'; DROP TABLE tasks; -- %_\\",
-    "html": "<script>alert('x')</script><img src=x onerror=alert(1)>",
-    "emoji": "👍🏽 family 👨‍👩‍👧 flag 🇩🇪",
-    "combining": "e\u0301 a\u030a",
-    "controls": "a\x01b\x1fc\x7fd",
-    "newlines": "line one\nline two\r\n\ttabbed",
-    "long unicode": "é" * 300,
-    "template": "${jndi:ldap://x/a} {{7*7}} %s %n",
-    "path": "../../etc/passwd",
-    "empty": "",
-    "blank": "   ",
-    "json meta": '{"a": [1, null]}',
-}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

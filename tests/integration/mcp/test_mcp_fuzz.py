@@ -20,7 +20,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import JWT_SECRET
-from tests.integration.test_hostile_text import HOSTILE
+from tests.integration.hostile_strings import HOSTILE
 from todo_agent.bootstrap import bootstrap
 from todo_agent.roles import app_for
 

@@ -35,8 +35,13 @@ def plain_text(value: str) -> str:
     surrogates (not encodable as UTF-8, so SQLite and every wire refuse them)."""
     if "\x00" in value:
         raise ValueError("contains a NUL character (\\u0000); remove it")
-    if any("\ud800" <= ch <= "\udfff" for ch in value):
-        raise ValueError("contains a lone UTF-16 surrogate, which is not valid text; send UTF-8 text")
+    if not value.isascii():  # both checks run in C: a loop over the characters cost ~50 us per 4 kB
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                "contains a lone UTF-16 surrogate, which is not valid text; send UTF-8 text"
+            ) from exc
     return value
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import ssl
 import time
 import uuid
@@ -40,8 +41,11 @@ from agents.mcp.util import MCPToolCustomDataContext, MCPUtil
 from agents.run_context import RunContextWrapper
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from psycopg import Error as PostgresError
+from sqlalchemy.exc import SQLAlchemyError
 
 from agent.assistant import build_assistant
+from agent.dapr_state import StateStoreError
 from agent.memory import ConversationNotFound, ConversationStore, Item, title_from, trim_for_model
 from agent.models import ModelChoice
 from agent.offline import OfflineModel
@@ -56,6 +60,8 @@ EventKind = Literal["start", "delta", "tool_call", "tool_result", "done", "error
 TokenFor = Callable[[Actor, str | None], str | None]
 MAX_MESSAGE_LENGTH: Final = 8000
 _MAX_AGENT_TURNS: Final = 12
+#: Errors whose text is the database's own (it may quote SQL): never shown to the user.
+_DATABASE_ERRORS: Final = (SQLAlchemyError, sqlite3.Error, PostgresError)
 
 
 class ChatFailed(Exception):
@@ -475,8 +481,10 @@ class Turn:
         except MaxTurnsExceeded as exc:
             raise ChatFailed("The model kept calling tools without answering; try rephrasing.") from exc
         except AgentsException as exc:
+            log.warning("a task tool failed", exc_info=True)
             raise ChatFailed(f"A task tool failed: {_reason(exc)}") from exc
         except Exception as exc:
+            log.warning("the model failed", exc_info=True)
             raise ChatFailed(f"The model failed: {_reason(exc)}") from exc
         return list(calls.values())
 
@@ -554,8 +562,27 @@ def _assistant_message(text: str) -> Item:
 
 
 def _reason(exc: BaseException) -> str:
-    """The innermost readable message of an exception (groups included)."""
+    """The innermost readable message of an exception (groups included), fit to show the user:
+    a database's or state store's own text (SQL, internal addresses) stays in the server's log."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    for link in _chain(exc):
+        if isinstance(link, _DATABASE_ERRORS):
+            return "the database refused the request (the details are in the server's log)"
+        if isinstance(link, StateStoreError):
+            said = " ".join(str(part) for part in (link.status, link.code) if part)
+            return (
+                f"the state store refused the request ({said})" if said else "the state store is unreachable"
+            )
     text = str(exc).strip() or type(exc).__name__
     return text[:300]
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during, innermost last."""
+    seen: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in seen and len(seen) < 20:
+        seen.append(link)
+        link = link.__cause__ or link.__context__
+    return seen

@@ -17,7 +17,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
@@ -25,6 +25,7 @@ from sse_starlette import EventSourceResponse
 from agent.chat import MAX_MESSAGE_LENGTH, Chat, ChatFailed
 from agent.memory import ConversationNotFound
 from agent.transcript import messages_of
+from tasks.inputs import Text
 from todo_agent.deps import ContainerDep, CurrentActor, bearer_token
 
 router = APIRouter(prefix="/api", tags=["chat"])
@@ -43,9 +44,13 @@ def get_chat(container: ContainerDep) -> Chat:
 ChatDep = Annotated[Chat, Depends(get_chat)]
 
 
+#: A conversation's id as the store keeps it (64 characters at most).
+ConversationId = Annotated[Text, Path(max_length=64)]
+
+
 class ChatRequest(BaseModel):
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_LENGTH, description="What the user says.")
-    conversation_id: str | None = Field(default=None, max_length=64, description="Omit to start one.")
+    message: Text = Field(min_length=1, max_length=MAX_MESSAGE_LENGTH, description="What the user says.")
+    conversation_id: Text | None = Field(default=None, max_length=64, description="Omit to start one.")
 
 
 class ToolCallOut(BaseModel):
@@ -81,7 +86,7 @@ class Transcript(BaseModel):
 
 
 class Rename(BaseModel):
-    title: str = Field(min_length=1, max_length=200)
+    title: Text = Field(min_length=1, max_length=200)
 
 
 def _not_found(exc: ConversationNotFound) -> HTTPException:
@@ -128,7 +133,7 @@ async def list_conversations(actor: CurrentActor, chat: ChatDep) -> Conversation
 
 
 @router.get("/conversations/{conversation_id}", summary="One conversation with its messages")
-async def get_conversation(conversation_id: str, actor: CurrentActor, chat: ChatDep) -> Transcript:
+async def get_conversation(conversation_id: ConversationId, actor: CurrentActor, chat: ChatDep) -> Transcript:
     try:
         info = await chat.store.get(actor.user_id, conversation_id)
         items = await chat.store.load(actor.user_id, conversation_id)
@@ -139,7 +144,7 @@ async def get_conversation(conversation_id: str, actor: CurrentActor, chat: Chat
 
 @router.patch("/conversations/{conversation_id}", summary="Rename a conversation")
 async def rename_conversation(
-    conversation_id: str, body: Rename, actor: CurrentActor, chat: ChatDep
+    conversation_id: ConversationId, body: Rename, actor: CurrentActor, chat: ChatDep
 ) -> ConversationOut:
     try:
         info = await chat.store.rename(actor.user_id, conversation_id, body.title.strip() or body.title)
@@ -153,7 +158,9 @@ async def rename_conversation(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a conversation",
 )
-async def delete_conversation(conversation_id: str, actor: CurrentActor, chat: ChatDep) -> Response:
+async def delete_conversation(
+    conversation_id: ConversationId, actor: CurrentActor, chat: ChatDep
+) -> Response:
     try:
         await chat.store.delete(actor.user_id, conversation_id)
     except ConversationNotFound as exc:

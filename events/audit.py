@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from events.consuming import apply_in_thread, read_task_event
 from events.contracts import TASK_EVENTS, TaskEvent
 from events.ports import Delivery, Outcome, Subscription
+from tasks.inputs import MAX_ID
 from tasks.models import AuditEntry, ProcessedEvent
 from tasks.unit_of_work import UnitOfWorkFactory
 from todo_agent.deps import ContainerDep, CurrentActor
@@ -108,8 +109,8 @@ router = APIRouter(prefix="/api", tags=["audit"])
 def list_audit(
     actor: CurrentActor,
     container: ContainerDep,
-    task_id: int | None = None,
-    before_id: int | None = None,
+    task_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AuditPage:
     statement = select(AuditEntry).where(AuditEntry.user_id == actor.user_id)

@@ -26,6 +26,8 @@ import anyio
 import jwt
 from mcp.server.auth.provider import AccessToken
 
+#: User ids are stored in columns of 200 characters.
+MAX_SUBJECT: Final = 200
 _ALGORITHMS: Final = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
 
 
@@ -155,6 +157,10 @@ class JwtVerifier:
         subject = str(claims.get("sub", "")).strip()
         if not subject:
             raise InvalidToken("The token names no user (empty 'sub').")
+        if len(subject) > MAX_SUBJECT or not subject.isprintable():
+            raise InvalidToken(
+                f"The token's 'sub' must be printable text of at most {MAX_SUBJECT} characters."
+            )
         zone = claims.get("zoneinfo")
         return Identity(user_id=subject, timezone=zone if isinstance(zone, str) else None, claims=claims)
 

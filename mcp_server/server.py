@@ -20,10 +20,21 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from tasks.errors import TaskError
-from tasks.inputs import TaskChanges, TaskDraft, TaskQuery
+from tasks.inputs import (
+    MAX_CURSOR,
+    MAX_SEARCH,
+    Minutes,
+    RecurrenceText,
+    RowId,
+    TaskChanges,
+    TaskDraft,
+    TaskQuery,
+    Text,
+    When,
+)
 from tasks.schemas import DeletedTask, PriorityName, TaskPage, TaskView
 from tasks.service import Actor, TaskService
 
@@ -35,20 +46,20 @@ _INSTRUCTIONS = (
     "'next friday', 'in 2 hours') read in the user's time zone; returned times are UTC ISO 8601."
 )
 Due = Annotated[
-    str | None,
+    When | None,
     Field(description="When it is due: 'tomorrow 5pm', 'next friday', 'in 2 hours' or ISO 8601."),
 ]
 Priority = Annotated[PriorityName | None, Field(description="none, low, medium or high.")]
-Tags = Annotated[list[str] | None, Field(description="Single-word labels, e.g. ['groceries'].")]
+Tags = Annotated[list[Text] | None, Field(description="Single-word labels, e.g. ['groceries'].")]
 Recurrence = Annotated[
-    str | None,
+    RecurrenceText | None,
     Field(
         description="Repeat rule: 'daily', 'every weekday', 'every 2 weeks on monday and thursday', "
         "'monthly on the last friday', or an RRULE such as 'FREQ=WEEKLY;BYDAY=MO'."
     ),
 ]
-RemindBefore = Annotated[int | None, Field(description="Remind this many minutes before the due time.", ge=0)]
-TaskId = Annotated[int, Field(description="The task's id, as shown by list_tasks.")]
+RemindBefore = Annotated[Minutes | None, Field(description="Remind this many minutes before the due time.")]
+TaskId = Annotated[RowId, Field(description="The task's id, as shown by list_tasks.")]
 
 
 class CompletedTask(TaskView):
@@ -97,11 +108,13 @@ def build_mcp_server(
             return await anyio.to_thread.run_sync(lambda: fn(resolve_actor(token)))
         except TaskError as exc:
             raise ToolError(exc.message) from exc
+        except ValidationError as exc:  # an input model refused a value the tool's schema let by
+            raise ToolError(readable(exc)) from exc
 
     @mcp.tool(annotations=ToolAnnotations(title="Add a task", read_only_hint=False, destructive_hint=False))
     async def add_task(
-        title: Annotated[str, Field(description="Short name of the task (1-200 characters).")],
-        description: Annotated[str | None, Field(description="Details, up to 4000 characters.")] = None,
+        title: Annotated[Text, Field(description="Short name of the task (1-200 characters).")],
+        description: Annotated[Text | None, Field(description="Details, up to 4000 characters.")] = None,
         due: Due = None,
         priority: Priority = None,
         tags: Tags = None,
@@ -109,11 +122,15 @@ def build_mcp_server(
         remind_before_minutes: RemindBefore = None,
     ) -> TaskView:
         """Add a task to the user's list."""
-        draft = TaskDraft(
-            title=title, description=description, due=due, priority=priority, tags=tags,
-            recurrence=recurrence, remind_before_minutes=remind_before_minutes,
-        )  # fmt: skip
-        return await call(lambda actor: service.add(actor, draft))
+
+        def add(actor: Actor) -> TaskView:
+            draft = TaskDraft(
+                title=title, description=description, due=due, priority=priority, tags=tags,
+                recurrence=recurrence, remind_before_minutes=remind_before_minutes,
+            )  # fmt: skip
+            return service.add(actor, draft)
+
+        return await call(add)
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -122,11 +139,11 @@ def build_mcp_server(
     )
     async def update_task(
         task_id: TaskId,
-        title: Annotated[str | None, Field(description="New title.")] = None,
-        description: Annotated[str | None, Field(description="New description.")] = None,
+        title: Annotated[Text | None, Field(description="New title.")] = None,
+        description: Annotated[Text | None, Field(description="New description.")] = None,
         due: Due = None,
         priority: Priority = None,
-        tags: Annotated[list[str] | None, Field(description="Replaces all tags.")] = None,
+        tags: Annotated[list[Text] | None, Field(description="Replaces all tags.")] = None,
         recurrence: Recurrence = None,
         remind_before_minutes: RemindBefore = None,
         completed: Annotated[bool | None, Field(description="true completes, false reopens.")] = None,
@@ -137,8 +154,11 @@ def build_mcp_server(
             "tags": tags, "recurrence": recurrence,
             "remind_before_minutes": remind_before_minutes, "completed": completed,
         }  # fmt: skip
-        changes = TaskChanges(**{k: v for k, v in given.items() if v is not None})
-        return await call(lambda actor: service.update(actor, task_id, changes))
+        return await call(
+            lambda actor: service.update(
+                actor, task_id, TaskChanges(**{k: v for k, v in given.items() if v is not None})
+            )
+        )
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -164,21 +184,29 @@ def build_mcp_server(
         status: Annotated[
             Literal["pending", "completed", "all"], Field(description="Which tasks to show.")
         ] = "pending",
-        due_before: Annotated[str | None, Field(description="Due at or before this time.")] = None,
-        due_after: Annotated[str | None, Field(description="Due at or after this time.")] = None,
+        due_before: Annotated[When | None, Field(description="Due at or before this time.")] = None,
+        due_after: Annotated[When | None, Field(description="Due at or after this time.")] = None,
         overdue: Annotated[bool | None, Field(description="Only open tasks past their due time.")] = None,
-        tag: Annotated[str | None, Field(description="Only tasks with this tag.")] = None,
+        tag: Annotated[Text | None, Field(description="Only tasks with this tag.")] = None,
         priority: Priority = None,
-        search: Annotated[str | None, Field(description="Text to find in title or description.")] = None,
+        search: Annotated[
+            Text | None, Field(description="Text to find in title or description.", max_length=MAX_SEARCH)
+        ] = None,
         limit: Annotated[int | None, Field(description="Page size, 1-200 (default 50).")] = None,
-        cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
+        cursor: Annotated[
+            Text | None, Field(description="next_cursor from the previous page.", max_length=MAX_CURSOR)
+        ] = None,
     ) -> TaskPage:
         """List the user's tasks, soonest due first; each task shows its next reminder."""
-        query = TaskQuery(
-            status=status, due_before=due_before, due_after=due_after, overdue=overdue, tag=tag,
-            priority=priority, search=search, limit=limit or 50, cursor=cursor,
-        )  # fmt: skip
-        return await call(lambda actor: service.list(actor, query))
+
+        def find(actor: Actor) -> TaskPage:
+            query = TaskQuery(
+                status=status, due_before=due_before, due_after=due_after, overdue=overdue, tag=tag,
+                priority=priority, search=search, limit=limit or 50, cursor=cursor,
+            )  # fmt: skip
+            return service.list(actor, query)
+
+        return await call(find)
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -191,10 +219,10 @@ def build_mcp_server(
     async def set_reminder(
         task_id: TaskId,
         at: Annotated[
-            str | None, Field(description="When to remind: 'at 9am tomorrow', 'friday 19:30', ISO 8601.")
+            When | None, Field(description="When to remind: 'at 9am tomorrow', 'friday 19:30', ISO 8601.")
         ] = None,
         minutes_before_due: Annotated[
-            int | None, Field(description="Remind this many minutes before the due time.", ge=0)
+            Minutes | None, Field(description="Remind this many minutes before the due time.")
         ] = None,
         cancel: Annotated[bool, Field(description="true removes the task's reminder.")] = False,
     ) -> TaskView:
@@ -206,3 +234,12 @@ def build_mcp_server(
         )
 
     return mcp
+
+
+def readable(exc: ValidationError) -> str:
+    """'title: contains a NUL character ...' for each field a model refused."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ())) or "input"
+        problems.append(f"{where}: {error.get('msg', 'invalid value')}")
+    return "; ".join(problems)

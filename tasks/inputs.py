@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from tasks.errors import InvalidInput
 from tasks.schemas import PriorityName, StatusFilter
@@ -15,50 +15,85 @@ MAX_TITLE: Final = 200
 MAX_DESCRIPTION: Final = 4000
 MAX_TAGS: Final = 20
 MAX_TAG_LENGTH: Final = 40
+#: Ids are PostgreSQL ``integer`` columns: a larger number can never name a row.
+MAX_ID: Final = 2**31 - 1
+#: A time phrase ("next friday 9am", ISO 8601) is short; this bounds the parser's work.
+MAX_WHEN: Final = 200
+MAX_RECURRENCE: Final = 500
+MAX_SEARCH: Final = 200
+MAX_CURSOR: Final = 200
+MAX_EMAIL: Final = 320
+MAX_TIMEZONE: Final = 64
 PRIORITY_WORDS: Final = {
     "none": "none", "": "none", "low": "low", "medium": "medium", "normal": "medium",
     "high": "high", "urgent": "high", "p1": "high", "p2": "medium", "p3": "low",
 }  # fmt: skip
 
 
+def plain_text(value: str) -> str:
+    """Refuse what no database stores the same: NUL (PostgreSQL refuses it) and lone UTF-16
+    surrogates (not encodable as UTF-8, so SQLite and every wire refuse them)."""
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\u0000); remove it")
+    if not value.isascii():  # both checks run in C: a loop over the characters cost ~50 us per 4 kB
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                "contains a lone UTF-16 surrogate, which is not valid text; send UTF-8 text"
+            ) from exc
+    return value
+
+
+#: Text any field may hold: no NUL, no lone surrogates (``plain_text``).
+Text = Annotated[str, AfterValidator(plain_text)]
+#: A time: natural language or ISO 8601, in the user's zone.
+When = Annotated[str, AfterValidator(plain_text), Field(max_length=MAX_WHEN)]
+RecurrenceText = Annotated[str, AfterValidator(plain_text), Field(max_length=MAX_RECURRENCE)]
+#: A row id (tasks, notifications): positive and within the database's ``integer``.
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+#: Minutes before the due time (0 to one year).
+Minutes = Annotated[int, Field(ge=0, le=60 * 24 * 365)]
+
+
 class TaskDraft(BaseModel):
     """A new task. ``due`` and ``recurrence`` may be natural language."""
 
-    title: str
-    description: str | None = None
-    due: str | datetime | None = None
-    priority: str | None = None
-    tags: list[str] | None = None
-    recurrence: str | None = None
+    title: Text
+    description: Text | None = None
+    due: When | datetime | None = None
+    priority: Text | None = None
+    tags: list[Text] | None = None
+    recurrence: RecurrenceText | None = None
     repeat_from: Literal["due", "completion"] | None = None
-    remind_before_minutes: int | None = None
-    remind_at: str | datetime | None = None
+    remind_before_minutes: Minutes | None = None
+    remind_at: When | datetime | None = None
 
 
 class TaskChanges(BaseModel):
     """Fields to change; a field left out stays, a field given as null is cleared."""
 
-    title: str | None = None
-    description: str | None = None
-    due: str | datetime | None = None
-    priority: str | None = None
-    tags: list[str] | None = None
-    recurrence: str | None = None
+    title: Text | None = None
+    description: Text | None = None
+    due: When | datetime | None = None
+    priority: Text | None = None
+    tags: list[Text] | None = None
+    recurrence: RecurrenceText | None = None
     repeat_from: Literal["due", "completion"] | None = None
-    remind_before_minutes: int | None = None
+    remind_before_minutes: Minutes | None = None
     completed: bool | None = None
 
 
 class TaskQuery(BaseModel):
     status: StatusFilter = "pending"
-    due_before: str | datetime | None = None
-    due_after: str | datetime | None = None
+    due_before: When | datetime | None = None
+    due_after: When | datetime | None = None
     overdue: bool | None = None
-    tag: str | None = None
-    priority: str | None = None
-    search: str | None = None
+    tag: Text | None = None
+    priority: Text | None = None
+    search: Annotated[Text, Field(max_length=MAX_SEARCH)] | None = None
     limit: int = Field(default=50)
-    cursor: str | None = None
+    cursor: Annotated[Text, Field(max_length=MAX_CURSOR)] | None = None
 
 
 def clean_title(title: str) -> str:

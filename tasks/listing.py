@@ -28,10 +28,10 @@ from sqlalchemy.orm import configure_mappers
 from sqlmodel import col
 
 from tasks.errors import InvalidInput
-from tasks.inputs import TaskQuery, clean_limit, clean_priority, clean_tags
+from tasks.inputs import MAX_ID, TaskQuery, clean_limit, clean_priority, clean_tags
 from tasks.models import Task
 from tasks.schemas import TaskPage, TaskView
-from tasks.timeparse import parse_when
+from tasks.timeparse import in_range, parse_when
 
 
 def run(connection: Connection, owner_id: str, query: TaskQuery, *, tz: str, now: datetime) -> TaskPage:
@@ -135,7 +135,7 @@ def _condition(name: str) -> ColumnElement[bool]:
 
 def _bound(value: str | datetime, field: str, tz: str, now: datetime) -> datetime:
     if isinstance(value, datetime):
-        return value
+        return in_range(value, field, value.isoformat())
     return parse_when(value, tz=tz, now=now, field=field)
 
 
@@ -150,9 +150,10 @@ def _after_cursor(cursor: str) -> tuple[str, dict[str, Any]]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         due_text, last_id = json.loads(base64.urlsafe_b64decode(padded))
-        due = datetime.fromisoformat(due_text) if due_text else None
-        last_id = int(last_id)
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
+        due = in_range(datetime.fromisoformat(due_text), "cursor", due_text) if due_text else None
+        if type(last_id) is not int or not 1 <= last_id <= MAX_ID:
+            raise ValueError(f"{last_id!r} is not a task id")
+    except (ValueError, TypeError, InvalidInput, binascii.Error, json.JSONDecodeError) as exc:
         raise InvalidInput(
             "cursor", "The cursor is not one this server gave out; start again without it."
         ) from exc

@@ -11,14 +11,17 @@ change made by another replica is seen within ``zone_ttl``.
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
 from tasks.clock import utc_now, zone
 from tasks.errors import InvalidInput
+from tasks.inputs import MAX_EMAIL, MAX_TIMEZONE, Text
 from tasks.models import UserSettings
 from tasks.service import Actor
 from tasks.unit_of_work import UnitOfWorkFactory
+from tasks.webhooks import MAX_URL, WebhookPolicy
 
 
 class Profile(BaseModel):
@@ -29,16 +32,28 @@ class Profile(BaseModel):
 
 
 class ProfileChanges(BaseModel):
-    timezone: str | None = None
-    email: str | None = None
-    webhook_url: str | None = None
+    timezone: Annotated[Text, Field(max_length=MAX_TIMEZONE)] | None = None
+    email: Annotated[Text, Field(max_length=MAX_EMAIL)] | None = None
+    webhook_url: (
+        Annotated[
+            Text,
+            Field(
+                max_length=MAX_URL,
+                description="http(s) URL that gets each reminder as a JSON POST; it must reach a public "
+                "address unless the server allows more (TODO_WEBHOOK_ALLOWED_NETWORKS).",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class Profiles:
     def __init__(
-        self, uow_factory: UnitOfWorkFactory, *, default_timezone: str, zone_ttl: float = 5.0
-    ) -> None:
+        self, uow_factory: UnitOfWorkFactory, *, default_timezone: str, zone_ttl: float = 5.0,
+        webhooks: WebhookPolicy | None = None,
+    ) -> None:  # fmt: skip
         self._uow = uow_factory
+        self.webhooks = webhooks or WebhookPolicy()
         self.default_timezone = default_timezone
         self._zone_ttl = zone_ttl
         self._zones: dict[str, tuple[float, str | None]] = {}  # user -> (expires, saved zone)
@@ -56,11 +71,10 @@ class Profiles:
         given = changes.model_fields_set
         if "timezone" in given and changes.timezone:
             zone(changes.timezone)
-        if "email" in given and changes.email and "@" not in changes.email:
-            raise InvalidInput("email", f"'{changes.email}' is not an email address.")
+        if "email" in given and changes.email:
+            _check_email(changes.email)
         if "webhook_url" in given and changes.webhook_url:
-            if not changes.webhook_url.startswith(("http://", "https://")):
-                raise InvalidInput("webhook_url", "The webhook must be an http:// or https:// URL.")
+            self.webhooks.resolve(changes.webhook_url)  # refused: not http(s), or not public
         with self._uow() as uow:
             row = uow.session.get(UserSettings, user_id) or UserSettings(user_id=user_id)
             for name in given:
@@ -91,3 +105,9 @@ class Profiles:
             self._zones.clear()
         self._zones[user_id] = (now + self._zone_ttl, saved)
         return saved
+
+
+def _check_email(email: str) -> None:
+    local, at, domain = email.partition("@")
+    if not (at and local and domain) or any(ch.isspace() or ord(ch) < 32 for ch in email):
+        raise InvalidInput("email", f"'{email[:80]}' is not an email address; e.g. alice@example.com.")

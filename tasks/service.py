@@ -24,6 +24,7 @@ from tasks.clock import Clock, as_utc, utc_now, zone
 from tasks.errors import InvalidInput, TaskNotFound
 from tasks.events import TaskChanged, TaskEventType
 from tasks.inputs import (
+    MAX_RECURRENCE,
     TaskChanges,
     TaskDraft,
     TaskQuery,
@@ -36,7 +37,7 @@ from tasks.inputs import (
 from tasks.models import Task
 from tasks.recurrence import next_occurrence, to_rrule
 from tasks.schemas import DeletedTask, TaskPage, TaskView, pending_reminder
-from tasks.timeparse import parse_when
+from tasks.timeparse import in_range, parse_when
 from tasks.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 _TRACKED = (
@@ -252,7 +253,7 @@ class TaskService:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         if isinstance(value, datetime):
-            return as_utc(value)
+            return in_range(value, field, value.isoformat())
         return parse_when(
             value, tz=actor.timezone, now=self._clock(), field=field,
             date_only="morning" if morning else "end_of_day",
@@ -267,6 +268,10 @@ class TaskService:
             task.recurrence, task.recurrence_anchor = None, None
             return
         task.recurrence = to_rrule(phrase)
+        if len(task.recurrence) > MAX_RECURRENCE:
+            raise InvalidInput(
+                "recurrence", f"The repeat rule is longer than {MAX_RECURRENCE} characters; shorten it."
+            )
         if task.due_at is None:
             end_of_today = parse_when("today", tz=actor.timezone, now=now)
             first = next_occurrence(

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Final, Literal
 
 from dateparser.date import DateDataParser
@@ -26,6 +26,10 @@ _HAS_TIME: Final = re.compile(
 _ISO_DATETIME: Final = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:?\d{2})?"
 )
+#: The times a task may carry: far enough from the calendar's ends (years 1 and 9999) that
+#: zone offsets, reminders before a due time and the next occurrences stay inside it.
+EARLIEST: Final = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
 _MORNING: Final = time(9, 0)
 _END_OF_DAY: Final = time(23, 59)
 
@@ -54,9 +58,28 @@ def parse_when(
     if not text or not text.strip():
         raise InvalidInput(field, f"The {field} time is empty; try 'tomorrow 17:00'.")
     local_zone = zone(tz)
-    if exact := _iso_datetime(text, local_zone):
-        return exact
-    return _parse_natural(text, tz=tz, now=now, field=field, date_only=date_only)
+    try:
+        parsed = _iso_datetime(text, local_zone) or _parse_natural(
+            text, tz=tz, now=now, field=field, date_only=date_only
+        )
+    except OverflowError:  # e.g. year 1 with a positive offset: before the calendar starts
+        parsed = None
+    return in_range(parsed, field, text)
+
+
+def in_range(value: datetime | None, field: str, text: object) -> datetime:
+    """``value`` if it lies between ``EARLIEST`` and ``LATEST``; else ``InvalidInput``."""
+    try:
+        utc = as_utc(value) if value is not None else None
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise InvalidInput(
+            field,
+            f"The {field} time '{str(text)[:80]}' is out of range; give a time between the years "
+            f"{EARLIEST.year} and {LATEST.year - 1}.",
+        )
+    return utc
 
 
 def _parse_natural(text: str, *, tz: str, now: datetime, field: str, date_only: DateOnlyDefault) -> datetime:

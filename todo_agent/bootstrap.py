@@ -108,6 +108,6 @@ def bootstrap(role: Role, settings: Settings, *, run_migrations: bool = True) ->
         engine=engine,
         uow=uow,
         tasks=TaskService(uow),
-        profiles=Profiles(uow, default_timezone=settings.default_timezone),
+        profiles=Profiles(uow, default_timezone=settings.default_timezone, webhooks=settings.webhook_policy),
         verifier=make_verifier(settings),
     )

@@ -6,14 +6,16 @@ settings = Settings(database_url=...)  # in tests
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_path
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.clock import machine_zone_name
+from tasks.webhooks import WebhookPolicy
 
 
 class Settings(BaseSettings):
@@ -73,6 +75,13 @@ class Settings(BaseSettings):
     smtp_from: str = "todo-agent@localhost"
     smtp_starttls: bool = False
     reminder_grace_minutes: int = 60
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description='CIDRs webhooks may reach besides public addresses, e.g. ["10.0.0.0/8"] (self-hosting).',
+    )
+    webhook_allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host names webhooks may reach whatever they resolve to."
+    )
     notify_max_attempts: int = Field(
         default=8, ge=1, description="Attempts per email or webhook delivery before it is marked failed."
     )
@@ -104,6 +113,19 @@ class Settings(BaseSettings):
                 "anyone who reaches the app could post events and job callbacks."
             )
         return None
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network.strip(), strict=False)  # a ValueError names the bad one
+        return value
+
+    @property
+    def webhook_policy(self) -> WebhookPolicy:
+        return WebhookPolicy.of(
+            allowed_networks=self.webhook_allowed_networks, allowed_hosts=self.webhook_allowed_hosts
+        )
 
     @property
     def auth_enabled(self) -> bool:

@@ -265,7 +265,7 @@ def parse_remind_at(data: Mapping[str, Any]) -> datetime | None:
         return None
     try:
         return as_utc(datetime.fromisoformat(raw.replace("Z", "+00:00")))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: year 1 with an offset
         return None
 
 

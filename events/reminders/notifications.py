@@ -9,7 +9,10 @@ Each channel's delivery is a ``Notification`` row keyed by (event id, channel) w
 - ``in_app``: the row and a ``todo.notification.created.v1`` event (topic ``task-updates``, for
   the real-time hub on every API replica) commit together, once.
 - ``email`` (when ``TODO_SMTP_HOST`` is set and the user saved an address): plain text over SMTP.
-- ``webhook`` (when the user saved a URL): a JSON POST.
+- ``webhook`` (when the user saved a URL): a JSON POST, only to an address ``tasks.webhooks``
+  allows when the attempt is made (public, or in the deployment's allow-list), connected to
+  that checked address, without following redirects. A URL that resolves inside now is a
+  permanent failure; one that does not resolve is retried.
 
 The subscriber makes one attempt per channel, all channels at once, and moves on: Kafka
 delivers a partition in order, so an event the subscriber held (or had redelivered) would hold
@@ -70,9 +73,11 @@ from events.reminders.deliveries import (
     settle,
 )
 from tasks.clock import as_utc, utc_now, zone
+from tasks.errors import InvalidInput
 from tasks.events import REMINDERS, TASK_UPDATES, DomainEvent
 from tasks.models import Notification
 from tasks.unit_of_work import UnitOfWorkFactory
+from tasks.webhooks import UnresolvableHost, WebhookPolicy, WebhookTarget
 from todo_agent.bootstrap import Container
 from todo_agent.settings import Settings
 
@@ -165,15 +170,32 @@ async def send_email(settings: Settings, email: EmailMessage) -> None:
         raise DeliveryFailed(f"SMTP server unreachable: {exc}", transient=True) from exc
 
 
-async def post_webhook(url: str, body: dict[str, Any]) -> None:
+async def post_webhook(url: str, body: dict[str, Any], policy: WebhookPolicy | None = None) -> None:
+    """POST ``body`` to ``url`` if ``policy`` allows where it resolves to now (see
+    ``tasks.webhooks``). The connection goes to the address that was checked, not to a second
+    lookup's answer (a name that changes between check and connect cannot reach an internal
+    address), and a redirect is not followed: a 3xx answer is a failed delivery."""
+    target = await _checked_target(url, policy or WebhookPolicy())
+    pinned = httpx.URL(url).copy_with(host=target.addresses[0])
+    headers = {"Host": httpx.URL(url).netloc.decode("ascii")}
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     try:
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            response = await client.post(url, json=body)
+        async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
+            response = await client.post(pinned, json=body, headers=headers, extensions=extensions)
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"webhook unreachable: {exc}", transient=True) from exc
     if response.status_code >= 300:
         transient = response.status_code >= 500 or response.status_code in (408, 429)
         raise DeliveryFailed(f"webhook answered HTTP {response.status_code}", transient=transient)
+
+
+async def _checked_target(url: str, policy: WebhookPolicy) -> WebhookTarget:
+    try:
+        return await asyncio.to_thread(policy.resolve, url)
+    except UnresolvableHost as exc:  # DNS may answer again later
+        raise DeliveryFailed(f"webhook not sent: {exc.message}", transient=True) from exc
+    except InvalidInput as exc:
+        raise DeliveryFailed(f"webhook refused: {exc.message}", transient=False) from exc
 
 
 # -- records ----------------------------------------------------------------------------------
@@ -255,7 +277,8 @@ async def send(
     elif channel == "webhook":
         if not recipient.webhook_url:
             raise DeliveryFailed("the user no longer has a webhook", transient=False)
-        await post_webhook(recipient.webhook_url, webhook_body(event_id, message))
+        policy = settings.webhook_policy
+        await post_webhook(recipient.webhook_url, webhook_body(event_id, message), policy)
     else:
         raise DeliveryFailed(f"channel {channel} is not sent by a sender", transient=False)
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, status
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, status
 from pydantic import BaseModel
 from sqlalchemy import update
 from sqlmodel import col, select
 
 from tasks.clock import utc_now
+from tasks.inputs import MAX_ID
 from tasks.models import Notification
 from tasks.unit_of_work import UnitOfWorkFactory
 from todo_agent.bootstrap import Container
@@ -89,7 +90,9 @@ def install(app: FastAPI, container: Container) -> None:
         return list_notifications(container.uow, actor.user_id, unread_only=unread, limit=limit)
 
     @router.post("/{notification_id}/read", summary="Mark a notification read")
-    def read_one(notification_id: int, actor: CurrentActor, container: ContainerDep) -> NotificationView:
+    def read_one(
+        notification_id: Annotated[int, Path(ge=1, le=MAX_ID)], actor: CurrentActor, container: ContainerDep
+    ) -> NotificationView:
         mark_read(container.uow, actor.user_id, notification_id)
         with container.uow() as uow:
             row = uow.session.get(Notification, notification_id)

@@ -38,6 +38,7 @@ from sqlmodel import select
 
 from events.ports import JobScheduler
 from tasks.clock import as_utc
+from tasks.inputs import MAX_ID
 from tasks.models import OutboxEvent, Task
 from tasks.unit_of_work import UnitOfWorkFactory
 
@@ -55,7 +56,10 @@ def task_id_of_job(name: str) -> int | None:
     if not name.startswith(JOB_PREFIX):
         return None
     rest = name[len(JOB_PREFIX) :]
-    return int(rest) if rest.isdigit() else None
+    # ASCII digits only ("²".isdigit() is true), and an id a task can have.
+    if not (rest.isascii() and rest.isdigit() and len(rest) <= 10) or not 1 <= int(rest) <= MAX_ID:
+        return None
+    return int(rest)
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,7 @@ def settings_for(pg_url: str, sidecar: Sidecar, **extra: Any) -> Settings:
         app_api_token=SecretStr(APP_TOKEN),
         dapr_http_port=sidecar.http_port,
         dapr_grpc_port=sidecar.grpc_port,
+        webhook_allowed_networks=["127.0.0.1/32"],  # the tests' webhook receivers are on loopback
         **extra,
     )
 

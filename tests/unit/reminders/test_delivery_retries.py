@@ -243,7 +243,7 @@ async def test_a_webhook_that_hangs_does_not_hold_the_event_and_is_retried_when_
 
     server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    container = bootstrap("notifications", make_settings())
+    container = bootstrap("notifications", make_settings(webhook_allowed_networks=["127.0.0.1/32"]))
     container.profiles.update("alice", ProfileChanges(webhook_url=f"http://127.0.0.1:{port}/hook"))
     notifier = ReminderNotifier(container, wait=timedelta(seconds=0.3))
     async with notification_retries(container, poll=timedelta(seconds=0.2)):

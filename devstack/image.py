@@ -322,7 +322,8 @@ def build(*, base: Base = "auto", ca: str = "auto", version: str | None = None) 
         started = time.monotonic()
         python_image = choose_base(base, log)
         names = image_names(version)
-        args = ["build", "--network=host", "--build-arg", f"PYTHON_IMAGE={python_image}"]
+        # The docker format keeps the HEALTHCHECK (the OCI format has no place for it).
+        args = ["build", "--format=docker", "--network=host", "--build-arg", f"PYTHON_IMAGE={python_image}"]
         bundle = ca_bundle(ca)
         if bundle:
             args += ["--secret", f"id={CA_SECRET_ID},src={bundle}"]

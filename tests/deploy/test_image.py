@@ -274,3 +274,13 @@ def test_the_image_serves_the_api_role(api_container: int) -> None:
         except OSError:
             time.sleep(0.5)
     assert status == 200, f"the api in the container did not answer /healthz on port {api_container}"
+
+
+@pytest.mark.timeout(1800)
+def test_the_image_chats_in_the_terminal_on_a_server_it_starts_itself(built_image: str) -> None:
+    port = str(free_port())  # nothing listens there, so chat starts the embedded default itself
+    done = devstack_image.podman(
+        "run", "--rm", "--network=host", "--env", f"TODO_PORT={port}", built_image,
+        "chat", "-m", "add buy milk tomorrow",
+    )  # fmt: skip
+    assert "add_task(" in done.stdout and "Buy milk" in done.stdout, done.stdout + done.stderr[-2000:]

@@ -8,7 +8,9 @@ Kubernetes the sidecar injector does this; the product itself never starts a dap
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from types import FrameType
 
 from pydantic import ValidationError
 
@@ -28,6 +30,10 @@ def serve_with_sidecar(role: Role, *, host: str | None, port: int | None) -> int
         print(f"devstack serve: configuration error:\n{exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    # uvicorn re-raises the SIGTERM it caught once the role has shut down. Its default action
+    # would end this process on the spot and leave the daprd running; as an exception it
+    # unwinds through the ``with sidecar`` below, which stops the daprd.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     app_port = port or ROLE_PORTS[role]
     cfg = StackConfig.from_env()
     if not settings.database_url:
@@ -42,3 +48,7 @@ def serve_with_sidecar(role: Role, *, host: str | None, port: int | None) -> int
         os.environ.update(sidecar.app_env())
         settings.dapr_http_port, settings.dapr_grpc_port = sidecar.http_port, sidecar.grpc_port
         return serve_role(role, settings, host=host, port=app_port)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)

@@ -1,4 +1,4 @@
-"""Start one ``daprd`` beside an app (tests, ``todo-agent serve`` in dapr mode).
+"""Start one ``daprd`` beside an app (tests, ``python -m devstack serve``).
 
 >>> with start_sidecar(app_id="todo-api", app_port=8000, resources_path=res.path,
 ...                    scheduler_address="127.0.0.1:50006", log_dir=Path("logs"),

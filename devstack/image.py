@@ -331,10 +331,27 @@ def build(*, base: Base = "auto", ca: str = "auto", version: str | None = None) 
             args += ["-t", name]
         args += ["-f", str(DOCKERFILE), str(repo_root())]
         _say(f"building {names[0]} FROM {python_image}" + (f" (CA bundle {bundle})" if bundle else ""))
+        previous = image_id(names[0])
         podman_streamed(args, log)
         seconds = time.monotonic() - started
+        if previous and previous != image_id(names[0]):
+            _drop_untagged(previous)
     size = int(podman("image", "inspect", "--format", "{{.Size}}", names[0]).stdout.strip() or 0)
     return BuiltImage(names=names, base=python_image, size_bytes=size, seconds=seconds)
+
+
+def image_id(name: str) -> str | None:
+    done = podman("image", "inspect", "--format", "{{.Id}}", name, check=False)
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+
+def _drop_untagged(image: str) -> None:
+    """Remove the image this build replaced (by its id, once no name points at it any more):
+    its runtime layer holds a copy of the whole virtual environment, about 200 MB. An image
+    a container still uses stays."""
+    tags = podman("image", "inspect", "--format", "{{.RepoTags}}", image, check=False).stdout.strip()
+    if tags in ("[]", ""):
+        podman("rmi", image, check=False)
 
 
 @contextmanager

@@ -50,8 +50,11 @@ def hadolint() -> str:
     return found
 
 
-def test_the_dockerfile_passes_hadolint() -> None:
-    result = subprocess.run([hadolint(), str(DOCKERFILE)], capture_output=True, text=True)
+@pytest.mark.parametrize(
+    "containerfile", [DOCKERFILE, devstack_image.BASE_CONTAINERFILE], ids=["image", "base"]
+)
+def test_the_dockerfile_passes_hadolint(containerfile: Path) -> None:
+    result = subprocess.run([hadolint(), str(containerfile)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

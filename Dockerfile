@@ -6,6 +6,12 @@
 #   docker buildx imagetools inspect python:3.11.14-slim-bookworm   # prints the sha256
 #   docker build --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest> .
 # Both stages must use the same base: the virtual environment links to its Python.
+# Without a registry, `python -m devstack image build` passes a base built from Debian's archive.
+#
+# Behind a TLS-inspecting proxy, hand pip your CA bundle as a build secret (mounted read-only
+# for the two install steps, never stored in a layer):
+#   docker build --secret id=build-ca,src=/etc/ssl/certs/ca-certificates.crt .
+#   podman build --secret id=build-ca,src=/etc/ssl/certs/ca-certificates.crt .
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # ---- build: resolve the pinned dependencies into a virtual environment ----
@@ -16,7 +22,11 @@ ENV VIRTUAL_ENV=/opt/venv \
 WORKDIR /src
 # Dependencies first (from constraints.txt only), so source edits reuse this layer.
 COPY constraints.txt ./
-RUN python -m venv "$VIRTUAL_ENV" \
+RUN --mount=type=secret,id=build-ca \
+    if [ -s /run/secrets/build-ca ]; then \
+        export PIP_CERT=/run/secrets/build-ca REQUESTS_CA_BUNDLE=/run/secrets/build-ca; \
+    fi \
+    && python -m venv "$VIRTUAL_ENV" \
     && "$VIRTUAL_ENV/bin/pip" install --requirement constraints.txt
 # The project itself; README.md is optional (the glob copies it when present).
 COPY pyproject.toml README.m[d] ./
@@ -25,8 +35,14 @@ COPY mcp_server/ mcp_server/
 COPY agent/ agent/
 COPY events/ events/
 COPY todo_agent/ todo_agent/
-RUN "$VIRTUAL_ENV/bin/pip" install --no-deps --constraint constraints.txt . \
-    && "$VIRTUAL_ENV/bin/pip" check
+# pip itself is not needed at run time: it leaves the venv before the runtime stage copies it.
+RUN --mount=type=secret,id=build-ca \
+    if [ -s /run/secrets/build-ca ]; then \
+        export PIP_CERT=/run/secrets/build-ca REQUESTS_CA_BUNDLE=/run/secrets/build-ca; \
+    fi \
+    && "$VIRTUAL_ENV/bin/pip" install --no-deps --constraint constraints.txt . \
+    && "$VIRTUAL_ENV/bin/pip" check \
+    && "$VIRTUAL_ENV/bin/pip" uninstall --yes --quiet pip setuptools
 
 # ---- runtime: the virtual environment on a clean base, as a non-root user ----
 FROM ${PYTHON_IMAGE} AS runtime

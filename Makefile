@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test check fmt lint typecheck stack-up stack-down stack-status test-prereqs clean
+.PHONY: help run test check fmt lint typecheck stack-up stack-down stack-status image test-prereqs clean
 
 help:
 	@echo "make run          start the embedded default on http://127.0.0.1:8000 (no server, no API key)"
@@ -13,6 +13,7 @@ help:
 	@echo "make check        format check, ruff, mypy and the whole suite"
 	@echo "make stack-up     start PostgreSQL, Kafka and the Dapr scheduler under .devstack/"
 	@echo "make stack-down   stop them"
+	@echo "make image        build the container image todo-agent:VERSION with podman"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,13 +44,17 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 stack-up: $(STAMP)
-	$(VENV)/bin/todo-agent stack up
+	$(PY) -m devstack up
 
 stack-down: $(STAMP)
-	$(VENV)/bin/todo-agent stack down
+	$(PY) -m devstack down
 
 stack-status: $(STAMP)
-	$(VENV)/bin/todo-agent stack status
+	$(PY) -m devstack status
+
+# IMAGE_ARGS: e.g. --base debian, --ca-bundle none (see `python -m devstack image build --help`).
+image: $(STAMP)
+	$(PY) -m devstack image build $(IMAGE_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -67,9 +67,8 @@ def _local_server(settings: Settings, stack: ExitStack) -> str:
             return url
     except httpx.HTTPError:
         pass
-    from devstack.appserver import serve_in_thread
-    from devstack.procs import free_port
     from todo_agent.bootstrap import bootstrap
+    from todo_agent.local_server import free_port, serve_in_thread
     from todo_agent.roles import app_for
 
     settings.host, settings.port, settings.public_url = "127.0.0.1", free_port(), None

@@ -1,6 +1,7 @@
 """The real stack on one machine: PostgreSQL, Kafka (KRaft) and Dapr (scheduler + daprd).
 
-Entry points: :func:`devstack.cli.main` (``todo-agent stack up|down|status``,
-``python -m devstack``), :class:`devstack.stack.Stack`, :func:`devstack.sidecar.start_sidecar`
+Development tooling only (the product never imports it and the image does not hold it).
+Entry points: :func:`devstack.cli.main` (``python -m devstack up|down|status|serve|image``),
+:class:`devstack.stack.Stack`, :func:`devstack.sidecar.start_sidecar`
 and :func:`devstack.components.render`.
 """

@@ -1,62 +1,27 @@
 """Run an ASGI app (FastAPI, Starlette) with uvicorn in a background thread, for tests.
 
+The server itself is the product's (:mod:`todo_agent.local_server`, which ``todo-agent chat``
+uses too); this adds the stack's port picker, which never hands out one port twice in a row.
+
 >>> with serve_in_thread(app) as server:
 ...     httpx.get(f"{server.url}/healthz")
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
-
-import uvicorn
 
 from devstack.errors import StackError
 from devstack.procs import free_port
+from todo_agent.local_server import AppServer
+from todo_agent.local_server import serve_in_thread as _serve_in_thread
 
-
-@dataclass
-class AppServer:
-    port: int
-    server: uvicorn.Server = field(repr=False)
-    thread: threading.Thread = field(repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout)
-
-    def __enter__(self) -> AppServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+__all__ = ["AppServer", "serve_in_thread"]
 
 
 def serve_in_thread(app: Any, port: int | None = None, timeout: float = 15.0) -> AppServer:
     """Start ``app`` on 127.0.0.1:``port`` (free one by default); returns once it listens."""
-    port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive():
-            raise StackError(f"the test app server on port {port} stopped while starting")
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            raise StackError(f"the test app server on port {port} did not start in {timeout}s")
-        time.sleep(0.02)
-    return AppServer(port=port, server=server, thread=thread)
+    try:
+        return _serve_in_thread(app, port or free_port(), timeout)
+    except RuntimeError as exc:
+        raise StackError(f"the test {exc}") from exc

@@ -86,7 +86,7 @@ def ensure(cfg: StackConfig, *, build: bool = True, progress: bool = True) -> Da
     if not build:
         raise StackError(
             f"daprd/scheduler {cfg.dapr_version} not found on PATH, in ~/.dapr/bin or in "
-            f"{cfg.dapr_cache}: run `todo-agent stack up` or scripts/test-prereqs.sh to build them"
+            f"{cfg.dapr_cache}: run `python -m devstack up` or scripts/test-prereqs.sh to build them"
         )
     _build(cfg, progress=progress)
     daprd, scheduler = find("daprd", cfg), find("scheduler", cfg)

@@ -1,4 +1,4 @@
-"""Start one ``daprd`` beside an app (tests, ``todo-agent serve`` in dapr mode).
+"""Start one ``daprd`` beside an app (tests, ``python -m devstack serve``).
 
 >>> with start_sidecar(app_id="todo-api", app_port=8000, resources_path=res.path,
 ...                    scheduler_address="127.0.0.1:50006", log_dir=Path("logs"),
@@ -201,11 +201,11 @@ def start_stack_sidecar(
     wait_for: WaitFor = "outbound",
     timeout: float = 60.0,
 ) -> Sidecar:
-    """A daprd for ``app_id`` wired to the local stack (``todo-agent serve`` in dapr mode).
+    """A daprd for ``app_id`` wired to the local stack (``python -m devstack serve``).
 
     Renders ``dapr-components/`` for the stack's Kafka and database (``pg_url``, default the
     stack's ``todo`` database) into ``<state>/dapr-resources/<app_id>`` and logs to
-    ``<state>/logs``. The stack must be up (``todo-agent stack up``).
+    ``<state>/logs``. The stack must be up (``python -m devstack up``).
     """
     from devstack.components import render
 

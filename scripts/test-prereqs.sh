@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install/prepare what the test suite needs, non-interactively (CI: root, CI=true, no TTY).
-#  - Debian packages: PostgreSQL server, Java 17 (Kafka), Maven (Kafka jars), Chromium (e2e)
-#    installed only when missing;
+#  - Debian packages: PostgreSQL server, Java 17 (Kafka), Maven (Kafka jars), Chromium (e2e),
+#    podman + runc + debootstrap (the image tests build the image) installed only when missing;
 #  - Go checked (needed only to build Dapr when no cached binaries exist);
 #  - Dapr daprd + scheduler built once and Kafka jars resolved once into
 #    ${XDG_CACHE_HOME:-~/.cache}/todo-agent (python -m devstack prepare).
@@ -20,6 +20,9 @@ declare -A PKG_FILES=(
   [openjdk-17-jre-headless]=/usr/lib/jvm/java-17-openjdk-amd64/bin/java
   [maven]=/usr/bin/mvn
   [chromium]=/usr/bin/chromium
+  [podman]=/usr/bin/podman
+  [runc]=/usr/sbin/runc
+  [debootstrap]=/usr/sbin/debootstrap
 )
 missing=()
 for pkg in "${!PKG_FILES[@]}"; do

@@ -82,7 +82,7 @@ def make_verifier(settings: Settings) -> JwtVerifier | None:
 def _point_the_dapr_sdk_at_our_sidecar(settings: Settings) -> None:
     """The Dapr SDK reads its sidecar's ports from ``dapr.conf.settings`` (environment by
     default) and waits for that sidecar when a client is built; one process has one sidecar,
-    so settings given in code (tests, ``serve --dapr``) must reach the SDK too."""
+    so settings given in code (tests, ``python -m devstack serve``) must reach the SDK too."""
     from dapr.conf import settings as sdk
 
     values = {

@@ -5,7 +5,9 @@ todo-agent serve api           # one role (api, recurrence, notifications, audit
 todo-agent mcp                 # MCP over stdio for Claude Desktop, acting for $TODO_USER
 todo-agent token alice         # a signed token for alice (needs TODO_JWT_SECRET)
 todo-agent migrate             # apply database migrations
-todo-agent stack up|down|status
+
+Development tooling (the local PostgreSQL/Kafka/Dapr stack, a role beside its own daprd, the
+container image) is ``python -m devstack``: it is not part of the product and not in the image.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from todo_agent.bootstrap import ROLES, Role, bootstrap, make_verifier
 from todo_agent.settings import Settings
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-_ROLE_PORTS = {"api": 8000, "recurrence": 8001, "notifications": 8002, "audit": 8003}
+ROLE_PORTS = {"api": 8000, "recurrence": 8001, "notifications": 8002, "audit": 8003}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,11 +36,6 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("role", choices=ROLES)
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
-    serve.add_argument(
-        "--dapr",
-        action="store_true",
-        help="start a daprd beside this role, wired to the local stack (todo-agent stack up first)",
-    )
     sub.add_parser("mcp", help="serve MCP over stdio (Claude Desktop), acting for TODO_USER")
     token = sub.add_parser("token", help="print a signed token for a user (needs TODO_JWT_SECRET)")
     token.add_argument("user")
@@ -49,12 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("args", nargs=argparse.REMAINDER)
     events = sub.add_parser("events", help="watch events (tail) and manage dead letters (dlq list|replay)")
     events.add_argument("args", nargs=argparse.REMAINDER)
-    stack = sub.add_parser("stack", help="local PostgreSQL, Kafka and Dapr for tests and dapr-mode runs")
-    stack.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
-_PASS_THROUGH = ("chat", "events", "stack")
+_PASS_THROUGH = ("chat", "events")
 
 
 _PER_REQUEST_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
@@ -81,10 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"todo-agent: configuration error:\n{exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    if args.command == "stack":
-        from devstack.cli import main as stack_main
-
-        return stack_main(list(args.args))
     if args.command == "chat":
         from agent.terminal import main as chat_main
 
@@ -109,42 +100,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         container.build_mcp(stdio=True).run("stdio")
         return 0
     role: Role = "all" if args.command == "run" else args.role
-    if getattr(args, "dapr", False):
-        return _serve_with_sidecar(role, settings, host=args.host, port=args.port)
-    return _serve(role, settings, host=args.host, port=args.port)
+    return serve_role(role, settings, host=args.host, port=args.port)
 
 
-def _serve_with_sidecar(role: Role, settings: Settings, *, host: str | None, port: int | None) -> int:
-    """Dapr mode without the Dapr CLI: one daprd from the local stack beside this role."""
-    import os
-
-    from devstack.config import StackConfig
-    from devstack.errors import StackError
-    from devstack.sidecar import start_stack_sidecar
-
-    app_port = port or _ROLE_PORTS[role]
-    cfg = StackConfig.from_env()
-    if not settings.database_url:
-        settings.database_url = cfg.database_url
-    token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
-    try:
-        sidecar = start_stack_sidecar(f"todo-{role}", app_port, cfg=cfg, app_api_token=token)
-    except StackError as exc:
-        print(f"todo-agent: could not start daprd: {exc}", file=sys.stderr)
-        return 2
-    with sidecar:
-        os.environ.update(sidecar.app_env())
-        settings.dapr_http_port, settings.dapr_grpc_port = sidecar.http_port, sidecar.grpc_port
-        return _serve(role, settings, host=host, port=app_port)
-
-
-def _serve(role: Role, settings: Settings, *, host: str | None, port: int | None) -> int:
+def serve_role(role: Role, settings: Settings, *, host: str | None, port: int | None) -> int:
+    """Serve ``role`` with uvicorn until stopped (``python -m devstack serve`` reuses it)."""
     import uvicorn
 
     from todo_agent.roles import app_for
 
     settings.host = host or settings.host
-    settings.port = port or (_ROLE_PORTS.get(role, settings.port) if role != "all" else settings.port)
+    settings.port = port or (ROLE_PORTS.get(role, settings.port) if role != "all" else settings.port)
     if not settings.auth_enabled and settings.host not in _LOOPBACK:
         print(
             f"todo-agent: refusing to listen on {settings.host} without authentication; set "

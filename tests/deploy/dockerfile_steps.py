@@ -92,7 +92,8 @@ def replay_build_stage(
                 for match in glob.glob(str(context / pattern.rstrip("/"))):
                     _copy(Path(match), workdir / dest, is_dir_dest=dest.endswith("/"))
         elif keyword == "RUN":
-            command = rest if image_venv is None else rest.replace(image_venv, str(venv))
+            command = run_command(rest)
+            command = command if image_venv is None else command.replace(image_venv, str(venv))
             result = subprocess.run(
                 ["bash", "-euo", "pipefail", "-c", command],
                 cwd=workdir,
@@ -103,6 +104,15 @@ def replay_build_stage(
             if result.returncode != 0:
                 return result
     return result
+
+
+def run_command(rest: str) -> str:
+    """A RUN instruction's shell command without its leading options (``--mount=...``): the
+    replay has no build secrets, so a step must also work without them."""
+    words = rest.split(" ")
+    while words and (words[0].startswith("--") or not words[0]):
+        words.pop(0)
+    return " ".join(words)
 
 
 def _copy(source: Path, dest: Path, *, is_dir_dest: bool) -> None:

@@ -15,7 +15,7 @@ from code_facts import direct_env_reads, event_routes, role_app, serves, setting
 from deploy_support import ALL_KUSTOMIZATIONS, K8S, REPO, ROLES, by_name, of_kind
 from k8s_render import Manifest, load_documents, pod_spec, render
 
-from todo_agent.cli import _ROLE_PORTS as ROLE_PORTS
+from todo_agent.cli import ROLE_PORTS
 
 APP_ID_ANNOTATION: Final = "dapr.io/app-id"
 

@@ -1,7 +1,7 @@
 """Shared fixtures for tests against the real stack: PostgreSQL, Kafka and Dapr.
 
 The first fixture used brings the stack up through :mod:`devstack` (same state folder and
-ports as ``todo-agent stack up``: ``$TODO_STACK_DIR``, default ``.devstack/``). Whatever this
+ports as ``python -m devstack up``: ``$TODO_STACK_DIR``, default ``.devstack/``). Whatever this
 session started is stopped at its end; a stack that was already running is reused and left
 running (the lease in :mod:`devstack.lease` lets concurrent sessions share one stack).
 A missing prerequisite fails the test with the command that fixes it (nothing is
@@ -88,7 +88,7 @@ def stack() -> Iterator[Stack]:
         dapr_bin.ensure(s.cfg, build=False)
         lease.acquire(progress=True)
     except StackError as exc:
-        _fail("`todo-agent stack up`", exc)
+        _fail("`python -m devstack up`", exc)
     try:
         yield s
     finally:

@@ -1,18 +1,20 @@
 """The chat use case: one turn of a user's conversation with the task assistant.
 
-    chat = Chat(store=store, models=select_model(settings), mcp_url="http://127.0.0.1:8000/mcp",
-                item_limit=40, mcp_token=lambda actor, bearer: None)
+    chat = Chat(store=store, models=select_model(settings), mcp_url=None, item_limit=40,
+                tools_in_process=build_mcp_server(tasks, resolve_actor=turn_actor),
+                mcp_token=lambda actor, bearer: None)
     turn = await chat.begin(actor, "add buy milk tomorrow", conversation_id=None)
     async for event in turn.events():          # start, delta, tool_call, tool_result, done | error
         ...
     reply = await chat.send(actor, "what's due this week?", conversation_id=turn.conversation_id)
 
-A turn opens its own MCP connection to ``/mcp`` with the caller's identity (a short-lived token
-for the MCP audience, or none in the unauthenticated embedded default), runs the agent, and
-appends every item of the turn to memory in one write. The turn runs in a task of its own that
-also opens and closes the MCP connection, so a client that goes away mid-stream neither breaks
-the SDK's connection lifecycle nor leaves half a turn in memory. Nothing is stored when the
-model or the tools fail: the conversation stays as it was.
+A turn opens its own MCP connection with the caller's identity: in-process to the process's own
+MCP server, whose tools act for the turn's caller (``turn_actor``), or, with ``mcp_url``, over
+streamable HTTP with a short-lived token for the caller (none in the unauthenticated embedded
+default). It runs the agent and appends every item of the turn to memory in one write. The turn
+runs in a task of its own that also opens and closes the MCP connection, so a client that goes
+away mid-stream neither breaks the connection's lifecycle nor leaves half a turn in memory.
+Nothing is stored when the model or the tools fail: the conversation stays as it was.
 """
 
 from __future__ import annotations
@@ -88,9 +90,10 @@ class ChatReply:
 class Chat:
     store: ConversationStore
     models: ModelChoice
-    mcp_url: str
+    mcp_url: str | None
     item_limit: int | None
     mcp_token: TokenFor
+    tools_in_process: Any = None
     clock: Clock = utc_now
     httpx_client_factory: Any = None
     _running: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
@@ -150,11 +153,15 @@ class Chat:
         return turn.reply
 
     def _server(self, actor: Actor, bearer: str | None) -> _TaskTools:
+        if self.mcp_url is None:  # the process's own MCP server, acting for ``turn_actor``
+            server = self.tools_in_process
+            return _TaskTools(lambda: server, shared_tools=self._tools, protocol=self._protocol)
         token = self.mcp_token(actor, bearer)
         headers = {"Authorization": f"Bearer {token}"} if token else None
+        url = self.mcp_url
         factory = self.httpx_client_factory or self._http_client
         return _TaskTools(
-            lambda: _http_streams(self.mcp_url, factory(headers=headers, timeout=_HTTP_TIMEOUT)),
+            lambda: _http_streams(url, factory(headers=headers, timeout=_HTTP_TIMEOUT)),
             shared_tools=self._tools,
             protocol=self._protocol,
         )
@@ -248,6 +255,16 @@ class _Protocol:
 
 
 _turn_tools: ContextVar[_TaskTools | None] = ContextVar("todo_turn_tools", default=None)
+_turn_actor: ContextVar[Actor | None] = ContextVar("todo_turn_actor", default=None)
+
+
+def turn_actor(_token: object = None) -> Actor:
+    """The caller of the chat turn running in this context: who an in-process MCP server's
+    tools act for (its ``resolve_actor``). Outside a turn there is nobody to act for."""
+    actor = _turn_actor.get()
+    if actor is None:
+        raise UserError("The in-process task tools act only within a chat turn.")
+    return actor
 
 
 class _TaskTools(MCPServer):
@@ -461,6 +478,7 @@ class Turn:
             self._queue.put_nowait(None)
 
     async def _run_agent(self) -> None:
+        _turn_actor.set(self.actor)  # this task's context, copied by the MCP connection's tasks
         server = self.chat._server(self.actor, self.bearer)
         try:
             unavailable = await self._connect(server)

@@ -5,11 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test check fmt lint typecheck stack-up stack-down stack-status image test-prereqs clean
+.PHONY: help run test test-unit check fmt lint typecheck stack-up stack-down stack-status image test-prereqs clean
 
 help:
 	@echo "make run          start the embedded default on http://127.0.0.1:8000 (no server, no API key)"
 	@echo "make test         install what the tests need and run the whole suite"
+	@echo "make test-unit    the fast tier only (tests/unit: no stack, no Dapr build)"
 	@echo "make check        format check, ruff, mypy and the whole suite"
 	@echo "make stack-up     start PostgreSQL, Kafka and the Dapr scheduler under .devstack/"
 	@echo "make stack-down   stop them"
@@ -29,6 +30,9 @@ test-prereqs: $(STAMP)
 
 test: test-prereqs
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -ra tests/unit $(PYTEST_ARGS)
 
 fmt: $(STAMP)
 	$(PY) -m ruff format .

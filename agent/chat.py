@@ -1,18 +1,20 @@
 """The chat use case: one turn of a user's conversation with the task assistant.
 
-    chat = Chat(store=store, models=select_model(settings), mcp_url="http://127.0.0.1:8000/mcp",
-                item_limit=40, mcp_token=lambda actor, bearer: None)
+    chat = Chat(store=store, models=select_model(settings), mcp_url=None, item_limit=40,
+                tools_in_process=build_mcp_server(tasks, resolve_actor=turn_actor),
+                mcp_token=lambda actor, bearer: None)
     turn = await chat.begin(actor, "add buy milk tomorrow", conversation_id=None)
     async for event in turn.events():          # start, delta, tool_call, tool_result, done | error
         ...
     reply = await chat.send(actor, "what's due this week?", conversation_id=turn.conversation_id)
 
-A turn opens its own MCP connection to ``/mcp`` with the caller's identity (a short-lived token
-for the MCP audience, or none in the unauthenticated embedded default), runs the agent, and
-appends every item of the turn to memory in one write. The turn runs in a task of its own that
-also opens and closes the MCP connection, so a client that goes away mid-stream neither breaks
-the SDK's connection lifecycle nor leaves half a turn in memory. Nothing is stored when the
-model or the tools fail: the conversation stays as it was.
+A turn opens its own MCP connection with the caller's identity: in-process to the process's own
+MCP server, whose tools act for the turn's caller (``turn_actor``), or, with ``mcp_url``, over
+streamable HTTP with a short-lived token for the caller (none in the unauthenticated embedded
+default). It runs the agent and appends every item of the turn to memory in one write. The turn
+runs in a task of its own that also opens and closes the MCP connection, so a client that goes
+away mid-stream neither breaks the connection's lifecycle nor leaves half a turn in memory.
+Nothing is stored when the model or the tools fail: the conversation stays as it was.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ import sqlite3
 import ssl
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import httpx2
 import mcp
@@ -36,10 +38,11 @@ import mcp_types
 from agents import RunConfig, Runner, RunResultStreaming
 from agents.exceptions import AgentsException, MaxTurnsExceeded, UserError
 from agents.items import ToolCallItem, ToolCallOutputItem
-from agents.mcp import MCPServerStreamableHttp
+from agents.mcp import MCPServer
 from agents.mcp.util import MCPToolCustomDataContext, MCPUtil
 from agents.run_context import RunContextWrapper
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
+from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from psycopg import Error as PostgresError
 from sqlalchemy.exc import SQLAlchemyError
@@ -93,9 +96,10 @@ class ChatReply:
 class Chat:
     store: ConversationStore
     models: ModelChoice
-    mcp_url: str
+    mcp_url: str | None
     item_limit: int | None
     mcp_token: TokenFor
+    tools_in_process: Any = None
     clock: Clock = utc_now
     httpx_client_factory: Any = None
     _running: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
@@ -155,34 +159,23 @@ class Chat:
         return turn.reply
 
     def _server(self, actor: Actor, bearer: str | None) -> _TaskTools:
+        if self.mcp_url is None:  # the process's own MCP server, acting for ``turn_actor``
+            server = self.tools_in_process
+            return _TaskTools(lambda: server, shared_tools=self._tools, protocol=self._protocol)
         token = self.mcp_token(actor, bearer)
-        params: dict[str, Any] = {"url": self.mcp_url, "timeout": 30}
-        if token:
-            params["headers"] = {"Authorization": f"Bearer {token}"}
-        params["httpx_client_factory"] = self.httpx_client_factory or self._http_client
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        url = self.mcp_url
+        factory = self.httpx_client_factory or self._http_client
         return _TaskTools(
-            params,  # type: ignore[arg-type]
+            lambda: _http_streams(url, factory(headers=headers, timeout=_HTTP_TIMEOUT)),
             shared_tools=self._tools,
             protocol=self._protocol,
-            name="todo-tasks",
-            cache_tools_list=True,
-            use_structured_content=True,
-            client_session_timeout_seconds=30,
-            custom_data_extractor=_error_flag,
         )
 
     async def _task_tools(self) -> list[Any]:
         """The task tools as the agent's function tools (converted once, after a listing)."""
         if not self._function_tools:
-            router = _TurnRouter(
-                {"url": self.mcp_url},
-                shared_tools=self._tools,
-                protocol=self._protocol,
-                name="todo-tasks",
-                cache_tools_list=True,
-                use_structured_content=True,
-                custom_data_extractor=_error_flag,
-            )
+            router = _TurnRouter(None, shared_tools=self._tools, protocol=self._protocol)
             context: RunContextWrapper[Any] = RunContextWrapper(None)
             self._function_tools[:] = await MCPUtil.get_function_tools(router, False, context, None)  # type: ignore[arg-type]
         return self._function_tools
@@ -215,8 +208,17 @@ class Chat:
 
 
 _POOL_LIMITS: Final = httpx2.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
+_READ_TIMEOUT_SECONDS: Final = 30.0
+_HTTP_TIMEOUT: Final = httpx2.Timeout(30.0, read=300.0)
 _PROTOCOL_RECHECK_SECONDS: Final = 300.0
 _CLOSING_WAIT_SECONDS: Final = 5.0
+
+
+@asynccontextmanager
+async def _http_streams(url: str, http_client: httpx2.AsyncClient) -> AsyncIterator[Any]:
+    """The streamable HTTP transport of one MCP connection over ``http_client``, closed with it."""
+    async with http_client, streamable_http_client(url, http_client=http_client) as streams:
+        yield streams
 
 
 class _Borrowed(httpx2.AsyncBaseTransport):
@@ -259,92 +261,145 @@ class _Protocol:
 
 
 _turn_tools: ContextVar[_TaskTools | None] = ContextVar("todo_turn_tools", default=None)
+_turn_actor: ContextVar[Actor | None] = ContextVar("todo_turn_actor", default=None)
 
 
-class _TaskTools(MCPServerStreamableHttp):
-    """The MCP task server; its tool list is fetched once per process and shared by every turn."""
+def turn_actor(_token: object = None) -> Actor:
+    """The caller of the chat turn running in this context: who an in-process MCP server's
+    tools act for (its ``resolve_actor``). Outside a turn there is nobody to act for."""
+    actor = _turn_actor.get()
+    if actor is None:
+        raise UserError("The in-process task tools act only within a chat turn.")
+    return actor
 
-    def __init__(self, *args: Any, shared_tools: list[Any], protocol: _Protocol, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+
+class _TaskTools(MCPServer):
+    """The task tools of one turn, through the agents SDK's public ``MCPServer`` protocol: one
+    ``mcp.Client`` connection made by ``transport`` (which carries the caller's identity). The
+    tool list is fetched once per process and shared by every turn."""
+
+    def __init__(
+        self,
+        transport: Callable[[], Any] | None,
+        *,
+        shared_tools: list[Any],
+        protocol: _Protocol,
+        read_timeout: float = _READ_TIMEOUT_SECONDS,
+    ) -> None:
+        super().__init__(use_structured_content=True, custom_data_extractor=_error_flag)
+        self._transport = transport
         self._shared_tools = shared_tools
         self._protocol = protocol
+        self._read_timeout = read_timeout
+        self._session: Any = None
+        self._closing: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def name(self) -> str:
+        return "todo-tasks"
 
     async def connect(self) -> None:
+        assert self._transport is not None
         try:
-            await super().connect()
+            self._session, self._closing = await _open_client(
+                self._transport(), self._protocol, self._read_timeout
+            )
         except BaseException:
             self._protocol.forget()
             raise
-        if self.session is not None:
-            # The MCP client re-validates every structured result against the tool's JSON
-            # schema, compiling that schema once per session and listing the tools again to
-            # get it: tens of milliseconds per turn, since each turn has its own session. This
-            # server is our own and already validated the result with its pydantic model.
-            self.session.validate_tool_result = _validated_by_the_server  # type: ignore[method-assign]
 
-    @asynccontextmanager
-    async def _client_session_context(self, read_timeout: Any) -> AsyncGenerator[Any, None]:
-        """The SDK's MCP v2 session, with the protocol version pinned once it is known.
+    async def cleanup(self) -> None:
+        closing, self._closing, self._session = self._closing, None, None
+        if closing is not None:
+            await closing()
 
-        Same shape as ``MCPServerWithClientSession._client_session_context`` (the client runs
-        in a task of its own, entered and left there), but ``mcp.Client`` gets ``mode`` and
-        ``prior_discover`` instead of always probing ``server/discover`` first."""
-        known, version = self._protocol.known()
-        client = mcp.Client(
-            self.create_streams(),  # type: ignore[arg-type]
-            mode=version or "auto",
-            prior_discover=known,
-            cache=None,
-            read_timeout_seconds=read_timeout,
-            message_handler=self.message_handler,
+    async def call_tool(
+        self, tool_name: str, arguments: dict[str, Any] | None, meta: dict[str, Any] | None = None
+    ) -> mcp_types.CallToolResult:
+        """``tools/call`` as a plain request: the client's ``call_tool`` would re-validate every
+        structured result against the tool's JSON schema, compiling that schema and listing the
+        tools again in each turn's session (tens of milliseconds per turn). This server is our own
+        and already validated the result with its pydantic model."""
+        params = mcp_types.CallToolRequestParams(
+            name=tool_name, arguments=arguments, _meta=cast(mcp_types.RequestParamsMeta | None, meta)
         )
-        ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        done = asyncio.Event()
-
-        async def run_client() -> None:
-            try:
-                async with client as connected:
-                    ready.set_result(connected.session)
-                    await done.wait()
-            except BaseException as exc:
-                if not ready.done():
-                    ready.set_exception(exc)
-                    return
-                raise
-
-        task = asyncio.create_task(run_client())
         try:
-            try:
-                session = await asyncio.shield(ready)
-            except BaseException:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-                raise
-            if known is None:
-                self._protocol.learn(session)
-            yield session
-        finally:
-            done.set()
-            try:
-                await task
-            except asyncio.CancelledError:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-                raise
-
-    async def call_tool(self, tool_name: str, arguments: dict[str, Any] | None, meta: Any = None) -> Any:
-        try:
-            return await super().call_tool(tool_name, arguments, meta)
+            result: mcp_types.CallToolResult = await self._connected().send_request(
+                mcp_types.CallToolRequest(params=params), mcp_types.CallToolResult
+            )
         except Exception:  # a transport or protocol failure (a tool's own error is a result)
             self._protocol.forget()
             raise
+        return result
 
     async def list_tools(self, run_context: Any = None, agent: Any = None) -> list[Any]:
         if not self._shared_tools:
-            self._shared_tools.extend(await super().list_tools(run_context, agent))
+            self._shared_tools.extend((await self._connected().list_tools()).tools)
         return list(self._shared_tools)
+
+    async def list_prompts(self) -> mcp_types.ListPromptsResult:
+        result: mcp_types.ListPromptsResult = await self._connected().list_prompts()
+        return result
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None
+    ) -> mcp_types.GetPromptResult:
+        result: mcp_types.GetPromptResult = await self._connected().get_prompt(name, arguments)
+        return result
+
+    def _connected(self) -> Any:
+        if self._session is None:
+            raise UserError("The task tools are not connected.")
+        return self._session
+
+
+async def _open_client(
+    server: Any, protocol: _Protocol, read_timeout: float
+) -> tuple[Any, Callable[[], Awaitable[None]]]:
+    """Connect an ``mcp.Client`` to ``server`` in a task of its own (entered and left there, so
+    its task groups never cancel the turn), with the protocol version pinned once it is known
+    (``mode`` and ``prior_discover`` instead of probing ``server/discover`` every time). Returns
+    the client's session and the coroutine function that closes it."""
+    known, version = protocol.known()
+    client = mcp.Client(
+        server, mode=version or "auto", prior_discover=known, cache=None, read_timeout_seconds=read_timeout
+    )
+    ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    done = asyncio.Event()
+
+    async def run_client() -> None:
+        try:
+            async with client as connected:
+                ready.set_result(connected.session)
+                await done.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+                return
+            raise
+
+    task = asyncio.create_task(run_client())
+    try:
+        session = await asyncio.shield(ready)
+    except BaseException:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise
+    if known is None:
+        protocol.learn(session)
+
+    async def close() -> None:
+        done.set()
+        try:
+            await task
+        except asyncio.CancelledError:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise
+
+    return session, close
 
 
 class _TurnRouter(_TaskTools):
@@ -359,15 +414,13 @@ class _TurnRouter(_TaskTools):
     async def connect(self) -> None:
         raise UserError("The tool router has no connection of its own.")
 
-    async def call_tool(self, tool_name: str, arguments: dict[str, Any] | None, meta: Any = None) -> Any:
+    async def call_tool(
+        self, tool_name: str, arguments: dict[str, Any] | None, meta: dict[str, Any] | None = None
+    ) -> mcp_types.CallToolResult:
         server = _turn_tools.get()
         if server is None:
             raise UserError(f"Task tool '{tool_name}' called outside a chat turn.")
         return await server.call_tool(tool_name, arguments, meta)
-
-
-async def _validated_by_the_server(name: str, result: Any) -> None:
-    return None
 
 
 def _error_flag(context: MCPToolCustomDataContext) -> dict[str, Any]:
@@ -431,6 +484,7 @@ class Turn:
             self._queue.put_nowait(None)
 
     async def _run_agent(self) -> None:
+        _turn_actor.set(self.actor)  # this task's context, copied by the MCP connection's tasks
         server = self.chat._server(self.actor, self.bearer)
         try:
             unavailable = await self._connect(server)

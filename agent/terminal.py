@@ -14,15 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import datetime
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
-
-from todo_agent.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,12 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: list[str], settings: Settings, *, out: TextIO | None = None) -> int:
+def main(args: list[str], *, local_server: Callable[[ExitStack], str], out: TextIO | None = None) -> int:
+    """Run the chat; ``local_server(stack)`` gives the embedded default's URL when no --url is given
+    (the composition root starts one if none answers, stopped when ``stack`` closes)."""
     options = _parser().parse_args(args[1:] if args[:1] == ["--"] else args)
     out = out or sys.stdout
     with ExitStack() as stack:
         try:
-            url = options.url or _local_server(settings, stack)
+            url = options.url or local_server(stack)
         except RuntimeError as exc:
             print(f"todo-agent chat: {exc}", file=sys.stderr)
             return 2
@@ -57,24 +57,6 @@ def _env_token() -> str | None:
     import os
 
     return os.environ.get("TODO_TOKEN") or None
-
-
-def _local_server(settings: Settings, stack: ExitStack) -> str:
-    """The embedded default at its usual address, or one started in this process."""
-    url = settings.base_url
-    try:
-        if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-            return url
-    except httpx.HTTPError:
-        pass
-    from todo_agent.bootstrap import bootstrap
-    from todo_agent.local_server import free_port, serve_in_thread
-    from todo_agent.roles import app_for
-
-    settings.host, settings.port, settings.public_url = "127.0.0.1", free_port(), None
-    server = serve_in_thread(app_for(bootstrap("all", settings)), settings.port)
-    stack.callback(server.stop)
-    return server.url
 
 
 class TerminalChat:

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any, Final
 from fastapi import FastAPI
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agent.chat import Chat
+from agent.chat import Chat, turn_actor
 from agent.memory import ConversationStore
 from agent.models import ModelChoice, select_model
 from agent.routes import CHAT_KEY, router
+from mcp_server.server import build_mcp_server
 from tasks.service import Actor
 from todo_agent.api import Hook, LifespanHook
 from todo_agent.bootstrap import Container
@@ -37,7 +38,7 @@ _TOKEN_TTL_SECONDS: Final = 300
 class ChatOptions(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TODO_", extra="ignore")
 
-    agent_mcp_url: str | None = None  # default: the api's own /mcp at TODO_PUBLIC_URL or host:port
+    agent_mcp_url: str | None = None  # default: the process's own MCP server, in-process
 
 
 def extensions(container: Container) -> list[Hook]:
@@ -75,7 +76,8 @@ def build_chat(
     return Chat(
         store=store or conversation_store(container),
         models=models or select_model(settings),
-        mcp_url=ChatOptions().agent_mcp_url or f"{settings.base_url.rstrip('/')}/mcp",
+        mcp_url=ChatOptions().agent_mcp_url,
+        tools_in_process=build_mcp_server(container.tasks, resolve_actor=turn_actor),
         item_limit=settings.conversation_item_limit,
         mcp_token=lambda actor, bearer: mcp_token(container, actor, bearer),
         httpx_client_factory=httpx_client_factory,

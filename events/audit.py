@@ -18,7 +18,7 @@ from events.consuming import apply_in_thread, read_task_event
 from events.contracts import TASK_EVENTS, TaskEvent
 from events.ports import Delivery, Outcome, Subscription
 from tasks.inputs import MAX_ID
-from tasks.models import AuditEntry, ProcessedEvent
+from tasks.models import AuditEntry
 from tasks.unit_of_work import UnitOfWorkFactory
 from todo_agent.deps import ContainerDep, CurrentActor
 
@@ -42,10 +42,10 @@ class AuditLog:
     def record(self, event_id: str, event: TaskEvent) -> bool:
         """Append the entry for ``event_id`` unless it is already there; True when added."""
         with self._uow() as uow:
-            if uow.session.get(ProcessedEvent, (CONSUMER, event_id)) is not None:
+            if not uow.first_time(CONSUMER, event_id):
                 return False
             uow.session.add(entry_for(event_id, event))
-            uow.session.add(ProcessedEvent(consumer=CONSUMER, event_id=event_id))
+            uow.mark_processed(CONSUMER, event_id)
             uow.commit()
             return True
 

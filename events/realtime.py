@@ -39,12 +39,12 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-from sqlmodel import Session, col, select
 
 from events.contracts import CLIENT_TOPICS, NOTIFICATION_CREATED, TASK_UPDATES, is_task_event
 from events.ports import Delivery, Outcome, Subscription
 from mcp_server.auth import InvalidToken
 from tasks.models import OutboxEvent
+from tasks.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -238,18 +238,12 @@ def realtime_subscription(container: Any) -> Subscription:
 
 
 def missed_since(
-    engine: Any, user_id: str, last_event_id: int, limit: int = REPLAY_LIMIT
+    uow_factory: UnitOfWorkFactory, user_id: str, last_event_id: int, limit: int = REPLAY_LIMIT
 ) -> list[OutboxEvent]:
-    """Outbox rows of ``user_id`` a client has not seen since ``last_event_id`` (oldest first)."""
-    statement = (
-        select(OutboxEvent)
-        .where(OutboxEvent.user_id == user_id, col(OutboxEvent.id) > last_event_id)
-        .where(col(OutboxEvent.topic).in_(CLIENT_TOPICS))
-        .order_by(col(OutboxEvent.id))
-        .limit(limit + 1)
-    )
-    with Session(engine) as session:
-        return list(session.exec(statement).all())
+    """Outbox rows of ``user_id`` a client has not seen since ``last_event_id`` (oldest first);
+    one more than ``limit`` when more were missed."""
+    with uow_factory(read_only=True) as uow:
+        return uow.outbox.of_user_after(user_id, last_event_id, topics=CLIENT_TOPICS, limit=limit + 1)
 
 
 def install(app: FastAPI, container: Any) -> None:
@@ -349,7 +343,7 @@ async def _replay(connection: Connection, container: Any, since: int) -> None:
     connection.hold_live()
     rows: list[OutboxEvent] = []
     try:
-        rows = await asyncio.to_thread(missed_since, container.engine, connection.user_id, since)
+        rows = await asyncio.to_thread(missed_since, container.uow, connection.user_id, since)
     finally:
         if len(rows) > REPLAY_LIMIT:
             replay = [{"type": "reset", "detail": f"more than {REPLAY_LIMIT} events missed; reload"}]

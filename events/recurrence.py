@@ -14,15 +14,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
-from sqlmodel import select
-
 from events.consuming import apply_in_thread, read_task_event
 from events.contracts import TASK_EVENTS, TaskEvent
 from events.ports import Delivery, Outcome, Subscription
 from tasks.clock import utc_now
-from tasks.models import ProcessedEvent, Task
+from tasks.models import Task
 from tasks.service import TaskService
-from tasks.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from tasks.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -46,28 +44,16 @@ class NextOccurrence:
     def apply(self, event_id: str, event: TaskEvent) -> Task | None:
         """Create the next occurrence for a completion event; returns it (None: nothing to do)."""
         with self._uow() as uow:
-            if uow.session.get(ProcessedEvent, (CONSUMER, event_id)) is not None:
+            if not uow.first_time(CONSUMER, event_id):
                 return None
-            done = _locked_task(uow, event.task_id)
+            done = uow.tasks.locked(event.task_id)
             created = None
-            if done is not None and done.owner_id == event.user_id and done.completed:
-                if not _has_next(uow, done.id):
+            if done is not None and done.id is not None and done.owner_id == event.user_id and done.completed:
+                if uow.tasks.next_of(done.id) is None:
                     created = self._tasks.add_next_occurrence(uow, done, now=utc_now())
-            uow.session.add(ProcessedEvent(consumer=CONSUMER, event_id=event_id))
+            uow.mark_processed(CONSUMER, event_id)
             uow.commit()
             return created
-
-
-def _locked_task(uow: UnitOfWork, task_id: int) -> Task | None:
-    statement = select(Task).where(Task.id == task_id)
-    if uow.is_postgres:
-        statement = statement.with_for_update()
-    return uow.session.exec(statement).first()
-
-
-def _has_next(uow: UnitOfWork, task_id: int | None) -> bool:
-    statement = select(Task.id).where(Task.previous_occurrence_id == task_id)
-    return uow.session.exec(statement).first() is not None
 
 
 def recurrence_subscription(container: Any) -> Subscription:

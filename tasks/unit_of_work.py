@@ -1,16 +1,18 @@
 """The unit of work: one transaction that writes task rows and their outbox events together.
 
 with uow_factory() as uow:
-    task = uow.tasks.get(...)
-    uow.record(TaskChanged(...))
-    uow.commit()   # rows + outbox in one commit, then after-commit listeners run
+    task = uow.tasks.locked(task_id)            # the queries consumers need: tasks/repositories.py
+    if uow.first_time("recurrence", event_id):  # an idempotent consumer's question
+        uow.record(TaskChanged(...))
+        uow.mark_processed("recurrence", event_id)
+    uow.commit()   # rows + outbox + processed mark in one commit, then after-commit listeners run
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -37,7 +39,8 @@ from sqlmodel import Session, SQLModel
 
 from tasks.clock import utc_now
 from tasks.events import DomainEvent
-from tasks.models import OutboxEvent
+from tasks.models import OutboxEvent, ProcessedEvent
+from tasks.repositories import OutboxRows, TaskRows, processed_among
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +101,31 @@ class UnitOfWork:
         return self._connection
 
     @property
+    def tasks(self) -> TaskRows:
+        """Task rows by id, read in this unit (see ``tasks/repositories.py``)."""
+        return TaskRows(self.session, can_lock=self.is_postgres)
+
+    @property
+    def outbox(self) -> OutboxRows:
+        """Outbox rows already committed, read in this unit."""
+        return OutboxRows(self.session)
+
+    @property
     def is_postgres(self) -> bool:
         return self._engine.dialect.name == "postgresql"
+
+    def first_time(self, consumer: str, event_id: str) -> bool:
+        """True when ``consumer`` has not processed ``event_id`` in an earlier, committed unit."""
+        return self.session.get(ProcessedEvent, (consumer, event_id)) is None
+
+    def processed_among(self, consumer: str, event_ids: Collection[str]) -> set[str]:
+        """Those of ``event_ids`` that ``consumer`` has already processed."""
+        return processed_among(self.session, consumer, event_ids) if event_ids else set()
+
+    def mark_processed(self, consumer: str, event_id: str) -> None:
+        """Record that ``consumer`` processed ``event_id``, written by ``commit`` with the effect;
+        a concurrent unit that marked it first makes the commit fail (``IntegrityError``)."""
+        self.session.add(ProcessedEvent(consumer=consumer, event_id=event_id))
 
     def record(self, event: DomainEvent) -> None:
         """Collect an event; it is written to the outbox by ``commit``."""

@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 
+import httpx
 from pydantic import ValidationError
 
 from todo_agent.bootstrap import ROLES, Role, bootstrap, make_verifier
@@ -79,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "chat":
         from agent.terminal import main as chat_main
 
-        return chat_main(list(args.args), settings)
+        return chat_main(list(args.args), local_server=local_server_for(settings))
     if args.command == "events":
         from events.cli import main as events_main
 
@@ -143,3 +145,25 @@ def _freeze_the_start_up_heap() -> None:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def local_server_for(settings: Settings) -> Callable[[ExitStack], str]:
+    """The terminal chat's server: the embedded default at its usual address, or one started in
+    this process (stopped when the chat's ``stack`` closes)."""
+
+    def start(stack: ExitStack) -> str:
+        url = settings.base_url
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        from todo_agent.local_server import free_port, serve_in_thread
+        from todo_agent.roles import app_for
+
+        local = settings.model_copy(update={"host": "127.0.0.1", "port": free_port(), "public_url": None})
+        server = serve_in_thread(app_for(bootstrap("all", local)), local.port)
+        stack.callback(server.stop)
+        return server.url
+
+    return start

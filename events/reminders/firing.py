@@ -32,12 +32,11 @@ from typing import Any, Final
 from fastapi import APIRouter, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 
 from events.reminders.scheduling import task_id_of_job
 from tasks.clock import as_utc, utc_now
 from tasks.events import ReminderDue
-from tasks.models import ProcessedEvent, Task
+from tasks.models import Task
 from tasks.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from todo_agent.bootstrap import Container
 from todo_agent.edge import edge_of
@@ -100,11 +99,7 @@ def fire_reminders(
     if not requests:
         return []
     with uow_factory() as uow:
-        ids = sorted({request.task_id for request in requests})
-        statement = select(Task).where(col(Task.id).in_(ids)).order_by(col(Task.id))
-        if uow.is_postgres:
-            statement = statement.with_for_update()
-        tasks = {task.id: task for task in uow.session.exec(statement)}
+        tasks = uow.tasks.locked_many(request.task_id for request in requests)
         now = now or utc_now()
         done = _already_processed(uow, tasks.values())
         results = [_decide(uow, tasks.get(r.task_id), r, now, grace, done) for r in requests]
@@ -128,14 +123,7 @@ def _already_processed(uow: UnitOfWork, tasks: Iterable[Task]) -> set[str]:
         for task in tasks
         if task.id is not None and task.remind_at is not None and task.reminder_state != "pending"
     ]
-    if not keys:
-        return set()
-    found = uow.session.exec(
-        select(ProcessedEvent.event_id).where(
-            ProcessedEvent.consumer == CONSUMER, col(ProcessedEvent.event_id).in_(keys)
-        )
-    )
-    return set(found)
+    return uow.processed_among(CONSUMER, keys)
 
 
 def _decide(
@@ -156,7 +144,7 @@ def _decide(
         uow.session.add(task)
         log.warning("reminder of task %s was %s late: marked missed", task.id, now - current)
         return Fired.MISSED
-    uow.session.add(ProcessedEvent(consumer=CONSUMER, event_id=key))
+    uow.mark_processed(CONSUMER, key)
     done.add(key)
     task.reminder_state = "sent"
     uow.session.add(task)

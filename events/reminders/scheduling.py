@@ -34,12 +34,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
-from sqlmodel import select
-
 from events.ports import JobScheduler
 from tasks.clock import as_utc
 from tasks.inputs import MAX_ID
-from tasks.models import OutboxEvent, Task
+from tasks.models import OutboxEvent
 from tasks.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -127,7 +125,7 @@ def _parse(value: object) -> datetime | None:
 def current_reminder(uow_factory: UnitOfWorkFactory, task_id: int) -> datetime | None:
     """The task's pending reminder time now (None: no task, done, or nothing pending)."""
     with uow_factory() as uow:
-        task = uow.session.exec(select(Task).where(Task.id == task_id)).first()
+        task = uow.tasks.get(task_id)
         if task is None or task.completed or task.reminder_state != "pending" or task.remind_at is None:
             return None
         return as_utc(task.remind_at)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from tasks.db import make_engine, migrate
@@ -398,3 +399,24 @@ def _take_turn_and_write_an_event(connection: Any, user_id: str) -> int:
             {"user": user_id},
         ).scalar_one()
     )
+
+
+def test_a_consumer_sees_an_event_for_the_first_time_until_its_mark_commits(
+    backend: tuple[TaskService, UnitOfWorkFactory],
+) -> None:
+    _, uow_factory = backend
+    event_id = f"event-{uuid.uuid4().hex}"
+    with uow_factory() as uow:
+        assert uow.first_time("audit", event_id)
+        uow.mark_processed("audit", event_id)  # rolled back: never committed
+    with uow_factory() as uow:
+        assert uow.first_time("audit", event_id)
+        uow.mark_processed("audit", event_id)
+        uow.commit()
+    with uow_factory() as uow:
+        assert not uow.first_time("audit", event_id)
+        assert uow.first_time("recurrence", event_id)  # each consumer keeps its own marks
+        assert uow.processed_among("audit", [event_id, "never-seen"]) == {event_id}
+        uow.mark_processed("audit", event_id)
+        with pytest.raises(IntegrityError):  # a second mark of one event cannot commit
+            uow.commit()

@@ -6,12 +6,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import mcp
 import pytest
 from mcp.client.session import ClientSession
+from sqlmodel import Session, select
 
-from agent.chat import ChatFailed
+from agent.chat import ChatFailed, turn_actor
+from mcp_server.server import build_mcp_server
 from tasks.inputs import TaskQuery
-from tasks.service import Actor
+from tasks.models import Task
+from tasks.service import Actor, TaskService
+from tasks.unit_of_work import UnitOfWorkFactory
 from tests.conftest import JWT_SECRET
 from tests.unit.agent.support import running_app, settings_on_free_port, token
 
@@ -142,3 +147,14 @@ async def test_a_reply_that_cannot_be_saved_is_a_502_and_the_conversation_keeps_
                 await app.chat.send(Actor("alice", "UTC"), "show my tasks", conversation_id=cid)
             monkeypatch.undo()
             assert await store.load("alice", cid) == before
+
+
+async def test_the_in_process_task_tools_act_for_nobody_outside_a_chat_turn(
+    sqlite_service: tuple[TaskService, UnitOfWorkFactory],
+) -> None:
+    service, uow = sqlite_service
+    async with mcp.Client(build_mcp_server(service, resolve_actor=turn_actor)) as client:
+        result = await client.call_tool("add_task", {"title": "Sneak in"})
+    assert result.is_error
+    with Session(uow.engine) as session:
+        assert session.exec(select(Task)).all() == []  # written for no user at all

@@ -10,11 +10,13 @@ import anyio
 from agent.terminal import main
 from tests.conftest import JWT_SECRET
 from tests.unit.agent.support import running_app, settings_on_free_port, token
+from todo_agent.cli import local_server_for
 
 
 async def run_chat(args: list[str], settings: Any) -> tuple[int, str]:
     out = io.StringIO()
-    code = await anyio.to_thread.run_sync(lambda: main(args, settings, out=out))
+    start = local_server_for(settings)
+    code = await anyio.to_thread.run_sync(lambda: main(args, local_server=start, out=out))
     return code, out.getvalue()
 
 

@@ -10,7 +10,9 @@ machine's drift touches them alike:
 
 - ``default_page``: the first page of pending tasks (what a list without filters shows);
 - ``tag``: pending tasks with a tag one task in 50 has;
+- ``tag_absent``: pending tasks with a tag no task has (the worst case: nothing to stop at);
 - ``search``: all tasks whose title or description contains a word one task in 100 has;
+- ``search_rare``: the same for a phrase at most one task has;
 - ``due_range``: pending tasks due in the next 7 days;
 - ``overdue``: pending tasks past their due time;
 - ``completed``: the first page of completed tasks;
@@ -118,7 +120,9 @@ class Operations:
         return {
             "default_page": lambda: self._list(BIG),
             "tag": lambda: self._list(BIG, tag=RARE_TAG),
+            "tag_absent": lambda: self._list(BIG, tag="nobody-uses-this"),
             "search": lambda: self._list(BIG, status="all", search=SEARCH_WORD),
+            "search_rare": lambda: self._list(BIG, status="all", search="chore 31337 basil"),
             "due_range": lambda: self._list(BIG, **week),
             "overdue": lambda: self._list(BIG, overdue=True),
             "completed": lambda: self._list(BIG, status="completed"),

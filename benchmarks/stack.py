@@ -1,5 +1,6 @@
-"""The real stack for a benchmark: bring it up (stopping only what was started) and give the
-run a fresh PostgreSQL database that is dropped at the end.
+"""The real stack for a benchmark: bring it up under a session lease (as the tests do, so a
+benchmark never stops components that a concurrent test session or benchmark is using) and
+give the run a fresh PostgreSQL database that is dropped at the end.
 
     with ExitStack() as exits:
         stack, pg_url = stack_with_fresh_database(exits)
@@ -14,17 +15,20 @@ from typing import Any
 
 def stack_with_fresh_database(exits: ExitStack) -> tuple[Any, str]:
     """The running ``devstack.stack.Stack`` and the SQLAlchemy URL of a new database; both are
-    cleaned up by ``exits`` (the database dropped first, then what this call started stopped)."""
+    cleaned up by ``exits`` (the database dropped first, then the lease released: the last
+    session out stops what sessions started)."""
     import psycopg
     from psycopg import sql
 
     from devstack.config import StackConfig
+    from devstack.lease import SessionLease
     from devstack.postgres import sqlalchemy_url
     from devstack.stack import Stack
 
     stack = Stack(StackConfig.from_env())
-    started = stack.up(progress=False)
-    exits.callback(lambda: stack.down(only=started) if started else None)
+    lease = SessionLease(stack)
+    lease.acquire(progress=False)
+    exits.callback(lease.release)
     admin = stack.postgres.admin_url()
     name = f"todo_bench_{secrets.token_hex(4)}"
     with psycopg.connect(admin, autocommit=True) as conn:

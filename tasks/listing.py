@@ -1,4 +1,12 @@
-"""Listing tasks: filters, a stable order (due time, then id; undated last) and cursor paging."""
+"""Listing tasks: filters, a stable order (due time, then id; undated last) and cursor paging.
+
+Every listing reads one user's rows in the order of an index (``ix_tasks_owner_status_order``
+or ``ix_tasks_owner_order``: owner, [completed,] ``due_at IS NULL``, ``due_at``, ``id``) and
+stops after a page, so its cost does not grow with the user's task count: a due bound also
+says "dated" (so the index's range starts at the bound), and the cursor is one row comparison
+on the index's keys. Tags and words that few tasks have are found through trigram indexes on
+PostgreSQL (see migration 0005).
+"""
 
 from __future__ import annotations
 
@@ -20,16 +28,18 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    false,
     func,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.orm import configure_mappers
 from sqlmodel import col
 
 from tasks.errors import InvalidInput
 from tasks.inputs import MAX_ID, TaskQuery, clean_limit, clean_priority, clean_tags
-from tasks.models import Task
+from tasks.models import Task, UTCDateTime
 from tasks.schemas import TaskPage, TaskView
 from tasks.timeparse import in_range, parse_when
 
@@ -64,6 +74,8 @@ def _filters(query: TaskQuery, *, tz: str, now: datetime) -> tuple[tuple[str, ..
         names.append("open")
     elif query.status == "completed":
         names.append("done")
+    if query.due_before is not None or query.due_after is not None or query.overdue:
+        names.append("dated")  # implied by each bound; it lets the index's range start there
     if query.due_before is not None:
         names.append("due_before")
         params["due_before"] = _bound(query.due_before, "due_before", tz, now)
@@ -107,6 +119,8 @@ def _condition(name: str) -> ColumnElement[bool]:
             return completed.is_(False)
         case "done":
             return completed.is_(True)
+        case "dated":
+            return due.is_not(None)
         case "due_before":
             return due <= bindparam("due_before")
         case "due_after":
@@ -123,10 +137,10 @@ def _condition(name: str) -> ColumnElement[bool]:
                 func.lower(col(Task.description)).contains(bindparam("search", type_=String()), escape="/"),
             )
         case "after_dated":  # the cursor's task had a due time: later ones, then the undated
-            return or_(
-                due > bindparam("cursor_due"),
-                and_(due == bindparam("cursor_due"), col(Task.id) > bindparam("cursor_id")),
-                due.is_(None),
+            # ``(undated, due, id) > (false, cursor_due, cursor_id)`` in the order's keys: an
+            # undated row is after (its first key is greater, so its null due is not compared)
+            return tuple_(due.is_(None), due, col(Task.id)) > tuple_(
+                false(), bindparam("cursor_due", type_=UTCDateTime()), bindparam("cursor_id", type_=Integer())
             )
         case "after_undated":
             return and_(due.is_(None), col(Task.id) > bindparam("cursor_id"))

@@ -2,6 +2,11 @@
 
 Timestamps are stored timezone-aware (``UTCDateTime`` makes SQLite behave like PostgreSQL).
 Tags are stored as ``,a,b,`` so a tag filter is a portable ``LIKE '%,a,%'``.
+
+The indexes on ``tasks`` follow the listing (``tasks.listing``): a user's tasks in its order
+(``due_at IS NULL, due_at, id``), behind the status or not. Migration 0005 adds, on PostgreSQL
+only, trigram GIN indexes for the tag filter and the text search (not declared here: SQLite
+has no such index type).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Column, Field, SQLModel
@@ -55,15 +61,20 @@ class RepeatFrom(StrEnum):
     COMPLETION = "completion"
 
 
+#: The first key of the listing's order: dated tasks (false) before undated ones (true).
+_UNDATED = text("(due_at IS NULL)")
+
+
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
     __table_args__ = (
-        Index("ix_tasks_owner_completed_due", "owner_id", "completed", "due_at"),
+        Index("ix_tasks_owner_status_order", "owner_id", "completed", _UNDATED, "due_at", "id"),
+        Index("ix_tasks_owner_order", "owner_id", _UNDATED, "due_at", "id"),
         UniqueConstraint("previous_occurrence_id", name="uq_tasks_previous_occurrence"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    owner_id: str = Field(sa_column=Column(String(200), nullable=False, index=True))
+    owner_id: str = Field(sa_column=Column(String(200), nullable=False))
     title: str = Field(sa_column=Column(String(200), nullable=False))
     description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     completed: bool = Field(default=False)

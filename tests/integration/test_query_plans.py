@@ -1,0 +1,172 @@
+"""The task listings neither scan ``tasks`` nor sort all of a user's tasks: PostgreSQL's plans
+at 100,000 tasks of one user.
+
+Each test runs a listing through the real use case (``TaskService.list``), captures the SQL and
+parameters it sent (a SQLAlchemy ``before_cursor_execute`` listener: the statement is never
+retyped here), and asks PostgreSQL for that statement's plan (``EXPLAIN (FORMAT JSON)``, after
+``ANALYZE``). A sequential scan of ``tasks`` there, or a sort of thousands of rows to give the
+first 50, means the listing's cost grows with the table or with the user's tasks, which the
+indexes of migration 0005 exist to prevent. Plans are deterministic for the
+same data and statistics; timings belong to ``benchmarks/growth.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, event, text
+
+from tasks.db import make_engine, migrate, normalise_url
+from tasks.inputs import TaskQuery
+from tasks.service import Actor, TaskService
+from tasks.unit_of_work import UnitOfWorkFactory
+from tests.conftest import FixedClock
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 26, 16, 0, tzinfo=UTC)
+BIG = Actor("plans-big", "Europe/Berlin")
+SMALL = Actor("plans-small", "Europe/Berlin")
+TASKS = 100_000
+#: The most rows a listing's plan may sort (a tag or a word that few tasks have: found through
+#: an index, then sorted); more means the page's cost grows with the user's tasks.
+MAX_SORTED = 1_000
+
+#: One user's 100,000 tasks as the growth benchmark seeds them: a third undated (their titles
+#: say "someday"), due from 60 days ago to 300 days ahead, 30 % completed, a tag on one in 50,
+#: a word ("quokka") in one title in 100, priorities in turn; ten tasks of another user.
+_SEED = """
+INSERT INTO tasks (owner_id, title, description, completed, completed_at, priority, tags_text,
+                   due_at, repeat_from, timezone, occurrence, created_at, updated_at, version)
+SELECT :owner,
+       'Seeded chore ' || i || CASE WHEN i % 100 = 37 THEN ' quokka' ELSE '' END
+           || CASE WHEN i % 3 = 2 THEN ' someday' ELSE '' END,
+       CASE WHEN i % 4 = 0 THEN 'Something to do around the house' ELSE '' END,
+       i % 10 < 3,
+       CASE WHEN i % 10 < 3 THEN CAST(:now AS timestamptz) - (i % 30) * interval '1 day' END,
+       (ARRAY['none', 'low', 'medium', 'high'])[i % 4 + 1],
+       ',' || CASE WHEN i % 2 = 0 THEN 'home,' ELSE '' END || CASE WHEN i % 50 = 7 THEN 'errand,' ELSE '' END,
+       CASE WHEN i % 3 <> 2 THEN CAST(:now AS timestamptz)
+           + ((i * 7919) % 360 - 60) * interval '1 day' + (i % 1440) * interval '1 minute' END,
+       'due', 'Europe/Berlin', 1, CAST(:now AS timestamptz), CAST(:now AS timestamptz), 1
+FROM generate_series(1, :count) AS i
+"""
+
+
+@pytest.fixture(scope="module")
+def engine(pg_url: str) -> Iterator[Engine]:
+    """A database of its own with the seeded tasks, migrated to head and analysed."""
+    name = f"todo_plans_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(normalise_url(pg_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(pg_url.rsplit("/", 1)[0] + f"/{name}")
+    migrate(engine)
+    with engine.begin() as connection:
+        for actor, count in ((BIG, TASKS), (SMALL, 10)):
+            connection.execute(text(_SEED), {"owner": actor.user_id, "now": NOW, "count": count})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("ANALYZE tasks"))
+    yield engine
+    engine.dispose()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def service(engine: Engine) -> TaskService:
+    return TaskService(UnitOfWorkFactory(engine), clock=FixedClock(NOW))
+
+
+def plan_of_listing(engine: Engine, service: TaskService, actor: Actor, query: TaskQuery) -> dict[str, Any]:
+    """The plan PostgreSQL makes for the statement ``service.list`` sends for ``query``."""
+    sent: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        service.list(actor, query)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    [(statement, parameters)] = [(s, p) for s, p in sent if "FROM tasks" in s]
+    with engine.connect() as connection:
+        raw = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar_one()
+    plan = raw if isinstance(raw, list) else json.loads(raw)
+    return dict(plan[0]["Plan"])
+
+
+def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from nodes(child)
+
+
+def assert_no_sequential_scan_of_tasks(plan: dict[str, Any]) -> None:
+    """No ``Seq Scan`` of ``tasks``, and no sort of more rows than ``MAX_SORTED`` (the planner's
+    estimate): a listing that sorts all of a user's matching tasks to give the first page costs
+    as much as their number, even when an index found them."""
+    shown = json.dumps(plan, indent=1)
+    scans = [n for n in nodes(plan) if n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "tasks"]
+    assert not scans, f"the listing reads all of tasks (Seq Scan); plan: {shown}"
+    sorts = [n for n in nodes(plan) if n["Node Type"] in ("Sort", "Incremental Sort")]
+    sorted_rows = [child["Plan Rows"] for n in sorts for child in n.get("Plans", [])]
+    assert max(sorted_rows, default=0) <= MAX_SORTED, f"the listing sorts {sorted_rows} rows; plan: {shown}"
+
+
+def cursor_after_first_page(service: TaskService, actor: Actor, query: TaskQuery) -> str:
+    page = service.list(actor, query)
+    assert page.next_cursor is not None
+    return page.next_cursor
+
+
+QUERIES = {
+    "default_page": TaskQuery(),
+    "completed": TaskQuery(status="completed"),
+    "all": TaskQuery(status="all"),
+    "due_this_week": TaskQuery(due_after=NOW, due_before=NOW + timedelta(days=7)),
+    "due_before": TaskQuery(due_before=NOW + timedelta(days=30)),
+    "due_after": TaskQuery(due_after=NOW + timedelta(days=200)),
+    "overdue": TaskQuery(overdue=True),
+    "tag": TaskQuery(tag="errand"),
+    "rare_tag": TaskQuery(tag="nobody-uses-this"),
+    "priority": TaskQuery(priority="high"),
+    "search": TaskQuery(status="all", search="quokka"),
+    "rare_search": TaskQuery(status="all", search="chore 31337 "),
+}
+
+
+@pytest.mark.parametrize("name", sorted(QUERIES))
+def test_a_big_users_listing_does_not_scan_or_sort_all_their_tasks(
+    engine: Engine, service: TaskService, name: str
+) -> None:
+    assert_no_sequential_scan_of_tasks(plan_of_listing(engine, service, BIG, QUERIES[name]))
+
+
+def test_the_page_after_a_dated_task_does_not_scan_or_sort_all_their_tasks(
+    engine: Engine, service: TaskService
+) -> None:
+    cursor = cursor_after_first_page(service, BIG, TaskQuery())
+    assert_no_sequential_scan_of_tasks(plan_of_listing(engine, service, BIG, TaskQuery(cursor=cursor)))
+
+
+def test_the_page_after_an_undated_task_does_not_scan_or_sort_all_their_tasks(
+    engine: Engine, service: TaskService
+) -> None:
+    cursor = cursor_after_first_page(service, BIG, TaskQuery(status="all", search="someday", limit=1))
+    query = TaskQuery(cursor=cursor)
+    assert_no_sequential_scan_of_tasks(plan_of_listing(engine, service, BIG, query))
+
+
+@pytest.mark.parametrize("name", ["default_page", "tag", "search"])
+def test_a_small_users_listing_beside_a_big_one_does_not_scan_or_sort_the_big_ones_tasks(
+    engine: Engine, service: TaskService, name: str
+) -> None:
+    assert_no_sequential_scan_of_tasks(plan_of_listing(engine, service, SMALL, QUERIES[name]))

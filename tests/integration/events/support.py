@@ -114,14 +114,14 @@ class RoleLauncher:
     scheduler: str | None = None  # another stack's scheduler (default: the shared stack's)
     started: list[RoleProcess] = field(default_factory=list)
 
-    def start(self, role: str, app_id: str) -> RoleProcess:
+    def start(self, role: str, app_id: str, extra_env: dict[str, str] | None = None) -> RoleProcess:
         port = free_port()
         sidecar_env = dict(self.resources.env)
         sidecar = self.sidecar_factory(app_id, port, app_api_token=APP_TOKEN, wait_for="outbound",
                                        resources=self.resources, scheduler=self.scheduler)  # fmt: skip
         env = {
             "TODO_DATABASE_URL": self.pg_url, "TODO_JWT_SECRET": JWT_SECRET, "APP_API_TOKEN": APP_TOKEN,
-            "TODO_TIMEZONE": "UTC", "TODO_LOG_LEVEL": "INFO",
+            "TODO_TIMEZONE": "UTC", "TODO_LOG_LEVEL": "INFO", **(extra_env or {}),
         }  # fmt: skip
         process = RoleProcess(
             role=role, app_id=app_id, port=port, sidecar=sidecar, env=env, sidecar_env=sidecar_env,

@@ -139,9 +139,8 @@ def _serve_with_sidecar(role: Role, settings: Settings, *, host: str | None, por
 
 
 def _serve(role: Role, settings: Settings, *, host: str | None, port: int | None) -> int:
-    import uvicorn
-
     from todo_agent.roles import app_for
+    from todo_agent.serving import serve
 
     settings.host = host or settings.host
     settings.port = port or (_ROLE_PORTS.get(role, settings.port) if role != "all" else settings.port)
@@ -156,7 +155,7 @@ def _serve(role: Role, settings: Settings, *, host: str | None, port: int | None
     print(f"todo-agent {role} on http://{settings.host}:{settings.port}", file=sys.stderr)
     app = app_for(container)
     _freeze_the_start_up_heap()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    serve(app, host=settings.host, port=settings.port, grace=settings.shutdown_grace_seconds)
     return 0
 
 

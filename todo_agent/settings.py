@@ -35,6 +35,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Host names the MCP endpoint answers to (DNS-rebinding guard)."
     )
     log_level: str = "INFO"
+    shutdown_grace_seconds: float = Field(
+        default=25.0, gt=0, description="After SIGTERM: requests get half, the process exits by the end."
+    )
 
     jwt_secret: SecretStr | None = None
     jwks_url: str | None = None

@@ -379,6 +379,8 @@ class Plan:
     """What the writers were acknowledged for, by key (checked against the database)."""
 
     writes: int
+    hold_at: float = float("inf")  # writers wait here while a kill is under way
+    released: asyncio.Event = field(default_factory=asyncio.Event)
     reserved: int = 0
     done: int = 0
     units: int = 0
@@ -394,6 +396,10 @@ async def writer(client: Client, plan: Plan, remind_in: float) -> None:
     tenth of those with a reminder ``remind_in`` seconds ahead. A unit with a write given up
     or refused (counted in ``ClientStats``) stops there; the writer goes on with the next."""
     while plan.reserved < plan.writes:
+        while plan.reserved >= plan.hold_at:
+            await plan.released.wait()
+        if plan.reserved >= plan.writes:
+            break
         unit, start = plan.units, plan.reserved
         plan.units += 1
         recurring = unit % 4 != 3 and start + 3 <= plan.writes
@@ -517,7 +523,10 @@ class Killer:
         deadline = time.monotonic() + 60
         while pid_alive(pid) and time.monotonic() < deadline:  # noqa: ASYNC110 - another process
             await asyncio.sleep(0.05)
-        return round(time.monotonic() - since, 2) if not pid_alive(pid) else -1.0
+        if pid_alive(pid):  # it outlived its app by a minute: counted, and not left behind
+            os.kill(pid, signal.SIGKILL)
+            return -1.0
+        return round(time.monotonic() - since, 2)
 
     async def _probe(self, limit: float = 300) -> None:
         """A weekly task created and completed: on the probe socket, audited, next occurrence made."""
@@ -566,6 +575,8 @@ class Run:
     sockets: dict[str, list[Socket]]
     killer: Killer
     write_seconds: float = 0.0
+    killing_seconds: float = 0.0  # from each kill until its probe came through
+    writes_while_killing: int = 0
     settle_seconds: float = 0.0
     machine_cpu_s: float = 0.0
     load: tuple[float, float] = (0.0, 0.0)
@@ -588,13 +599,20 @@ async def run(system: System, settings: Settings) -> Run:
     began = time.monotonic()
     writing = asyncio.gather(*(writer(c, plan, settings.remind_in) for c in clients))
     schedule = [kind for _ in range(settings.rounds) for kind in settings.kinds]
+    spacing = settings.writes // (len(schedule) + 1)
     for n, kind in enumerate(schedule):
-        mark = (n + 1) * settings.writes // (len(schedule) + 1)
+        mark = (n + 1) * spacing
+        plan.hold_at = mark + spacing // 2  # writes before, during and after each kill
         while plan.done < mark and not writing.done():  # noqa: ASYNC110 - a counter, polled
             await asyncio.sleep(0.05)
         if writing.done():
             break
+        before, began_kill = plan.done, time.monotonic()
         record = await killer.kill(kind, plan.done)
+        result.killing_seconds += time.monotonic() - began_kill
+        result.writes_while_killing += plan.done - before
+        plan.hold_at, released, plan.released = float("inf"), plan.released, asyncio.Event()
+        released.set()
         print(f"kill {n + 1}/{len(schedule)}: {record}", file=sys.stderr)
     await writing
     result.write_seconds = time.monotonic() - began
@@ -630,13 +648,16 @@ async def _settle(run: Run) -> None:
 
 def _progress(run: Run) -> dict[str, int]:
     q = run.system.query
-    [(pending, unaudited, reminding)] = q(
+    [(pending, unaudited, reminding, unrepeated)] = q(
         "select (select count(*) from outbox where published_at is null and failed_at is null),"
         " (select count(*) from outbox o where topic = 'task-events'"
         "   and not exists (select 1 from audit_log a where a.event_id = o.id::text)),"
-        " (select count(*) from tasks where reminder_state = 'pending')")  # fmt: skip
+        " (select count(*) from tasks where reminder_state = 'pending'),"
+        " (select count(*) from tasks t where completed and recurrence is not null"
+        "   and not exists (select 1 from tasks n where n.previous_occurrence_id = t.id))")  # fmt: skip
     behind = sum(len(_expected(run, user) - s.seen) for user, group in run.sockets.items() for s in group)
-    return {"pending": pending, "unaudited": unaudited, "reminding": reminding, "socket_behind": behind}
+    return {"pending": pending, "unaudited": unaudited, "reminding": reminding,
+            "no_next_occurrence": unrepeated, "socket_behind": behind}  # fmt: skip
 
 
 _CLIENT_ROWS = "select id from outbox where topic in ('task-events', 'task-updates')"
@@ -685,6 +706,10 @@ def figures(run: Run) -> dict[str, Any]:
         "writers": run.settings.writers,
         "write_seconds": round(run.write_seconds, 1),
         "writes_per_s": round(acked / run.write_seconds, 1) if run.write_seconds else None,
+        "killing_seconds": round(run.killing_seconds, 1),  # from each kill until its probe came through
+        "writes_per_s_between_kills": round(
+            (acked - run.writes_while_killing) / max(0.1, run.write_seconds - run.killing_seconds), 1
+        ),  # fmt: skip
         "settle_seconds": round(run.settle_seconds, 1),
         "kills": len(kills),
         "kills_by_kind": dict(Counter(k.kind for k in kills)),

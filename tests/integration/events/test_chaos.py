@@ -6,7 +6,7 @@ contract and what each figure means): on a private stack (Kafka is killed here, 
 never happen to the shared stack) the four roles run as processes beside their own daprds
 while clients write over REST and MCP with two WebSockets per user open. One after the other,
 with writes before, during and after each: SIGKILL to the api process, the api's daprd, the
-recurrence, audit and notifications processes, the audit daprd and Kafka, each started again
+recurrence, audit and notifications processes, and Kafka, each started again
 after half a second; after each, a probe must come through end to end before the next.
 Afterwards every key has exactly one task with every acknowledged change, one next occurrence
 per completion, one audit entry per event, each reminder one in-app notification, every row
@@ -26,7 +26,7 @@ from devstack.stack import Stack
 
 pytestmark = pytest.mark.integration
 
-KINDS = ("api", "api-daprd", "recurrence", "audit", "notifications", "audit-daprd", "kafka")
+KINDS = ("api", "api-daprd", "recurrence", "audit", "notifications", "kafka")
 
 
 @pytest.mark.timeout(480)

@@ -190,7 +190,9 @@ def private_stack(folder: Path) -> Iterator[Any]:
     from devstack.config import StackConfig
     from devstack.stack import Stack
 
-    folder.chmod(0o755)  # as root, the postgres OS user must reach it
+    folder.mkdir(parents=True, exist_ok=True)
+    for place in (folder, *folder.parents[:1]):
+        place.chmod(0o755)  # as root, the postgres OS user must reach it
     cfg = replace(
         StackConfig.from_env(), state_dir=folder, pg_port=free_port(), kafka_port=free_port(),
         kafka_controller_port=free_port(), scheduler_port=free_port(), scheduler_healthz_port=free_port(),

@@ -17,7 +17,8 @@ to the api process, the api's daprd, the recurrence, audit and notifications pro
 daprds, and Kafka; each is started again after ``--down`` seconds. A killed app's relay child
 is orphaned: it must notice and exit on its own. After each restart a probe (a weekly task
 created and completed by another user) must come through end to end: on that user's socket,
-in the audit log, its next occurrence created; ``recovered_s`` is from the kill to then.
+in the audit log, its next occurrence created, and a reminder set two seconds ahead notified
+on that socket; ``recovered_s`` is from the kill to then.
 
 **What "0 lost" means: the client contract.** Every write carries a client-generated key
 (``[k123]`` in the title; renames keep it). A client sends a write until it gets a 2xx answer:
@@ -531,28 +532,30 @@ class Killer:
         return round(time.monotonic() - since, 2)
 
     async def _probe(self, limit: float = 300) -> None:
-        """A weekly task created and completed: on the probe socket, audited, next occurrence made."""
+        """Through every role: a weekly task created and completed (on the probe socket, audited,
+        its next occurrence made) and a reminder two seconds ahead (the in-app notification
+        on the probe socket)."""
         self._probes += 1
         key = f"[probe{self._probes}]"
-        task = await self.probe.create(key, "probe", "weekly")
-        await self.probe.complete(int(task["id"]))
-        rows = await asyncio.to_thread(
-            self.system.query, f"{_CLIENT_ROWS} and task_id = :t", t=int(task["id"])
-        )
-        ids = {r[0] for r in rows}
+        task = int((await self.probe.create(key, "probe", "weekly"))["id"])
+        await self.probe.complete(task)
+        reminded = int((await self.probe.create(f"{key}r", "probe reminder"))["id"])
+        await self.probe.remind(reminded, datetime.now(UTC) + timedelta(seconds=2))
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
-            audited, nexts = await asyncio.to_thread(self._probe_effects, int(task["id"]))
-            if audited >= 2 and nexts == 1 and ids <= self.probe_socket.seen:
+            audited, nexts, notified, ids = await asyncio.to_thread(self._probe_effects, task, reminded)
+            if audited >= 2 and nexts == 1 and notified and ids <= self.probe_socket.seen:
                 return
             await asyncio.sleep(0.1)
         raise AssertionError(f"probe {key} did not come through in {limit}s")
 
-    def _probe_effects(self, task_id: int) -> tuple[int, int]:
+    def _probe_effects(self, task: int, reminded: int) -> tuple[int, int, bool, set[int]]:
         [(audited, nexts)] = self.system.query(
             "select (select count(*) from audit_log where task_id = :t),"
-            " (select count(*) from tasks where previous_occurrence_id = :t)", t=task_id)  # fmt: skip
-        return int(audited), int(nexts)
+            " (select count(*) from tasks where previous_occurrence_id = :t)", t=task)  # fmt: skip
+        rows = self.system.query(f"{_CLIENT_ROWS} and task_id in (:t, :r)", t=task, r=reminded)
+        notified = any(row.event_type.startswith("todo.notification.") for row in rows)
+        return int(audited), int(nexts), notified, {row.id for row in rows}
 
 
 # -- one run ---------------------------------------------------------------------------------------
@@ -662,7 +665,7 @@ def _progress(run: Run) -> dict[str, int]:
             "no_next_occurrence": unrepeated, "socket_behind": behind}  # fmt: skip
 
 
-_CLIENT_ROWS = "select id from outbox where topic in ('task-events', 'task-updates')"
+_CLIENT_ROWS = "select id, event_type from outbox where topic in ('task-events', 'task-updates')"
 
 
 def _expected(run: Run, user: str) -> set[int]:

@@ -106,10 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve_role(role: Role, settings: Settings, *, host: str | None, port: int | None) -> int:
-    """Serve ``role`` with uvicorn until stopped (``python -m devstack serve`` reuses it)."""
-    import uvicorn
-
+    """Serve ``role`` until stopped, within the shutdown grace after SIGTERM (``python -m devstack
+    serve`` reuses it)."""
     from todo_agent.roles import app_for
+    from todo_agent.serving import serve
 
     settings.host = host or settings.host
     settings.port = port or (ROLE_PORTS.get(role, settings.port) if role != "all" else settings.port)
@@ -127,7 +127,7 @@ def serve_role(role: Role, settings: Settings, *, host: str | None, port: int | 
     print(f"todo-agent {role} on http://{settings.host}:{settings.port}", file=sys.stderr)
     app = app_for(container)
     _freeze_the_start_up_heap()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    serve(app, host=settings.host, port=settings.port, grace=settings.shutdown_grace_seconds)
     return 0
 
 

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
         default=1_048_576, ge=1024, description="The largest request body accepted (413 beyond)."
     )
     log_level: str = "INFO"
+    shutdown_grace_seconds: float = Field(
+        default=25.0, gt=0, description="After SIGTERM: requests get half, the process exits by the end."
+    )
 
     jwt_secret: SecretStr | None = None
     jwks_url: str | None = None

@@ -118,7 +118,13 @@ class RoleLauncher:
     started: list[RoleProcess] = field(default_factory=list)
 
     def start(
-        self, role: str, app_id: str, *, app_token: str | None = APP_TOKEN, host: str | None = None
+        self,
+        role: str,
+        app_id: str,
+        *,
+        app_token: str | None = APP_TOKEN,
+        host: str | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> RoleProcess:
         """``role`` beside its daprd; ``app_token=None`` runs both without ``APP_API_TOKEN``."""
         port = free_port()
@@ -128,6 +134,7 @@ class RoleLauncher:
         env = {
             "TODO_DATABASE_URL": self.pg_url, "TODO_JWT_SECRET": JWT_SECRET, "TODO_TIMEZONE": "UTC",
             "TODO_LOG_LEVEL": "INFO", **({"APP_API_TOKEN": app_token} if app_token else {}),
+            **(extra_env or {}),
         }  # fmt: skip
         process = RoleProcess(
             role=role, app_id=app_id, port=port, sidecar=sidecar, env=env, sidecar_env=sidecar_env,

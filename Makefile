@@ -5,7 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test check fmt lint typecheck stack-up stack-down stack-status test-prereqs clean
+.PHONY: help run test check fmt lint typecheck stack-up stack-down stack-status test-prereqs clean \
+	cluster-up cluster-deploy cluster-down cluster-status test-cluster
 
 help:
 	@echo "make run          start the embedded default on http://127.0.0.1:8000 (no server, no API key)"
@@ -13,6 +14,10 @@ help:
 	@echo "make check        format check, ruff, mypy and the whole suite"
 	@echo "make stack-up     start PostgreSQL, Kafka and the Dapr scheduler under .devstack/"
 	@echo "make stack-down   stop them"
+	@echo "make cluster-up   a single-node Kubernetes cluster with Dapr's control plane (root; builds once)"
+	@echo "make cluster-deploy  todo-agent onto it (k8s/overlays/local; needs the image: make image)"
+	@echo "make test-cluster the cluster tests (tests/cluster) against it"
+	@echo "make cluster-down stop the cluster"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +55,23 @@ stack-down: $(STAMP)
 
 stack-status: $(STAMP)
 	$(VENV)/bin/todo-agent stack status
+
+cluster-up: $(STAMP)
+	$(PY) -m devstack cluster up
+
+cluster-deploy: $(STAMP)
+	$(PY) -m devstack cluster deploy
+
+cluster-down: $(STAMP)
+	$(PY) -m devstack cluster down
+
+cluster-status: $(STAMP)
+	$(PY) -m devstack cluster status
+
+# Not part of `make test`: a cold first run builds Kubernetes, Helm, CoreDNS and Dapr's control
+# plane (see README "Kubernetes on this machine" for the times).
+test-cluster: test-prereqs
+	$(PY) -m pytest tests/cluster -m cluster -ra $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -466,7 +466,8 @@ conntrack: {{maxPerCore: 0}}
 
     def _host_setup(self) -> None:
         """Kernel switches pods and Services need: forwarding and iptables on the bridge."""
-        subprocess.run(["modprobe", "br_netfilter"], capture_output=True, check=False)
+        if shutil.which("modprobe"):  # br_netfilter is often built in or loaded already
+            subprocess.run(["modprobe", "br_netfilter"], capture_output=True, check=False)
         # The CNI bridge plugin adopts an existing bridge; making it here gives the node its
         # bridge address before the first pod, so services on it can start first.
         if not Path(f"/sys/class/net/{BRIDGE}").exists():

@@ -42,17 +42,33 @@ def database_url(cfg: StackConfig) -> str:
     return f"postgresql://todo:todo@{BRIDGE_IP}:{cfg.pg_port}/todo"
 
 
-def ensure_image(cluster: Cluster) -> None:
-    """The project image (built by ``make image``) in the node's containerd."""
-    from devstack.cluster_images import image_present
-
-    if image_present(cluster, IMAGE):
-        return
+def _podman_env() -> dict[str, str]:
     env = dict(os.environ)
     conf = Path.home() / ".cache" / "todo-agent" / "image" / "containers.conf"
     if conf.is_file():
         env.setdefault("CONTAINERS_CONF", str(conf))
+    return env
+
+
+def ensure_image(cluster: Cluster) -> None:
+    """The project image (built by ``make image``) in the node's containerd, re-imported when
+    podman holds a newer build (containerd lists every image also by its config digest)."""
     podman = shutil.which("podman") or "podman"
+    env = _podman_env()
+    found = subprocess.run(
+        [podman, "image", "inspect", "--format", "{{.Id}}", IMAGE],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if found.returncode != 0:
+        raise StackError(
+            f"the project image {IMAGE} is not in podman's storage ({found.stderr.strip()}): "
+            "build it with `make image`"
+        )
+    if f"sha256:{found.stdout.strip()}" in cluster._ctr("images", "ls", "-q", check=False).stdout.split():
+        return
     with tempfile.TemporaryDirectory(prefix="devstack-image-") as tmp:
         archive = Path(tmp) / "todo-agent.tar"
         out = subprocess.run(
@@ -63,10 +79,7 @@ def ensure_image(cluster: Cluster) -> None:
             check=False,
         )
         if out.returncode != 0:
-            raise StackError(
-                f"the project image {IMAGE} is not in podman's storage ({out.stderr.strip()}): "
-                "build it first with `make image`"
-            )
+            raise StackError(f"podman save {IMAGE} failed: {out.stderr.strip()}")
         cluster._ctr("images", "import", str(archive))
 
 

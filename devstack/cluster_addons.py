@@ -2,8 +2,8 @@
 
 - CoreDNS: Kubernetes' own addon manifest (``cluster/addons/dns/coredns/coredns.yaml.sed`` of
   the pinned ``k8s.io/kubernetes`` module) with the locally built image;
-- a ``hostPath`` PersistentVolume under the cluster folder for the Dapr scheduler's etcd (a
-  cluster without a storage provisioner, as Minikube's would be);
+- ``hostPath`` PersistentVolumes under the cluster folder for the Dapr scheduler's etcd (this
+  cluster has no storage provisioner; Minikube's would make them);
 - Dapr: ``helm upgrade --install`` of the chart inside the pinned Dapr module
   (``charts/dapr``) into ``dapr-system`` with mTLS on and ``global.registry=localhost`` so the
   chart runs the locally packaged ``localhost/dapr:<version>`` image — what a user does with
@@ -74,14 +74,21 @@ def dapr_chart() -> Path:
     return chart
 
 
-def _scheduler_volume(cluster: Cluster) -> str:
-    path = cluster.home / "volumes" / "dapr-scheduler-0"
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o777)
-    return f"""apiVersion: v1
+#: Dapr 1.18's chart always runs three scheduler replicas (an etcd quorum), each with a volume.
+SCHEDULER_REPLICAS = 3
+
+
+def _scheduler_volumes(cluster: Cluster) -> str:
+    docs = []
+    for i in range(SCHEDULER_REPLICAS):
+        path = cluster.home / "volumes" / f"dapr-scheduler-{i}"
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o777)  # the scheduler runs as a non-root user; hostPath ignores fsGroup
+        docs.append(
+            f"""apiVersion: v1
 kind: PersistentVolume
 metadata:
-  name: devstack-dapr-scheduler-0
+  name: devstack-dapr-scheduler-{i}
 spec:
   capacity: {{storage: 16Gi}}
   accessModes: [ReadWriteOnce]
@@ -89,6 +96,8 @@ spec:
   storageClassName: ""
   hostPath: {{path: {path}, type: DirectoryOrCreate}}
 """
+        )
+    return "---\n".join(docs)
 
 
 def helm(cluster: Cluster, *args: str, timeout: float = 900) -> str:
@@ -112,7 +121,7 @@ def ensure_dapr(cluster: Cluster, *, progress: bool = True) -> None:
     """Dapr's control plane from its Helm chart, with the locally built image, mTLS on."""
     cluster_bin.ensure(cluster_bin.HELM, cluster.cfg, progress=progress)
     cluster_images.ensure_dapr_image(cluster, progress=progress)
-    cluster.kubectl("apply", "--server-side", "-f", "-", input=_scheduler_volume(cluster))
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=_scheduler_volumes(cluster))
     started = time.monotonic()
     if progress:
         print(
@@ -128,7 +137,6 @@ def ensure_dapr(cluster: Cluster, *, progress: bool = True) -> None:
         "--set", "global.mtls.enabled=true",
         "--set", "global.ha.enabled=false",
         "--set", "global.prometheus.enabled=false",
-        "--set", "dapr_scheduler.replicaCount=1",
         "--set", "dapr_scheduler.cluster.storageSize=16Gi",
         "--wait", "--timeout", "10m",
     )  # fmt: skip

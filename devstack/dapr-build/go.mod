@@ -1,6 +1,8 @@
 // Wrapper module that builds the pinned Dapr release (daprd + scheduler) from Dapr's Go module.
 // `go install pkg@version` refuses modules with replace directives, so this module repeats
-// Dapr's replace directives and declares the two commands as tool dependencies.
+// Dapr's replace directives and declares the commands as tool dependencies: daprd and scheduler
+// (build.sh, the local stack) and the rest of the control plane (operator, injector, sentry,
+// placement: devstack/cluster_bin.py, the local Kubernetes cluster).
 //
 // Pinned to 1.18.1: the Go module proxy reachable here serves dapr v1.18.3 itself but not
 // several of its dependencies (durabletask-go v0.12.4, iskorotkov/avro v2.33.1, the

@@ -496,11 +496,11 @@ conntrack: {{maxPerCore: 0}}
         for proc in self.procs:
             pf = self._pidfile(proc)
             log = self.logs / f"{proc.name}.log"
-            if pf.read() is None:
-                if proc.name == "kubelet":
-                    from devstack import cluster_images
+            if proc.name == "kubelet":  # the sandbox and DNS images, before any pod starts
+                from devstack import cluster_images
 
-                    cluster_images.ensure_node_images(self, progress=progress)
+                cluster_images.ensure_node_images(self, progress=progress)
+            if pf.read() is None:
                 child = spawn(list(proc.command()), log_path=log, env=dict(os.environ), cwd=self.home)
                 pf.write(child.pid)
                 started.append(proc.name)

@@ -59,6 +59,13 @@ PACKAGES = {
 }
 
 
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` unless the file already holds it: kube-proxy exits when its config file
+    changes, so an unchanged file must stay untouched."""
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+
+
 def cluster_dir(cfg: StackConfig) -> Path:
     raw = os.environ.get("TODO_CLUSTER_DIR")
     return Path(raw).resolve() if raw else cfg.state_dir / "cluster"
@@ -358,7 +365,8 @@ class Cluster:
 
     def _write_containerd(self) -> None:
         c = self.home / "containerd"
-        (c / "config.toml").write_text(
+        _write(
+            c / "config.toml",
             f"""version = 2
 root = "{c / "root"}"
 state = "{c / "state"}"
@@ -387,7 +395,7 @@ state = "{c / "state"}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{self.home / "cni" / "net.d"}"
-"""
+""",
         )
 
     def _write_cni(self) -> None:
@@ -411,10 +419,11 @@ state = "{c / "state"}"
                 {"type": "portmap", "capabilities": {"portMappings": True}},
             ],
         }
-        (self.home / "cni" / "net.d" / "10-devstack.conflist").write_text(json.dumps(conf, indent=2) + "\n")
+        _write(self.home / "cni" / "net.d" / "10-devstack.conflist", json.dumps(conf, indent=2) + "\n")
 
     def _write_kubelet(self) -> None:
-        (self.home / "kubelet.yaml").write_text(
+        _write(
+            self.home / "kubelet.yaml",
             f"""apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: {self.ip}
@@ -444,11 +453,12 @@ serializeImagePulls: false
 evictionHard: {{memory.available: 100Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}}
 imageGCHighThresholdPercent: 99
 imageGCLowThresholdPercent: 98
-"""
+""",
         )
 
     def _write_kube_proxy(self) -> None:
-        (self.home / "kube-proxy.yaml").write_text(
+        _write(
+            self.home / "kube-proxy.yaml",
             f"""apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {{kubeconfig: {self.home / "kube-proxy.kubeconfig"}}}
@@ -458,7 +468,8 @@ hostnameOverride: {NODE_NAME}
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 conntrack: {{maxPerCore: 0}}
-"""
+nodePortAddresses: [primary]
+""",
         )
 
     # -- lifecycle ----------------------------------------------------------------------

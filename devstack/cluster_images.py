@@ -8,8 +8,9 @@ IfNotPresent`` or ``Never``.
 - ``localhost/pause`` — the pod sandbox (Kubernetes' ``build/pause``);
 - ``localhost/coredns`` — cluster DNS;
 - ``localhost/dapr`` — Dapr's control plane and sidecar, laid out like Dapr's own ``dapr``
-  image (``/operator``, ``/injector``, ``/sentry``, ``/placement``, ``/scheduler``, ``/daprd``),
-  so the Dapr Helm chart runs it unchanged with ``global.registry=localhost``.
+  image (``/operator``, ``/injector``, ``/sentry``, ``/placement``, ``/scheduler``, ``/daprd``)
+  and tagged again under each name the chart asks for (``localhost/operator``, ...), so the Dapr
+  Helm chart runs it unchanged with ``global.registry=localhost``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from devstack.versions import DAPR_VERSION
 if TYPE_CHECKING:
     from devstack.cluster import Cluster
 
+#: The image names Dapr's Helm chart asks for (``<registry>/<name>:<tag>``).
+DAPR_IMAGE_NAMES = ("operator", "sentry", "placement", "scheduler", "injector", "daprd")
 #: Dapr's images run as this non-root user (the chart sets runAsNonRoot).
 NONROOT = "65532:65532"
 
@@ -110,3 +113,10 @@ def ensure_dapr_image(cluster: Cluster, *, progress: bool = True) -> None:
     files["/daprd"] = bins.daprd
     files["/scheduler"] = bins.scheduler
     build_and_import(cluster, dapr_ref(), files, user=NONROOT, progress=progress)
+    # The chart names one image per service (operator, sentry, ... and daprd for the sidecar),
+    # as Dapr publishes them; here they are all the same image under each name.
+    present = set(cluster._ctr("images", "ls", "-q", check=False).stdout.split())
+    for name in DAPR_IMAGE_NAMES:
+        ref = f"localhost/{name}:{DAPR_VERSION}"
+        if ref not in present:
+            cluster._ctr("images", "tag", dapr_ref(), ref)

@@ -77,9 +77,9 @@ def ensure_leaf(pki: Path, leaf: Leaf) -> None:
 
 
 def kubeconfig(path: Path, *, server: str, pki: Path, user: str) -> None:
-    """A kubeconfig for ``server`` that authenticates with ``<user>.crt``/``<user>.key``."""
-    path.write_text(
-        f"""apiVersion: v1
+    """A kubeconfig for ``server`` that authenticates with ``<user>.crt``/``<user>.key`` (the file
+    is left untouched when it already says this)."""
+    text = f"""apiVersion: v1
 kind: Config
 clusters:
 - name: devstack
@@ -96,4 +96,5 @@ contexts:
   context: {{cluster: devstack, user: {user}}}
 current-context: devstack
 """
-    )
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)

@@ -84,7 +84,7 @@ class Deployed:
             "headers={'dapr-api-token':os.environ['DAPR_API_TOKEN']});"
             "print(urllib.request.urlopen(r,timeout=10).read().decode())"
         )
-        return json.loads(self.kubectl("exec", pod, "-c", app, "--", "python", "-c", script))
+        return json.loads(self.kubectl("exec", pod, "-c", "app", "--", "python", "-c", script))
 
 
 def is_ready(pod: dict[str, Any]) -> bool:

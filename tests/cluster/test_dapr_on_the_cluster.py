@@ -8,6 +8,7 @@ import json
 import pytest
 
 from devstack.cluster_app import ROLES
+from devstack.versions import DAPR_VERSION
 from tests.cluster.support import Deployed, is_ready
 
 pytestmark = pytest.mark.cluster
@@ -19,17 +20,20 @@ def test_every_role_runs_ready_with_a_daprd_sidecar_the_injector_added(deployed:
         assert pods, f"no pod for {role}"
         for pod in pods:
             names = [c["name"] for c in pod["spec"]["containers"]]
-            assert names == [role, "daprd"] or set(names) == {role, "daprd"}, (role, names)
+            assert names == ["app", "daprd"], (role, names)
             assert is_ready(pod), (role, pod["status"].get("conditions"))
             statuses = {c["name"]: c for c in pod["status"]["containerStatuses"]}
-            assert statuses["daprd"]["ready"] and statuses[role]["ready"], (role, statuses)
+            assert statuses["daprd"]["ready"] and statuses["app"]["ready"], (role, statuses)
             sidecar = next(c for c in pod["spec"]["containers"] if c["name"] == "daprd")
-            assert sidecar["image"].startswith("localhost/dapr:"), sidecar["image"]
-            assert f"--app-id={role}" in " ".join(sidecar["args"]) or role in sidecar["args"], sidecar["args"]
+            assert sidecar["image"] == f"localhost/daprd:{DAPR_VERSION}", sidecar["image"]
+            args = sidecar["args"]
+            assert (
+                args[args.index("--app-id") + 1] == role and args[args.index("--config") + 1] == "todo-config"
+            )
     # The Deployments themselves never name daprd: the sidecar-injector webhook added it.
     for role in ROLES:
         spec = deployed.json("get", "deployment", role)["spec"]["template"]["spec"]
-        assert [c["name"] for c in spec["containers"]] == [role]
+        assert [c["name"] for c in spec["containers"]] == ["app"]
 
 
 def test_the_sidecars_run_our_components_served_by_the_operator_with_mtls(deployed: Deployed) -> None:
@@ -48,8 +52,13 @@ def test_the_sidecars_run_our_components_served_by_the_operator_with_mtls(deploy
     assert served == {"kafka-pubsub", "kafka-pubsub-broadcast", "statestore"}
     sentry = deployed.cluster.kubectl("-n", "dapr-system", "get", "deploy", "dapr-sentry", "-o", "json")
     assert json.loads(sentry)["status"]["readyReplicas"] == 1
-    config = deployed.json("get", "configurations.dapr.io", "todo-config")
-    assert config["spec"]["mtls"]["enabled"] is True
+    control = deployed.cluster.kubectl(
+        "-n", "dapr-system", "get", "configurations.dapr.io", "daprsystem", "-o", "json"
+    )
+    assert json.loads(control)["spec"]["mtls"]["enabled"] is True
+    # Each sidecar got its workload certificate (an X.509 SVID) from sentry before it started.
+    log = deployed.kubectl("logs", deployed.ready_pods("todo-api")[0]["metadata"]["name"], "-c", "daprd")
+    assert "Starting workload identity expiry watcher" in log
 
 
 def test_the_state_store_password_comes_from_the_kubernetes_secret_store_and_the_api_stays_closed(
@@ -64,9 +73,7 @@ def test_the_state_store_password_comes_from_the_kubernetes_secret_store_and_the
         "u.urlopen(u.Request(b,data=json.dumps([{'key':'cluster-probe','value':{'ok':1}}]).encode(),headers=h));"
         "print(u.urlopen(u.Request(b+'/cluster-probe',headers=h)).read().decode())"
     )
-    assert json.loads(deployed.kubectl("exec", pod, "-c", "todo-api", "--", "python", "-c", script)) == {
-        "ok": 1
-    }
+    assert json.loads(deployed.kubectl("exec", pod, "-c", "app", "--", "python", "-c", script)) == {"ok": 1}
     rows = deployed.rows("select key from dapr_state where key like '%cluster-probe'")
     assert [r.key for r in rows] == ["todo-api||cluster-probe"]
     # The Configuration denies the secrets API itself (defaultAccess: deny): 403 for the app.
@@ -76,4 +83,4 @@ def test_the_state_store_password_comes_from_the_kubernetes_secret_store_and_the
         "headers={'dapr-api-token':os.environ['DAPR_API_TOKEN']})\n"
         "try:\n u.urlopen(r);print(200)\nexcept e.HTTPError as x:\n print(x.code)"
     )
-    assert deployed.kubectl("exec", pod, "-c", "todo-api", "--", "python", "-c", script).strip() == "403"
+    assert deployed.kubectl("exec", pod, "-c", "app", "--", "python", "-c", script).strip() == "403"

@@ -41,9 +41,15 @@ CLUSTER_DOMAIN = "cluster.local"
 BRIDGE = "devstack0"
 #: The node's address on the pod bridge: pods reach this machine's PostgreSQL and Kafka here.
 BRIDGE_IP = "10.244.0.1"
-ETCD_CLIENT_PORT = 52479
-ETCD_PEER_PORT = 52480
-APISERVER_PORT = 56443
+#: Listening ports stay below the kernel's ephemeral range (32768-60999 by default): the API
+#: server's many loopback connections to etcd take ephemeral ports, and a server that starts
+#: later on a port one of them holds fails with "address already in use".
+ETCD_CLIENT_PORT = 12379
+ETCD_PEER_PORT = 12380
+APISERVER_PORT = 16443
+#: The stand-ins' ports; k8s/overlays/local names them (10.244.0.1:19092 for Kafka).
+STANDIN_PG_PORT = 15432
+STANDIN_KAFKA_PORT = 19092
 #: Debian packages the cluster needs, with a file each installs (a cheap presence check).
 PACKAGES = {
     "etcd-server": "/usr/bin/etcd",
@@ -543,7 +549,11 @@ nodePortAddresses: [primary]
         raise StackError(f"node {NODE_NAME} not Ready after {timeout:.0f}s; log {self.logs / 'kubelet.log'}")
 
     def down(self) -> None:
-        """Stop every process this cluster started, the pods' containers with containerd."""
+        """Stop every process this cluster started (the pods' containers with containerd) and
+        the PostgreSQL and Kafka stand-ins; data stays, the next ``up`` resumes."""
+        from devstack.cluster_app import stop_services
+
+        stop_services(self)
         for proc in reversed(self.procs):
             pf = self._pidfile(proc)
             pid = pf.read()
@@ -563,9 +573,35 @@ nodePortAddresses: [primary]
             self._ctr("tasks", "delete", "-f", task, check=False)
 
     def purge(self) -> None:
+        """Delete every pod through the kubelet (so the CNI plugins release their network
+        namespaces, veths and addresses), stop everything, remove kube-proxy's iptables rules,
+        the bridge and the cluster folder. The stand-in PostgreSQL and Kafka go with it."""
+        if self._running("kubelet") and self._running("kube-apiserver"):
+            self._drain_pods()
+        from devstack.cluster_app import stop_services
+
+        stop_services(self, purge=True)
         self.down()
+        if cluster_bin.KUBERNETES.built(self.cfg):
+            subprocess.run([self.bin("kube-proxy"), "--cleanup"], capture_output=True, check=False)
         subprocess.run(["umount", "-R", str(self.home / "kubelet")], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
         shutil.rmtree(self.home, ignore_errors=True)
+
+    def _running(self, name: str) -> bool:
+        return any(self._pidfile(p).read() is not None for p in self.procs if p.name == name)
+
+    def _drain_pods(self, timeout: float = 90) -> None:
+        """Stop the controllers that would recreate pods, delete them all, wait for the kubelet."""
+        for proc in self.procs:
+            if proc.name in ("kube-controller-manager", "kube-scheduler"):
+                pid = self._pidfile(proc).read()
+                if pid is not None:
+                    stop_pid(pid)
+        self.kubectl("delete", "pods", "--all", "--all-namespaces", "--wait=false", check=False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._ctr("tasks", "ls", "-q", check=False).stdout.strip():
+            time.sleep(1)
 
     def status(self) -> list[ComponentStatus]:
         rows = []
@@ -589,13 +625,13 @@ PAUSE_IMAGE = "localhost/pause:" + cluster_bin.PAUSE.version
 
 def services_config(cluster: Cluster) -> StackConfig:
     """The managed-database and managed-Kafka stand-ins: a devstack PostgreSQL and Kafka of
-    the cluster's own (``<cluster>/stack``, ports 55532/59192), listening on the node's bridge
+    the cluster's own (``<cluster>/stack``, ports 15432/19092), listening on the node's bridge
     address so pods reach them from outside the cluster, like Neon and a managed broker."""
     return StackConfig(
         state_dir=cluster.home / "stack",
-        pg_port=int(os.environ.get("TODO_CLUSTER_PG_PORT", "55532")),
-        kafka_port=int(os.environ.get("TODO_CLUSTER_KAFKA_PORT", "59192")),
-        kafka_controller_port=int(os.environ.get("TODO_CLUSTER_KAFKA_PORT", "59192")) + 1,
+        pg_port=STANDIN_PG_PORT,
+        kafka_port=STANDIN_KAFKA_PORT,
+        kafka_controller_port=STANDIN_KAFKA_PORT + 1,
         listen_host=BRIDGE_IP,
         cache_dir=cluster.cfg.cache_dir,
     )

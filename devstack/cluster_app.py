@@ -38,6 +38,16 @@ def ensure_services(cluster: Cluster) -> StackConfig:
     return cfg
 
 
+def stop_services(cluster: Cluster, *, purge: bool = False) -> None:
+    """Stop the stand-ins; with ``purge`` also delete their data."""
+    cfg = services_config(cluster)
+    Kafka(cfg).down()
+    postgres = Postgres(cfg)
+    postgres.down()
+    if purge:
+        postgres.purge()
+
+
 def database_url(cfg: StackConfig) -> str:
     return f"postgresql://todo:todo@{BRIDGE_IP}:{cfg.pg_port}/todo"
 

@@ -1,5 +1,5 @@
 """The api under change: its pod deleted while 1,000 writes run, then two replicas that each
-serve WebSocket clients. Runs last (file order): it restarts and rescales the api."""
+serve WebSocket clients. Runs last (files run in name order): it restarts and rescales the api."""
 
 from __future__ import annotations
 

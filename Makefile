@@ -5,7 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test test-unit check fmt lint typecheck stack-up stack-down stack-status image test-prereqs clean
+.PHONY: help run test test-unit check fmt lint typecheck stack-up stack-down stack-status image test-prereqs clean \
+	cluster-up cluster-deploy cluster-down cluster-status test-cluster
 
 help:
 	@echo "make run          start the embedded default on http://127.0.0.1:8000 (no server, no API key)"
@@ -15,6 +16,10 @@ help:
 	@echo "make stack-up     start PostgreSQL, Kafka and the Dapr scheduler under .devstack/"
 	@echo "make stack-down   stop them"
 	@echo "make image        build the container image todo-agent:VERSION with podman"
+	@echo "make cluster-up   a single-node Kubernetes cluster with Dapr's control plane (root; builds once)"
+	@echo "make cluster-deploy  todo-agent onto it (k8s/overlays/local; needs the image: make image)"
+	@echo "make test-cluster build or reuse the image and the cluster, deploy, run tests/cluster"
+	@echo "make cluster-down stop the cluster"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +64,23 @@ stack-status: $(STAMP)
 # IMAGE_ARGS: e.g. --base debian, --ca-bundle none (see `python -m devstack image build --help`).
 image: $(STAMP)
 	$(PY) -m devstack image build $(IMAGE_ARGS)
+
+cluster-up: $(STAMP)
+	$(PY) -m devstack cluster up
+
+cluster-deploy: $(STAMP)
+	$(PY) -m devstack cluster deploy
+
+cluster-down: $(STAMP)
+	$(PY) -m devstack cluster down
+
+cluster-status: $(STAMP)
+	$(PY) -m devstack cluster status
+
+# Not part of `make test`: a cold first run builds Kubernetes, Helm, CoreDNS and Dapr's control
+# plane (see README "Kubernetes on this machine" for the times).
+test-cluster: test-prereqs image
+	$(PY) -m pytest tests/cluster -m cluster -ra $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

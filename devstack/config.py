@@ -55,6 +55,9 @@ class StackConfig:
     external_database_url: str | None = None
     #: An existing Kafka (``TODO_KAFKA_BROKERS``, comma separated): when set, none is started.
     external_kafka_brokers: str | None = None
+    #: The address PostgreSQL and Kafka listen on besides loopback (``TODO_STACK_LISTEN_HOST``),
+    #: e.g. the local cluster's bridge address so its pods reach them; Kafka advertises it.
+    listen_host: str = "127.0.0.1"
     dapr_version: str = DAPR_VERSION
     kafka_version: str = KAFKA_VERSION
     cache_dir: Path = field(default_factory=cache_root)
@@ -74,6 +77,7 @@ class StackConfig:
             scheduler_etcd_peer_port=_env_int(e, "TODO_STACK_SCHEDULER_ETCD_PEER_PORT", 52380),
             external_database_url=e.get("TODO_TEST_DATABASE_URL") or None,
             external_kafka_brokers=e.get("TODO_KAFKA_BROKERS") or None,
+            listen_host=e.get("TODO_STACK_LISTEN_HOST") or "127.0.0.1",
         )
 
     # -- derived locations -------------------------------------------------------------
@@ -97,7 +101,7 @@ class StackConfig:
     # -- addresses -----------------------------------------------------------------------
     @property
     def kafka_brokers(self) -> str:
-        return self.external_kafka_brokers or f"127.0.0.1:{self.kafka_port}"
+        return self.external_kafka_brokers or f"{self.listen_host}:{self.kafka_port}"
 
     @property
     def scheduler_address(self) -> str:

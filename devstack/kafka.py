@@ -120,8 +120,8 @@ class Kafka:
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:{c.kafka_controller_port}
-listeners=PLAINTEXT://127.0.0.1:{c.kafka_port},CONTROLLER://127.0.0.1:{c.kafka_controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{c.kafka_port},CONTROLLER://127.0.0.1:{c.kafka_controller_port}
+listeners=PLAINTEXT://{c.listen_host}:{c.kafka_port},CONTROLLER://127.0.0.1:{c.kafka_controller_port}
+advertised.listeners=PLAINTEXT://{c.listen_host}:{c.kafka_port},CONTROLLER://127.0.0.1:{c.kafka_controller_port}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT

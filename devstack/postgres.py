@@ -226,7 +226,10 @@ class Postgres:
                     "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                     "max_connections = 200\n"
                 )
-        opts = f"-p {self.cfg.pg_port} -k {self.home} -c listen_addresses=127.0.0.1"
+        listen = "127.0.0.1" if self.cfg.listen_host == "127.0.0.1" else f"127.0.0.1,{self.cfg.listen_host}"
+        if listen != "127.0.0.1":
+            self._allow_password_clients()
+        opts = f"-p {self.cfg.pg_port} -k {self.home} -c listen_addresses={listen}"
         self._run(
             [
                 str(bindir / "pg_ctl"),
@@ -244,6 +247,14 @@ class Postgres:
         )
         wait_until(lambda: self._healthy(self._root_url()), what="postgres", timeout=30, log_path=self.log)
         self._bootstrap_roles()
+
+    def _allow_password_clients(self) -> None:
+        """Let clients on this machine's networks in with a password (``TODO_STACK_LISTEN_HOST``)."""
+        hba = self.data / "pg_hba.conf"
+        line = "host all all samenet scram-sha-256\n"
+        if line not in hba.read_text():
+            with open(hba, "a") as f:
+                f.write("# devstack: clients of TODO_STACK_LISTEN_HOST (the local cluster's pods)\n" + line)
 
     def _root_url(self) -> str:
         return f"postgresql://{PG_USER}@127.0.0.1:{self.cfg.pg_port}/postgres"

@@ -9,7 +9,7 @@ from k8s_render import Manifest
 
 REPO: Final = Path(__file__).resolve().parents[2]
 K8S: Final = REPO / "k8s"
-APP_OVERLAYS: Final = ("overlays/minikube", "overlays/cloud")
+APP_OVERLAYS: Final = ("overlays/minikube", "overlays/cloud", "overlays/local")
 KAFKA_OVERLAYS: Final = ("kafka/minikube", "kafka/cloud")
 ALL_KUSTOMIZATIONS: Final = ("base", *APP_OVERLAYS, "kafka/base", *KAFKA_OVERLAYS)
 ROLES: Final = ("api", "recurrence", "notifications", "audit")

@@ -147,13 +147,32 @@ def migrate(cluster: Cluster) -> None:
         raise StackError(f"the migration Job did not complete:\n{logs}")
 
 
+#: The api's NodePort (k8s/overlays/local/api-nodeport.yaml).
+API_NODE_PORT = 30080
+
+
+def _rendered(cluster: Cluster) -> str:
+    """``k8s/overlays/local`` as kustomize renders it, with this node's address added to the hosts
+    the api answers to: it is how this machine reaches the NodePort, and the edge refuses unknown
+    ``Host`` headers (a Minikube user sets TODO_ALLOWED_HOSTS to ``$(minikube ip):30080`` alike)."""
+    import json
+
+    import yaml
+
+    documents = [d for d in yaml.safe_load_all(cluster.kubectl("kustomize", str(OVERLAY))) if d]
+    for document in documents:
+        if document.get("kind") == "ConfigMap" and document["metadata"]["name"] == "todo-agent-env":
+            document["data"]["TODO_ALLOWED_HOSTS"] = json.dumps([f"{cluster.ip}:{API_NODE_PORT}"])
+    return yaml.safe_dump_all(documents, sort_keys=False)
+
+
 def deploy(cluster: Cluster) -> StackConfig:
     """Everything above, in order; returns the stand-ins' configuration."""
     cfg = ensure_services(cluster)
     ensure_image(cluster)
     ensure_secrets(cluster, cfg)
     migrate(cluster)
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(OVERLAY))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=_rendered(cluster))
     for role in ROLES:
         cluster.kubectl(
             "-n", NAMESPACE, "rollout", "status", f"deployment/{role}", "--timeout=600s", timeout=630

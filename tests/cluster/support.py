@@ -18,9 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from devstack.cluster import Cluster
-from devstack.cluster_app import NAMESPACE
-
-API_NODE_PORT = 30080
+from devstack.cluster_app import API_NODE_PORT, NAMESPACE
 
 
 @dataclass

@@ -6,8 +6,10 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
+import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +73,28 @@ class Deployed:
 
     def ready_pods(self, app: str) -> list[dict[str, Any]]:
         return [p for p in self.pods(app) if is_ready(p)]
+
+    @contextlib.contextmanager
+    def forwarded(self, pod: str, port: int = 8000) -> Iterator[str]:
+        """``http://127.0.0.1:<local port>`` reaching ``pod`` itself (``kubectl port-forward``), as
+        an operator reaches one replica: a loopback Host header, which the api's edge accepts."""
+        process = subprocess.Popen(
+            [self.cluster.bin("kubectl"), "--kubeconfig", str(self.cluster.kubeconfig), "-n", NAMESPACE,
+             "port-forward", f"pod/{pod}", f":{port}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()  # "Forwarding from 127.0.0.1:PORT -> 8000"
+            found = re.search(r"127\.0\.0\.1:(\d+)", line)
+            if found is None:
+                raise AssertionError(
+                    f"kubectl port-forward to {pod} failed: {line}{process.stdout.read(2000)}"
+                )
+            yield f"http://127.0.0.1:{found.group(1)}"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
     def sidecar_get(self, app: str, path: str) -> Any:
         """GET ``path`` on the daprd sidecar of ``app``'s first pod, from inside the app container

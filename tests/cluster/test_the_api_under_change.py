@@ -92,21 +92,22 @@ async def test_two_api_replicas_each_push_every_update_once_to_their_websocket_c
         )
         pods = deployed.ready_pods("todo-api")
         owner = f"tabs-{uuid.uuid4().hex[:8]}"
-        urls = [f"http://{p['status']['podIP']}:8000" for p in pods]
-        async with (
-            tab(deployed.ws_url(owner, urls[0])) as first,
-            tab(deployed.ws_url(owner, urls[1])) as second,
-        ):
-            await asyncio.sleep(3)  # each replica's broadcast consumer joins at the newest offset
-            async with deployed.http(owner) as http:
-                ids = []
-                for i in range(10):
-                    created = await http.post("/api/tasks", json={"title": f"update {i}"})
-                    assert created.status_code == 201, created.text
-                    ids.append(created.json()["id"])
-            for window in (first, second):
-                await eventually(lambda w=window: len(w.of_type("task")) >= 10, "ten updates", limit=60)
-            await asyncio.sleep(3)  # a duplicate would arrive by now
+        names = [p["metadata"]["name"] for p in pods]
+        with deployed.forwarded(names[0]) as url_0, deployed.forwarded(names[1]) as url_1:
+            async with (
+                tab(deployed.ws_url(owner, url_0)) as first,
+                tab(deployed.ws_url(owner, url_1)) as second,
+            ):
+                await asyncio.sleep(3)  # each replica's broadcast consumer joins at the newest offset
+                async with deployed.http(owner) as http:
+                    ids = []
+                    for i in range(10):
+                        created = await http.post("/api/tasks", json={"title": f"update {i}"})
+                        assert created.status_code == 201, created.text
+                        ids.append(created.json()["id"])
+                for window in (first, second):
+                    await eventually(lambda w=window: len(w.of_type("task")) >= 10, "ten updates", limit=60)
+                await asyncio.sleep(3)  # a duplicate would arrive by now
         for window in (first, second):
             assert sorted(m["task_id"] for m in window.of_type("task")) == sorted(ids)
     finally:

@@ -14,11 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.procs import free_port
 from mcp_server.auth import JwtVerifier
-from tests.conftest import JWT_SECRET
-from tests.unit.agent.support import RunningApp, running_app
-from todo_agent.settings import Settings
+from tests.unit.agent.support import RunningApp, app_on_each_database
 
 pytestmark = pytest.mark.integration
 
@@ -27,15 +24,7 @@ BEYOND = [2**31, 2**63, 2**64, 10**30]
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    folder = tmp_path_factory.mktemp("findings")
-    url = (
-        f"sqlite:///{folder / 'todo.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    )
-    settings = Settings(
-        database_url=url, data_dir=folder, timezone="Europe/Berlin", jwt_secret=JWT_SECRET, port=free_port()
-    )  # type: ignore[arg-type]
-    with running_app(settings) as running:
-        yield running
+    yield from app_on_each_database(request, tmp_path_factory, "findings")
 
 
 @pytest.fixture

@@ -18,14 +18,12 @@ import httpx
 import pytest
 
 from agent.chat import MAX_MESSAGE_LENGTH
-from devstack.procs import free_port
 from mcp_server.auth import JwtVerifier
 from tasks.errors import InvalidInput
 from tasks.inputs import clean_description, clean_tags, clean_title
 from tests.conftest import JWT_SECRET
 from tests.integration.hostile_strings import HOSTILE
-from tests.unit.agent.support import RunningApp, running_app
-from todo_agent.settings import Settings
+from tests.unit.agent.support import RunningApp, app_on_each_database
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +31,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     """One app per database for the whole corpus (each test signs in as a new user)."""
-    folder = tmp_path_factory.mktemp("hostile")
-    url = (
-        f"sqlite:///{folder / 'todo.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    )
-    settings = Settings(
-        database_url=url, data_dir=folder, timezone="Europe/Berlin", jwt_secret=JWT_SECRET, port=free_port()
-    )  # type: ignore[arg-type]
-    with running_app(settings) as running:
-        yield running
+    yield from app_on_each_database(request, tmp_path_factory, "hostile")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -37,21 +37,6 @@ MCP_INITIALIZE = {
                "clientInfo": {"name": "edge-test", "version": "1"}},
 }  # fmt: skip
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-
-
-@pytest.fixture
-def make_container(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Container]]:
-    made: list[Container] = []
-
-    def make(role: str = "all", **overrides: Any) -> Container:
-        overrides.setdefault("timezone", "UTC")
-        container = bootstrap(role, make_settings(**overrides))  # type: ignore[arg-type]
-        made.append(container)
-        return container
-
-    yield make
-    for container in made:
-        container.engine.dispose()
 
 
 @contextlib.asynccontextmanager

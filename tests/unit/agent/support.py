@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 
 from agent.models import ModelChoice
 from agent.routes import CHAT_KEY
@@ -16,6 +17,7 @@ from agent.wiring import build_chat
 from devstack.appserver import AppServer, serve_in_thread
 from devstack.procs import free_port
 from mcp_server.auth import JwtVerifier
+from tests.conftest import JWT_SECRET
 from todo_agent.bootstrap import Container, bootstrap
 from todo_agent.roles import app_for
 from todo_agent.settings import Settings
@@ -86,3 +88,18 @@ async def stream(
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")
         return parse_sse((await response.aread()).decode())
+
+
+def app_on_each_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[RunningApp]:
+    """The app with sign-in on SQLite or PostgreSQL (``request.param``), for a module's fixture."""
+    folder = tmp_path_factory.mktemp(name)
+    url = (
+        f"sqlite:///{folder / 'todo.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    )
+    settings = Settings(
+        database_url=url, data_dir=folder, timezone="Europe/Berlin", jwt_secret=JWT_SECRET, port=free_port()
+    )  # type: ignore[arg-type]
+    with running_app(settings) as running:
+        yield running

@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
 from devstack.appserver import AppServer, serve_in_thread
 from tests.unit.events.support import RecordingPublisher
-from todo_agent.bootstrap import Container, bootstrap
+from todo_agent.bootstrap import Container
 from todo_agent.roles import app_for
-from todo_agent.settings import Settings
 
 
 @pytest.fixture
 def publisher() -> RecordingPublisher:
     return RecordingPublisher()
-
-
-@pytest.fixture
-def make_container(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Container]]:
-    made: list[Container] = []
-
-    def make(role: str = "all", **overrides: Any) -> Container:
-        overrides.setdefault("timezone", "UTC")
-        container = bootstrap(role, make_settings(**overrides))  # type: ignore[arg-type]
-        made.append(container)
-        return container
-
-    yield make
-    for container in made:
-        container.engine.dispose()
 
 
 @pytest.fixture

@@ -85,14 +85,19 @@ async def test_completing_a_recurring_task_schedules_the_next_occurrences_remind
 
     await asyncio.sleep(quiet_window_wait(started, ready, seconds=6))
     async with system.client(f"frank-{uuid.uuid4().hex[:8]}") as client:
-        # Every 5 seconds (from its due time), reminded 1 minute before: this occurrence's
-        # reminder is 10 s away, the next one's 15 s.
+        # Every minute (tasks repeat at most hourly, but an hourly rule may list its minutes),
+        # reminded 1 minute before: this occurrence's reminder is 10 s away, the next one's 70 s.
         due = utc_now() + timedelta(seconds=70)
+        every_minute = "FREQ=HOURLY;BYMINUTE=" + ",".join(str(minute) for minute in range(60))
         created = await client.post(
             "/api/tasks",
-            json={"title": "Stretch", "due": iso(due), "recurrence": "FREQ=SECONDLY;INTERVAL=5",
-                  "remind_before_minutes": 1},
-        )  # fmt: skip
+            json={
+                "title": "Stretch",
+                "due": iso(due),
+                "recurrence": every_minute,
+                "remind_before_minutes": 1,
+            },
+        )
         assert created.status_code == 201, created.text
         task = created.json()
         assert (await client.post(f"/api/tasks/{task['id']}/complete")).status_code == 200
@@ -116,7 +121,7 @@ async def test_completing_a_recurring_task_schedules_the_next_occurrences_remind
     assert await read_job(api.sidecar.http_url, task["id"]) is None, "the completed one's job is gone"
 
     [fired] = await eventually(
-        lambda: system.reminder_rows(following.id), seconds=30, what="the next occurrence's reminder"
+        lambda: system.reminder_rows(following.id), seconds=100, what="the next occurrence's reminder"
     )
     lateness = fired.created_at - remind_at
     print(f"the next occurrence's reminder fired {lateness.total_seconds() * 1000:.0f} ms after its time")

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from devstack.cluster import Cluster
 from devstack.cluster_app import API_NODE_PORT, NAMESPACE
+from tests.websocket_tab import Tab
 
 
 @dataclass
@@ -121,23 +122,6 @@ async def eventually(predicate: Callable[[], bool], what: str, limit: float = 60
             return
         await asyncio.sleep(0.5)
     raise AssertionError(f"timed out after {limit}s waiting for {what}")
-
-
-class Tab:
-    """A WebSocket client that keeps every message it gets."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.messages: list[dict[str, Any]] = []
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for raw in self.ws:
-                self.messages.append(json.loads(raw))
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [m for m in self.messages if m.get("type") == kind]
 
 
 @contextlib.asynccontextmanager

@@ -25,26 +25,10 @@ from tests.integration.events.support import (
     wait_until_async,
 )
 from tests.integration.kafka_support import commit_offsets, end_offsets
+from tests.websocket_tab import Tab
 from todo_agent.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-class Tab:
-    """A WebSocket client that keeps every message it gets."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.messages: list[dict[str, Any]] = []
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for raw in self.ws:
-                self.messages.append(json.loads(raw))
-
-    def task_ids(self) -> list[str]:
-        return [m["id"] for m in self.messages if m["type"] == "task"]
 
 
 @contextlib.asynccontextmanager

@@ -12,24 +12,18 @@ import signal
 import sys
 from types import FrameType
 
-from pydantic import ValidationError
-
 from devstack.config import StackConfig
 from devstack.errors import StackError
 from devstack.sidecar import start_stack_sidecar
 from todo_agent.bootstrap import Role
-from todo_agent.cli import ROLE_PORTS, configure_logging, serve_role
-from todo_agent.settings import Settings
+from todo_agent.cli import ROLE_PORTS, load_settings, serve_role
 
 
 def serve_with_sidecar(role: Role, *, host: str | None, port: int | None) -> int:
     """Start daprd for ``role`` and serve the role until stopped; returns the exit code."""
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"devstack serve: configuration error:\n{exc}", file=sys.stderr)
+    settings = load_settings("devstack serve")
+    if settings is None:
         return 2
-    configure_logging(settings.log_level)
     # uvicorn re-raises the SIGTERM it caught once the role has shut down. Its default action
     # would end this process on the spot and leave the daprd running; as an exception it
     # unwinds through the ``with sidecar`` below, which stops the daprd.

@@ -57,6 +57,17 @@ _PASS_THROUGH = ("chat", "events")
 _PER_REQUEST_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
 
 
+def load_settings(prog: str) -> Settings | None:
+    """The environment's settings with logging set up, or None after printing what is wrong."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"{prog}: configuration error:\n{exc}", file=sys.stderr)
+        return None
+    configure_logging(settings.log_level)
+    return settings
+
+
 def configure_logging(level: str) -> None:
     """Root logging at ``level``; the HTTP clients' one-line-per-request INFO logs (every MCP
     call of the agent, every publish to daprd) only when ``level`` is DEBUG."""
@@ -72,12 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = argparse.Namespace(command=argv[0], args=argv[1:])
     else:
         args = _parser().parse_args(argv)
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"todo-agent: configuration error:\n{exc}", file=sys.stderr)
+    settings = load_settings("todo-agent")
+    if settings is None:
         return 2
-    configure_logging(settings.log_level)
     if args.command == "chat":
         from agent.terminal import main as chat_main
 

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from mcp.server.transport_security import TransportSecuritySettings
 from sqlalchemy import text
 
+from events.realtime import hub_of
 from todo_agent import routes_tasks
 from todo_agent.bootstrap import Container
 from todo_agent.edge import EdgeGuard, EdgePolicy
@@ -43,9 +44,13 @@ def create_app(
         streamable_http_path="/mcp",
         # The edge guard checks Host and Origin for every route, /mcp included, by one rule.
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-        stateless_http=True,
+        # Sessions (handshake-era clients: resources/subscribe, elicitation mid-call) live in
+        # the memory of the replica that answered their initialize; 2026-07-28 requests need none.
+        stateless_http=False,
         json_response=True,
     ) if mcp else None  # fmt: skip
+    if mcp is not None:  # MCP subscriptions hear task changes from the same delivery as /ws
+        hub_of(container).observers.append(container.mcp_live.on_task_update)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

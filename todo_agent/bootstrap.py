@@ -12,7 +12,8 @@ from typing import Any, Literal
 from sqlalchemy import Engine
 
 from mcp_server.auth import Identity, InvalidToken, JwtVerifier, identity_of
-from mcp_server.server import build_mcp_server
+from mcp_server.live import LiveResources
+from mcp_server.server import McpOptions, build_mcp_server
 from tasks.db import make_engine, migrate
 from tasks.profiles import Profiles
 from tasks.service import Actor, TaskService
@@ -51,20 +52,37 @@ class Container:
             raise InvalidToken("Sign in: this server needs 'Authorization: Bearer <token>'.")
         return self.actor_for_identity(self.verifier.verify(token))
 
+    @property
+    def mcp_live(self) -> LiveResources:
+        """Who watches which MCP resource in this process (fed by task-updates or the outbox)."""
+        live: LiveResources = self.extras.setdefault("mcp_live", LiveResources())
+        return live
+
     def build_mcp(self, *, stdio: bool = False) -> Any:
         if stdio:
-            return build_mcp_server(self.tasks, resolve_actor=lambda _token: self.actor_for_identity(None))
+            local = McpOptions(live=self.mcp_live, current_user=lambda _token: self.settings.user)
+            return build_mcp_server(
+                self.tasks, resolve_actor=lambda _token: self.actor_for_identity(None), options=local
+            )
 
         def resolve(token: Any) -> Actor:
             if token is None and self.verifier is not None:
                 raise InvalidToken("Not authenticated.")
             return self.actor_for_identity(identity_of(token) if token is not None else None)
 
-        return build_mcp_server(
-            self.tasks,
-            resolve_actor=resolve,
-            token_verifier=self.verifier,
+        def current_user(token: Any) -> str:
+            if token is None:
+                return self.settings.user if self.verifier is None else ""
+            return identity_of(token).user_id
+
+        options = McpOptions(
             public_url=self.settings.base_url,
+            authorization_servers=[self.settings.jwt_issuer] if self.settings.jwt_issuer else [],
+            live=self.mcp_live,
+            current_user=current_user,
+        )
+        return build_mcp_server(
+            self.tasks, resolve_actor=resolve, token_verifier=self.verifier, options=options
         )
 
 

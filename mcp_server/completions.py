@@ -52,7 +52,7 @@ def default_completers(service: TaskService) -> dict[str, Completer]:
         return [str(t.id) for t in tasks if needle in t.title.casefold()][:MAX_VALUES]
 
     def titles(actor: Actor, typed: str) -> list[str]:
-        return ranked([t.title for t in scan(actor) if not t.completed], typed)
+        return ranked(sorted({t.title for t in scan(actor) if not t.completed}), typed)
 
     return {"tag": tags, "focus_tag": tags, "task_id": task_ids, "task": titles}
 

@@ -16,7 +16,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, TypeVar
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts.base import UserMessage
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 from pydantic import Field
 
 from mcp_server.resources import today_for
@@ -49,7 +52,15 @@ def _data(title: str, payload: dict[str, Any]) -> str:
     return f"{title} (JSON, times in UTC):\n```json\n{json.dumps(payload, indent=1)}\n```"
 
 
-def install_prompts(mcp: MCPServer, service: TaskService, call: Call[Any]) -> None:
+def install_prompts(mcp: MCPServer, service: TaskService, call_tool: Call[Any]) -> None:
+    async def call(fn: Callable[[Actor], T]) -> T:
+        """``fn`` for the caller; a task error (not found, ambiguous title) is the prompt's error,
+        as it is written (the SDK would otherwise replace it with 'Error rendering prompt')."""
+        try:
+            return await call_tool(fn)
+        except ToolError as exc:
+            raise MCPError(INVALID_PARAMS, str(exc)) from exc
+
     @mcp.prompt(
         name="plan_my_day",
         title="Plan my day",

@@ -29,7 +29,7 @@ from mcp_types import INVALID_PARAMS, ToolAnnotations
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field, ValidationError
 
-from mcp_server.auth import READ_SCOPE, WRITE_SCOPE
+from mcp_server.auth import ALL_SCOPES, READ_SCOPE, WRITE_SCOPE
 from mcp_server.completions import Completer, default_completers, install_completions
 from mcp_server.live import LiveResources
 from mcp_server.prompts import install_prompts
@@ -387,6 +387,17 @@ async def readable_resource(mcp: MCPServer, uri: str) -> None:
         await mcp.read_resource(uri)
     except ResourceError as exc:
         raise MCPError(INVALID_PARAMS, f"Cannot subscribe to {uri}: {exc}") from exc
+
+
+def resource_metadata(options: McpOptions) -> dict[str, Any]:
+    """RFC 9728 protected resource metadata of ``/mcp``: who issues its tokens, which scopes."""
+    return {
+        "resource": f"{options.public_url}/mcp",
+        "authorization_servers": options.authorization_servers or [options.public_url],
+        "scopes_supported": list(ALL_SCOPES),
+        "bearer_methods_supported": ["header"],
+        "resource_name": "todo-agent",
+    }
 
 
 def readable(exc: ValidationError) -> str:

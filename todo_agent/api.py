@@ -20,6 +20,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from sqlalchemy import text
 
 from events.realtime import hub_of
+from mcp_server.server import resource_metadata
 from todo_agent import routes_tasks
 from todo_agent.bootstrap import Container
 from todo_agent.edge import EdgeGuard, EdgePolicy
@@ -76,11 +77,23 @@ def create_app(
     _health_routes(app, container)
     if container.role in ("api", "all"):
         app.include_router(routes_tasks.router)
+    if mcp is not None and container.verifier is not None:
+        _protected_resource_routes(app, container)
     for extend in extensions or []:
         extend(app, container)
     if mcp_app is not None:
         app.mount("/", mcp_app)  # last: lowest precedence; serves /mcp and its OAuth metadata
     return app
+
+
+def _protected_resource_routes(app: FastAPI, container: Container) -> None:
+    """RFC 9728 metadata at the root well-known path and at the one for ``/mcp`` (where the
+    ``WWW-Authenticate`` of a 401 from ``/mcp`` points): the issuer and the scopes."""
+    metadata = resource_metadata(container.mcp_options())
+    for path in ("/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"):
+        app.add_api_route(
+            path, lambda: metadata, methods=["GET"], tags=["mcp"], summary="OAuth protected resource metadata"
+        )
 
 
 def _size_the_thread_pool(container: Container) -> None:

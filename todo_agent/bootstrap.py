@@ -75,14 +75,19 @@ class Container:
                 return self.settings.user if self.verifier is None else ""
             return identity_of(token).user_id
 
-        options = McpOptions(
-            public_url=self.settings.base_url,
-            authorization_servers=[self.settings.jwt_issuer] if self.settings.jwt_issuer else [],
-            live=self.mcp_live,
-            current_user=current_user,
-        )
+        options = self.mcp_options()
+        options.current_user = current_user
         return build_mcp_server(
             self.tasks, resolve_actor=resolve, token_verifier=self.verifier, options=options
+        )
+
+    def mcp_options(self) -> McpOptions:
+        """Where ``/mcp`` is reached and whose tokens it takes (also its RFC 9728 metadata)."""
+        issuer = self.settings.jwt_issuer
+        return McpOptions(
+            public_url=self.settings.base_url,
+            authorization_servers=[issuer] if issuer else [],
+            live=self.mcp_live,
         )
 
 

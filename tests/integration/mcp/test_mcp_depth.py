@@ -415,3 +415,40 @@ async def test_mcp_is_an_oauth_protected_resource(http_server) -> None:
     assert metadata["resource"] == f"{url}/mcp"
     assert metadata["scopes_supported"] == ["tasks:read", "tasks:write"]
     assert metadata["authorization_servers"] and metadata["bearer_methods_supported"] == ["header"]
+
+
+async def test_a_session_lives_on_its_replica_and_another_replica_answers_404(
+    make_settings, app_server_factory, verifier: JwtVerifier
+) -> None:
+    """A handshake-era session is held in the memory of the replica that answered initialize; on
+    any other replica (or after a restart) its id is unknown: 404, and the client (per the spec)
+    initializes a new session and subscribes again."""
+    settings = make_settings(jwt_secret=JWT_SECRET)
+    first, second = (app_server_factory(app_for(bootstrap("api", settings))) for _ in range(2))
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Authorization": f"Bearer {verifier.issue('alice')}",
+    }
+    params = {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    }
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}
+    ask = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+    async with httpx.AsyncClient(timeout=10) as http:
+        opened = await http.post(f"{first.url}/mcp", headers=headers, json=hello)
+        session = {
+            **headers,
+            "Mcp-Session-Id": opened.headers["mcp-session-id"],
+            "MCP-Protocol-Version": "2025-11-25",
+        }
+        await http.post(
+            f"{first.url}/mcp",
+            headers=session,
+            json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+        )
+        same = await http.post(f"{first.url}/mcp", headers=session, json=ask)
+        elsewhere = await http.post(f"{second.url}/mcp", headers=session, json=ask)
+    assert opened.status_code == 200 and same.status_code == 200
+    assert elsewhere.status_code == 404 and elsewhere.json()["error"]["message"] == "Session not found"

@@ -48,7 +48,9 @@ def create_app(
         # Sessions (handshake-era clients: resources/subscribe, elicitation mid-call) live in
         # the memory of the replica that answered their initialize; 2026-07-28 requests need none.
         stateless_http=False,
-        json_response=True,
+        # SSE responses, so a session's tool call can carry a question to the client (a delete's
+        # elicitation); a 2026-07-28 answer without notifications is still plain JSON.
+        json_response=False,
     ) if mcp else None  # fmt: skip
     if mcp is not None:  # MCP subscriptions hear task changes from the same delivery as /ws
         hub_of(container).observers.append(container.mcp_live.on_task_update)

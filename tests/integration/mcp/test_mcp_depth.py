@@ -452,3 +452,16 @@ async def test_a_session_lives_on_its_replica_and_another_replica_answers_404(
         elsewhere = await http.post(f"{second.url}/mcp", headers=session, json=ask)
     assert opened.status_code == 200 and same.status_code == 200
     assert elsewhere.status_code == 404 and elsewhere.json()["error"]["message"] == "Session not found"
+
+
+async def test_a_session_client_over_http_is_asked_before_a_delete(http_server, verifier) -> None:
+    task = http_server.container.tasks.add(Actor("alice"), TaskDraft(title="Ask me over HTTP"))
+    asked: list[str] = []
+    answer = _answering("cancel", asked=asked)
+    async with http_client(
+        http_server.url, verifier.issue("alice"), mode="legacy", elicitation_callback=answer
+    ) as client:
+        text = error_text(await client.call_tool("delete_task", {"task_id": task.id}))
+    assert asked, text
+    assert "Nothing was deleted" in text and "cancelled" in text
+    assert http_server.container.tasks.get(Actor("alice"), task.id).title == "Ask me over HTTP"

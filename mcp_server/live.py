@@ -123,10 +123,10 @@ class LiveResources:
 
 
 class OutboxFeed:
-    """Feeds ``live`` from the outbox for a process without an event subscription (stdio):
-    while anyone watches, it reads the events committed after the last one it saw (every
-    quarter second) and reports each task change. Any writer to the same database counts:
-    the web UI, the REST API, another replica."""
+    """Feeds ``live`` from the outbox for a process without an event subscription (stdio): every
+    quarter second it reads the watched users' events committed after the last one it saw and
+    reports each task change. Any writer to the same database counts: the web UI, the REST API,
+    another replica."""
 
     def __init__(self, uow: UnitOfWorkFactory, live: LiveResources, *, poll: float = _POLL_SECONDS) -> None:
         self._uow = uow
@@ -137,12 +137,8 @@ class OutboxFeed:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._poll)
-            users = self._live.watched_users()
-            if not users:
-                self._after = None  # nobody watches: start from "now" when someone does
-                continue
             try:
-                rows = await asyncio.to_thread(self._read, users)
+                rows = await asyncio.to_thread(self._read, self._live.watched_users())
             except Exception:  # a database hiccup: try again on the next tick
                 log.exception("reading the outbox for live resources failed")
                 continue
@@ -152,8 +148,10 @@ class OutboxFeed:
                     self._live.task_changed(row.user_id, task_id, row.payload.get("event_type"))
 
     def _read(self, users: list[str]) -> list[OutboxEvent]:
+        """The watched users' events since the last read. While nobody watches only the newest
+        id is read (one indexed lookup), so a subscription made now misses nothing after it."""
         with self._uow(read_only=True) as uow:
-            if self._after is None:
+            if self._after is None or not users:
                 self._after = uow.outbox.last_id()
                 return []
             after = self._after

@@ -271,8 +271,7 @@ def build_mcp_server(
             ),
         ] = False,
     ) -> DeletedTask:
-        """Delete a task for good. The user is asked first (by the client, or by you: then pass
-        confirm: true); a declined or cancelled confirmation deletes nothing."""
+        """Delete a task for good, once the user said yes (asked by the client, or by you)."""
         refuse_without_write_scope(get_access_token())
         if not isinstance(answer, AcceptedElicitation):
             said = "declined" if answer.action == "decline" else "cancelled"

@@ -29,9 +29,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_server.auth import JwtVerifier
 from tasks.inputs import TaskDraft
 from tasks.service import Actor
+from todo_agent.api import app_for
 from todo_agent.bootstrap import bootstrap
 from todo_agent.local_server import free_port, serve_in_thread
-from todo_agent.roles import app_for
 from todo_agent.settings import Settings
 
 SECRET = "benchmark-secret-that-is-long-enough-for-hs256-0123456789"

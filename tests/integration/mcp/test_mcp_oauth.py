@@ -34,9 +34,9 @@ from devstack.config import StackConfig
 from devstack.keycloak import ADMIN_PASSWORD, ADMIN_USER, Keycloak
 from tasks.inputs import TaskQuery
 from tasks.service import Actor
+from todo_agent.api import app_for
 from todo_agent.bootstrap import Container, bootstrap
 from todo_agent.local_server import free_port
-from todo_agent.roles import app_for
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ import pytest
 from tasks.inputs import TaskDraft
 from tasks.service import Actor
 from tests.conftest import JWT_SECRET
+from todo_agent.api import app_for
 from todo_agent.bootstrap import bootstrap
 from todo_agent.local_server import free_port
-from todo_agent.roles import app_for
 
 pytestmark = pytest.mark.integration
 

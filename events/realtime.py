@@ -36,7 +36,7 @@ import json
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -190,6 +190,8 @@ class WebSocketHub:
         self._connections: dict[str, set[Connection]] = defaultdict(set)
         self.delivered = 0
         self.dropped_clients = 0
+        #: Also told of each user's message (e.g. MCP resource subscriptions); must not block.
+        self.observers: list[Callable[[str, dict[str, Any]], Awaitable[None]]] = []
 
     def add(self, connection: Connection) -> None:
         self._connections[connection.user_id].add(connection)
@@ -227,6 +229,11 @@ class WebSocketHub:
             log.warning("DROP %s event %s: no user or unknown type %r", CONSUMER, delivery.id, delivery.type)
             return Outcome.DROP
         await self.send_to_user(user_id, message)
+        for observe in self.observers:
+            try:
+                await observe(user_id, message)
+            except Exception:  # an observer's failure must not make the event redelivered
+                log.exception("a task-updates observer failed on event %s", delivery.id)
         return Outcome.SUCCESS
 
 

@@ -32,6 +32,7 @@ from events.reminders import notifications as reminders_notifications
 from events.reminders import routes as reminder_routes
 from events.reminders import wiring as reminders_wiring
 from events.reminders.retrier import notification_retries
+from mcp_server.server import resource_metadata
 from todo_agent import routes_tasks, web
 from todo_agent.bootstrap import Container
 from todo_agent.deps import current_actor
@@ -58,9 +59,15 @@ def create_app(
         streamable_http_path="/mcp",
         # The edge guard checks Host and Origin for every route, /mcp included, by one rule.
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-        stateless_http=True,
-        json_response=True,
+        # Sessions (handshake-era clients: resources/subscribe, elicitation mid-call) live in
+        # the memory of the replica that answered their initialize; 2026-07-28 requests need none.
+        stateless_http=False,
+        # SSE responses, so a session's tool call can carry a question to the client (a delete's
+        # elicitation); a 2026-07-28 answer without notifications is still plain JSON.
+        json_response=False,
     ) if mcp else None  # fmt: skip
+    if mcp is not None and container.hub is not None:  # the same delivery as /ws feeds MCP
+        container.hub.observers.append(container.mcp_live.on_task_update)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -86,11 +93,23 @@ def create_app(
     _health_routes(app, container)
     if container.serves.tasks:
         app.include_router(routes_tasks.router)
+    if mcp is not None and container.verifier is not None:
+        _protected_resource_routes(app, container)
     for extend in extensions or []:
         extend(app, container)
     if mcp_app is not None:
         app.mount("/", mcp_app)  # last: lowest precedence; serves /mcp and its OAuth metadata
     return app
+
+
+def _protected_resource_routes(app: FastAPI, container: Container) -> None:
+    """RFC 9728 metadata at the root well-known path and at the one for ``/mcp`` (where the
+    ``WWW-Authenticate`` of a 401 from ``/mcp`` points): the issuer and the scopes."""
+    metadata = resource_metadata(container.mcp_options())
+    for path in ("/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"):
+        app.add_api_route(
+            path, lambda: metadata, methods=["GET"], tags=["mcp"], summary="OAuth protected resource metadata"
+        )
 
 
 def app_for(container: Container) -> FastAPI:

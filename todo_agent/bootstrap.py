@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -38,7 +38,8 @@ from events.reminders.notifications import ReminderNotifier
 from events.reminders.retrier import NotificationRetrier
 from events.reminders.scheduling import ReminderScheduling
 from mcp_server.auth import Identity, InvalidToken, JwtVerifier, identity_of
-from mcp_server.server import build_mcp_server
+from mcp_server.live import LiveResources
+from mcp_server.server import McpOptions, build_mcp_server
 from tasks.db import make_engine, migrate
 from tasks.profiles import Profiles
 from tasks.service import Actor, TaskService
@@ -84,6 +85,9 @@ class Container:
     #: The chat and where its conversations are kept.
     conversations: ConversationStore | None = None
     chat: Chat | None = None
+    #: Who watches which MCP resource in this process, fed by the hub's task-updates delivery
+    #: (served roles) or by the outbox (stdio: ``mcp_server.live.OutboxFeed``).
+    mcp_live: LiveResources = field(default_factory=LiveResources)
 
     def actor_for_identity(self, identity: Identity | None) -> Actor:
         if identity is None:
@@ -100,18 +104,34 @@ class Container:
 
     def build_mcp(self, *, stdio: bool = False) -> MCPServer:
         if stdio:
-            return build_mcp_server(self.tasks, resolve_actor=lambda _token: self.actor_for_identity(None))
+            local = McpOptions(live=self.mcp_live, current_user=lambda _token: self.settings.user)
+            return build_mcp_server(
+                self.tasks, resolve_actor=lambda _token: self.actor_for_identity(None), options=local
+            )
 
         def resolve(token: Any) -> Actor:
             if token is None and self.verifier is not None:
                 raise InvalidToken("Not authenticated.")
             return self.actor_for_identity(identity_of(token) if token is not None else None)
 
+        def current_user(token: Any) -> str:
+            if token is None:
+                return self.settings.user if self.verifier is None else ""
+            return identity_of(token).user_id
+
+        options = self.mcp_options()
+        options.current_user = current_user
         return build_mcp_server(
-            self.tasks,
-            resolve_actor=resolve,
-            token_verifier=self.verifier,
+            self.tasks, resolve_actor=resolve, token_verifier=self.verifier, options=options
+        )
+
+    def mcp_options(self) -> McpOptions:
+        """Where ``/mcp`` is reached and whose tokens it takes (also its RFC 9728 metadata)."""
+        issuer = self.settings.jwt_issuer
+        return McpOptions(
             public_url=self.settings.base_url,
+            authorization_servers=[issuer] if issuer else [],
+            live=self.mcp_live,
         )
 
 

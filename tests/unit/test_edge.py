@@ -48,6 +48,14 @@ async def client(
         yield http
 
 
+def mcp_reply(reply: httpx.Response) -> Any:
+    """The JSON-RPC message of an MCP reply: a JSON body, or the one event of an SSE body."""
+    if reply.headers["content-type"].startswith("text/event-stream"):
+        data = next(line for line in reply.text.splitlines() if line.startswith("data: "))
+        return json.loads(data.removeprefix("data: "))
+    return reply.json()
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
@@ -150,7 +158,7 @@ async def test_with_sign_in_on_all_interfaces_mcp_still_checks_the_host(
             assert (await bound.post("/mcp", json=MCP_INITIALIZE, headers=headers)).status_code == 200
         async with client(app) as local:
             reply = await local.post("/mcp", json=MCP_INITIALIZE, headers=headers)
-            assert reply.status_code == 200 and reply.json()["result"]["serverInfo"]
+            assert reply.status_code == 200 and mcp_reply(reply)["result"]["serverInfo"]
         async with client(app, base_url="http://10.1.2.3:8000", peer=ELSEWHERE) as kubelet:
             assert (await kubelet.get("/healthz")).status_code == 200  # probes use the pod's address
 

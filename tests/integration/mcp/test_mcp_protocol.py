@@ -77,7 +77,7 @@ async def test_a_full_round_of_tools_in_memory(make_settings) -> None:
         assert reopened["completed"] is False
         cancelled = structured(await client.call_tool("set_reminder", {"task_id": task_id, "cancel": True}))
         assert cancelled["remind_at"] is None
-        deleted = structured(await client.call_tool("delete_task", {"task_id": task_id}))
+        deleted = structured(await client.call_tool("delete_task", {"task_id": task_id, "confirm": True}))
         assert deleted == {"id": task_id, "title": "Water plants", "deleted": True}
         assert structured(await client.call_tool("list_tasks", {"status": "all"}))["items"] == []
 

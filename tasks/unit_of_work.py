@@ -131,6 +131,12 @@ class UnitOfWork:
         """Collect an event; it is written to the outbox by ``commit``."""
         self._pending.append(event)
 
+    @property
+    def recorded(self) -> Sequence[DomainEvent]:
+        """The events recorded so far in this unit (``commit`` writes them), to complete them
+        with what is known only at the end (the change id of the write they belong to)."""
+        return tuple(self._pending)
+
     def insert(self, rows: Sequence[SQLModel]) -> None:
         """Write new rows of one table at once and give them their ids, in order.
 

@@ -145,6 +145,8 @@ class TaskService:
     def _stored_key(self, actor: Actor, key: str) -> IdempotencyKey | None:
         with self._uow(read_only=True) as uow:
             found = uow.session.get(IdempotencyKey, (actor.user_id, key))
+            if found is not None:
+                uow.session.expunge(found)  # readable after the unit ends
             if found is not None and found.created_at is not None:
                 if found.created_at < self._clock() - idempotency.KEEP_KEYS:
                     return None  # expired: purged by the next write that stores a key
@@ -757,10 +759,11 @@ class TaskService:
                     col(IdempotencyKey.created_at) < now - idempotency.KEEP_KEYS,
                 )
             )
-            uow.insert([IdempotencyKey(
-                owner_id=key.owner_id, key=key.key, request_hash=key.request_hash,
-                response=result.model_dump(mode="json"), created_at=now,
-            )])  # fmt: skip
+            uow.session.execute(
+                insert(IdempotencyKey.__table__),  # type: ignore[attr-defined]
+                {"owner_id": key.owner_id, "key": key.key, "request_hash": key.request_hash,
+                 "response": result.model_dump(mode="json"), "created_at": now},
+            )  # fmt: skip
         uow.commit()
         return result
 

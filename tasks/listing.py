@@ -123,7 +123,7 @@ def _filters(
         params["parent_id"] = query.parent_id
     if query.completed_after is not None:
         names += ["done", "completed_after"]
-        params["completed_after"] = _bound(query.completed_after, "completed_after", tz, now)
+        params["completed_after"] = _bound(query.completed_after, "completed_after", tz, now, start=True)
     if query.completed_before is not None:
         names += ["done", "completed_before"]
         params["completed_before"] = _bound(query.completed_before, "completed_before", tz, now)
@@ -199,10 +199,12 @@ def _condition(name: str) -> ColumnElement[bool]:
     raise ValueError(f"no listing condition named {name!r}")
 
 
-def _bound(value: str | datetime, field: str, tz: str, now: datetime) -> datetime:
+def _bound(value: str | datetime, field: str, tz: str, now: datetime, *, start: bool = False) -> datetime:
+    """A bound in the user's words; a day without a time is its end (its start with ``start``:
+    "completed after monday" includes monday)."""
     if isinstance(value, datetime):
         return in_range(value, field, value.isoformat())
-    return parse_when(value, tz=tz, now=now, field=field)
+    return parse_when(value, tz=tz, now=now, field=field, date_only="start_of_day" if start else "end_of_day")
 
 
 def _cursor_for(task: Task) -> str:

@@ -338,13 +338,13 @@ class TaskService:
         A filter matching more than ``CONFIRM_OVER`` tasks needs ``confirm`` (``NeedsConfirmation``)."""
         now = self._clock()
         with self._uow() as uow:
+            target_list = lists.for_new_task(uow, actor.user_id, to_list, now) if action == "move" else None
             chosen = self._choose(uow, actor, action, task_ids, filter, confirm, now)
             if action == "delete":
                 return self._delete_many(uow, actor, chosen, now)
             change = ChangeSet(action, f"{action.capitalize()} {len(chosen)} tasks")
             staged: builtins.list[Follower] = []
             followers: builtins.list[Follower] = []
-            target_list = lists.for_new_task(uow, actor.user_id, to_list, now) if action == "move" else None
             clean = clean_tags(list_of(tags)) if action in ("tag", "untag") else []
             if action in ("tag", "untag") and not clean:
                 raise InvalidInput("tags", f"Give the tags to {action}, e.g. ['home'].")

@@ -24,6 +24,7 @@ from typing import Any, Final, Literal, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import Table, bindparam, delete, insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import configure_mappers
 from sqlalchemy.sql.dml import ReturningDelete
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -350,11 +351,16 @@ class TaskService:
                 raise InvalidInput("tags", f"Give the tags to {action}, e.g. ['home'].")
             new_due = self._when(due, actor, "due") if action == "reschedule" else None
             chosen_ids = {t.id for t in chosen}
+            parents = _with_subtasks(uow, actor.user_id, [t.id for t in chosen if t.id is not None])
             for task in chosen:
                 before, raw = _snapshot(task), row_json(task)
                 kind: TaskEventType = "updated"
                 if action == "complete" and not task.completed:
-                    more = self._complete_subtasks(uow, actor, task, include_subtasks, now, chosen_ids)
+                    more = (
+                        self._complete_subtasks(uow, actor, task, include_subtasks, now, chosen_ids)
+                        if task.id in parents
+                        else []
+                    )
                     followers += more
                     chosen_ids |= {f[0].id for f in more}
                     task.completed, task.completed_at, kind = True, now, "completed"
@@ -367,7 +373,7 @@ class TaskService:
                             f"parent (task {task.parent_id}). Nothing was moved.",
                         )  # fmt: skip
                     task.list_id = target_list.id
-                    for child in _descendants(uow, actor.user_id, task):
+                    for child in _descendants(uow, actor.user_id, task) if task.id in parents else []:
                         if child.id not in chosen_ids:
                             followers.append(_follow(child, "updated"))
                             chosen_ids.add(child.id)
@@ -611,20 +617,21 @@ class TaskService:
             change = ChangeSet("undo", summary, undoes_id=record.id)
             result = UndoResult(undone_change_id=record.id or 0, summary=summary)
             touched = {(e["table"], e["id"]) for e in record.entries}
+            found = _lock_rows(uow, touched)
             for entry in reversed(record.entries):
-                self._revert(uow, actor, entry, touched, change, result, now)
+                self._revert(uow, actor, entry, touched, found, change, result, now)
             record.undone_by_id = -1  # set to the new change's id by _commit
             uow.session.add(record)
             return self._commit(uow, actor, change, result, undone=record)
 
     def _revert(
         self, uow: UnitOfWork, actor: Actor, entry: dict[str, Any], touched: set[tuple[str, int]],
-        change: ChangeSet, result: UndoResult, now: datetime,
+        found: dict[tuple[str, int], Any], change: ChangeSet, result: UndoResult, now: datetime,
     ) -> None:  # fmt: skip
         table_name, row_id, before, after = entry["table"], entry["id"], entry["before"], entry["after"]
         model = TABLES[table_name]
         table: Table = model.__table__  # type: ignore[attr-defined]
-        current = uow.session.get(model, row_id, with_for_update=uow.is_postgres)
+        current = found.get((table_name, row_id))  # read and locked by ``_lock_rows``
         if current is not None and current.owner_id != actor.user_id:  # type: ignore[attr-defined]
             current = None
         what = "Task" if table_name == "tasks" else "List"
@@ -636,8 +643,8 @@ class TaskService:
                 raise UndoRefused(f"{label} exists again; nothing was changed.")
             values = row_values(model, before) | {"updated_at": now}
             uow.session.connection().execute(insert(table), values)
-            restored = uow.session.get(model, row_id)
-            assert restored is not None
+            configure_mappers()  # a no-op once done; a constructed row's fields can then be read
+            restored = model.model_construct(**values)
             change.add(table_name, row_id, None, row_json(restored))
             self._reverted(uow, actor, restored, None, change, result, now)
             return
@@ -662,10 +669,10 @@ class TaskService:
         current.updated_at = now  # type: ignore[attr-defined]
         if isinstance(current, Task):
             _refresh_reminder(current, now)
-        uow.session.add(current)
-        uow.session.flush()
         change.add(table_name, row_id, old, row_json(current))
-        self._reverted(uow, actor, current, model(**row_values(model, old)), change, result, now)
+        self._reverted(
+            uow, actor, current, model.model_construct(**row_values(model, old)), change, result, now
+        )
 
     def _check_nothing_hangs_from(
         self,
@@ -982,6 +989,30 @@ def _children(uow: UnitOfWork, owner_id: str, parent_ids: Sequence[int]) -> list
     if uow.is_postgres:
         statement = statement.with_for_update()
     return list(uow.session.exec(statement))
+
+
+def _lock_rows(uow: UnitOfWork, keys: set[tuple[str, int]]) -> dict[tuple[str, int], Any]:
+    """Read (and on PostgreSQL lock, in id order) every row an undo touches, one query per
+    table (a thousand ids at a time), by (table, id)."""
+    found: dict[tuple[str, int], Any] = {}
+    for name, model in TABLES.items():
+        ids = sorted(i for table, i in keys if table == name)
+        for start in range(0, len(ids), 1000):
+            statement = select(model).where(col(model.id).in_(ids[start : start + 1000]))  # type: ignore[attr-defined]
+            if uow.is_postgres:
+                statement = statement.order_by(col(model.id)).with_for_update()  # type: ignore[attr-defined]
+            found |= {(name, row.id): row for row in uow.session.exec(statement)}  # type: ignore[attr-defined]
+    return found
+
+
+def _with_subtasks(uow: UnitOfWork, owner_id: str, ids: Sequence[int]) -> set[int]:
+    """Those of ``ids`` that have subtasks: one query, so a batch asks for the subtasks of
+    those only."""
+    if not ids:
+        return set()
+    statement = select(Task.parent_id).where(col(Task.owner_id) == owner_id, col(Task.parent_id).in_(ids))
+    with uow.session.no_autoflush:
+        return {i for i in uow.session.exec(statement.distinct()) if i is not None}
 
 
 def _levels(uow: UnitOfWork, owner_id: str, task: Task) -> list[list[Task]]:

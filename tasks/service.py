@@ -100,6 +100,9 @@ class TaskService:
     def __init__(self, uow_factory: UnitOfWorkFactory, *, clock: Clock = utc_now) -> None:
         self._uow = uow_factory
         self._clock = clock
+        #: Inbox ids by user, once seen committed: an Inbox is never deleted, renamed or archived,
+        #: so adding to it needs no query (bounded: cleared when it grows past 10,000 users).
+        self._inboxes: dict[str, int] = {}
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, actor: Actor, task_id: int) -> TaskView:
@@ -814,6 +817,9 @@ class TaskService:
 
     def _place_new(self, uow: UnitOfWork, actor: Actor, task: Task, draft: TaskDraft, now: datetime) -> None:
         """Put a new task in its list, or under its parent (then in the parent's list)."""
+        if draft.parent_id is None and draft.list is None:
+            task.list_id = self._inbox_id(uow, actor, now)
+            return
         if draft.parent_id is None:
             task.list_id = lists.for_new_task(uow, actor.user_id, draft.list, now).id
             return
@@ -835,6 +841,19 @@ class TaskService:
                 )
         task.parent_id = parent.id
         task.list_id = parent.list_id or lists.inbox(uow, actor.user_id, now).id
+
+    def _inbox_id(self, uow: UnitOfWork, actor: Actor, now: datetime) -> int | None:
+        """The user's Inbox id, remembered once seen committed (see ``_inboxes``)."""
+        if (known := self._inboxes.get(actor.user_id)) is not None:
+            return known
+        found = lists.existing_inbox(uow, actor.user_id)
+        if found is None:
+            return lists.inbox(uow, actor.user_id, now).id  # made now: not remembered until seen again
+        if len(self._inboxes) > 10_000:
+            self._inboxes.clear()
+        if found.id is not None:
+            self._inboxes[actor.user_id] = found.id
+        return found.id
 
     def _set_parent(
         self, uow: UnitOfWork, actor: Actor, task: Task, parent_id: int | None, now: datetime
@@ -984,11 +1003,18 @@ def _children(uow: UnitOfWork, owner_id: str, parent_ids: Sequence[int]) -> list
     """The subtasks of these tasks (locked on PostgreSQL), in id order."""
     if not parent_ids:
         return []
-    statement = select(Task).where(col(Task.owner_id) == owner_id, col(Task.parent_id).in_(parent_ids))
+    statement = _children_of(for_update=uow.is_postgres)
+    return list(uow.session.exec(statement, params={"owner_id": owner_id, "ids": list(parent_ids)}))
+
+
+@functools.cache
+def _children_of(*, for_update: bool) -> SelectOfScalar[Task]:
+    """The subtasks of some tasks of one owner, built once per variant (see ``_task_of_owner``)."""
+    statement = select(Task).where(
+        col(Task.owner_id) == bindparam("owner_id"), col(Task.parent_id).in_(bindparam("ids", expanding=True))
+    )
     statement = statement.order_by(col(Task.id))
-    if uow.is_postgres:
-        statement = statement.with_for_update()
-    return list(uow.session.exec(statement))
+    return statement.with_for_update() if for_update else statement
 
 
 def _lock_rows(uow: UnitOfWork, keys: set[tuple[str, int]]) -> dict[tuple[str, int], Any]:
@@ -1069,20 +1095,27 @@ def _delete_rows(uow: UnitOfWork, actor: Actor, ids: Sequence[int]) -> list[Task
 
 def _delete_tree(uow: UnitOfWork, actor: Actor, ids: Sequence[int]) -> list[Task]:
     """Delete the subtasks (at every level) of these tasks; returns them."""
-    tasks: Table = Task.__table__  # type: ignore[attr-defined]
     connection = uow.session.connection()
     gone: list[Task] = []
     parents = list(ids)
     for _ in range(MAX_DEPTH + 1):
         if not parents:
             break
-        child_ids = list(connection.execute(
-            select(tasks.c.id).where(tasks.c.owner_id == actor.user_id, tasks.c.parent_id.in_(parents))
-        ).scalars())  # fmt: skip
+        child_ids = list(
+            connection.execute(_child_ids(), {"owner_id": actor.user_id, "ids": parents}).scalars()
+        )
         below = _delete_rows(uow, actor, child_ids)
         gone += below
         parents = [t.id for t in below if t.id is not None]
     return gone
+
+
+@functools.cache
+def _child_ids() -> Any:
+    tasks: Table = Task.__table__  # type: ignore[attr-defined]
+    return select(tasks.c.id).where(
+        tasks.c.owner_id == bindparam("owner_id"), tasks.c.parent_id.in_(bindparam("ids", expanding=True))
+    )
 
 
 def _change_of(uow: UnitOfWork, actor: Actor, change_id: int | None) -> ChangeRecord:

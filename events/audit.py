@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from sqlmodel import col, select
 
 from events.consuming import apply_in_thread, read_task_event
-from events.contracts import TASK_EVENTS, TaskEvent
+from events.contracts import TASK_EVENTS, ListEvent, TaskEvent
 from events.ports import Delivery, Outcome, Subscription
 from tasks.inputs import MAX_ID
 from tasks.models import AuditEntry
@@ -40,7 +40,7 @@ class AuditLog:
             return Outcome.DROP
         return await apply_in_thread(CONSUMER, delivery.id, lambda: self.record(delivery.id, event))
 
-    def record(self, event_id: str, event: TaskEvent) -> bool:
+    def record(self, event_id: str, event: TaskEvent | ListEvent) -> bool:
         """Append the entry for ``event_id`` unless it is already there; True when added."""
         with self._uow() as uow:
             if not uow.first_time(CONSUMER, event_id):
@@ -51,7 +51,9 @@ class AuditLog:
             return True
 
 
-def entry_for(event_id: str, event: TaskEvent) -> AuditEntry:
+def entry_for(event_id: str, event: TaskEvent | ListEvent) -> AuditEntry:
+    if isinstance(event, ListEvent):
+        return _list_entry(event_id, event)
     task = event.task_data.model_dump(mode="json")
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
@@ -65,6 +67,20 @@ def entry_for(event_id: str, event: TaskEvent) -> AuditEntry:
     return AuditEntry(
         event_id=event_id, user_id=event.user_id, task_id=event.task_id, action=event.event_type,
         summary=summary(event), before=before, after=after, occurred_at=event.timestamp,
+    )  # fmt: skip
+
+
+def _list_entry(event_id: str, event: ListEvent) -> AuditEntry:
+    """A list's entry: ``action`` is ``list_<kind>``; no task."""
+    data = event.list_data.model_dump(mode="json")
+    before = {k: v[0] for k, v in event.changes.items()} or (data if event.event_type == "deleted" else None)
+    after = {k: v[1] for k, v in event.changes.items()} or (None if event.event_type == "deleted" else data)
+    text = f"{event.event_type.capitalize()} list {event.list_id} '{event.list_data.name}'"
+    if event.event_type == "renamed" and "name" in event.changes:
+        text = f"Renamed list {event.list_id} {event.changes['name'][0]!r} -> {event.changes['name'][1]!r}"
+    return AuditEntry(
+        event_id=event_id, user_id=event.user_id, task_id=None, action=f"list_{event.event_type}",
+        summary=text, before=before, after=after, occurred_at=event.timestamp,
     )  # fmt: skip
 
 

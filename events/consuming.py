@@ -15,7 +15,7 @@ from typing import Final
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from events.contracts import TaskEvent
+from events.contracts import ListEvent, TaskEvent, is_list_event
 from events.ports import Delivery, Outcome
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 APPLY_BUDGET_SECONDS: Final = 30.0
 
 
-def read_task_event(consumer: str, delivery: Delivery) -> TaskEvent | None:
+def read_task_event(consumer: str, delivery: Delivery) -> TaskEvent | ListEvent | None:
+    """The task (or list) event delivered; None when it is neither (answer DROP)."""
     try:
+        if is_list_event(delivery.type):
+            return ListEvent.model_validate(delivery.data)
         return TaskEvent.model_validate(delivery.data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])

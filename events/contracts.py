@@ -25,7 +25,15 @@ from typing import Any, Final, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.clock import as_utc
-from tasks.events import REMINDERS, SCHEMA_VERSION, TASK_EVENTS, TASK_UPDATES, TaskEventType
+from tasks.events import (
+    REMINDERS,
+    SCHEMA_VERSION,
+    TASK_EVENTS,
+    TASK_UPDATES,
+    ListData,
+    ListEventType,
+    TaskEventType,
+)
 from tasks.schemas import TaskView
 
 SOURCE: Final = "todo-agent"
@@ -45,13 +53,31 @@ class _Payload(BaseModel):
 
 
 class TaskEvent(_Payload):
-    """``task-events`` and ``task-updates`` payload (type ``todo.task.<event_type>.v1``)."""
+    """``task-events`` and ``task-updates`` payload (type ``todo.task.<event_type>.v1``).
+
+    ``change_id`` (the write it belongs to, for undo) and ``batch_size`` (how many tasks a batch
+    call changed) were added to version 1 as optional fields: older events parse without them."""
 
     event_type: TaskEventType
     task_id: int
     task_data: TaskView
     changes: dict[str, list[Any]] = Field(default_factory=dict)
     timestamp: datetime
+    change_id: int | None = None
+    batch_size: int | None = None
+
+
+class ListEvent(_Payload):
+    """``task-events`` and ``task-updates`` payload for a list (type ``todo.list.<event_type>.v1``):
+    created, renamed, archived, unarchived, deleted, or restored by an undo. A deleted list's
+    tasks each have their own task event (moved to the Inbox, or deleted)."""
+
+    event_type: ListEventType
+    list_id: int
+    list_data: ListData
+    changes: dict[str, list[Any]] = Field(default_factory=dict)
+    timestamp: datetime
+    change_id: int | None = None
 
 
 class ReminderEvent(_Payload):
@@ -141,6 +167,10 @@ def is_task_event(event_type: str) -> bool:
     return event_type.startswith("todo.task.")
 
 
+def is_list_event(event_type: str) -> bool:
+    return event_type.startswith("todo.list.")
+
+
 __all__ = [
     "CLIENT_TOPICS",
     "DEAD_LETTER_SUFFIX",
@@ -149,11 +179,13 @@ __all__ = [
     "SOURCE",
     "TASK_EVENTS",
     "TASK_UPDATES",
+    "ListEvent",
     "NotificationCreated",
     "OutboxRecord",
     "ReminderEvent",
     "TaskEvent",
     "cloud_event",
     "dead_letter_key",
+    "is_list_event",
     "target_topics",
 ]

@@ -9,7 +9,10 @@ Protocol (JSON text frames). Authenticate with ``/ws?token=...`` or a first mess
 
 - server: ``{"type": "hello", "user_id": ...}``
 - server: ``{"type": "task", "id": "<event id>", "event_type": "created|updated|...",
-  "task_id": N, "task": {...}, "changes": {...}, "timestamp": "..."}``
+  "task_id": N, "task": {...}, "changes": {...}, "timestamp": "...", "change_id": N}``
+  (``change_id``, the write it belongs to, for undo: on events since lists and undo)
+- server: ``{"type": "list", "id": "<event id>", "event_type": "created|renamed|archived|...",
+  "list_id": N, "list": {...}, "changes": {...}, "timestamp": "..."}``
 - server: ``{"type": "notification", "id": "<event id>", "task_id", "title", "body", ...}``
 - client: ``{"type": "resume", "last_event_id": "<id>"}`` (or ``/ws?last_event_id=<id>`` when
   connecting): the server replays what this user missed since that id (from the outbox, in id
@@ -41,7 +44,7 @@ from typing import Any, Final
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from events.contracts import CLIENT_TOPICS, NOTIFICATION_CREATED, TASK_UPDATES, is_task_event
+from events.contracts import CLIENT_TOPICS, NOTIFICATION_CREATED, TASK_UPDATES, is_list_event, is_task_event
 from events.ports import Delivery, Outcome, Subscription
 from mcp_server.auth import InvalidToken
 from tasks.models import OutboxEvent
@@ -96,12 +99,25 @@ async def receive_text(websocket: WebSocket) -> str:
 def client_message(event_id: str, event_type: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
     """What a client sees for one ``task-updates`` CloudEvent (None: nothing to show)."""
     if is_task_event(event_type):
-        return {
+        message = {
             "type": "task",
             "id": event_id,
             "event_type": data.get("event_type"),
             "task_id": data.get("task_id"),
             "task": data.get("task_data"),
+            "changes": data.get("changes", {}),
+            "timestamp": data.get("timestamp"),
+        }
+        if data.get("change_id") is not None:  # events since lists and undo carry it
+            message["change_id"] = data["change_id"]
+        return message
+    if is_list_event(event_type):
+        return {
+            "type": "list",
+            "id": event_id,
+            "event_type": data.get("event_type"),
+            "list_id": data.get("list_id"),
+            "list": data.get("list_data"),
             "changes": data.get("changes", {}),
             "timestamp": data.get("timestamp"),
         }

@@ -37,7 +37,11 @@ class NextOccurrence:
         event = read_task_event(CONSUMER, delivery)
         if event is None:
             return Outcome.DROP
-        if event.event_type != "completed" or not event.task_data.recurrence:
+        if (
+            not isinstance(event, TaskEvent)
+            or event.event_type != "completed"
+            or not event.task_data.recurrence
+        ):
             return Outcome.SUCCESS
         return await apply_in_thread(CONSUMER, delivery.id, lambda: self.apply(delivery.id, event))
 

@@ -134,11 +134,15 @@ class OutboxFeed:
         self._poll = poll
         self._after: int | None = None
 
+    async def begin(self) -> None:
+        """Start at the newest outbox row: call before serving, so no subscription precedes it."""
+        self._after = await asyncio.to_thread(self._newest)
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._poll)
             try:
-                rows = await asyncio.to_thread(self._read, self._live.watched_users())
+                rows = await self._tick()
             except Exception:  # a database hiccup: try again on the next tick
                 log.exception("reading the outbox for live resources failed")
                 continue
@@ -147,14 +151,25 @@ class OutboxFeed:
                 if isinstance(task_id, int):
                     self._live.task_changed(row.user_id, task_id, row.payload.get("event_type"))
 
-    def _read(self, users: list[str]) -> list[OutboxEvent]:
+    async def _tick(self) -> list[OutboxEvent]:
         """The watched users' events since the last read. While nobody watches only the newest
-        id is read (one indexed lookup), so a subscription made now misses nothing after it."""
-        with self._uow(read_only=True) as uow:
+        id is read (one indexed lookup). It is read *before* the watchers are looked at, so a
+        subscription made at any moment misses no event committed after it."""
+        if self._after is None or not self._live.watched_users():
+            newest = await asyncio.to_thread(self._newest)
+            users = self._live.watched_users()  # on the loop, after the newest id was read
             if self._after is None or not users:
-                self._after = uow.outbox.last_id()
+                self._after = newest
                 return []
-            after = self._after
+        return await asyncio.to_thread(self._read, self._live.watched_users())
+
+    def _newest(self) -> int:
+        with self._uow(read_only=True) as uow:
+            return uow.outbox.last_id()
+
+    def _read(self, users: list[str]) -> list[OutboxEvent]:
+        after = self._after or 0
+        with self._uow(read_only=True) as uow:
             rows = [
                 row
                 for user in users

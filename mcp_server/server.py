@@ -1,7 +1,17 @@
-"""The MCP server: six task tools over the use cases, for stdio and streamable HTTP.
+"""The MCP server: the task tools over the use cases, for stdio and streamable HTTP.
+
+The six task tools (add, update, complete, delete, list, set_reminder) take a ``list`` and
+subtasks (``parent_id``); batch forms (``add_tasks``, ``change_tasks``, ``delete_tasks``) take
+explicit ids or the same filter as ``list_tasks``; ``lists`` and ``edit_list`` manage lists;
+``undo`` reverts the last write. Every write tool takes an ``idempotency_key``: a retry with the
+same key and arguments returns the first result and writes nothing.
 
 No tool takes a user id: the acting user comes from the verified token (HTTP) or from the
 server's environment (stdio), through ``resolve_actor``.
+
+A batch by filter over ``CONFIRM_OVER`` tasks without ``confirm`` raises ``NeedsConfirmation``;
+``build_mcp_server(confirm_batch=...)`` is the hook that may ask the person (an elicitation) and
+go ahead; without it the tool error says to call again with ``confirm: true``.
 
     server = build_mcp_server(service, resolve_actor=lambda token: Actor("local"))
     server.run("stdio")
@@ -9,8 +19,9 @@ server's environment (stdio), through ``resolve_actor``.
 
 # No "from __future__ import annotations": the SDK reads the tools' annotations, and
 # delete_task's names a resolver local to build_mcp_server.
+import builtins
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -35,24 +46,41 @@ from mcp_server.live import LiveResources
 from mcp_server.prompts import install_prompts
 from mcp_server.resources import install_resources
 from mcp_server.subscriptions import UserBus, install_session_subscriptions
-from tasks.errors import TaskError
+from tasks.errors import InvalidInput, NeedsConfirmation, TaskError
+from tasks.idempotency import MAX_KEY
 from tasks.inputs import (
+    CONFIRM_OVER,
+    MAX_BATCH_ADD,
     MAX_CURSOR,
     MAX_SEARCH,
+    ListRef,
     Minutes,
     RecurrenceText,
     RowId,
     TaskChanges,
     TaskDraft,
+    TaskFilter,
     TaskQuery,
     Text,
     When,
 )
-from tasks.schemas import DeletedTask, PriorityName, TaskPage, TaskView
-from tasks.service import Actor, TaskService
+from tasks.schemas import (
+    BatchResult,
+    DeletedList,
+    DeletedTask,
+    Lists,
+    ListView,
+    PriorityName,
+    TaskPage,
+    TaskView,
+)
+from tasks.service import Actor, TaskService, UndoResult
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 ActorResolver = Callable[[AccessToken | None], Actor]
+#: Asks the person whether a large batch should go ahead (True: go ahead with ``confirm``).
+ConfirmHook = Callable[[Context, NeedsConfirmation], Awaitable[bool]]
 
 _INSTRUCTIONS = """\
 Manage the signed-in user's to-do list (only theirs: no tool takes a user).
@@ -65,13 +93,21 @@ Ids and titles: every tool that changes a task takes its numeric task_id, never 
 the user names a task by title, call list_tasks with search first; if several match, ask which
 one. Task ids are also resources (todo://tasks/{id}) and complete in prompts.
 
-Batches: there is no bulk tool; change several tasks with one call per task id (list_tasks
-first, with a filter, and say how many you will change before you start). list_tasks pages:
-pass next_cursor back for more.
+Lists: every task is in one list (the Inbox unless you name one); `lists` shows them,
+`edit_list` creates, renames, archives or deletes one. Subtasks: add_task with parent_id.
 
-Deleting: delete_task cannot be undone. A client that supports elicitation is asked by the
-server; otherwise name the task, get a clear yes from the user, then call delete_task with
-confirm: true. A cancelled or declined confirmation deletes nothing.
+Batches: add_tasks adds up to 50 tasks at once; change_tasks and delete_tasks act on explicit
+task_ids or on a filter (the same filters as list_tasks) in one transaction and say what
+changed. A filter that matches more than 20 tasks needs confirm: true: say how many will change
+and get the user's yes first.
+
+Deleting: delete_task asks the user through the client when it can; otherwise name the task,
+get a clear yes, then call delete_task with confirm: true. A cancelled or declined
+confirmation deletes nothing.
+
+Undo and retries: `undo` reverts the user's last change exactly (a whole batch at once);
+undoing an undo redoes. Every write takes an idempotency_key: retrying a timed-out call with
+the same key never writes twice.
 
 Repeating tasks: completing one makes the next occurrence; the result says when it is due.
 Resources: todo://today (open tasks due today and overdue) and todo://tasks/{id}; subscribe
@@ -92,6 +128,42 @@ Recurrence = Annotated[
 ]
 RemindBefore = Annotated[Minutes | None, Field(description="Remind this many minutes before the due time.")]
 TaskId = Annotated[RowId, Field(description="The task's id, as shown by list_tasks.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        description="Any unique string (e.g. a UUID) for this request: a retry with the same key "
+        "and arguments returns the first result and changes nothing again.",
+        max_length=MAX_KEY,
+    ),
+]
+ListArg = Annotated[ListRef | None, Field(description="A list by name ('Groceries') or id.")]
+ParentId = Annotated[RowId | None, Field(description="Make it a subtask of this task.")]
+IncludeSubtasks = Annotated[
+    bool, Field(description="Completing a task with open subtasks: true completes them too.")
+]
+Confirm = Annotated[
+    bool, Field(description=f"Needed (true) when a filter matches more than {CONFIRM_OVER} tasks.")
+]
+TaskIds = Annotated[list[RowId] | None, Field(description="The tasks, by id (or give filter).")]
+Filter = Annotated[
+    TaskFilter | None, Field(description="Which tasks, with the filters of list_tasks (or give task_ids).")
+]
+
+
+class NeedsConfirmationError(ToolError):
+    """The tool error for a batch that needs ``confirm``: carries how many tasks it would change."""
+
+    def __init__(self, exc: NeedsConfirmation) -> None:
+        super().__init__(f"needs_confirmation: {exc.message}")
+        self.count = exc.count
+        self.action = exc.action
+
+
+class ListEdited(BaseModel):
+    """The list as it is now, or what deleting it did."""
+
+    list: ListView | None = None
+    deleted: DeletedList | None = None
 
 
 class CompletedTask(TaskView):
@@ -101,10 +173,16 @@ class CompletedTask(TaskView):
     note: str | None = None
 
 
-def complete_task_for(service: TaskService, actor: Actor, task_id: int) -> CompletedTask:
+def complete_task_for(
+    service: TaskService, actor: Actor, task_id: int, *, include_subtasks: bool = False,
+    idempotency_key: str | None = None,
+) -> CompletedTask:  # fmt: skip
     """What ``complete_task`` does in its worker thread: complete, then tell when a repeating
     task's next occurrence will be due (a task that does not repeat has none: no second read)."""
-    view = service.complete(actor, task_id)
+    view = service.once(
+        actor, idempotency_key, "complete_task", {"task_id": task_id, "include_subtasks": include_subtasks},
+        lambda: service.complete(actor, task_id, include_subtasks=include_subtasks), TaskView,
+    )  # fmt: skip
     upcoming = service.preview_next_due(actor, task_id) if view.recurrence else None
     note = (
         f"The next occurrence will be due {upcoming.isoformat()}."
@@ -139,6 +217,7 @@ def build_mcp_server(
     token_verifier: TokenVerifier | None = None,
     public_url: str = "http://127.0.0.1:8000",
     options: McpOptions | None = None,
+    confirm_batch: ConfirmHook | None = None,
 ) -> MCPServer:
     opts = options or McpOptions(public_url=public_url)
     auth = (
@@ -167,6 +246,8 @@ def build_mcp_server(
             refuse_without_write_scope(token)
         try:
             return await anyio.to_thread.run_sync(lambda: fn(resolve_actor(token)))
+        except NeedsConfirmation as exc:
+            raise NeedsConfirmationError(exc) from exc
         except TaskError as exc:
             raise ToolError(exc.message) from exc
         except ValidationError as exc:  # an input model refused a value the tool's schema let by
@@ -185,6 +266,26 @@ def build_mcp_server(
 
         install_session_subscriptions(mcp, live, lambda: user_of(get_access_token()), check_uri)
 
+    async def once(
+        key: str | None, operation: str, arguments: dict[str, Any], fn: Callable[[Actor], M], result: type[M]
+    ) -> M:
+        """The write ``fn`` once per idempotency key (see ``TaskService.once``)."""
+        return await write(
+            lambda actor: service.once(actor, key, operation, arguments, lambda: fn(actor), result)
+        )
+
+    async def confirmed(ctx: Context, run: Callable[[bool], Awaitable[M]], confirm: bool) -> M:
+        """Run a batch; when it needs confirmation and a hook is set, ask, then go ahead."""
+        try:
+            return await run(confirm)
+        except NeedsConfirmationError as exc:
+            cause = exc.__cause__
+            if confirm_batch is None or not isinstance(cause, NeedsConfirmation):
+                raise
+            if not await confirm_batch(ctx, cause):
+                raise ToolError(f"Not confirmed: nothing was changed ({cause.count} tasks matched).") from exc
+            return await run(True)
+
     @mcp.tool(annotations=ToolAnnotations(title="Add a task", read_only_hint=False, destructive_hint=False))
     async def add_task(
         title: Annotated[Text, Field(description="Short name of the task (1-200 characters).")],
@@ -194,17 +295,41 @@ def build_mcp_server(
         tags: Tags = None,
         recurrence: Recurrence = None,
         remind_before_minutes: RemindBefore = None,
+        list: ListArg = None,
+        parent_id: ParentId = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> TaskView:
-        """Add a task to the user's list."""
+        """Add a task (to the Inbox unless a list is named; under a parent task as a subtask)."""
+        arguments: dict[str, Any] = {
+            "title": title, "description": description, "due": due, "priority": priority, "tags": tags,
+            "recurrence": recurrence, "remind_before_minutes": remind_before_minutes, "list": list,
+            "parent_id": parent_id,
+        }  # fmt: skip
 
         def add(actor: Actor) -> TaskView:
-            draft = TaskDraft(
-                title=title, description=description, due=due, priority=priority, tags=tags,
-                recurrence=recurrence, remind_before_minutes=remind_before_minutes,
-            )  # fmt: skip
-            return service.add(actor, draft)
+            return service.add(actor, TaskDraft(**arguments))
 
-        return await write(add)
+        return await once(idempotency_key, "add_task", arguments, add, TaskView)
+
+    @mcp.tool(
+        annotations=ToolAnnotations(title="Add several tasks", read_only_hint=False, destructive_hint=False)
+    )
+    async def add_tasks(
+        tasks: Annotated[
+            builtins.list[TaskDraft],
+            Field(description=f"The tasks to add, 1 to {MAX_BATCH_ADD}; all are added or none."),
+        ],
+        idempotency_key: IdempotencyKey = None,
+    ) -> BatchResult:
+        """Add several tasks in one call (each as add_task takes them)."""
+        arguments = [t.model_dump(mode="json", exclude_unset=True) for t in tasks]
+        return await once(
+            idempotency_key,
+            "add_tasks",
+            {"tasks": arguments},
+            lambda a: service.add_many(a, tasks),
+            BatchResult,
+        )
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -221,28 +346,46 @@ def build_mcp_server(
         recurrence: Recurrence = None,
         remind_before_minutes: RemindBefore = None,
         completed: Annotated[bool | None, Field(description="true completes, false reopens.")] = None,
+        list: Annotated[ListRef | None, Field(description="Move it to this list (name or id).")] = None,
+        parent_id: ParentId = None,
+        top_level: Annotated[bool, Field(description="true makes a subtask a top-level task.")] = False,
+        include_subtasks: IncludeSubtasks = False,
+        idempotency_key: IdempotencyKey = None,
     ) -> TaskView:
         """Change fields of a task; fields left out stay as they are."""
         given: dict[str, Any] = {
             "title": title, "description": description, "due": due, "priority": priority,
             "tags": tags, "recurrence": recurrence,
-            "remind_before_minutes": remind_before_minutes, "completed": completed,
+            "remind_before_minutes": remind_before_minutes, "completed": completed, "list": list,
+            "parent_id": parent_id,
         }  # fmt: skip
-        return await write(
+        fields = {k: v for k, v in given.items() if v is not None}
+        if top_level:
+            fields["parent_id"] = None
+        arguments = {"task_id": task_id, **fields, "include_subtasks": include_subtasks}
+        return await once(
+            idempotency_key, "update_task", arguments,
             lambda actor: service.update(
-                actor, task_id, TaskChanges(**{k: v for k, v in given.items() if v is not None})
-            )
-        )
+                actor, task_id, TaskChanges(**fields), include_subtasks=include_subtasks
+            ),
+            TaskView,
+        )  # fmt: skip
 
     @mcp.tool(
         annotations=ToolAnnotations(
             title="Complete a task", read_only_hint=False, destructive_hint=False, idempotent_hint=True
         )
     )
-    async def complete_task(task_id: TaskId) -> CompletedTask:
+    async def complete_task(
+        task_id: TaskId, include_subtasks: IncludeSubtasks = False, idempotency_key: IdempotencyKey = None
+    ) -> CompletedTask:
         """Mark a task as done. For a repeating task, says when the next occurrence is due."""
 
-        return await write(lambda actor: complete_task_for(service, actor, task_id))
+        return await write(
+            lambda actor: complete_task_for(
+                service, actor, task_id, include_subtasks=include_subtasks, idempotency_key=idempotency_key
+            )
+        )
 
     async def ask_before_deleting(
         task_id: int, confirm: bool, ctx: Context
@@ -253,7 +396,9 @@ def build_mcp_server(
         if not can_elicit(ctx):
             return Confirmation.NOT_ASKED
         view = await call(lambda actor: service.get(actor, task_id))
-        return Elicit(f"Delete task {view.id} '{view.title}' for good? This cannot be undone.", ConfirmDelete)
+        return Elicit(
+            f"Delete task {view.id} '{view.title}' and its subtasks? (undo brings them back)", ConfirmDelete
+        )
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -270,8 +415,10 @@ def build_mcp_server(
                 "(needed when the client cannot ask them itself)."
             ),
         ] = False,
+        idempotency_key: IdempotencyKey = None,
     ) -> DeletedTask:
-        """Delete a task for good, once the user said yes (asked by the client, or by you)."""
+        """Delete a task with its subtasks, once the user said yes (asked by the client, or by
+        you); undo brings them back."""
         refuse_without_write_scope(get_access_token())
         if not isinstance(answer, AcceptedElicitation):
             said = "declined" if answer.action == "decline" else "cancelled"
@@ -280,12 +427,83 @@ def build_mcp_server(
         if given is Confirmation.NOT_ASKED:
             view = await call(lambda actor: service.get(actor, task_id))  # not found comes first
             raise ToolError(
-                f"Deleting task {view.id} '{view.title}' cannot be undone: ask the user, and call "
+                f"Deleting task {view.id} '{view.title}' needs the user's yes: ask them, and call "
                 "delete_task again with confirm: true once they say yes. Nothing was deleted."
             )
         if isinstance(given, ConfirmDelete) and not given.delete:
             raise ToolError(f"Nothing was deleted: the user chose not to delete task {task_id}.")
-        return await write(lambda actor: service.delete(actor, task_id))
+        return await once(
+            idempotency_key,
+            "delete_task",
+            {"task_id": task_id},
+            lambda a: service.delete(a, task_id),
+            DeletedTask,
+        )
+
+    @mcp.tool(
+        annotations=ToolAnnotations(
+            title="Change many tasks", read_only_hint=False, destructive_hint=False, idempotent_hint=True
+        )
+    )
+    async def change_tasks(
+        ctx: Context,
+        action: Annotated[
+            Literal["complete", "reopen", "move", "tag", "untag", "reschedule"],
+            Field(description="complete, reopen, move (to list), tag/untag (tags), reschedule (to due)."),
+        ],
+        task_ids: TaskIds = None,
+        filter: Filter = None,
+        list: Annotated[ListRef | None, Field(description="For move: the list, by name or id.")] = None,
+        tags: Annotated[builtins.list[Text] | None, Field(description="For tag and untag.")] = None,
+        due: Annotated[When | None, Field(description="For reschedule: the new due time.")] = None,
+        include_subtasks: IncludeSubtasks = False,
+        confirm: Confirm = False,
+        idempotency_key: IdempotencyKey = None,
+    ) -> BatchResult:
+        """Complete, reopen, move, tag, untag or reschedule many tasks at once, by ids or by a
+        filter; one transaction; says what changed (undo reverts the whole batch)."""
+        arguments: dict[str, Any] = {
+            "action": action, "task_ids": task_ids,
+            "filter": filter.model_dump(mode="json", exclude_unset=True) if filter else None,
+            "list": list, "tags": tags, "due": due, "include_subtasks": include_subtasks,
+        }  # fmt: skip
+
+        async def run(go: bool) -> BatchResult:
+            return await once(
+                idempotency_key, "change_tasks", arguments,
+                lambda a: service.change_many(
+                    a, action, task_ids=task_ids, filter=filter, to_list=list, tags=tags, due=due,
+                    include_subtasks=include_subtasks, confirm=go,
+                ),
+                BatchResult,
+            )  # fmt: skip
+
+        return await confirmed(ctx, run, confirm)
+
+    @mcp.tool(
+        annotations=ToolAnnotations(
+            title="Delete many tasks", read_only_hint=False, destructive_hint=True, idempotent_hint=False
+        )
+    )
+    async def delete_tasks(
+        ctx: Context,
+        task_ids: TaskIds = None,
+        filter: Filter = None,
+        confirm: Confirm = False,
+        idempotency_key: IdempotencyKey = None,
+    ) -> BatchResult:
+        """Delete many tasks (and their subtasks) at once, by ids or by a filter."""
+        chosen = filter.model_dump(mode="json", exclude_unset=True) if filter else None
+        arguments: dict[str, Any] = {"task_ids": task_ids, "filter": chosen}
+
+        async def run(go: bool) -> BatchResult:
+            return await once(
+                idempotency_key, "delete_tasks", arguments,
+                lambda a: service.change_many(a, "delete", task_ids=task_ids, filter=filter, confirm=go),
+                BatchResult,
+            )  # fmt: skip
+
+        return await confirmed(ctx, run, confirm)
 
     @mcp.tool(annotations=ToolAnnotations(title="List tasks", read_only_hint=True))
     async def list_tasks(
@@ -300,17 +518,27 @@ def build_mcp_server(
         search: Annotated[
             Text | None, Field(description="Text to find in title or description.", max_length=MAX_SEARCH)
         ] = None,
+        list: Annotated[ListRef | None, Field(description="Only tasks in this list (name or id).")] = None,
+        parent_id: Annotated[RowId | None, Field(description="Only the subtasks of this task.")] = None,
+        completed_after: Annotated[
+            When | None, Field(description="Completed at or after this time (status 'completed').")
+        ] = None,
+        completed_before: Annotated[
+            When | None, Field(description="Completed at or before this time (status 'completed').")
+        ] = None,
         limit: Annotated[int | None, Field(description="Page size, 1-200 (default 50).")] = None,
         cursor: Annotated[
             Text | None, Field(description="next_cursor from the previous page.", max_length=MAX_CURSOR)
         ] = None,
     ) -> TaskPage:
-        """List the user's tasks, soonest due first; each task shows its next reminder."""
+        """List the user's tasks, soonest due first; each task shows its next reminder, list and
+        parent. Completed history: status 'completed' with completed_after/completed_before."""
 
         def find(actor: Actor) -> TaskPage:
             query = TaskQuery(
                 status=status, due_before=due_before, due_after=due_after, overdue=overdue, tag=tag,
-                priority=priority, search=search, limit=limit or 50, cursor=cursor,
+                priority=priority, search=search, limit=limit or 50, cursor=cursor, list=list,
+                parent_id=parent_id, completed_after=completed_after, completed_before=completed_before,
             )  # fmt: skip
             return service.list(actor, query)
 
@@ -333,12 +561,90 @@ def build_mcp_server(
             Minutes | None, Field(description="Remind this many minutes before the due time.")
         ] = None,
         cancel: Annotated[bool, Field(description="true removes the task's reminder.")] = False,
+        idempotency_key: IdempotencyKey = None,
     ) -> TaskView:
         """Set a reminder (absolute time or minutes before due), or cancel it."""
+        arguments = {"task_id": task_id, "at": at, "minutes_before_due": minutes_before_due, "cancel": cancel}
         if cancel:
-            return await write(lambda actor: service.cancel_reminder(actor, task_id))
-        return await write(
-            lambda actor: service.set_reminder(actor, task_id, at=at, minutes_before_due=minutes_before_due)
+            return await once(
+                idempotency_key,
+                "set_reminder",
+                arguments,
+                lambda a: service.cancel_reminder(a, task_id),
+                TaskView,
+            )
+        return await once(
+            idempotency_key, "set_reminder", arguments,
+            lambda a: service.set_reminder(a, task_id, at=at, minutes_before_due=minutes_before_due),
+            TaskView,
+        )  # fmt: skip
+
+    @mcp.tool(annotations=ToolAnnotations(title="Show lists", read_only_hint=True))
+    async def lists(
+        include_archived: Annotated[bool, Field(description="true also shows archived lists.")] = False,
+    ) -> Lists:
+        """The user's lists (Inbox first), each with how many open tasks it has."""
+        return await call(lambda actor: service.lists(actor, include_archived=include_archived))
+
+    @mcp.tool(
+        annotations=ToolAnnotations(
+            title="Create, rename, archive or delete a list",
+            read_only_hint=False,
+            destructive_hint=True,
+            idempotent_hint=False,
+        )  # fmt: skip
+    )
+    async def edit_list(
+        action: Annotated[
+            Literal["create", "rename", "archive", "unarchive", "delete"], Field(description="What to do.")
+        ],
+        list: Annotated[ListRef | None, Field(description="The list (name or id); not for create.")] = None,
+        name: Annotated[Text | None, Field(description="For create and rename: the name.")] = None,
+        tasks: Annotated[
+            Literal["move_to_inbox", "delete"] | None,
+            Field(description="For delete of a list with tasks: move them to the Inbox or delete them."),
+        ] = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> ListEdited:
+        """Create, rename, archive, unarchive or delete a list (the Inbox stays)."""
+        arguments = {"action": action, "list": list, "name": name, "tasks": tasks}
+
+        def edit(actor: Actor) -> ListEdited:
+            if action == "create":
+                if not name:
+                    raise InvalidInput("name", "Give the new list a name.")
+                return ListEdited(list=service.create_list(actor, name))
+            if not list:
+                raise InvalidInput("list", f"Name the list to {action} (its name or id).")
+            if action == "delete":
+                return ListEdited(deleted=service.delete_list(actor, list, tasks=tasks))
+            if action == "rename":
+                if not name:
+                    raise InvalidInput("name", "Give the list's new name.")
+                return ListEdited(list=service.change_list(actor, list, name=name))
+            return ListEdited(list=service.change_list(actor, list, archived=action == "archive"))
+
+        return await once(idempotency_key, "edit_list", arguments, edit, ListEdited)
+
+    @mcp.tool(
+        annotations=ToolAnnotations(
+            title="Undo the last change", read_only_hint=False, destructive_hint=True, idempotent_hint=False
+        )
+    )
+    async def undo(
+        change_id: Annotated[
+            RowId | None, Field(description="The change to undo (a result's change_id); default: the last.")
+        ] = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> UndoResult:
+        """Undo the user's last change (or the one named), exactly: a whole batch at once. Undoing
+        an undo redoes. Refused, changing nothing, if the tasks changed since."""
+        return await once(
+            idempotency_key,
+            "undo",
+            {"change_id": change_id},
+            lambda a: service.undo(a, change_id),
+            UndoResult,
         )
 
     return mcp

@@ -32,3 +32,27 @@ class VersionConflict(TaskError):
             "reload it and try again."
         )
         self.task_id = task_id
+
+
+class Conflict(TaskError):
+    """The request cannot be applied to the data as it is now (HTTP 409); nothing was written."""
+
+
+class NeedsConfirmation(Conflict):
+    """A batch by filter would change more tasks than a person should change by accident.
+
+    The hook for a confirmation step (an MCP elicitation, a dialog): ask the person about
+    ``count`` tasks, then call again with ``confirm`` set."""
+
+    def __init__(self, action: str, count: int, threshold: int) -> None:
+        super().__init__(
+            f"This would {action} {count} tasks (more than {threshold}); nothing was changed. "
+            "Call again with confirm=true to go ahead."
+        )
+        self.action = action
+        self.count = count
+        self.threshold = threshold
+
+
+class UndoRefused(Conflict):
+    """An undo that cannot be exact: the change is unknown, already undone, or its tasks changed."""

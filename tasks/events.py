@@ -1,6 +1,9 @@
 """Domain events raised by the use cases and written to the outbox by the unit of work.
 
 Payload shapes are versioned (``schema_version``); ``events.contracts`` wraps them as CloudEvents.
+Task events of schema 1 gained optional fields (``change_id``, ``batch_size``; ``task_data``'s
+``list_id`` and ``parent_id``): additions only, so older events still parse and older consumers
+ignore them. List changes are events of their own (``ListChanged``, ``todo.list.<kind>.v1``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ REMINDERS: Final = "reminders"
 SCHEMA_VERSION: Final = 1
 
 TaskEventType = Literal["created", "updated", "completed", "uncompleted", "deleted"]
+ListEventType = Literal["created", "renamed", "archived", "unarchived", "deleted", "restored"]
 
 
 class DomainEvent(BaseModel):
@@ -48,10 +52,44 @@ class TaskChanged(DomainEvent):
         default_factory=dict, description="field -> [before, after] for updates"
     )
     timestamp: datetime
+    change_id: int | None = Field(
+        default=None, description="The write this event belongs to (one per call; undo takes it)."
+    )
+    batch_size: int | None = Field(
+        default=None, description="For a batch call: how many tasks it changed in all."
+    )
 
     @property
     def kind(self) -> str:
         return f"todo.task.{self.event_type}.v{self.schema_version}"
+
+
+class ListData(BaseModel):
+    """A list as its events carry it."""
+
+    id: int
+    name: str
+    is_inbox: bool = False
+    archived: bool = False
+    version: int = 1
+
+
+class ListChanged(DomainEvent):
+    """A list was created, renamed, archived, unarchived, deleted or restored by an undo (topic
+    ``task-events``; ``task_id`` is None). Deleting a list also records one ``TaskChanged`` per
+    task it moved to the Inbox or deleted with it."""
+
+    topic: ClassVar[str] = TASK_EVENTS
+    event_type: ListEventType
+    list_id: int
+    list_data: ListData
+    changes: dict[str, list[Any]] = Field(default_factory=dict)
+    timestamp: datetime
+    change_id: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return f"todo.list.{self.event_type}.v{self.schema_version}"
 
 
 class ReminderDue(DomainEvent):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 from datetime import datetime
 from typing import Annotated, Final, Literal
@@ -24,6 +25,15 @@ MAX_SEARCH: Final = 200
 MAX_CURSOR: Final = 200
 MAX_EMAIL: Final = 320
 MAX_TIMEZONE: Final = 64
+MAX_LIST_NAME: Final = 100
+#: How many tasks one ``add_tasks`` call may add.
+MAX_BATCH_ADD: Final = 50
+#: How many ids one batch call may name.
+MAX_BATCH_IDS: Final = 200
+#: How many tasks one batch call by filter may change (the benchmark completes 1,000).
+MAX_BATCH_FILTER: Final = 2000
+#: A batch by filter that would change more tasks than this needs ``confirm``.
+CONFIRM_OVER: Final = 20
 PRIORITY_WORDS: Final = {
     "none": "none", "": "none", "low": "low", "medium": "medium", "normal": "medium",
     "high": "high", "urgent": "high", "p1": "high", "p2": "medium", "p3": "low",
@@ -54,6 +64,8 @@ RecurrenceText = Annotated[str, AfterValidator(plain_text), Field(max_length=MAX
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 #: Minutes before the due time (0 to one year).
 Minutes = Annotated[int, Field(ge=0, le=60 * 24 * 365)]
+#: A list, by name ("Groceries", any case) or by id ("7").
+ListRef = Annotated[str, AfterValidator(plain_text), Field(max_length=MAX_LIST_NAME)]
 
 
 class TaskDraft(BaseModel):
@@ -63,11 +75,13 @@ class TaskDraft(BaseModel):
     description: Text | None = None
     due: When | datetime | None = None
     priority: Text | None = None
-    tags: list[Text] | None = None
+    tags: builtins.list[Text] | None = None
     recurrence: RecurrenceText | None = None
     repeat_from: Literal["due", "completion"] | None = None
     remind_before_minutes: Minutes | None = None
     remind_at: When | datetime | None = None
+    list: ListRef | None = Field(default=None, description="The list, by name or id (default: Inbox).")
+    parent_id: RowId | None = Field(default=None, description="Make it a subtask of this task.")
 
 
 class TaskChanges(BaseModel):
@@ -77,14 +91,18 @@ class TaskChanges(BaseModel):
     description: Text | None = None
     due: When | datetime | None = None
     priority: Text | None = None
-    tags: list[Text] | None = None
+    tags: builtins.list[Text] | None = None
     recurrence: RecurrenceText | None = None
     repeat_from: Literal["due", "completion"] | None = None
     remind_before_minutes: Minutes | None = None
     completed: bool | None = None
+    list: ListRef | None = Field(default=None, description="Move to this list (null: the Inbox).")
+    parent_id: RowId | None = Field(default=None, description="Make it a subtask (null: top level).")
 
 
-class TaskQuery(BaseModel):
+class TaskFilter(BaseModel):
+    """Which tasks: the filters ``list_tasks`` and the batch tools share."""
+
     status: StatusFilter = "pending"
     due_before: When | datetime | None = None
     due_after: When | datetime | None = None
@@ -92,6 +110,13 @@ class TaskQuery(BaseModel):
     tag: Text | None = None
     priority: Text | None = None
     search: Annotated[Text, Field(max_length=MAX_SEARCH)] | None = None
+    list: ListRef | None = None
+    parent_id: RowId | None = None
+    completed_after: When | datetime | None = None
+    completed_before: When | datetime | None = None
+
+
+class TaskQuery(TaskFilter):
     limit: int = Field(default=50)
     cursor: Annotated[Text, Field(max_length=MAX_CURSOR)] | None = None
 
@@ -157,3 +182,16 @@ def clean_limit(limit: int) -> int:
     if limit < 1 or limit > 200:
         raise InvalidInput("limit", "limit must be between 1 and 200.")
     return limit
+
+
+def clean_list_name(name: str) -> str:
+    cleaned = " ".join(name.split())
+    if not cleaned:
+        raise InvalidInput("name", "The list name is empty; give the list a short name.")
+    if len(cleaned) > MAX_LIST_NAME:
+        raise InvalidInput(
+            "name", f"The list name is {len(cleaned)} characters long; the limit is {MAX_LIST_NAME}."
+        )
+    if cleaned.isdigit():
+        raise InvalidInput("name", f"'{cleaned}' is only digits, which reads as a list id; add a word.")
+    return cleaned

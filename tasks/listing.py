@@ -38,15 +38,19 @@ from sqlalchemy.orm import configure_mappers
 from sqlmodel import col
 
 from tasks.errors import InvalidInput
-from tasks.inputs import MAX_ID, TaskQuery, clean_limit, clean_priority, clean_tags
+from tasks.inputs import MAX_ID, TaskFilter, TaskQuery, clean_limit, clean_priority, clean_tags
 from tasks.models import Task, UTCDateTime
 from tasks.schemas import TaskPage, TaskView
 from tasks.timeparse import in_range, parse_when
 
 
-def run(connection: Connection, owner_id: str, query: TaskQuery, *, tz: str, now: datetime) -> TaskPage:
+def run(
+    connection: Connection, owner_id: str, query: TaskQuery, *, tz: str, now: datetime,
+    list_id: int | None = None,
+) -> TaskPage:  # fmt: skip
+    """A page of the user's tasks; ``list_id`` is ``query.list`` resolved by the caller."""
     limit = clean_limit(query.limit)
-    filters, params = _filters(query, tz=tz, now=now)
+    filters, params = _filters(query, tz=tz, now=now, list_id=list_id)
     if query.cursor:
         after, cursor_params = _after_cursor(query.cursor)
         filters, params = (*filters, after), params | cursor_params
@@ -59,6 +63,17 @@ def run(connection: Connection, owner_id: str, query: TaskQuery, *, tz: str, now
     )
 
 
+def matching_ids(
+    connection: Connection, owner_id: str, query: TaskFilter, *, tz: str, now: datetime,
+    list_id: int | None, limit: int,
+) -> list[int]:  # fmt: skip
+    """The ids of up to ``limit`` of the user's tasks that ``query`` matches, in the listing's
+    order (the batch tools' selection by filter)."""
+    filters, params = _filters(query, tz=tz, now=now, list_id=list_id)
+    params |= {"owner_id": owner_id, "limit": limit}
+    return list(connection.execute(_ids_statement(filters), params).scalars())
+
+
 def tasks_to_read(rows: Sequence[Row[Any]]) -> list[Task]:
     """Rows of ``tasks`` read with Core as ``Task`` objects to read from, never to change or add
     to a session: ``model_construct`` gives them no ORM state, for a tenth of ``Task()``'s cost."""
@@ -66,10 +81,17 @@ def tasks_to_read(rows: Sequence[Row[Any]]) -> list[Task]:
     return [Task.model_construct(**row._mapping) for row in rows]
 
 
-def _filters(query: TaskQuery, *, tz: str, now: datetime) -> tuple[tuple[str, ...], dict[str, Any]]:
+def _filters(
+    query: TaskFilter, *, tz: str, now: datetime, list_id: int | None = None
+) -> tuple[tuple[str, ...], dict[str, Any]]:
     """The names of the conditions ``query`` asks for (see ``_condition``) and their values."""
     names: list[str] = []
     params: dict[str, Any] = {}
+    completed_range = query.completed_after is not None or query.completed_before is not None
+    if completed_range and query.status == "pending":
+        raise InvalidInput(
+            "status", "completed_after/completed_before find completed tasks; use status 'completed'."
+        )
     if query.status == "pending":
         names.append("open")
     elif query.status == "completed":
@@ -93,6 +115,18 @@ def _filters(query: TaskQuery, *, tz: str, now: datetime) -> tuple[tuple[str, ..
     if query.priority:
         names.append("priority")
         params["priority"] = clean_priority(query.priority)
+    if list_id is not None:
+        names.append("list")
+        params["list_id"] = list_id
+    if query.parent_id is not None:
+        names.append("parent")
+        params["parent_id"] = query.parent_id
+    if query.completed_after is not None:
+        names += ["done", "completed_after"]
+        params["completed_after"] = _bound(query.completed_after, "completed_after", tz, now, start=True)
+    if query.completed_before is not None:
+        names += ["done", "completed_before"]
+        params["completed_before"] = _bound(query.completed_before, "completed_before", tz, now)
     if query.search and query.search.strip():
         names.append("search")
         needle = query.search.strip().lower()  # escaped as ``contains(..., autoescape=True)`` does
@@ -106,7 +140,17 @@ def _statement(filters: tuple[str, ...]) -> Select[Any]:
     values are bound per call): building it per call cost about as much CPU as running it."""
     tasks: Table = Task.__table__  # type: ignore[attr-defined]
     statement = select(tasks).where(col(Task.owner_id) == bindparam("owner_id"))
-    for name in filters:
+    for name in dict.fromkeys(filters):
+        statement = statement.where(_condition(name))
+    order = (col(Task.due_at).is_(None), col(Task.due_at), col(Task.id))
+    return statement.order_by(*order).limit(bindparam("limit", type_=Integer()))
+
+
+@functools.cache
+def _ids_statement(filters: tuple[str, ...]) -> Select[Any]:
+    """``_statement``'s selection, ids only."""
+    statement = select(col(Task.id)).where(col(Task.owner_id) == bindparam("owner_id"))
+    for name in dict.fromkeys(filters):
         statement = statement.where(_condition(name))
     order = (col(Task.due_at).is_(None), col(Task.due_at), col(Task.id))
     return statement.order_by(*order).limit(bindparam("limit", type_=Integer()))
@@ -131,6 +175,14 @@ def _condition(name: str) -> ColumnElement[bool]:
             return col(Task.tags_text).contains(bindparam("tag"))
         case "priority":
             return col(Task.priority) == bindparam("priority")
+        case "list":
+            return col(Task.list_id) == bindparam("list_id")
+        case "parent":
+            return col(Task.parent_id) == bindparam("parent_id")
+        case "completed_after":
+            return col(Task.completed_at) >= bindparam("completed_after", type_=UTCDateTime())
+        case "completed_before":
+            return col(Task.completed_at) <= bindparam("completed_before", type_=UTCDateTime())
         case "search":
             return or_(
                 func.lower(col(Task.title)).contains(bindparam("search", type_=String()), escape="/"),
@@ -147,10 +199,12 @@ def _condition(name: str) -> ColumnElement[bool]:
     raise ValueError(f"no listing condition named {name!r}")
 
 
-def _bound(value: str | datetime, field: str, tz: str, now: datetime) -> datetime:
+def _bound(value: str | datetime, field: str, tz: str, now: datetime, *, start: bool = False) -> datetime:
+    """A bound in the user's words; a day without a time is its end (its start with ``start``:
+    "completed after monday" includes monday)."""
     if isinstance(value, datetime):
         return in_range(value, field, value.isoformat())
-    return parse_when(value, tz=tz, now=now, field=field)
+    return parse_when(value, tz=tz, now=now, field=field, date_only="start_of_day" if start else "end_of_day")
 
 
 def _cursor_for(task: Task) -> str:

@@ -7,6 +7,9 @@ The indexes on ``tasks`` follow the listing (``tasks.listing``): a user's tasks 
 (``due_at IS NULL, due_at, id``), behind the status or not. Migration 0005 adds, on PostgreSQL
 only, trigram GIN indexes for the tag filter and the text search (not declared here: SQLite
 has no such index type).
+
+Migration 0006 adds lists (``task_lists``: every user has an Inbox, each task belongs to one list)
+and subtasks (``tasks.parent_id``); tasks also carry ``completed_at`` for the completed history.
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ class Task(SQLModel, table=True):
         Index("ix_tasks_owner_status_order", "owner_id", "completed", _UNDATED, "due_at", "id"),
         Index("ix_tasks_owner_order", "owner_id", _UNDATED, "due_at", "id"),
         UniqueConstraint("previous_occurrence_id", name="uq_tasks_previous_occurrence"),
+        Index("ix_tasks_owner_list_order", "owner_id", "list_id", _UNDATED, "due_at", "id"),
+        Index("ix_tasks_owner_completed_at", "owner_id", "completed_at"),
+        Index("ix_tasks_parent_id", "parent_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -94,6 +100,10 @@ class Task(SQLModel, table=True):
     created_at: datetime | None = _ts(nullable=False)
     updated_at: datetime | None = _ts(nullable=False)
     version: int = Field(default=1)
+    #: The list the task belongs to (``task_lists.id``); a subtask is always in its parent's list.
+    list_id: int | None = Field(default=None)
+    #: The task this one is a subtask of (``tasks.parent_id``), at most ``MAX_DEPTH`` levels deep.
+    parent_id: int | None = Field(default=None)
 
     @property
     def tags(self) -> list[str]:
@@ -102,6 +112,58 @@ class Task(SQLModel, table=True):
     @tags.setter
     def tags(self, values: list[str]) -> None:
         self.tags_text = "," + "".join(f"{t}," for t in values)
+
+
+class TaskList(SQLModel, table=True):
+    """A list (project) of one user's tasks. Every user has one Inbox (``is_inbox``), made when
+    first needed; it cannot be renamed, archived or deleted. ``name_key`` (the name in lower case)
+    is unique per user, so two lists never differ only by case."""
+
+    __tablename__ = "task_lists"
+    __table_args__ = (UniqueConstraint("owner_id", "name_key", name="uq_task_lists_owner_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: str = Field(sa_column=Column(String(200), nullable=False))
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+    name_key: str = Field(sa_column=Column(String(100), nullable=False))
+    is_inbox: bool = Field(default=False)
+    archived_at: datetime | None = _ts()
+    created_at: datetime | None = _ts(nullable=False)
+    updated_at: datetime | None = _ts(nullable=False)
+    version: int = Field(default=1)
+
+
+class ChangeRecord(SQLModel, table=True):
+    """One write of one user (a call of a write tool or route), with every row it changed as it
+    was before and after (``entries``: ``{"table", "id", "before", "after"}``, rows as JSON),
+    so ``undo`` can revert it exactly. ``undoes_id`` names the change an undo reverted;
+    ``undone_by_id`` the undo that reverted this one (migration 0007)."""
+
+    __tablename__ = "changes"
+    __table_args__ = (Index("ix_changes_owner_id", "owner_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: str = Field(sa_column=Column(String(200), nullable=False))
+    action: str = Field(max_length=40)
+    summary: str = Field(sa_column=Column(Text, nullable=False))
+    entries: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    undoes_id: int | None = None
+    undone_by_id: int | None = None
+    created_at: datetime | None = _ts(nullable=False)
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """The first result of a write sent with an idempotency key (per user), kept at least
+    ``KEEP_KEYS`` (``tasks.idempotency``) so a retry returns it instead of writing again."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
+
+    owner_id: str = Field(sa_column=Column(String(200), primary_key=True))
+    key: str = Field(sa_column=Column(String(200), primary_key=True))
+    request_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    response: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime | None = _ts(nullable=False)
 
 
 class OutboxEvent(SQLModel, table=True):

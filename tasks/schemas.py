@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tasks.models import Task
+from tasks.models import Task, TaskList
 from tasks.recurrence import describe
 
 StatusFilter = Literal["pending", "completed", "all"]
@@ -35,6 +35,8 @@ class TaskView(BaseModel):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 1
+    list_id: int | None = Field(default=None, description="The list the task is in.")
+    parent_id: int | None = Field(default=None, description="The task this one is a subtask of.")
 
     @classmethod
     def of(cls, task: Task) -> TaskView:
@@ -56,6 +58,8 @@ class TaskView(BaseModel):
             created_at=task.created_at,
             updated_at=task.updated_at,
             version=task.version,
+            list_id=task.list_id,
+            parent_id=task.parent_id,
         )
 
 
@@ -70,6 +74,48 @@ class DeletedTask(BaseModel):
     id: int
     title: str
     deleted: bool = True
+
+
+class ListView(BaseModel):
+    """One of the user's lists; ``open_tasks`` counts its tasks not yet completed."""
+
+    id: int
+    name: str
+    is_inbox: bool = False
+    archived: bool = False
+    open_tasks: int = 0
+    version: int = 1
+
+    @classmethod
+    def of(cls, row: TaskList, open_tasks: int = 0) -> ListView:
+        assert row.id is not None
+        return cls(
+            id=row.id, name=row.name, is_inbox=row.is_inbox, archived=row.archived_at is not None,
+            open_tasks=open_tasks, version=row.version,
+        )  # fmt: skip
+
+
+class Lists(BaseModel):
+    items: list[ListView]
+
+
+class DeletedList(BaseModel):
+    id: int
+    name: str
+    deleted: bool = True
+    tasks_moved_to_inbox: int = 0
+    tasks_deleted: int = 0
+
+
+class BatchResult(BaseModel):
+    """What one batch call changed: one transaction, one event per changed task."""
+
+    action: str
+    matched: int = Field(description="How many tasks the ids or the filter named.")
+    changed: list[TaskView] = Field(default_factory=list, description="The tasks as they are now.")
+    deleted: list[DeletedTask] = Field(default_factory=list)
+    unchanged_ids: list[int] = Field(default_factory=list, description="Named, but already so.")
+    change_id: int | None = Field(default=None, description="Pass to undo to revert the whole batch.")
 
 
 def pending_reminder(task: Task) -> datetime | None:

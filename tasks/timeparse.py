@@ -14,7 +14,7 @@ from dateparser.date import DateDataParser
 from tasks.clock import as_utc, zone
 from tasks.errors import InvalidInput
 
-DateOnlyDefault = Literal["end_of_day", "morning"]
+DateOnlyDefault = Literal["end_of_day", "morning", "start_of_day"]
 
 _BARE_HOUR: Final = re.compile(r"\b(at|by)\s+(\d{1,2})\b(?![:.]\d)(?!\s*(?:am|pm|a\.m\.|p\.m\.))", re.I)
 # dateparser reports "no time given" when the time equals the reference time, so look ourselves.
@@ -53,7 +53,8 @@ def parse_when(
     """Parse an absolute or relative time in zone ``tz``; returns aware UTC.
 
     A phrase that names a day but no time ("tomorrow", "next friday") lands at the end of that
-    day (or 09:00 with ``date_only="morning"``, which suits reminders).
+    day (or 09:00 with ``date_only="morning"``, which suits reminders; or its start with
+    ``"start_of_day"``, which suits "completed since monday").
     """
     if not text or not text.strip():
         raise InvalidInput(field, f"The {field} time is empty; try 'tomorrow 17:00'.")
@@ -108,7 +109,7 @@ def _parse_natural(text: str, *, tz: str, now: datetime, field: str, date_only: 
     parsed = as_utc(data.date_obj)
     if data.period in ("day", "week", "month", "year") and not _HAS_TIME.search(normalised):
         local_day = parsed.astimezone(local_zone).date()
-        at = _MORNING if date_only == "morning" else _END_OF_DAY
+        at = {"morning": _MORNING, "start_of_day": time(0, 0)}.get(date_only, _END_OF_DAY)
         parsed = as_utc(datetime.combine(local_day, at, tzinfo=local_zone))
     return parsed
 

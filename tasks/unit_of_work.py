@@ -11,6 +11,7 @@ with uow_factory() as uow:
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
@@ -127,9 +128,22 @@ class UnitOfWork:
         a concurrent unit that marked it first makes the commit fail (``IntegrityError``)."""
         self.session.add(ProcessedEvent(consumer=consumer, event_id=event_id))
 
+    def serialize_writes(self) -> None:
+        """On SQLite, take the database's write lock now (as ``BEGIN IMMEDIATE`` would): what
+        this unit reads next cannot change before it commits. A read-check-write that must be
+        exact (an undo) calls it first; on PostgreSQL such a unit locks its rows instead."""
+        if not self.is_postgres:
+            self.session.execute(_TAKE_WRITE_LOCK)
+
     def record(self, event: DomainEvent) -> None:
         """Collect an event; it is written to the outbox by ``commit``."""
         self._pending.append(event)
+
+    @property
+    def recorded(self) -> Sequence[DomainEvent]:
+        """The events recorded so far in this unit (``commit`` writes them), to complete them
+        with what is known only at the end (the change id of the write they belong to)."""
+        return tuple(self._pending)
 
     def insert(self, rows: Sequence[SQLModel]) -> None:
         """Write new rows of one table at once and give them their ids, in order.
@@ -164,10 +178,15 @@ class UnitOfWork:
             self._updates.append((type(row).__table__, row.id, values))  # type: ignore[attr-defined]
 
     def _write_updates(self) -> None:
+        """The pending updates; a run of updates to the same columns of one table (a batch
+        call's) goes as one executemany, a round trip for all on PostgreSQL (psycopg pipelines)."""
         connection = self.session.connection()
-        for table, row_id, values in self._updates:
-            result = connection.execute(_update_by_id(table), [values | {"row_id": row_id}])
-            if result.rowcount != 1:
+        for (table, _columns), group in itertools.groupby(
+            self._updates, key=lambda update: (update[0], tuple(sorted(update[2])))
+        ):
+            rows = [values | {"row_id": row_id} for _table, row_id, values in group]
+            result = connection.execute(_update_by_id(table), rows)
+            if result.rowcount != len(rows):
                 raise _stale(table, result.rowcount)
         self._updates = []
 
@@ -254,6 +273,8 @@ class UnitOfWork:
             connection.execute(_USERS_TURNS, {"space": OUTBOX_USER_LOCK_SPACE, "users": users})
 
 
+#: A write that changes nothing: SQLite takes its write lock for it (see ``serialize_writes``).
+_TAKE_WRITE_LOCK: Final = text("UPDATE outbox SET id = id WHERE 0 = 1")
 #: The first key of the per-user outbox locks (``pg_advisory_xact_lock(space, hashtext(user))``;
 #: two-key advisory locks never collide with the relay's one-key lock).
 OUTBOX_USER_LOCK_SPACE: Final = 0x7D0_0B0C

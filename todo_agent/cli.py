@@ -156,8 +156,10 @@ async def serve_mcp_stdio(container: Container) -> None:
     """MCP over stdio, with live resources: this process has no event subscription, so the
     outbox (every writer's events, in the shared database) feeds its subscriptions."""
     server = container.build_mcp(stdio=True)
+    feed = OutboxFeed(container.uow, container.mcp_live)
+    await feed.begin()
     async with anyio.create_task_group() as group:
-        group.start_soon(OutboxFeed(container.uow, container.mcp_live).run)
+        group.start_soon(feed.run)
         await server.run_stdio_async()
         group.cancel_scope.cancel()
 

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from tasks.errors import InvalidInput, TaskError, TaskNotFound, VersionConflict
+from tasks.errors import Conflict, InvalidInput, NeedsConfirmation, TaskError, TaskNotFound, VersionConflict
 
 log = logging.getLogger(__name__)
 
@@ -16,10 +16,13 @@ log = logging.getLogger(__name__)
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TaskError)
     async def task_error(_request: Request, exc: TaskError) -> JSONResponse:
-        code = 404 if isinstance(exc, TaskNotFound) else 409 if isinstance(exc, VersionConflict) else 422
+        conflict = isinstance(exc, VersionConflict | Conflict)
+        code = 404 if isinstance(exc, TaskNotFound) else 409 if conflict else 422
         body: dict[str, object] = {"detail": exc.message}
         if isinstance(exc, InvalidInput):
             body["field"] = exc.field
+        if isinstance(exc, NeedsConfirmation):  # the hook for a confirmation dialog
+            body |= {"needs_confirmation": True, "count": exc.count, "action": exc.action}
         return JSONResponse(body, status_code=code)
 
     @app.exception_handler(RequestValidationError)

@@ -78,3 +78,31 @@ def _belongs_to_the_other_metadata(change: object) -> bool:
     if isinstance(change, tuple) and change and change[0] == "remove_index":
         return change[1].table.name in known
     return False
+
+
+def test_existing_tasks_go_to_their_owners_inbox_when_lists_arrive(empty_db: str) -> None:
+    engine = make_engine(empty_db)
+    migrate(engine, "0005")
+    with engine.begin() as connection:
+        for owner, title in (("ann", "Old one"), ("ann", "Old two"), ("ben", "Old three")):
+            connection.execute(
+                text(
+                    "INSERT INTO tasks (owner_id, title, description, completed, priority, tags_text, "
+                    "repeat_from, timezone, occurrence, created_at, updated_at, version) VALUES "
+                    "(:owner, :title, '', :no, 'none', ',', 'due', 'UTC', 1, :now, :now, 1)"
+                ),
+                {"owner": owner, "title": title, "no": False, "now": "2026-01-01T00:00:00+00:00"},
+            )
+    migrate(engine)
+    with engine.connect() as connection:
+        inboxes = dict(
+            connection.execute(text("SELECT owner_id, id FROM task_lists WHERE name = 'Inbox'")).all()
+        )
+        placed = connection.execute(text("SELECT owner_id, list_id FROM tasks ORDER BY id")).all()
+    assert set(inboxes) == {"ann", "ben"}
+    assert [(owner, list_id) for owner, list_id in placed] == [
+        ("ann", inboxes["ann"]), ("ann", inboxes["ann"]), ("ben", inboxes["ben"])
+    ]  # fmt: skip
+    downgrade(engine, "0005")
+    assert "task_lists" not in inspect(engine).get_table_names()
+    engine.dispose()

@@ -86,7 +86,9 @@ async def test_instructions_tell_a_model_about_time_zones_ids_batches_and_deleti
         "UTC",
         "task_id",
         "list_tasks with search",
-        "one call per task",
+        "change_tasks",
+        "undo",
+        "idempotency_key",
         "confirm: true",
     ):
         assert needed in text, needed
@@ -242,7 +244,12 @@ async def test_a_listen_stream_hears_a_rest_write_and_nothing_of_another_user(
             reread = json.loads(text_of(await client.read_resource(uri)))
     print(f"\nREST write -> listen stream notification: {latency * 1000:.0f} ms")
     assert uri in seen and reread["title"] == "Water the plants"
-    assert container.mcp_live.watcher_count() == 0  # the stream's watch ended with it
+    # The stream's watch ends with it: the server notices the closed stream on its own task.
+    for _ in range(100):
+        if not container.mcp_live.watcher_count():
+            break
+        await anyio.sleep(0.05)
+    assert container.mcp_live.watcher_count() == 0, "the closed stream's watch is still there"
 
 
 async def _quiet(stream: Any, quiet_for: float = 1.5) -> None:
@@ -313,7 +320,7 @@ async def test_stdio_subscription_hears_a_write_made_by_another_process(tmp_path
         latency = time.perf_counter() - sent
     print(f"\nwrite in another process -> stdio notification: {latency * 1000:.0f} ms")
     other.engine.dispose()
-    assert seen == [uri]
+    assert set(seen) == {uri}  # a level trigger: a write just before subscribing may also ring
 
 
 def _collect(into: list[str], heard: anyio.Event) -> Callable[[Any], Any]:
@@ -347,7 +354,7 @@ async def test_a_delete_the_user_does_not_confirm_deletes_nothing(local, mode, a
     server = local.build_mcp(stdio=True)
     async with Client(server, mode=mode, elicitation_callback=_answering(action, delete, asked)) as client:
         text = error_text(await client.call_tool("delete_task", {"task_id": task.id}))
-    assert asked == [f"Delete task {task.id} 'Keep me' for good? This cannot be undone."]
+    assert asked == [f"Delete task {task.id} 'Keep me' and its subtasks? (undo brings them back)"]
     assert "Nothing was deleted" in text and said in text
     assert local.tasks.get(local.actor_for_identity(None), task.id).title == "Keep me"
 

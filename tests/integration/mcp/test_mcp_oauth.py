@@ -326,7 +326,7 @@ async def test_a_client_discovers_signs_in_with_pkce_and_uses_everything(served:
         assert completion.completion.values == [str(added["id"])]
 
         refused = error_text(await client.call_tool("delete_task", {"task_id": added["id"]}))
-        assert asked == [f"Delete task {added['id']} 'Signed in' for good? This cannot be undone."]
+        assert asked == [f"Delete task {added['id']} 'Signed in' and its subtasks? (undo brings them back)"]
         assert "Nothing was deleted" in refused
     print(f"\nREST write -> listen stream (OAuth, Keycloak): {latency * 1000:.0f} ms")
     subject = served.container.verifier.verify(storage.tokens.access_token).user_id  # type: ignore[union-attr]

@@ -24,7 +24,10 @@ from todo_agent.bootstrap import bootstrap
 
 pytestmark = pytest.mark.integration
 
-TOOLS = {"add_task", "update_task", "complete_task", "delete_task", "list_tasks", "set_reminder"}
+TOOLS = {
+    "add_task", "update_task", "complete_task", "delete_task", "list_tasks", "set_reminder",
+    "add_tasks", "change_tasks", "delete_tasks", "lists", "edit_list", "undo",
+}  # fmt: skip
 
 
 def structured(result: Any) -> dict[str, Any]:
@@ -49,6 +52,14 @@ async def test_tools_are_described_and_annotated(make_settings) -> None:
     assert tools["delete_task"].annotations.destructive_hint is True
     assert tools["complete_task"].annotations.idempotent_hint is True
     assert tools["add_task"].input_schema["properties"]["due"]["description"]
+    assert tools["lists"].annotations.read_only_hint is True
+    for name in ("delete_tasks", "edit_list", "undo"):  # each may delete tasks or lists
+        assert tools[name].annotations.destructive_hint is True, name
+    assert tools["change_tasks"].annotations.destructive_hint is False
+    assert tools["change_tasks"].annotations.idempotent_hint is True
+    for name, tool in tools.items():  # every write takes an idempotency key; reads do not
+        writes = not tool.annotations.read_only_hint
+        assert ("idempotency_key" in tool.input_schema["properties"]) == writes, name
 
 
 async def test_a_full_round_of_tools_in_memory(make_settings) -> None:
@@ -192,3 +203,17 @@ async def test_bad_tokens_get_401(http_server, case: str) -> None:
         auth_header = {"Authorization": headers.get("Authorization", "")}
         rest = await client.get(f"{http_server.url}/api/tasks", headers=auth_header)
     assert rest.status_code == 401 and "detail" in rest.json()
+
+
+async def test_a_retry_over_http_on_a_new_connection_writes_once(http_server, verifier: JwtVerifier) -> None:
+    """A client that timed out reconnects and sends the call again with the same key."""
+    token = verifier.issue("retrier")
+    call = {"tasks": [{"title": "Book flights"}, {"title": "Book hotel"}], "idempotency_key": "trip-1"}
+    results = []
+    for _attempt in range(2):
+        async with http_client(http_server.url, token) as client:
+            results.append(structured(await client.call_tool("add_tasks", call)))
+    assert results[0] == results[1]
+    async with http_client(http_server.url, token) as client:
+        listed = structured(await client.call_tool("list_tasks", {"status": "all"}))["items"]
+    assert sorted(t["title"] for t in listed) == ["Book flights", "Book hotel"]

@@ -179,3 +179,35 @@ async def test_an_effect_that_outlives_its_budget_is_answered_retry_without_wait
     assert waited < 5  # answered at the budget, not when the effect ended
     assert await apply_in_thread("audit", "8", lambda: None, budget=0.2) == Outcome.SUCCESS
     await asyncio.sleep(0)
+
+
+async def test_list_events_are_audited_passed_by_recurrence_and_shown_to_clients(
+    make_container: Callable[..., Container],
+) -> None:
+    from events.realtime import client_message
+
+    container = make_container("all")
+    container.tasks.create_list(ALICE, "Groceries")
+    container.tasks.change_list(ALICE, "groceries", name="Shopping")
+    renamed = _last_delivery(container)
+    assert renamed.type == "todo.list.renamed.v1"
+    assert await NextOccurrence(container.uow, container.tasks).handle(renamed) == Outcome.SUCCESS
+    assert await AuditLog(container.uow).handle(renamed) == Outcome.SUCCESS
+    with Session(container.engine) as session:
+        entry = session.exec(select(AuditEntry).where(AuditEntry.event_id == renamed.id)).one()
+    assert entry.action == "list_renamed" and "'Groceries' -> 'Shopping'" in entry.summary
+    shown = client_message(renamed.id, renamed.type, renamed.data)
+    assert shown is not None and shown["type"] == "list" and shown["list"]["name"] == "Shopping"
+
+
+async def test_a_task_event_written_before_lists_and_batches_still_parses() -> None:
+    from events.contracts import TaskEvent
+
+    old = {
+        "schema_version": 1, "user_id": "alice", "event_type": "completed", "task_id": 7,
+        "task_data": {"id": 7, "title": "Old", "completed": True}, "changes": {"completed": [False, True]},
+        "timestamp": "2026-11-01T10:00:00+00:00",
+    }  # fmt: skip
+    event = TaskEvent.model_validate(old)
+    assert event.change_id is None and event.batch_size is None and event.task_data.list_id is None
+    assert await AuditLog.__new__(AuditLog).handle(_poison({"user_id": "x", "junk": 1})) == Outcome.DROP

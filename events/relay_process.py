@@ -38,6 +38,9 @@ from typing import Any, Final
 
 from events.publishers import DaprPublisher
 from events.relay import OutboxRelay, new_event_loop
+from observability import tracing
+from observability.logs import configure_logging
+from observability.metrics import relay_exposition
 from tasks.models import OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -51,8 +54,9 @@ _CONTEXT: Final = multiprocessing.get_context("spawn")  # no fork of a process w
 class RelayProcess:
     """A supervised child process running the outbox relay for ``settings``."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, service_name: str = "todo-relay") -> None:
         self._settings = settings
+        self._service_name = service_name  # of its spans, when tracing is on
         self._process: Any = None
         self._wake_fd: int | None = None
         self._control: Connection | None = None
@@ -65,7 +69,7 @@ class RelayProcess:
         control_here, control_there = _CONTEXT.Pipe(duplex=True)
         self._process = _CONTEXT.Process(
             target=_child_main,
-            args=(self._settings, wake_read, control_there),
+            args=(self._settings, wake_read, control_there, self._service_name),
             name="outbox-relay",
             daemon=True,
         )
@@ -114,6 +118,11 @@ class RelayProcess:
 
     def metrics(self) -> dict[str, Any]:
         """The child's ``OutboxRelay.metrics()`` (blocking: call it from a worker thread)."""
+        answer: dict[str, Any] = self._ask("metrics")
+        answer["process"] = self.status()
+        return answer
+
+    def _ask(self, request: str) -> Any:
         with self._control_lock:
             control = self._control
             if control is None or not self.alive():
@@ -122,13 +131,18 @@ class RelayProcess:
             try:
                 while control.poll(0):  # a late answer to an earlier call that timed out
                     control.recv()
-                control.send("metrics")
+                control.send(request)
                 if not control.poll(_METRICS_TIMEOUT):
                     raise RuntimeError(f"The outbox relay process did not answer in {_METRICS_TIMEOUT:.0f}s.")
-                answer: dict[str, Any] = control.recv()
+                return control.recv()
             except (EOFError, OSError) as exc:  # it died since alive() was checked (or while asked)
                 raise RuntimeError(f"The outbox relay process went away ({type(exc).__name__}).") from exc
-        answer["process"] = self.status()
+
+    def prometheus(self) -> bytes:
+        """The child's relay metrics in Prometheus text (blocking: call it from a worker thread)."""
+        answer = self._ask("prometheus")
+        if not isinstance(answer, bytes):
+            raise RuntimeError(f"The outbox relay process answered {type(answer).__name__}, not metrics.")
         return answer
 
     def status(self) -> dict[str, Any]:
@@ -138,7 +152,7 @@ class RelayProcess:
 @contextlib.asynccontextmanager
 async def relay_process(container: Any) -> AsyncIterator[RelayProcess]:
     """Run the relay in a supervised child while the app runs; commits on ``container.uow`` wake it."""
-    relay = RelayProcess(container.settings)
+    relay = RelayProcess(container.settings, f"todo-{container.role}-relay")
     await asyncio.to_thread(relay.start)
     container.uow.after_commit.append(relay.wake)
     supervisor = asyncio.create_task(_supervise(relay), name="outbox-relay-supervisor")
@@ -166,12 +180,11 @@ async def _supervise(relay: RelayProcess) -> None:
 
 
 # -- in the child ----------------------------------------------------------------------------
-def _child_main(settings: Any, wake: Connection, control: Connection) -> None:
+def _child_main(settings: Any, wake: Connection, control: Connection, service_name: str) -> None:
     from tasks.db import make_engine
 
-    logging.basicConfig(
-        level=str(settings.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(str(settings.log_level))
+    tracing.configure(service_name)  # the environment's switch, as in the app
     # Signals to the whole process group (Ctrl-C, ``kill -- -<pgid>``, a service manager) reach
     # the app too, which stops us in order by closing the wake-up pipe. Stopping here on our own
     # would only have the app's supervisor start us again while it shuts down.
@@ -194,6 +207,7 @@ def _child_main(settings: Any, wake: Connection, control: Connection) -> None:
     finally:
         loop.close()
         engine.dispose()
+        tracing.flush()
 
 
 async def _child_run(
@@ -229,7 +243,9 @@ async def _child_run(
         except (EOFError, OSError):
             loop.remove_reader(control.fileno())
             return
-        if request == "metrics":
+        if request == "prometheus":
+            control.send(relay_exposition())
+        elif request == "metrics":
             try:
                 control.send(relay.metrics())
             except Exception as exc:  # the database is down: say so instead of hanging the caller

@@ -20,14 +20,16 @@ from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, generate_latest
 
 from events import audit, inprocess, realtime, recurrence
 from events.inprocess import bus_of
 from events.ports import EventPublisher
 from events.publishers import DaprPublisher, InProcessPublisher
-from events.relay import OutboxRelay
+from events.relay import OutboxRelay, outbox_gauges
 from events.relay_process import relay_process
 from events.subscriber import mount
+from observability.metrics import OutboxCollector, relay_exposition
 
 RELAY_ROLES: Final = ("api", "recurrence", "notifications", "all")
 
@@ -94,6 +96,15 @@ def _audit(app: FastAPI, container: Any) -> None:
 
 
 def _metrics(app: FastAPI, container: Any) -> None:
+    """The relay's Prometheus metrics in ``GET /metrics`` (``todo_agent.telemetry``): the outbox
+    backlog read from the database at scrape time, and the relay's own (from its child process
+    in Dapr mode); and the relay's JSON diagnostics at ``GET /metrics/outbox``."""
+    registry = CollectorRegistry()
+    registry.register(OutboxCollector(lambda: outbox_gauges(container.engine)))
+    sources = container.extras.setdefault("metrics_sources", [])
+    sources.append(lambda: generate_latest(registry))
+    sources.append(lambda: _relay_exposition(container))
+
     @app.get("/metrics/outbox", tags=["health"], summary="Outbox relay: backlog, age, counters, lag")
     def outbox_metrics() -> dict[str, Any]:
         child = container.extras.get("relay_process")
@@ -109,6 +120,18 @@ def _metrics(app: FastAPI, container: Any) -> None:
                 "dropped_clients": hub.dropped_clients,
             }  # fmt: skip
         return metrics
+
+
+def _relay_exposition(container: Any) -> bytes:
+    """The relay's own metrics: the child's (Dapr mode) or this process's; a child that does not
+    answer is left out of the scrape (its metrics come back with it)."""
+    child = container.extras.get("relay_process")
+    if child is None:
+        return relay_exposition()
+    try:
+        return child.prometheus()
+    except RuntimeError:
+        return b""
 
 
 @contextlib.asynccontextmanager

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from mcp.server.transport_security import TransportSecuritySettings
 from sqlalchemy import text
 
-from todo_agent import routes_tasks
+from todo_agent import routes_tasks, telemetry
 from todo_agent.bootstrap import Container
 from todo_agent.edge import EdgeGuard, EdgePolicy
 from todo_agent.errors import install_error_handlers
@@ -67,6 +67,7 @@ def create_app(
     app.state.container = container
     app.state.edge = EdgePolicy.of(container)
     app.add_middleware(EdgeGuard, policy=app.state.edge)
+    telemetry.install(app, container)  # request spans and metrics around the edge; GET /metrics
     install_error_handlers(app)
     _health_routes(app, container)
     if container.role in ("api", "all"):

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.versions import DAPR_VERSION, KAFKA_VERSION
+from devstack.versions import DAPR_VERSION, JAEGER_VERSION, KAFKA_VERSION
 
 #: Topics the application uses; each has a dead-letter topic named ``<topic>-dlq``.
 TOPICS: tuple[str, ...] = ("task-events", "task-updates", "reminders")
@@ -51,6 +51,11 @@ class StackConfig:
     scheduler_healthz_port: int = 58081
     scheduler_etcd_client_port: int = 52379
     scheduler_etcd_peer_port: int = 52380
+    jaeger_otlp_grpc_port: int = 54317
+    jaeger_otlp_http_port: int = 54318
+    jaeger_ui_port: int = 56686
+    jaeger_query_grpc_port: int = 56685
+    jaeger_health_port: int = 53133
     #: An existing PostgreSQL (``TODO_TEST_DATABASE_URL``): when set, none is started.
     external_database_url: str | None = None
     #: An existing Kafka (``TODO_KAFKA_BROKERS``, comma separated): when set, none is started.
@@ -60,6 +65,7 @@ class StackConfig:
     listen_host: str = "127.0.0.1"
     dapr_version: str = DAPR_VERSION
     kafka_version: str = KAFKA_VERSION
+    jaeger_version: str = JAEGER_VERSION
     cache_dir: Path = field(default_factory=cache_root)
 
     @classmethod
@@ -75,6 +81,11 @@ class StackConfig:
             scheduler_healthz_port=_env_int(e, "TODO_STACK_SCHEDULER_HEALTHZ_PORT", 58081),
             scheduler_etcd_client_port=_env_int(e, "TODO_STACK_SCHEDULER_ETCD_PORT", 52379),
             scheduler_etcd_peer_port=_env_int(e, "TODO_STACK_SCHEDULER_ETCD_PEER_PORT", 52380),
+            jaeger_otlp_grpc_port=_env_int(e, "TODO_STACK_JAEGER_OTLP_GRPC_PORT", 54317),
+            jaeger_otlp_http_port=_env_int(e, "TODO_STACK_JAEGER_OTLP_HTTP_PORT", 54318),
+            jaeger_ui_port=_env_int(e, "TODO_STACK_JAEGER_UI_PORT", 56686),
+            jaeger_query_grpc_port=_env_int(e, "TODO_STACK_JAEGER_QUERY_GRPC_PORT", 56685),
+            jaeger_health_port=_env_int(e, "TODO_STACK_JAEGER_HEALTH_PORT", 53133),
             external_database_url=e.get("TODO_TEST_DATABASE_URL") or None,
             external_kafka_brokers=e.get("TODO_KAFKA_BROKERS") or None,
             listen_host=e.get("TODO_STACK_LISTEN_HOST") or "127.0.0.1",
@@ -93,6 +104,10 @@ class StackConfig:
     @property
     def dapr_cache(self) -> Path:
         return self.cache_dir / "dapr" / self.dapr_version
+
+    @property
+    def jaeger_cache(self) -> Path:
+        return self.cache_dir / "jaeger" / self.jaeger_version
 
     @property
     def kafka_libs(self) -> Path:

@@ -8,6 +8,9 @@ from __future__ import annotations
 DAPR_VERSION = "1.18.1"
 KAFKA_VERSION = "4.1.2"
 POSTGRES_MAJOR = "15"
+#: The trace backend (Jaeger v2, module github.com/jaegertracing/jaeger); keep in sync with
+#: devstack/jaeger-build/go.mod.
+JAEGER_VERSION = "1.75.0"
 
 #: Kafka protocol version Dapr's Kafka component (Sarama) announces; Kafka 4 dropped the
 #: protocol versions older than 2.1 that Sarama's default (2.0.0) speaks.

@@ -9,6 +9,7 @@ server's environment (stdio), through ``resolve_actor``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -22,6 +23,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field, ValidationError
 
+from observability import tracing
+from observability.metrics import TOOL_CALLS, TOOL_DURATION
 from tasks.errors import TaskError
 from tasks.inputs import (
     MAX_CURSOR,
@@ -102,14 +105,27 @@ def build_mcp_server(
         name="todo-agent", instructions=_INSTRUCTIONS, token_verifier=token_verifier, auth=auth
     )
 
-    async def call(fn: Callable[[Actor], T]) -> T:
+    async def call(tool: str, fn: Callable[[Actor], T]) -> T:
+        """Run the tool's use case in a worker thread, as a span (``mcp.tool <name>``) and
+        counted by outcome: ok, refused (a clean tool error) or error (anything unexpected)."""
         token = get_access_token()  # read here: the context variable does not reach the thread
-        try:
-            return await anyio.to_thread.run_sync(lambda: fn(resolve_actor(token)))
-        except TaskError as exc:
-            raise ToolError(exc.message) from exc
-        except ValidationError as exc:  # an input model refused a value the tool's schema let by
-            raise ToolError(readable(exc)) from exc
+        outcome = "error"
+        started = time.perf_counter()
+        with tracing.span(f"mcp.tool {tool}", attributes={"mcp.tool.name": tool}):
+            try:
+                result = await anyio.to_thread.run_sync(lambda: fn(resolve_actor(token)))
+                outcome = "ok"
+                return result
+            except TaskError as exc:
+                outcome = "refused"
+                raise ToolError(exc.message) from exc
+            except ValidationError as exc:  # an input model refused a value the tool's schema let by
+                outcome = "refused"
+                raise ToolError(readable(exc)) from exc
+            finally:
+                tracing.set_attribute("todo.outcome", outcome)
+                TOOL_CALLS.labels(tool=tool, outcome=outcome).inc()
+                TOOL_DURATION.labels(tool=tool).observe(time.perf_counter() - started)
 
     @mcp.tool(annotations=ToolAnnotations(title="Add a task", read_only_hint=False, destructive_hint=False))
     async def add_task(
@@ -130,7 +146,7 @@ def build_mcp_server(
             )  # fmt: skip
             return service.add(actor, draft)
 
-        return await call(add)
+        return await call("add_task", add)
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -155,9 +171,10 @@ def build_mcp_server(
             "remind_before_minutes": remind_before_minutes, "completed": completed,
         }  # fmt: skip
         return await call(
+            "update_task",
             lambda actor: service.update(
                 actor, task_id, TaskChanges(**{k: v for k, v in given.items() if v is not None})
-            )
+            ),
         )
 
     @mcp.tool(
@@ -168,7 +185,7 @@ def build_mcp_server(
     async def complete_task(task_id: TaskId) -> CompletedTask:
         """Mark a task as done. For a repeating task, says when the next occurrence is due."""
 
-        return await call(lambda actor: complete_task_for(service, actor, task_id))
+        return await call("complete_task", lambda actor: complete_task_for(service, actor, task_id))
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -177,7 +194,7 @@ def build_mcp_server(
     )
     async def delete_task(task_id: TaskId) -> DeletedTask:
         """Delete a task for good."""
-        return await call(lambda actor: service.delete(actor, task_id))
+        return await call("delete_task", lambda actor: service.delete(actor, task_id))
 
     @mcp.tool(annotations=ToolAnnotations(title="List tasks", read_only_hint=True))
     async def list_tasks(
@@ -206,7 +223,7 @@ def build_mcp_server(
             )  # fmt: skip
             return service.list(actor, query)
 
-        return await call(find)
+        return await call("list_tasks", find)
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -228,9 +245,10 @@ def build_mcp_server(
     ) -> TaskView:
         """Set a reminder (absolute time or minutes before due), or cancel it."""
         if cancel:
-            return await call(lambda actor: service.cancel_reminder(actor, task_id))
+            return await call("set_reminder", lambda actor: service.cancel_reminder(actor, task_id))
         return await call(
-            lambda actor: service.set_reminder(actor, task_id, at=at, minutes_before_due=minutes_before_due)
+            "set_reminder",
+            lambda actor: service.set_reminder(actor, task_id, at=at, minutes_before_due=minutes_before_due),
         )
 
     return mcp

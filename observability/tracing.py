@@ -182,6 +182,15 @@ def span(
     )
 
 
+def start_span(name: str, *, attributes: Mapping[str, Any] | None = None) -> Span | None:
+    """A span the caller ends (``span.end()``), a child of the current one but never made
+    current itself: for work that starts in one callback and ends in another, or that spans the
+    yields of an async generator (where attaching a context would be detached elsewhere)."""
+    if not _on:
+        return None
+    return _TRACER.start_span(name, attributes=dict(attributes or {}))
+
+
 def traced(name: str, **attributes: Any) -> Callable[[F], F]:
     """Decorate a function (sync or async) so each call is a span named ``name``."""
 

@@ -19,6 +19,7 @@ from sqlalchemy.sql.dml import ReturningDelete
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from observability.tracing import traced
 from tasks import listing
 from tasks.clock import Clock, as_utc, utc_now, zone
 from tasks.errors import InvalidInput, TaskNotFound
@@ -60,15 +61,18 @@ class TaskService:
         self._clock = clock
 
     # -- reads ---------------------------------------------------------------------------
+    @traced("use_case tasks.get")
     def get(self, actor: Actor, task_id: int) -> TaskView:
         with self._uow(read_only=True) as uow:
             return TaskView.of(_load(uow, actor, task_id))
 
+    @traced("use_case tasks.list")
     def list(self, actor: Actor, query: TaskQuery) -> TaskPage:
         with self._uow(read_only=True) as uow:
             return listing.run(uow.connection(), actor.user_id, query, tz=actor.timezone, now=self._clock())
 
     # -- writes --------------------------------------------------------------------------
+    @traced("use_case tasks.add")
     def add(self, actor: Actor, draft: TaskDraft) -> TaskView:
         now = self._clock()
         task = Task(
@@ -130,12 +134,14 @@ class TaskService:
         uow.record(_changed("created", Actor(done.owner_id, tz), TaskView.of(task), now))
         return task
 
+    @traced("use_case tasks.preview_next_due")
     def preview_next_due(self, actor: Actor, task_id: int) -> datetime | None:
         """When the occurrence after this task would be due (None: not repeating, or ended)."""
         with self._uow(read_only=True) as uow:
             planned = _next_due(_load(uow, actor, task_id), self._clock())
         return planned[0] if planned else None
 
+    @traced("use_case tasks.update")
     def update(
         self, actor: Actor, task_id: int, changes: TaskChanges, *, expected_version: int | None = None
     ) -> TaskView:
@@ -173,12 +179,15 @@ class TaskService:
             _refresh_reminder(task, now)
             return self._save(uow, actor, task, before, kind, now)
 
+    @traced("use_case tasks.complete")
     def complete(self, actor: Actor, task_id: int) -> TaskView:
         return self.update(actor, task_id, TaskChanges(completed=True))
 
+    @traced("use_case tasks.reopen")
     def reopen(self, actor: Actor, task_id: int) -> TaskView:
         return self.update(actor, task_id, TaskChanges(completed=False))
 
+    @traced("use_case tasks.delete")
     def delete(self, actor: Actor, task_id: int) -> DeletedTask:
         now = self._clock()
         with self._uow() as uow:
@@ -187,6 +196,7 @@ class TaskService:
             uow.commit()
         return DeletedTask(id=task_id, title=view.title)
 
+    @traced("use_case tasks.set_reminder")
     def set_reminder(
         self,
         actor: Actor,
@@ -222,6 +232,7 @@ class TaskService:
             _refresh_reminder(task, now)
             return self._save(uow, actor, task, before, "updated", now)
 
+    @traced("use_case tasks.cancel_reminder")
     def cancel_reminder(self, actor: Actor, task_id: int) -> TaskView:
         now = self._clock()
         with self._uow() as uow:

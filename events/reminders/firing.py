@@ -34,6 +34,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from events.reminders.scheduling import task_id_of_job
+from observability import tracing
+from observability.metrics import REMINDER_LATENESS
 from tasks.clock import as_utc, utc_now
 from tasks.events import ReminderDue
 from tasks.models import Task
@@ -267,7 +269,15 @@ async def fire_job(container: Container, name: str, data: Mapping[str, Any]) -> 
     if not isinstance(firing, GroupFiring):
         grace = timedelta(minutes=container.settings.reminder_grace_minutes)
         firing = container.extras["firing"] = GroupFiring(container.uow, grace=grace)
-    return await firing.fire(FireRequest(task_id, parse_remind_at(data)))
+    remind_at = parse_remind_at(data)
+    setter = tracing.link_to(data.get("traceparent") if isinstance(data.get("traceparent"), str) else None)
+    with tracing.span("reminder fire", attributes={"todo.task_id": task_id},
+                      links=[setter] if setter else None):  # fmt: skip
+        fired = await firing.fire(FireRequest(task_id, remind_at))
+        tracing.set_attribute("todo.outcome", fired.value)
+    if fired is Fired.SENT and remind_at is not None:
+        REMINDER_LATENESS.observe(max((utc_now() - remind_at).total_seconds(), 0.0))
+    return fired
 
 
 def install(app: FastAPI, container: Container) -> None:

@@ -72,6 +72,7 @@ from events.reminders.deliveries import (
     reopen,
     settle,
 )
+from observability.metrics import NOTIFICATIONS
 from tasks.clock import as_utc, utc_now, zone
 from tasks.errors import InvalidInput
 from tasks.events import REMINDERS, TASK_UPDATES, DomainEvent
@@ -222,7 +223,8 @@ def record_in_app(uow_factory: UnitOfWorkFactory, event_id: str, message: Remind
             )
         )  # fmt: skip
         uow.commit()
-        return True
+    NOTIFICATIONS.labels(channel="in_app", outcome="sent").inc()
+    return True
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ class RelayProcess:
 @contextlib.asynccontextmanager
 async def relay_process(container: Any) -> AsyncIterator[RelayProcess]:
     """Run the relay in a supervised child while the app runs; commits on ``container.uow`` wake it."""
-    relay = RelayProcess(container.settings, f"todo-{container.role}-relay")
+    relay = RelayProcess(container.settings, f"{tracing.service_name_for(f'todo-{container.role}')}-relay")
     await asyncio.to_thread(relay.start)
     container.uow.after_commit.append(relay.wake)
     supervisor = asyncio.create_task(_supervise(relay), name="outbox-relay-supervisor")
@@ -184,7 +184,7 @@ def _child_main(settings: Any, wake: Connection, control: Connection, service_na
     from tasks.db import make_engine
 
     configure_logging(str(settings.log_level))
-    tracing.configure(service_name)  # the environment's switch, as in the app
+    tracing.configure(service_name, exact_name=True)  # the environment's switch, as in the app
     # Signals to the whole process group (Ctrl-C, ``kill -- -<pgid>``, a service manager) reach
     # the app too, which stops us in order by closing the wake-up pipe. Stopping here on our own
     # would only have the app's supervisor start us again while it shuts down.

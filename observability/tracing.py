@@ -80,9 +80,17 @@ def is_on() -> bool:
     return _on
 
 
-def configure(service_name: str, *, env: Mapping[str, str] | None = None) -> bool:
+def service_name_for(default: str, env: Mapping[str, str] | None = None) -> str:
+    """The service name this process's spans carry: ``OTEL_SERVICE_NAME``, else ``default``."""
+    e = os.environ if env is None else env
+    return e.get("OTEL_SERVICE_NAME") or default
+
+
+def configure(service_name: str, *, env: Mapping[str, str] | None = None, exact_name: bool = False) -> bool:
     """Install the tracer provider (OTLP/HTTP exporter, batched) and the HTTPX instrumentation
-    when :func:`wanted`; idempotent per process. Returns whether tracing is on."""
+    when :func:`wanted`; idempotent per process. Returns whether tracing is on. ``service_name``
+    gives way to ``OTEL_SERVICE_NAME`` unless ``exact_name`` (a helper process that names itself
+    after its parent's service, such as ``todo-api-relay``)."""
     global _on
     with _lock:
         if _on:
@@ -96,7 +104,7 @@ def configure(service_name: str, *, env: Mapping[str, str] | None = None) -> boo
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         e = os.environ if env is None else env
-        attributes = {} if e.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
+        attributes = {} if e.get("OTEL_SERVICE_NAME") and not exact_name else {SERVICE_NAME: service_name}
         sampler = None if e.get("OTEL_TRACES_SAMPLER") else _sampler()
         provider = TracerProvider(resource=Resource.create(attributes), sampler=sampler)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))

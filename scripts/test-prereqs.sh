@@ -3,8 +3,9 @@
 #  - Debian packages: PostgreSQL server, Java 17 (Kafka), Maven (Kafka jars), Chromium (e2e),
 #    podman + runc + debootstrap (the image tests build the image) installed only when missing;
 #  - Go checked (needed only to build Dapr when no cached binaries exist);
-#  - Dapr daprd + scheduler built once and Kafka jars resolved once into
-#    ${XDG_CACHE_HOME:-~/.cache}/todo-agent (python -m devstack prepare).
+#  - Dapr daprd + scheduler and Jaeger (the trace backend) built once and Kafka jars resolved
+#    once into ${XDG_CACHE_HOME:-~/.cache}/todo-agent (python -m devstack prepare). Cold, on
+#    2 cores: Dapr tens of minutes, Jaeger about 4 minutes alone (longer on a busy machine).
 # Idempotent: quick when everything is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,5 +55,5 @@ if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
   export PATH="/usr/local/go/bin:$PATH"
 fi
 
-say "preparing Dapr binaries and Kafka jars (builds once; later runs are instant)"
+say "preparing Dapr and Jaeger binaries and Kafka jars (builds once; later runs are instant)"
 "$PY" -m devstack prepare

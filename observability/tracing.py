@@ -167,9 +167,17 @@ def instrument_engine(engine: Any) -> None:
     """A span per SQL statement on ``engine`` (SQLAlchemy instrumentation) when tracing is on."""
     if not _on:
         return
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    # The instrumentation's engine tracer, attached per engine: its ``instrument()`` entry point
+    # instruments one engine per process, and refuses SQLAlchemy 2.1 by its declared range
+    # (the engine events it listens to are the same in 2.1).
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    from opentelemetry.metrics import get_meter
 
-    SQLAlchemyInstrumentor().instrument(engine=engine, enable_commenter=False)
+    usage = get_meter("opentelemetry.instrumentation.sqlalchemy").create_up_down_counter(
+        "db.client.connections.usage", unit="connections"
+    )
+    tracer = trace.get_tracer("opentelemetry.instrumentation.sqlalchemy")
+    EngineTracer(tracer, engine, usage, False, {}, False)
 
 
 # -- spans -------------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ from events.reminders.deliveries import (
     reopen,
     settle,
 )
+from observability.logs import user_ref
 from observability.metrics import NOTIFICATIONS
 from tasks.clock import as_utc, utc_now, zone
 from tasks.errors import InvalidInput
@@ -319,7 +320,7 @@ class ReminderNotifier:
         held = replayed(delivery.data, delivery.id)
         if held is not None and held.channel not in channels:
             log.warning("dead letter of reminder %s replayed, but %s is no longer configured for %s",
-                        delivery.id, held.channel, message.user_id)  # fmt: skip
+                        delivery.id, held.channel, user_ref(message.user_id))  # fmt: skip
         await self._first_attempts(
             [
                 asyncio.create_task(

@@ -8,7 +8,9 @@
 | notifications | -                                               | outbox relay |
 | all (embedded)| everything above, through the in-process bus    | outbox relay |
 
-Every role with a relay serves ``GET /metrics/outbox``. With Dapr (``DAPR_HTTP_PORT``) the
+Every role with a relay adds the outbox's and the relay's metrics to ``GET /metrics`` (Prometheus)
+and serves ``GET /metrics/outbox`` (the relay's JSON diagnostics: lag percentiles, round phases,
+its process's pid). With Dapr (``DAPR_HTTP_PORT``) the
 relay runs in a child process of the role (``events.relay_process``: off the app's GIL) and
 publishes through the sidecar; otherwise it runs on the app's loop into the in-process bus.
 """
@@ -16,11 +18,13 @@ publishes through the sidecar; otherwise it runs on the app's loop into the in-p
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from events import audit, inprocess, realtime, recurrence
 from events.inprocess import bus_of
@@ -101,6 +105,7 @@ def _metrics(app: FastAPI, container: Any) -> None:
     in Dapr mode); and the relay's JSON diagnostics at ``GET /metrics/outbox``."""
     registry = CollectorRegistry()
     registry.register(OutboxCollector(lambda: outbox_gauges(container.engine)))
+    registry.register(_RelayProcessCollector(container))
     sources = container.extras.setdefault("metrics_sources", [])
     sources.append(lambda: generate_latest(registry))
     sources.append(lambda: _relay_exposition(container))
@@ -120,6 +125,26 @@ def _metrics(app: FastAPI, container: Any) -> None:
                 "dropped_clients": hub.dropped_clients,
             }  # fmt: skip
         return metrics
+
+
+class _RelayProcessCollector(Collector):
+    """``todo_relay_process_up`` and ``todo_relay_process_restarts`` of the Dapr-mode relay child
+    (absent in the embedded default, where the relay runs on the app's loop)."""
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+
+    def collect(self) -> Iterable[Metric]:
+        child = self._container.extras.get("relay_process")
+        if child is None:
+            return []
+        status = child.status()
+        return [
+            GaugeMetricFamily("todo_relay_process_up", "The relay's child process runs",
+                              value=1 if status["alive"] else 0),
+            CounterMetricFamily("todo_relay_process_restarts", "Times the relay's child process was "
+                                "started again after it died", value=status["restarts"]),
+        ]  # fmt: skip
 
 
 def _relay_exposition(container: Any) -> bytes:

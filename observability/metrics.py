@@ -17,6 +17,7 @@ Dapr-mode relay runs in a child process) is appended as that process's own expos
 | ``todo_outbox_failed_rows`` | gauge (scrape) | - |
 | ``todo_relay_publish_duration_seconds`` | histogram | topic |
 | ``todo_relay_published_total`` / ``todo_relay_failures_total`` | counter | - |
+| ``todo_relay_process_up`` / ``_restarts_total`` | gauge / counter (scrape) | - (Dapr mode) |
 | ``todo_consumer_events_total`` | counter | consumer, topic, outcome (SUCCESS, RETRY, DROP) |
 | ``todo_consumer_lag_seconds`` | histogram | consumer, topic (event written → applied) |
 | ``todo_consumer_dead_letters_total`` | counter | consumer, topic (answered DROP: to ``<topic>-dlq``) |

@@ -142,12 +142,17 @@ async def test_a_chat_turn_that_adds_a_task_is_one_trace_through_relay_daprd_kaf
 
 
 # -- metrics ------------------------------------------------------------------------------------
-def outbox_backlog(url: str) -> float:
+def metrics_text(url: str) -> str:
     reply = httpx.get(f"{url}/metrics", timeout=10)
     assert reply.status_code == 200, reply.text
     assert reply.headers["content-type"].startswith("text/plain"), reply.headers
-    match = re.search(r"^todo_outbox_backlog (\S+)$", reply.text, re.M)
-    assert match, f"no todo_outbox_backlog in /metrics:\n{reply.text[:2000]}"
+    return reply.text
+
+
+def outbox_backlog(url: str) -> float:
+    text = metrics_text(url)
+    match = re.search(r"^todo_outbox_backlog (\S+)$", text, re.M)
+    assert match, f"no todo_outbox_backlog in /metrics:\n{text[:2000]}"
     return float(match.group(1))
 
 
@@ -210,3 +215,8 @@ async def test_metrics_show_the_outbox_backlog_rise_while_kafka_is_down_and_drai
             stack.kafka.up()
     wait_for_backlog(url, lambda v: v == 0, "the backlog drained after Kafka came back", 120)
     assert risen >= 5
+    text = metrics_text(url)
+    assert "todo_relay_process_up 1.0" in text  # the relay's child, through the same scrape
+    published = re.search(r"^todo_relay_published_total (\S+)$", text, re.M)
+    assert published and float(published.group(1)) >= 6, text[:3000]
+    assert re.search(r'^todo_relay_publish_duration_seconds_count\{topic="task-events"\} [1-9]', text, re.M)

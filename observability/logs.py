@@ -66,7 +66,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def wants_json(stream: object = None) -> bool:
-    chosen = os.environ.get(FORMAT_ENV, "").strip().lower()
+    chosen = os.environ.get("TODO_LOG_FORMAT", "").strip().lower()  # FORMAT_ENV
     if chosen in ("json", "text"):
         return chosen == "json"
     isatty = getattr(stream or sys.stderr, "isatty", None)

@@ -58,9 +58,23 @@ class TracingConfigError(ValueError):
     """``TODO_TRACING`` holds something other than on/off."""
 
 
+def _environment() -> dict[str, str]:
+    """The variables this module reads, each named literally (``tests/deploy`` checks that every
+    variable the manifests set is one the code reads)."""
+    found = {
+        "TODO_TRACING": os.environ.get("TODO_TRACING"),
+        "OTEL_SDK_DISABLED": os.environ.get("OTEL_SDK_DISABLED"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        "OTEL_SERVICE_NAME": os.environ.get("OTEL_SERVICE_NAME"),
+        "OTEL_TRACES_SAMPLER": os.environ.get("OTEL_TRACES_SAMPLER"),
+    }
+    return {name: value for name, value in found.items() if value is not None}
+
+
 def wanted(env: Mapping[str, str] | None = None) -> bool:
     """Whether the environment asks for tracing (see the module docstring)."""
-    e = os.environ if env is None else env
+    e = _environment() if env is None else env
     if e.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
     switch = e.get(SWITCH, "").strip().lower()
@@ -82,7 +96,7 @@ def is_on() -> bool:
 
 def service_name_for(default: str, env: Mapping[str, str] | None = None) -> str:
     """The service name this process's spans carry: ``OTEL_SERVICE_NAME``, else ``default``."""
-    e = os.environ if env is None else env
+    e = _environment() if env is None else env
     return e.get("OTEL_SERVICE_NAME") or default
 
 
@@ -103,7 +117,7 @@ def configure(service_name: str, *, env: Mapping[str, str] | None = None, exact_
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        e = os.environ if env is None else env
+        e = _environment() if env is None else env
         attributes = {} if e.get("OTEL_SERVICE_NAME") and not exact_name else {SERVICE_NAME: service_name}
         sampler = None if e.get("OTEL_TRACES_SAMPLER") else _sampler()
         provider = TracerProvider(resource=Resource.create(attributes), sampler=sampler)

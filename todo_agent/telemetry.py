@@ -3,20 +3,20 @@
 setup itself is ``observability`` (a leaf package).
 
     configure_for(role)           # before bootstrap: tracing on or off, logs as lines or JSON
-    install(app, container)       # in create_app
+    install(app, sources)         # in create_app
 
 ``/metrics`` answers the operator only (``todo_agent.edge``: ``APP_API_TOKEN`` or a loopback
 peer, as the sidecar-only routes): a scrape in Kubernetes comes from inside the cluster with
 the token, or through the pod's loopback (a sidecar scraper). The body is the process's
-metrics, then those each part registered in ``container.extras["metrics_sources"]`` (callables
-returning exposition text: the outbox backlog read from the database, the relay child's own).
+metrics, then the texts the role's sources give (the outbox backlog read from the database, the
+relay child's own: ``events.wiring.metrics_sources``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Final
 
 from fastapi import FastAPI
 from fastapi.responses import Response
@@ -42,11 +42,11 @@ def configure_for(role: str, log_level: str = "INFO") -> bool:
     return tracing.configure(service_name(role))
 
 
-def install(app: FastAPI, container: Any) -> None:
-    """Request metrics and spans for ``app``, and its ``GET /metrics``."""
+def install(app: FastAPI, sources: Sequence[MetricsSource] = ()) -> None:
+    """Request metrics and spans for ``app``, and its ``GET /metrics``: the process's metrics,
+    then the text each of ``sources`` gives (the relay's part: ``events.wiring.metrics_sources``)."""
     app.add_middleware(RequestMetrics)
     tracing.instrument_app(app)
-    sources: list[MetricsSource] = container.extras.setdefault("metrics_sources", [])
 
     @app.get(METRICS_PATH, include_in_schema=False)
     def metrics() -> Response:

@@ -35,6 +35,7 @@ COPY mcp_server/ mcp_server/
 COPY agent/ agent/
 COPY events/ events/
 COPY todo_agent/ todo_agent/
+COPY observability/ observability/
 # pip itself is not needed at run time: it leaves the venv before the runtime stage copies it.
 RUN --mount=type=secret,id=build-ca \
     if [ -s /run/secrets/build-ca ]; then \

@@ -54,6 +54,7 @@ from agent.models import ModelChoice
 from agent.offline import OfflineModel
 from agent.timing import TimedModel, ToolTimer, TurnTimings
 from agent.transcript import parse_arguments, parse_output
+from observability import tracing
 from tasks.clock import Clock, utc_now
 from tasks.service import Actor
 
@@ -470,7 +471,8 @@ class Turn:
 
     async def _run(self) -> None:
         try:
-            await self._run_agent()
+            with tracing.span("chat.turn", attributes={"todo.conversation.new": self.created}):
+                await self._run_agent()
         except _Abandoned:
             pass
         except ChatFailed as failure:

@@ -13,6 +13,9 @@ from typing import Any, ParamSpec, TypeVar
 from agents import Model, RunHooks
 from agents.items import ModelResponse, TResponseStreamEvent
 
+from observability import tracing
+from observability.metrics import CHAT_PHASES
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -29,6 +32,7 @@ class TurnTimings:
 
     def finish(self) -> TurnTimings:
         self.total_ms = (time.perf_counter() - self._started) * 1000
+        CHAT_PHASES.labels(phase="turn").observe(self.total_ms / 1000)
         return self
 
     def server_timing(self) -> str:
@@ -57,17 +61,26 @@ class TimedModel(Model):
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
         started = time.perf_counter()
         try:
-            return await self._inner.get_response(*args, **kwargs)
+            with tracing.span("chat.model"):
+                return await self._inner.get_response(*args, **kwargs)
         finally:
-            self._timings.model_ms += (time.perf_counter() - started) * 1000
+            self._add(started)
 
     async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[TResponseStreamEvent]:
         started = time.perf_counter()
+        span = tracing.start_span("chat.model")  # not current: the generator yields in between
         try:
             async for event in self._inner.stream_response(*args, **kwargs):
                 yield event
         finally:
-            self._timings.model_ms += (time.perf_counter() - started) * 1000
+            self._add(started)
+            if span is not None:
+                span.end()
+
+    def _add(self, started: float) -> None:
+        seconds = time.perf_counter() - started
+        self._timings.model_ms += seconds * 1000
+        CHAT_PHASES.labels(phase="model").observe(seconds)
 
     async def close(self) -> None:
         await self._inner.close()
@@ -93,13 +106,23 @@ class ToolTimer(RunHooks[Any]):
         self._timings = timings
         self._running = 0
         self._since = 0.0
+        self._spans: dict[int, list[Any]] = {}  # open ``chat.tool`` spans per tool object
 
     async def on_tool_start(self, context: Any, agent: Any, tool: Any) -> None:
         if self._running == 0:
             self._since = time.perf_counter()
         self._running += 1
+        name = str(getattr(tool, "name", "tool"))
+        span = tracing.start_span(f"chat.tool {name}", attributes={"todo.tool": name})
+        if span is not None:
+            self._spans.setdefault(id(tool), []).append(span)
 
     async def on_tool_end(self, context: Any, agent: Any, tool: Any, result: object) -> None:
         self._running -= 1
         if self._running == 0:
-            self._timings.tools_ms += (time.perf_counter() - self._since) * 1000
+            seconds = time.perf_counter() - self._since
+            self._timings.tools_ms += seconds * 1000
+            CHAT_PHASES.labels(phase="tool").observe(seconds)
+        spans = self._spans.get(id(tool))
+        if spans:
+            spans.pop(0).end()

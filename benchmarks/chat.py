@@ -35,6 +35,7 @@ from pydantic import SecretStr
 from benchmarks.stack import stack_with_fresh_database
 from devstack.appserver import serve_in_thread
 from devstack.procs import free_port
+from observability import tracing
 from todo_agent.api import app_for
 from todo_agent.bootstrap import Role, bootstrap, make_verifier
 from todo_agent.cli import configure_logging
@@ -202,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     configure_logging(os.environ.setdefault("TODO_LOG_LEVEL", "WARNING"))  # as `todo-agent serve` does
+    # As `todo-agent serve` does before it builds the app: TODO_TRACING=on with an OTLP endpoint
+    # (e.g. the devstack's Jaeger) measures the turns with every span made and exported.
+    tracing_on = tracing.configure("todo-bench-chat")
+    print(f"tracing: {'on' if tracing_on else 'off'}", file=sys.stderr)
     results: dict[str, dict[str, float]] = {}
     if args.mode in ("both", "embedded"):
         with embedded_settings() as settings, serving(settings, "all") as url:

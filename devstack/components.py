@@ -18,6 +18,7 @@ from devstack.postgres import libpq_url
 
 SOURCE_DIR = repo_root() / "dapr-components"
 DEFAULT_BROKERS = "127.0.0.1:59092"
+DEFAULT_OTLP_GRPC = '"127.0.0.1:54317"'
 DEFAULT_TABLE_PREFIX = 'value: "dapr_"'
 STATESTORE_URL_ENV = "TODO_STATESTORE_PG_URL"
 CONFIG_FILE = "config.yaml"
@@ -42,6 +43,7 @@ def render(
     table_prefix: str = "dapr_",
     subscriptions: bool = True,
     extra: Mapping[str, str] | None = None,
+    otlp_grpc_address: str | None = None,
 ) -> RenderedResources:
     """Write the components for a stack at ``kafka_brokers`` / ``pg_url`` into ``target_dir``.
 
@@ -49,7 +51,8 @@ def render(
     ``subscriptions=False`` the declarative subscriptions are left out (apps then subscribe
     programmatically). ``extra`` maps file names to additional YAML documents to write.
     The Dapr Configuration is copied as ``config.yaml`` too (daprd's resource loader skips
-    documents of kind Configuration, as with the committed folder).
+    documents of kind Configuration, as with the committed folder). ``otlp_grpc_address``
+    replaces the devstack Jaeger's OTLP address daprd sends its spans to.
     """
     target_dir.mkdir(parents=True, exist_ok=True)
     for src in sorted(SOURCE_DIR.glob("*.yaml")):
@@ -57,6 +60,8 @@ def render(
             continue
         text = src.read_text().replace(DEFAULT_BROKERS, kafka_brokers)
         text = text.replace(DEFAULT_TABLE_PREFIX, f'value: "{table_prefix}"')
+        if otlp_grpc_address:
+            text = text.replace(DEFAULT_OTLP_GRPC, f'"{otlp_grpc_address}"')
         (target_dir / src.name).write_text(text)
     for name, text in (extra or {}).items():
         (target_dir / name).write_text(text)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.versions import DAPR_VERSION, KAFKA_VERSION, KEYCLOAK_VERSION
+from devstack.versions import DAPR_VERSION, JAEGER_VERSION, KAFKA_VERSION, KEYCLOAK_VERSION
 
 #: Topics the application uses; each has a dead-letter topic named ``<topic>-dlq``.
 TOPICS: tuple[str, ...] = ("task-events", "task-updates", "reminders")
@@ -53,6 +53,11 @@ class StackConfig:
     scheduler_etcd_peer_port: int = 52380
     keycloak_port: int = 58180
     keycloak_management_port: int = 58190
+    jaeger_otlp_grpc_port: int = 54317
+    jaeger_otlp_http_port: int = 54318
+    jaeger_ui_port: int = 56686
+    jaeger_query_grpc_port: int = 56685
+    jaeger_health_port: int = 53133
     #: An existing PostgreSQL (``TODO_TEST_DATABASE_URL``): when set, none is started.
     external_database_url: str | None = None
     #: An existing Kafka (``TODO_KAFKA_BROKERS``, comma separated): when set, none is started.
@@ -63,6 +68,7 @@ class StackConfig:
     dapr_version: str = DAPR_VERSION
     kafka_version: str = KAFKA_VERSION
     keycloak_version: str = KEYCLOAK_VERSION
+    jaeger_version: str = JAEGER_VERSION
     cache_dir: Path = field(default_factory=cache_root)
 
     @classmethod
@@ -80,6 +86,11 @@ class StackConfig:
             scheduler_etcd_peer_port=_env_int(e, "TODO_STACK_SCHEDULER_ETCD_PEER_PORT", 52380),
             keycloak_port=_env_int(e, "TODO_STACK_KEYCLOAK_PORT", 58180),
             keycloak_management_port=_env_int(e, "TODO_STACK_KEYCLOAK_MANAGEMENT_PORT", 58190),
+            jaeger_otlp_grpc_port=_env_int(e, "TODO_STACK_JAEGER_OTLP_GRPC_PORT", 54317),
+            jaeger_otlp_http_port=_env_int(e, "TODO_STACK_JAEGER_OTLP_HTTP_PORT", 54318),
+            jaeger_ui_port=_env_int(e, "TODO_STACK_JAEGER_UI_PORT", 56686),
+            jaeger_query_grpc_port=_env_int(e, "TODO_STACK_JAEGER_QUERY_GRPC_PORT", 56685),
+            jaeger_health_port=_env_int(e, "TODO_STACK_JAEGER_HEALTH_PORT", 53133),
             external_database_url=e.get("TODO_TEST_DATABASE_URL") or None,
             external_kafka_brokers=e.get("TODO_KAFKA_BROKERS") or None,
             listen_host=e.get("TODO_STACK_LISTEN_HOST") or "127.0.0.1",
@@ -98,6 +109,10 @@ class StackConfig:
     @property
     def dapr_cache(self) -> Path:
         return self.cache_dir / "dapr" / self.dapr_version
+
+    @property
+    def jaeger_cache(self) -> Path:
+        return self.cache_dir / "jaeger" / self.jaeger_version
 
     @property
     def kafka_libs(self) -> Path:

@@ -159,7 +159,9 @@ def start_sidecar(
         if config is not None:
             args += ["--config", str(config)]
         args += extra_args or []
-        env = {k: v for k, v in os.environ.items() if k not in ("APP_API_TOKEN", "DAPR_API_TOKEN")}
+        # The app's own OTEL_SERVICE_NAME would rename daprd's spans too: daprd names them by app id.
+        dropped = ("APP_API_TOKEN", "DAPR_API_TOKEN", "OTEL_SERVICE_NAME")
+        env = {k: v for k, v in os.environ.items() if k not in dropped}
         env["POD_NAME"] = pod_name(app_id, app_port, http_port)  # unless extra_env names one
         env.update(extra_env or {})
         env["DAPR_HOST_IP"] = "127.0.0.1"

@@ -1,4 +1,4 @@
-"""The whole local stack: PostgreSQL, Kafka and the Dapr scheduler (plus the daprd binary).
+"""The whole local stack: PostgreSQL, Kafka, the Dapr scheduler and Jaeger (plus the daprd binary).
 
 >>> stack = Stack(StackConfig.from_env())
 >>> started = stack.up()      # names of the components this call started
@@ -12,9 +12,10 @@ import fcntl
 import shutil
 from collections.abc import Iterator
 
-from devstack import dapr_bin
+from devstack import dapr_bin, jaeger
 from devstack.component import Component, ComponentStatus
 from devstack.config import StackConfig
+from devstack.jaeger import Jaeger
 from devstack.kafka import Kafka, ensure_libs
 from devstack.keycloak import ensure_dist
 from devstack.postgres import Postgres, find_bindir
@@ -28,10 +29,11 @@ class Stack:
         self.postgres = Postgres(self.cfg)
         self.kafka = Kafka(self.cfg)
         self.scheduler = Scheduler(self.cfg)
+        self.jaeger = Jaeger(self.cfg)
 
     @property
     def components(self) -> list[Component]:
-        return [self.postgres, self.kafka, self.scheduler]
+        return [self.postgres, self.kafka, self.scheduler, self.jaeger]
 
     def running(self) -> set[str]:
         """Names of the managed components whose process runs now."""
@@ -48,10 +50,11 @@ class Stack:
     def up(self, *, progress: bool = True) -> set[str]:
         """Start what is not running (idempotent); returns the names this call started.
 
-        The Dapr binaries are resolved (built once, if need be) before anything starts, so a
-        missing toolchain fails fast.
+        The Dapr and Jaeger binaries are resolved (built once, if need be) before anything
+        starts, so a missing toolchain fails fast.
         """
         dapr_bin.ensure(self.cfg, progress=progress)
+        jaeger.ensure(self.cfg, progress=progress)
         with self.locked():
             before = self.running()
             for c in self.components:
@@ -65,12 +68,14 @@ class Stack:
         bins = dapr_bin.ensure(self.cfg, progress=progress)
         libs = ensure_libs(self.cfg, progress=progress)
         keycloak = ensure_dist(self.cfg, progress=progress)
+        tracer = jaeger.ensure(self.cfg, progress=progress)
         return [
             f"daprd      {bins.version}  {bins.daprd}",
             f"scheduler  {bins.version}  {bins.scheduler}",
             f"kafka      {self.cfg.kafka_version}  {libs}",
             f"keycloak   {self.cfg.keycloak_version}  {keycloak}",
             f"postgres   {self.postgres.version()}  {find_bindir()}",
+            f"jaeger     {self.cfg.jaeger_version}  {tracer}",
         ]
 
     def down(self, only: set[str] | None = None) -> None:

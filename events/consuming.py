@@ -10,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Final
 
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from events.contracts import ListEvent, TaskEvent, is_list_event
-from events.ports import Delivery, Outcome
+from events.ports import Delivery, Outcome, Subscription
+from observability import tracing
+from observability.metrics import CONSUMER_EVENTS, CONSUMER_LAG, DEAD_LETTERS
+from tasks.clock import as_utc, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +29,33 @@ log = logging.getLogger(__name__)
 #: by its own code (repeat rules are stepped within a horizon); this is the backstop that keeps a
 #: consumer answering, so a poison event reaches its dead-letter topic after bounded attempts.
 APPLY_BUDGET_SECONDS: Final = 30.0
+
+
+async def handle_observed(subscription: Subscription, delivery: Delivery) -> Outcome:
+    """Run the subscription's handler on ``delivery`` as a CONSUMER span in the writer's trace
+    (the CloudEvent's ``traceparent``), and count its outcome and lag (``observability.metrics``).
+    An exception propagates, after being recorded on the span."""
+    consumer, topic = subscription.consumer, delivery.topic
+    parent = tracing.context_from(delivery.raw.get("traceparent"))
+    attributes = {"messaging.system": "dapr", "messaging.destination.name": topic,
+                  "messaging.message.id": delivery.id, "todo.consumer": consumer}  # fmt: skip
+    with tracing.span(f"{consumer} apply", kind=SpanKind.CONSUMER, context=parent, attributes=attributes):
+        outcome = await subscription.handler(delivery)
+        tracing.set_attribute("todo.outcome", outcome.value)
+    CONSUMER_EVENTS.labels(consumer=consumer, topic=topic, outcome=outcome.value).inc()
+    if outcome == Outcome.DROP:
+        DEAD_LETTERS.labels(consumer=consumer, topic=topic).inc()
+    elif outcome == Outcome.SUCCESS and (written := _event_time(delivery)) is not None:
+        CONSUMER_LAG.labels(consumer=consumer, topic=topic).observe((utc_now() - written).total_seconds())
+    return outcome
+
+
+def _event_time(delivery: Delivery) -> datetime | None:
+    raw = delivery.raw.get("time")
+    try:
+        return as_utc(datetime.fromisoformat(raw)) if isinstance(raw, str) else None
+    except ValueError:
+        return None
 
 
 def read_task_event(consumer: str, delivery: Delivery) -> TaskEvent | ListEvent | None:

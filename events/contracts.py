@@ -119,6 +119,8 @@ class OutboxRecord(Protocol):
     def payload(self) -> dict[str, Any]: ...
     @property
     def created_at(self) -> datetime: ...
+    @property
+    def trace_context(self) -> str | None: ...
 
 
 def target_topics(row: OutboxRecord) -> tuple[str, ...]:
@@ -142,6 +144,11 @@ def cloud_event(row: OutboxRecord) -> dict[str, Any]:
     }
     if row.task_id is not None:
         event["subject"] = str(row.task_id)
+    if row.trace_context:
+        # The writer's trace (Distributed Tracing extension). daprd keeps a CloudEvent's own
+        # ``traceid`` when it publishes, and the subscriber's daprd continues ``traceparent``,
+        # so the consumers' spans join the trace of the request that wrote the row.
+        event["traceparent"] = event["traceid"] = row.trace_context
     return event
 
 

@@ -29,6 +29,7 @@ from typing import Any, Final
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from events.consuming import handle_observed
 from events.contracts import DEAD_LETTER_SUFFIX, dead_letter_key
 from events.ports import Delivery, Outcome, PublishError, Subscription
 
@@ -84,7 +85,7 @@ class InProcessBus:
         for delay in (*self._retry_delays, None):
             attempts = self._attempts[key] = self._attempts.get(key, 0) + 1
             try:
-                outcome = await subscription.handler(delivery)
+                outcome = await handle_observed(subscription, delivery)
             except Exception as exc:
                 log.exception("%s failed on event %s; will retry", subscription.consumer, delivery.id)
                 outcome, why = Outcome.RETRY, f"the consumer raised {type(exc).__name__}: {exc}"

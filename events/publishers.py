@@ -24,6 +24,7 @@ from yarl import URL
 
 from events.contracts import CLOUDEVENT_CONTENT_TYPE
 from events.ports import PublishError
+from observability import tracing
 
 if TYPE_CHECKING:  # the relay process needs only DaprPublisher: no FastAPI import there
     from events.inprocess import InProcessBus
@@ -73,6 +74,8 @@ class DaprPublisher:
                 for entry_id, (event, key) in zip(_entry_ids(items), items, strict=True)
             ]  # fmt: skip
             url, body, headers = self._url(_BULK_PATH, topic), json.dumps(entries), _BULK_HEADERS
+        if tracing.is_on():  # daprd's publish span joins the relay's (W3C traceparent header)
+            headers = tracing.inject(dict(headers))
         try:
             async with self._client().post(url, data=body.encode(), headers=headers) as response:
                 if response.status < 300:

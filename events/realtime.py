@@ -47,6 +47,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from events.contracts import CLIENT_TOPICS, NOTIFICATION_CREATED, TASK_UPDATES, is_list_event, is_task_event
 from events.ports import Delivery, Outcome, Subscription
 from mcp_server.auth import InvalidToken
+from observability.logs import user_ref
 from tasks.models import OutboxEvent
 from tasks.service import Actor
 from tasks.unit_of_work import UnitOfWorkFactory
@@ -194,7 +195,7 @@ class Connection:
                     await asyncio.sleep(0)
                     slice_ends = time.perf_counter() + _SEND_SLICE
         except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError) as exc:
-            log.info("dropping a WebSocket of %s: %s", self.user_id, type(exc).__name__)
+            log.info("dropping a WebSocket of %s: %s", user_ref(self.user_id), type(exc).__name__)
         finally:
             self.closed.set()
 
@@ -229,9 +230,8 @@ class WebSocketHub:
                 sent += 1
             else:
                 self.dropped_clients += 1
-                log.warning(
-                    "a WebSocket of %s fell %d messages behind; disconnecting it", user_id, QUEUE_SIZE
-                )
+                who = user_ref(user_id)
+                log.warning("a WebSocket of %s fell %d messages behind; disconnecting it", who, QUEUE_SIZE)
                 self.remove(connection)
                 connection.closed.set()
         self.delivered += sent

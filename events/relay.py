@@ -35,10 +35,11 @@ import logging
 import statistics
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, NamedTuple, TypeVar
 
+from opentelemetry.trace import SpanKind
 from sqlalchemy import BigInteger, Connection, Engine, Select, Table, bindparam, func, literal, true, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
@@ -46,6 +47,8 @@ from sqlmodel import Session, col, select
 from events.contracts import cloud_event, target_topics
 from events.ports import EventPublisher, PublishError
 from events.waiting import wait_at_most
+from observability import tracing
+from observability.metrics import RELAY_FAILURES, RELAY_PUBLISH, RELAY_PUBLISHED
 from tasks.clock import Clock, as_utc, utc_now
 from tasks.models import OutboxEvent, UTCDateTime
 from tasks.unit_of_work import UnitOfWorkFactory
@@ -59,6 +62,7 @@ _LAG_WINDOW: Final = 2000
 _RELAY_LOCK: Final = 0x7D0_0E7B0  # an arbitrary key of this application
 _TURN_WAIT: Final = 0.002  # then doubling: how soon a relay that found another in its round retries
 _TURN_WAIT_MAX: Final = 0.1
+_MAX_LINKS: Final = 32  # links from one publish span to the traces of the other rows in its batch
 T = TypeVar("T")
 
 
@@ -73,6 +77,7 @@ class ClaimedRow(NamedTuple):
     task_id: int | None
     payload: dict[str, Any]
     created_at: datetime
+    trace_context: str | None
 
 
 _OUTBOX: Final[Table] = OutboxEvent.__table__  # type: ignore[attr-defined]
@@ -206,6 +211,7 @@ class OutboxRelay:
 
     def _failed(self, reason: str) -> None:
         self.failures += 1
+        RELAY_FAILURES.inc()
         self.last_error = reason
         self._backoff = min(max(self._backoff * 2, 0.2), self._max_backoff)
         log.warning("outbox relay could not publish (retrying in %.1fs): %s", self._backoff, reason)
@@ -304,7 +310,8 @@ class OutboxRelay:
         publish_keyed = getattr(self._publisher, "publish_keyed", None)
         if publish_keyed is not None:  # one request per topic, each event with its own key
             for topic, items in keyed.items():
-                call = publish_keyed(topic, [(event, user) for event, user, _ in items])
+                events = [(event, user) for event, user, _ in items]
+                call = _traced_publish(topic, [e for e, _ in events], publish_keyed, topic, events)
                 requests.append((call, [(row_id, topic) for _, _, row_id in items]))
         else:
             groups: dict[tuple[str, str], list[tuple[dict[str, Any], int]]] = defaultdict(list)
@@ -312,7 +319,10 @@ class OutboxRelay:
                 for event, user, row_id in items:
                     groups[(topic, user)].append((event, row_id))
             for (topic, user), entries in groups.items():
-                call = self._publisher.publish(topic, [e for e, _ in entries], partition_key=user)
+                batch = [e for e, _ in entries]
+                call = _traced_publish(
+                    topic, batch, self._publisher.publish, topic, batch, partition_key=user
+                )
                 requests.append((call, [(row_id, topic) for _, row_id in entries]))
         outcomes = await asyncio.gather(*(call for call, _ in requests), return_exceptions=True)
         errors: list[BaseException] = []
@@ -350,6 +360,7 @@ class OutboxRelay:
         conn.close()
         self.published += len(sent)
         self.failed += len(failed)
+        RELAY_PUBLISHED.inc(len(sent))
         self._lags_ms.extend((now - as_utc(row.created_at)).total_seconds() * 1000 for row in sent)
 
     def _note_failure(self, conn: Connection, rows: Sequence[ClaimedRow], reason: str) -> None:
@@ -394,6 +405,41 @@ class OutboxRelay:
             for index, name in enumerate(("claim", "publish", "mark"))
         }
         return {**phases, "rows_p50": statistics.median(r[3] for r in rounds) if rounds else None}
+
+
+async def _traced_publish(
+    topic: str,
+    events: Sequence[Mapping[str, Any]],
+    publish: Callable[..., Awaitable[None]],
+    *args: Any,
+    **kwargs: Any,
+) -> None:
+    """One publish request, timed (``todo_relay_publish_duration_seconds``) and, with tracing on,
+    a PRODUCER span in the trace of the first event's writer, linked to the other writers' traces;
+    the publisher sends its context to daprd (``traceparent`` header), so daprd's span joins it."""
+    contexts = [event.get("traceparent") for event in events]
+    parent = tracing.context_from(next((c for c in contexts if c), None))
+    links = [link for c in contexts[1:_MAX_LINKS] if (link := tracing.link_to(c)) is not None]
+    attributes = {"messaging.system": "dapr", "messaging.destination.name": topic,
+                  "messaging.batch.message_count": len(events)}  # fmt: skip
+    with tracing.span(f"{topic} publish", kind=SpanKind.PRODUCER, context=parent, links=links,
+                      attributes=attributes):  # fmt: skip
+        started = time.perf_counter()
+        await publish(*args, **kwargs)
+        RELAY_PUBLISH.labels(topic=topic).observe(time.perf_counter() - started)
+
+
+def outbox_gauges(engine: Engine, clock: Clock = utc_now) -> tuple[int, float, int]:
+    """``(backlog, age of the oldest pending row in seconds, rows failed for good)``, in one query."""
+    failed = func.count().filter(_OUTBOX.c.failed_at.is_not(None))
+    pending = _OUTBOX.c.published_at.is_(None) & _OUTBOX.c.failed_at.is_(None)
+    statement = core_select(
+        func.count().filter(pending), func.min(_OUTBOX.c.created_at).filter(pending), failed
+    )
+    with engine.connect() as conn:
+        backlog, oldest, failures = conn.execute(statement).one()
+    age = (clock() - as_utc(oldest)).total_seconds() if oldest else 0.0
+    return int(backlog), max(age, 0.0), int(failures)
 
 
 def _pending() -> Any:

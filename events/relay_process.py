@@ -40,6 +40,9 @@ from typing import Any, Final
 
 from events.publishers import DaprPublisher
 from events.relay import OutboxRelay, new_event_loop
+from observability import tracing
+from observability.logs import configure_logging
+from observability.metrics import relay_exposition
 from tasks.models import OutboxEvent
 from tasks.unit_of_work import UnitOfWorkFactory
 
@@ -60,6 +63,8 @@ class RelaySettings:
     sidecar_url: str
     api_token: str | None
     pubsub: str
+    #: The service name of the child's spans when tracing is on (``<the app's service>-relay``).
+    service_name: str = "todo-relay"
 
 
 class RelayProcess:
@@ -130,6 +135,18 @@ class RelayProcess:
 
     def metrics(self) -> dict[str, Any]:
         """The child's ``OutboxRelay.metrics()`` (blocking: call it from a worker thread)."""
+        answer: dict[str, Any] = self._ask("metrics")
+        answer["process"] = self.status()
+        return answer
+
+    def prometheus(self) -> bytes:
+        """The child's relay metrics in Prometheus text (blocking: call it from a worker thread)."""
+        answer = self._ask("prometheus")
+        if not isinstance(answer, bytes):
+            raise RuntimeError(f"The outbox relay process answered {type(answer).__name__}, not metrics.")
+        return answer
+
+    def _ask(self, request: str) -> Any:
         with self._control_lock:
             control = self._control
             if control is None or not self.alive():
@@ -138,14 +155,12 @@ class RelayProcess:
             try:
                 while control.poll(0):  # a late answer to an earlier call that timed out
                     control.recv()
-                control.send("metrics")
+                control.send(request)
                 if not control.poll(_METRICS_TIMEOUT):
                     raise RuntimeError(f"The outbox relay process did not answer in {_METRICS_TIMEOUT:.0f}s.")
-                answer: dict[str, Any] = control.recv()
+                return control.recv()
             except (EOFError, OSError) as exc:  # it died since alive() was checked (or while asked)
                 raise RuntimeError(f"The outbox relay process went away ({type(exc).__name__}).") from exc
-        answer["process"] = self.status()
-        return answer
 
     def status(self) -> dict[str, Any]:
         return {"pid": self.pid, "alive": self.alive(), "restarts": self.restarts}
@@ -186,9 +201,8 @@ async def _supervise(relay: RelayProcess) -> None:
 def _child_main(settings: RelaySettings, wake: Connection, control: Connection) -> None:
     from tasks.db import make_engine
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
+    tracing.configure(settings.service_name, exact_name=True)  # the environment's switch, as the app
     # Signals to the whole process group (Ctrl-C, ``kill -- -<pgid>``, a service manager) reach
     # the app too, which stops us in order by closing the wake-up pipe. Stopping here on our own
     # would only have the app's supervisor start us again while it shuts down.
@@ -210,6 +224,7 @@ def _child_main(settings: RelaySettings, wake: Connection, control: Connection) 
     finally:
         loop.close()
         engine.dispose()
+        tracing.flush()
 
 
 async def _child_run(
@@ -245,7 +260,9 @@ async def _child_run(
         except (EOFError, OSError):
             loop.remove_reader(control.fileno())
             return
-        if request == "metrics":
+        if request == "prometheus":
+            control.send(relay_exposition())
+        elif request == "metrics":
             try:
                 control.send(relay.metrics())
             except Exception as exc:  # the database is down: say so instead of hanging the caller

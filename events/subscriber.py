@@ -27,6 +27,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from events.consuming import handle_observed
 from events.ports import Delivery, Outcome, Subscription
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def _bulk_entries(body: bytes) -> list[tuple[str, bytes | dict[str, Any]]] | Non
 
 async def _run(subscription: Subscription, delivery: Delivery) -> Outcome:
     try:
-        outcome = await subscription.handler(delivery)
+        outcome = await handle_observed(subscription, delivery)
     except Exception:
         log.exception(
             "RETRY %s event %s: the handler failed unexpectedly", subscription.consumer, delivery.id

@@ -21,6 +21,7 @@ go ahead; without it the tool error says to call again with ``confirm: true``.
 # delete_task's names a resolver local to build_mcp_server.
 import builtins
 import enum
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,6 +47,8 @@ from mcp_server.live import LiveResources
 from mcp_server.prompts import install_prompts
 from mcp_server.resources import install_resources
 from mcp_server.subscriptions import UserBus, install_session_subscriptions
+from observability import tracing
+from observability.metrics import TOOL_CALLS, TOOL_DURATION
 from tasks.errors import InvalidInput, NeedsConfirmation, TaskError
 from tasks.idempotency import MAX_KEY
 from tasks.inputs import (
@@ -240,21 +243,36 @@ def build_mcp_server(
         subscriptions=UserBus(live, lambda: user_of(get_access_token())) if live is not None else False,
     )
 
-    async def call(fn: Callable[[Actor], T], *, writes: bool = False) -> T:
+    async def call(fn: Callable[[Actor], T], *, writes: bool = False, tool: str = "read") -> T:
+        """Run a use case in a worker thread, as a span (``mcp.tool <name>``) counted by outcome:
+        ok, refused (a clean tool error) or error (anything unexpected). ``writes`` checks the
+        token's write scope first."""
         token = get_access_token()  # read here: the context variable does not reach the thread
         if writes:
             refuse_without_write_scope(token)
-        try:
-            return await anyio.to_thread.run_sync(lambda: fn(resolve_actor(token)))
-        except NeedsConfirmation as exc:
-            raise NeedsConfirmationError(exc) from exc
-        except TaskError as exc:
-            raise ToolError(exc.message) from exc
-        except ValidationError as exc:  # an input model refused a value the tool's schema let by
-            raise ToolError(readable(exc)) from exc
+        outcome = "error"
+        started = time.perf_counter()
+        with tracing.span(f"mcp.tool {tool}", attributes={"mcp.tool.name": tool}):
+            try:
+                result = await anyio.to_thread.run_sync(lambda: fn(resolve_actor(token)))
+                outcome = "ok"
+                return result
+            except NeedsConfirmation as exc:
+                outcome = "refused"
+                raise NeedsConfirmationError(exc) from exc
+            except TaskError as exc:
+                outcome = "refused"
+                raise ToolError(exc.message) from exc
+            except ValidationError as exc:  # an input model refused a value the tool's schema let by
+                outcome = "refused"
+                raise ToolError(readable(exc)) from exc
+            finally:
+                tracing.set_attribute("todo.outcome", outcome)
+                TOOL_CALLS.labels(tool=tool, outcome=outcome).inc()
+                TOOL_DURATION.labels(tool=tool).observe(time.perf_counter() - started)
 
-    async def write(fn: Callable[[Actor], T]) -> T:
-        return await call(fn, writes=True)
+    async def write(fn: Callable[[Actor], T], tool: str) -> T:
+        return await call(fn, writes=True, tool=tool)
 
     install_resources(mcp, service, call)
     install_prompts(mcp, service, call)
@@ -271,7 +289,7 @@ def build_mcp_server(
     ) -> M:
         """The write ``fn`` once per idempotency key (see ``TaskService.once``)."""
         return await write(
-            lambda actor: service.once(actor, key, operation, arguments, lambda: fn(actor), result)
+            lambda actor: service.once(actor, key, operation, arguments, lambda: fn(actor), result), operation
         )
 
     async def confirmed(ctx: Context, run: Callable[[bool], Awaitable[M]], confirm: bool) -> M:
@@ -384,7 +402,8 @@ def build_mcp_server(
         return await write(
             lambda actor: complete_task_for(
                 service, actor, task_id, include_subtasks=include_subtasks, idempotency_key=idempotency_key
-            )
+            ),
+            "complete_task",
         )
 
     async def ask_before_deleting(
@@ -542,7 +561,7 @@ def build_mcp_server(
             )  # fmt: skip
             return service.list(actor, query)
 
-        return await call(find)
+        return await call(find, tool="list_tasks")
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -584,7 +603,7 @@ def build_mcp_server(
         include_archived: Annotated[bool, Field(description="true also shows archived lists.")] = False,
     ) -> Lists:
         """The user's lists (Inbox first), each with how many open tasks it has."""
-        return await call(lambda actor: service.lists(actor, include_archived=include_archived))
+        return await call(lambda actor: service.lists(actor, include_archived=include_archived), tool="lists")
 
     @mcp.tool(
         annotations=ToolAnnotations(

@@ -4,8 +4,9 @@
 #    podman + runc + debootstrap (the image tests build the image), Node.js + npm (the MCP
 #    TypeScript SDK test) installed only when missing;
 #  - Go checked (needed only to build Dapr when no cached binaries exist);
-#  - Dapr daprd + scheduler built once, Kafka jars and Keycloak (OAuth tests) fetched once into
-#    ${XDG_CACHE_HOME:-~/.cache}/todo-agent (python -m devstack prepare).
+#  - Dapr daprd + scheduler and Jaeger (the trace backend) built once, Kafka jars and Keycloak
+#    (OAuth tests) fetched once into ${XDG_CACHE_HOME:-~/.cache}/todo-agent (python -m devstack
+#    prepare). Cold, on 2 cores: Dapr tens of minutes, Jaeger about 4 minutes alone.
 # Idempotent: quick when everything is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,5 +58,5 @@ if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
   export PATH="/usr/local/go/bin:$PATH"
 fi
 
-say "preparing Dapr binaries and Kafka jars (builds once; later runs are instant)"
+say "preparing Dapr and Jaeger binaries and Kafka jars (builds once; later runs are instant)"
 "$PY" -m devstack prepare

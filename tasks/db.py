@@ -19,6 +19,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import StaticPool
 
+from observability.tracing import instrument_engine
+
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PING_IDLE_AFTER: Final = 1.0  # seconds a pooled connection may sit idle before it is pinged
 _IDLE_SINCE: Final = "todo_idle_since"
@@ -59,6 +61,7 @@ def make_engine(
             poolclass=StaticPool if in_memory else None,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        instrument_engine(engine)
         return engine
     # Neon's pooled endpoints run PgBouncer in transaction mode: no server-side prepared
     # statements may outlive a transaction, so psycopg must not prepare them.
@@ -72,6 +75,7 @@ def make_engine(
     )
     if pre_ping:
         _ping_idle_connections(engine, after=ping_idle_after)
+    instrument_engine(engine)  # a span per statement, when tracing is on
     return engine
 
 

@@ -189,6 +189,9 @@ class OutboxEvent(SQLModel, table=True):
     failed_at: datetime | None = _ts()
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: The writer's W3C ``traceparent`` when tracing was on: the relay and the consumers
+    #: continue that trace (``observability.tracing``); None otherwise.
+    trace_context: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
 
 
 class UserSettings(SQLModel, table=True):

@@ -29,6 +29,7 @@ from sqlalchemy.sql.dml import ReturningDelete
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from observability.tracing import traced
 from tasks import idempotency, listing, lists
 from tasks.changelog import NOT_RESTORED, TABLES, ChangeSet, row_json, row_values
 from tasks.clock import Clock, as_utc, utc_now, zone
@@ -105,10 +106,12 @@ class TaskService:
         self._inboxes: dict[str, int] = {}
 
     # -- reads ---------------------------------------------------------------------------
+    @traced("use_case tasks.get")
     def get(self, actor: Actor, task_id: int) -> TaskView:
         with self._uow(read_only=True) as uow:
             return TaskView.of(_load(uow, actor, task_id))
 
+    @traced("use_case tasks.list")
     def list(self, actor: Actor, query: TaskQuery) -> TaskPage:
         with self._uow(read_only=True) as uow:
             list_id = lists.find(uow, actor.user_id, query.list).id if query.list else None
@@ -157,6 +160,7 @@ class TaskService:
             return found
 
     # -- writes --------------------------------------------------------------------------
+    @traced("use_case tasks.add")
     def add(self, actor: Actor, draft: TaskDraft) -> TaskView:
         now = self._clock()
         task = self._draft_task(actor, draft, now)
@@ -255,12 +259,14 @@ class TaskService:
             uow.record(_changed("created", actor, TaskView.of(copy), now))
             self._copy_subtasks(uow, actor, child, copy, shift, now)
 
+    @traced("use_case tasks.preview_next_due")
     def preview_next_due(self, actor: Actor, task_id: int) -> datetime | None:
         """When the occurrence after this task would be due (None: not repeating, or ended)."""
         with self._uow(read_only=True) as uow:
             planned = _next_due(_load(uow, actor, task_id), self._clock())
         return planned[0] if planned else None
 
+    @traced("use_case tasks.update")
     def update(
         self, actor: Actor, task_id: int, changes: TaskChanges, *, expected_version: int | None = None,
         include_subtasks: bool = False,
@@ -315,12 +321,15 @@ class TaskService:
             view = self._stage(uow, actor, task, before, raw, kind, now, change)
             return self._commit(uow, actor, change, view)
 
+    @traced("use_case tasks.complete")
     def complete(self, actor: Actor, task_id: int, *, include_subtasks: bool = False) -> TaskView:
         return self.update(actor, task_id, TaskChanges(completed=True), include_subtasks=include_subtasks)
 
+    @traced("use_case tasks.reopen")
     def reopen(self, actor: Actor, task_id: int) -> TaskView:
         return self.update(actor, task_id, TaskChanges(completed=False))
 
+    @traced("use_case tasks.delete")
     def delete(self, actor: Actor, task_id: int) -> DeletedTask:
         """Delete a task and its subtasks (one event each)."""
         now = self._clock()
@@ -458,6 +467,7 @@ class TaskService:
             uow, actor, change, BatchResult(action="delete", matched=len(chosen), deleted=deleted)
         )
 
+    @traced("use_case tasks.set_reminder")
     def set_reminder(
         self,
         actor: Actor,
@@ -495,6 +505,7 @@ class TaskService:
             view = self._stage(uow, actor, task, before, raw, "updated", now, change)
             return self._commit(uow, actor, change, view)
 
+    @traced("use_case tasks.cancel_reminder")
     def cancel_reminder(self, actor: Actor, task_id: int) -> TaskView:
         now = self._clock()
         with self._uow() as uow:

@@ -38,6 +38,7 @@ from sqlalchemy.orm import configure_mappers
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, SQLModel
 
+from observability.tracing import traceparent
 from tasks.clock import utc_now
 from tasks.events import DomainEvent
 from tasks.models import OutboxEvent, ProcessedEvent
@@ -355,6 +356,7 @@ def _outbox_row(event: DomainEvent) -> OutboxEvent:
         task_id=event.task_id,
         payload=event.model_dump(mode="json"),
         created_at=utc_now(),  # given, not the default factory: pydantic inspects that per call
+        trace_context=traceparent(),  # the writer's trace, continued by the relay and consumers
     )
 
 

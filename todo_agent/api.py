@@ -33,7 +33,7 @@ from events.reminders import routes as reminder_routes
 from events.reminders import wiring as reminders_wiring
 from events.reminders.retrier import notification_retries
 from mcp_server.server import resource_metadata
-from todo_agent import routes_tasks, web
+from todo_agent import routes_tasks, telemetry, web
 from todo_agent.bootstrap import Container
 from todo_agent.deps import current_actor
 from todo_agent.edge import EdgeGuard, EdgePolicy
@@ -89,6 +89,10 @@ def create_app(
     app.state.container = container
     app.state.edge = EdgePolicy.of(container)
     app.add_middleware(EdgeGuard, policy=app.state.edge)
+    # Request spans and metrics around the edge; GET /metrics with the relay's part where it runs.
+    sources = outbox.metrics_sources(container.relay, container.relay_process, container.engine) \
+        if container.relay is not None else []  # fmt: skip
+    telemetry.install(app, sources)
     install_error_handlers(app)
     _health_routes(app, container)
     if container.serves.tasks:

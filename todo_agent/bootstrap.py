@@ -40,10 +40,12 @@ from events.reminders.scheduling import ReminderScheduling
 from mcp_server.auth import Identity, InvalidToken, JwtVerifier, identity_of
 from mcp_server.live import LiveResources
 from mcp_server.server import McpOptions, build_mcp_server
+from observability.tracing import service_name_for
 from tasks.db import make_engine, migrate
 from tasks.profiles import Profiles
 from tasks.service import Actor, TaskService
 from tasks.unit_of_work import UnitOfWorkFactory
+from todo_agent import telemetry
 from todo_agent.roles import ROLES, SERVES, Role, Serves
 from todo_agent.settings import Settings
 
@@ -207,6 +209,7 @@ def _build_with_dapr(c: Container) -> None:
                 sidecar_url=url,
                 api_token=token,
                 pubsub=settings.pubsub_name,
+                service_name=f"{service_name_for(telemetry.service_name(c.role))}-relay",
             )
         )
     if serves.reminders:

@@ -13,7 +13,6 @@ container image) is ``python -m devstack``: it is not part of the product and no
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -22,7 +21,9 @@ import anyio
 import httpx
 from pydantic import ValidationError
 
+import observability.logs
 from mcp_server.live import OutboxFeed
+from todo_agent import telemetry
 from todo_agent.bootstrap import ROLES, Container, Role, bootstrap, make_verifier
 from todo_agent.settings import Settings
 
@@ -56,9 +57,6 @@ def _parser() -> argparse.ArgumentParser:
 _PASS_THROUGH = ("chat", "events")
 
 
-_PER_REQUEST_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
-
-
 def load_settings(prog: str) -> Settings | None:
     """The environment's settings with logging set up, or None after printing what is wrong."""
     try:
@@ -71,12 +69,10 @@ def load_settings(prog: str) -> Settings | None:
 
 
 def configure_logging(level: str) -> None:
-    """Root logging at ``level``; the HTTP clients' one-line-per-request INFO logs (every MCP
-    call of the agent, every publish to daprd) only when ``level`` is DEBUG."""
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if level.upper() != "DEBUG":
-        for name in _PER_REQUEST_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
+    """Root logging at ``level``: one line per event, JSON when stderr is not a terminal, with
+    the trace ids (``observability.logs``); the HTTP clients' one-line-per-request INFO logs only
+    when ``level`` is DEBUG."""
+    observability.logs.configure_logging(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,6 +127,11 @@ def serve_role(role: Role, settings: Settings, *, host: str | None, port: int | 
         return 2
     if (problem := settings.serving_problem()) is not None:
         print(f"todo-agent: configuration error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        telemetry.configure_for(role, settings.log_level)
+    except ValueError as exc:  # TODO_TRACING neither on nor off
+        print(f"todo-agent: configuration error: {exc}", file=sys.stderr)
         return 2
     container = bootstrap(role, settings)
     print(f"todo-agent {role} on http://{settings.host}:{settings.port}", file=sys.stderr)

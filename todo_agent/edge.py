@@ -19,7 +19,9 @@ For every HTTP request and WebSocket handshake, in this order:
    - sidecar routes (pub/sub deliveries, ``POST /job/{name}``): the ``dapr-api-token`` header
      must equal ``APP_API_TOKEN``; without ``APP_API_TOKEN`` (development only: production with
      Dapr refuses to start) only loopback peers may call them, else 401;
-   - ``/metrics/outbox``: ``APP_API_TOKEN`` or a loopback peer, else 403;
+   - ``/metrics`` (Prometheus): ``APP_API_TOKEN`` (as ``dapr-api-token`` or ``Authorization:
+     Bearer``, what a Prometheus scrape config sends) or a loopback peer, else 403; a scrape
+     with the token may name the pod by its address (exempt from the Host rule, as the probes);
    - ``/api/*`` with sign-in on: a bearer token the verifier accepts, checked before the body is
      read, else 401 (the verified identity is handed to the route in ``request.state``).
 4. **Body** at most ``TODO_MAX_BODY_BYTES`` (sidecar routes are exempt: only the sidecar reaches
@@ -50,7 +52,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "[::1]"})
 PROBES: Final = frozenset({"/healthz", "/readyz"})
-OPERATOR_PATHS: Final = frozenset({"/metrics/outbox"})
+OPERATOR_PATHS: Final = frozenset({"/metrics", "/metrics/outbox"})
 USER_PREFIX: Final = "/api/"
 DOCS_PATHS: Final = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 
@@ -218,7 +220,8 @@ class EdgeGuard:
     async def _admit(self, scope: Scope) -> None:
         path: str = scope.get("path", "")
         host = header(scope, b"host") or ""
-        if path not in PROBES and not self.policy.host_allowed(host):
+        scrape = path in OPERATOR_PATHS and self._app_token_given(scope)
+        if path not in PROBES and not scrape and not self.policy.host_allowed(host):
             raise Refusal(
                 421,
                 f"This server does not answer to the host name {host!r}; "
@@ -241,6 +244,9 @@ class EdgeGuard:
     def _app_token_given(self, scope: Scope) -> bool:
         expected = self.policy.app_token
         given = header(scope, b"dapr-api-token")
+        if given is None and scope.get("path") in OPERATOR_PATHS:
+            scheme, _, bearer = (header(scope, b"authorization") or "").partition(" ")
+            given = bearer.strip() if scheme.lower() == "bearer" else None
         return expected is not None and given is not None and _same(given, expected)
 
     def _admit_sidecar(self, scope: Scope) -> None:

@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from events.reminders.dead_letters import GivenUp, given_up
+from observability.metrics import NOTIFICATIONS
 from tasks.clock import as_utc
 from tasks.models import Notification
 from tasks.unit_of_work import UnitOfWorkFactory
@@ -235,6 +236,7 @@ def settle(
         if status == "failed" and getattr(changed, "rowcount", 0) == 1:
             uow.record(given_up(claim, error=str(last_error), now=now))
         uow.commit()
+    NOTIFICATIONS.labels(channel=claim.channel, outcome=status).inc()
     if getattr(changed, "rowcount", 0) != 1:
         log.warning("reminder %s via %s: attempt %d ended (%s) after its claim had expired",
                     claim.event_id, claim.channel, claim.attempts, status)  # fmt: skip

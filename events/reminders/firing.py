@@ -34,6 +34,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from events.reminders.scheduling import task_id_of_job
+from observability import tracing
+from observability.metrics import REMINDER_LATENESS
 from tasks.clock import as_utc, utc_now
 from tasks.events import ReminderDue
 from tasks.models import Task
@@ -264,7 +266,15 @@ async def fire_job(firing: GroupFiring, name: str, data: Mapping[str, Any]) -> F
     task_id = task_id_of_job(name)
     if task_id is None:
         return Fired.STALE
-    return await firing.fire(FireRequest(task_id, parse_remind_at(data)))
+    remind_at = parse_remind_at(data)
+    setter = tracing.link_to(data.get("traceparent") if isinstance(data.get("traceparent"), str) else None)
+    with tracing.span("reminder fire", attributes={"todo.task_id": task_id},
+                      links=[setter] if setter else None):  # fmt: skip
+        fired = await firing.fire(FireRequest(task_id, remind_at))
+        tracing.set_attribute("todo.outcome", fired.value)
+    if fired is Fired.SENT and remind_at is not None:
+        REMINDER_LATENESS.observe(max((utc_now() - remind_at).total_seconds(), 0.0))
+    return fired
 
 
 def router(firing: GroupFiring) -> APIRouter:

@@ -73,6 +73,8 @@ from events.reminders.deliveries import (
     reopen,
     settle,
 )
+from observability.logs import user_ref
+from observability.metrics import NOTIFICATIONS
 from tasks.clock import as_utc, utc_now, zone
 from tasks.errors import InvalidInput
 from tasks.events import REMINDERS, TASK_UPDATES, DomainEvent
@@ -224,7 +226,8 @@ def record_in_app(uow_factory: UnitOfWorkFactory, event_id: str, message: Remind
             )
         )  # fmt: skip
         uow.commit()
-        return True
+    NOTIFICATIONS.labels(channel="in_app", outcome="sent").inc()
+    return True
 
 
 @dataclass(frozen=True)
@@ -325,7 +328,7 @@ class ReminderNotifier:
         held = replayed(delivery.data, delivery.id)
         if held is not None and held.channel not in channels:
             log.warning("dead letter of reminder %s replayed, but %s is no longer configured for %s",
-                        delivery.id, held.channel, message.user_id)  # fmt: skip
+                        delivery.id, held.channel, user_ref(message.user_id))  # fmt: skip
         await self._first_attempts(
             [
                 asyncio.create_task(

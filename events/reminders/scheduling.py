@@ -75,13 +75,16 @@ class ReminderPlan:
     must_cancel: bool = False
     due: datetime | None = None
     verify: bool = False
+    #: The trace of the change that set the reminder; the job carries it, and its firing links to it.
+    traceparent: str | None = None
 
 
 def plan_from_row(row: OutboxEvent) -> ReminderPlan | None:
     """The reminder plan of a ``todo.task.*`` outbox row; None for rows that change nothing."""
     if not row.event_type.startswith("todo.task.") or row.task_id is None:
         return None
-    return _plan(row.task_id, row.user_id, row.payload)
+    plan = _plan(row.task_id, row.user_id, row.payload)
+    return replace(plan, traceparent=row.trace_context) if row.trace_context else plan
 
 
 def plan_from_event(event_type: str, data: Mapping[str, Any]) -> ReminderPlan | None:
@@ -211,5 +214,7 @@ class ReminderScheduling:
         if plan.due is None and self.known.get(plan.task_id) == plan.remind_at:
             return
         data = {"task_id": plan.task_id, "user_id": plan.user_id, "remind_at": plan.remind_at.isoformat()}
+        if plan.traceparent:
+            data["traceparent"] = plan.traceparent
         await self.jobs.schedule(name, due=plan.due or plan.remind_at, data=data)
         self.known[plan.task_id] = plan.remind_at

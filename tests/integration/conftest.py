@@ -50,7 +50,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from devstack import dapr_bin
+from devstack import dapr_bin, jaeger
 from devstack.appserver import AppServer, serve_in_thread
 from devstack.components import RenderedResources, render
 from devstack.config import StackConfig
@@ -86,6 +86,8 @@ def stack() -> Iterator[Stack]:
         # The one-time Dapr build takes longer than a test's timeout: it belongs to
         # scripts/test-prereqs.sh (`make test` runs it first), so fail fast without it.
         dapr_bin.ensure(s.cfg, build=False)
+        if not jaeger.built(s.cfg):  # the same for the trace backend's one-time build
+            raise StackError(f"Jaeger {s.cfg.jaeger_version} is not built yet (cache {s.cfg.jaeger_cache})")
         lease.acquire(progress=True)
     except StackError as exc:
         _fail("`python -m devstack up`", exc)

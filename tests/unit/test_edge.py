@@ -243,6 +243,31 @@ async def test_outbox_metrics_answer_this_machine_or_the_app_token_only(
         assert "backlog" in (await local.get("/metrics/outbox")).json()
 
 
+async def test_prometheus_metrics_answer_this_machine_or_a_scrape_with_the_app_token(
+    make_container: Callable[..., Container],
+) -> None:
+    app = app_for(make_container("all", jwt_secret=JWT_SECRET, app_api_token=APP_TOKEN))
+    async with client(app, peer=ELSEWHERE, base_url="http://10.1.2.3:8000") as pod_address:
+        assert (await pod_address.get("/metrics")).status_code == 421  # the Host rule, without the token
+        assert (await pod_address.get("/metrics", headers=bearer("wrong"))).status_code == 421
+        scraped = await pod_address.get("/metrics", headers=bearer(APP_TOKEN))
+        assert scraped.status_code == 200 and "todo_outbox_backlog " in scraped.text
+        assert scraped.headers["content-type"].startswith("text/plain")
+    async with client(app, peer=ELSEWHERE) as remote:
+        assert (await remote.get("/metrics")).status_code == 403
+        assert (await remote.get("/metrics", headers={"dapr-api-token": APP_TOKEN})).status_code == 200
+        # The token opens the metrics only: elsewhere a Bearer app token is no user's sign-in.
+        assert (await remote.get("/api/tasks", headers=bearer(APP_TOKEN))).status_code == 401
+    alice = bearer(JwtVerifier(secret=JWT_SECRET, audience="todo-agent").issue("alice", ttl=60))
+    async with client(app) as local:
+        task = (await local.post("/api/tasks", json={"title": "counted"}, headers=alice)).json()
+        assert (await local.get(f"/api/tasks/{task['id']}", headers=alice)).status_code == 200
+        text = (await local.get("/metrics")).text
+        assert 'todo_http_requests_total{method="POST",route="/api/tasks",status="201"}' in text
+        assert 'route="/api/tasks/{task_id}"' in text  # the template: never one series per id
+        assert f'/api/tasks/{task["id"]}"' not in text
+
+
 # ---- the Dapr-only routes ----
 
 

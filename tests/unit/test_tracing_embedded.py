@@ -1,0 +1,150 @@
+"""Tracing in the embedded default (``todo-agent run``: SQLite, the in-process bus), exported to a
+real OTLP/HTTP endpoint: a tiny collector in this test that decodes what the app sends.
+
+The app runs as its own process (tracing is set up once per process). One REST write must be one
+trace: the request, the use case, its SQL, the relay's publish and both consumers' applies; the
+outbox row keeps the writer's ``traceparent``; log lines are JSON off a terminal; and with the
+switch off nothing is sent, even to a configured endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from devstack.procs import free_port, http_status, stop_pid, wait_until
+
+TODO_AGENT = str(Path(sys.executable).with_name("todo-agent"))
+
+
+class Collector:
+    """An OTLP/HTTP trace receiver: ``spans`` holds ``(service, name, trace id hex)``."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, str]] = []
+        self.requests = 0
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the standard library's name
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                collector.take(body)
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def take(self, body: bytes) -> None:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        self.requests += 1
+        for resource_spans in request.resource_spans:
+            attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            service = attributes.get("service.name", "?")
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    self.spans.append((service, span.name, span.trace_id.hex()))
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    c = Collector()
+    yield c
+    c.close()
+
+
+def run_embedded(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, Path]:
+    port = free_port()
+    log = tmp_path / "app.log"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TODO_"))}
+    env = {**base, "TODO_DATABASE_URL": f"sqlite:///{tmp_path / 'todo.db'}", "TODO_TIMEZONE": "UTC", **env}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([TODO_AGENT, "run", "--port", str(port)], env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: http_status(f"{url}/healthz") == 200, what="the embedded app", timeout=60,
+               log_path=log, proc=proc)  # fmt: skip
+    return proc, url, log
+
+
+def test_one_rest_write_is_one_trace_from_request_through_relay_to_both_consumers(
+    tmp_path: Path, collector: Collector
+) -> None:
+    env = {"TODO_TRACING": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+           "OTEL_BSP_SCHEDULE_DELAY": "100", "TODO_LOG_LEVEL": "INFO"}  # fmt: skip
+    proc, url, log = run_embedded(tmp_path, env)
+    try:
+        reply = httpx.post(f"{url}/api/tasks", json={"title": "water the plants", "recurrence": "daily"})
+        assert reply.status_code == 201, reply.text
+        task_id = reply.json()["id"]
+        assert httpx.post(f"{url}/api/tasks/{task_id}/complete").status_code == 200
+        wanted = {"POST /api/tasks", "use_case tasks.add", "task-events publish", "audit apply"}
+        completion = {"POST /api/tasks/{task_id}/complete", "use_case tasks.complete", "recurrence apply"}
+
+        def traced() -> bool:
+            by_trace: dict[str, set[str]] = {}
+            for _, name, trace_id in collector.spans:
+                by_trace.setdefault(trace_id, set()).add(name)
+            return any(wanted <= names for names in by_trace.values()) and any(
+                completion <= names for names in by_trace.values()
+            )
+
+        deadline = time.monotonic() + 30
+        while not traced() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        names = sorted({name for _, name, _ in collector.spans})
+        assert traced(), f"no single trace holds {wanted} and another {completion}: spans {names}"
+        assert {service for service, _, _ in collector.spans} == {"todo-agent"}
+        assert any(name.startswith(("SELECT", "INSERT", "UPDATE")) for name in names), names
+    finally:
+        stop_pid(proc.pid, timeout=10)
+    with sqlite3.connect(tmp_path / "todo.db") as db:
+        contexts = [row[0] for row in db.execute("select trace_context from outbox order by id")]
+    assert contexts and all(c and c.startswith("00-") and len(c) == 55 for c in contexts), contexts
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert lines, f"no JSON log lines (stderr is not a terminal):\n{log.read_text()[:2000]}"
+    assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
+
+
+def test_tracing_switched_off_sends_no_span_even_with_an_endpoint_set(
+    tmp_path: Path, collector: Collector
+) -> None:
+    env = {
+        "TODO_TRACING": "off",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+    proc, url, _ = run_embedded(tmp_path, env)
+    try:
+        assert httpx.post(f"{url}/api/tasks", json={"title": "quiet"}).status_code == 201
+        time.sleep(1.0)
+    finally:
+        stop_pid(proc.pid, timeout=10)
+    assert collector.requests == 0
+    with sqlite3.connect(tmp_path / "todo.db") as db:
+        assert [row[0] for row in db.execute("select trace_context from outbox")] == [None]

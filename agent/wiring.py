@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agent.chat import Chat, turn_actor
 from agent.memory import ConversationStore
 from agent.models import ModelChoice
-from mcp_server.auth import JwtVerifier
+from auth.tokens import JwtVerifier
 from mcp_server.server import build_mcp_server
 from tasks.service import Actor, TaskService
 

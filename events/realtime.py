@@ -41,9 +41,9 @@ from typing import Any, Final
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from auth.tokens import InvalidToken
 from events.contracts import CLIENT_TOPICS, NOTIFICATION_CREATED, TASK_UPDATES, is_task_event
 from events.ports import Delivery, Outcome, Subscription
-from mcp_server.auth import InvalidToken
 from tasks.models import OutboxEvent
 from tasks.service import Actor
 from tasks.unit_of_work import UnitOfWorkFactory

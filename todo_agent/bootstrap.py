@@ -26,6 +26,7 @@ from agent.chat import Chat
 from agent.memory import ConversationStore
 from agent.models import select_model
 from agent.wiring import ChatOptions, build_chat, dapr_conversation_store
+from auth import Identity, InvalidToken, JwtVerifier, identify, identity_of
 from events.inprocess import InProcessBus
 from events.ports import EventPublisher
 from events.publishers import DaprPublisher, InProcessPublisher
@@ -37,7 +38,6 @@ from events.reminders.jobs import DaprJobScheduler, InProcessJobScheduler
 from events.reminders.notifications import ReminderNotifier
 from events.reminders.retrier import NotificationRetrier
 from events.reminders.scheduling import ReminderScheduling
-from mcp_server.auth import Identity, InvalidToken, JwtVerifier, identity_of
 from mcp_server.server import build_mcp_server
 from tasks.db import make_engine, migrate
 from tasks.profiles import Profiles
@@ -91,12 +91,9 @@ class Container:
         return self.profiles.actor(identity.user_id, token_zone=identity.timezone)
 
     def authenticate(self, token: str | None) -> Actor:
-        """The actor a bearer token stands for; without auth configured, the local user."""
-        if self.verifier is None:
-            return self.actor_for_identity(None)
-        if not token:
-            raise InvalidToken("Sign in: this server needs 'Authorization: Bearer <token>'.")
-        return self.actor_for_identity(self.verifier.verify(token))
+        """The actor a bearer token stands for; without auth configured, the local user.
+        Raises ``InvalidToken`` for a missing or bad token when sign-in is on."""
+        return self.actor_for_identity(identify(self.verifier, token))
 
     def build_mcp(self, *, stdio: bool = False) -> MCPServer:
         if stdio:

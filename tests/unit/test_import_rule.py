@@ -1,6 +1,7 @@
 """The import rule of ARCHITECTURE.md, read from the source (AST, nothing imported):
 
 - ``tasks`` (the domain) imports none of the other packages;
+- ``auth`` (identity) is a leaf as well: it imports none of the other packages;
 - no product package imports ``devstack`` (dev tooling only);
 - the parts (``mcp_server``, ``agent``, ``events``) do not import ``todo_agent`` (the composition root).
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parents[2]
-PRODUCT: Final = ("tasks", "mcp_server", "agent", "events", "todo_agent")
+PRODUCT: Final = ("tasks", "auth", "mcp_server", "agent", "events", "todo_agent")
 PARTS: Final = ("mcp_server", "agent", "events")
 
 #: Product code that still imports the dev stack: none (the list stays, so the rule reads the same).
@@ -61,7 +62,11 @@ def test_the_import_reader_sees_imports_at_every_depth() -> None:
 
 
 def test_the_domain_imports_no_other_part() -> None:
-    assert reaching(("tasks",), ("mcp_server", "agent", "events", "todo_agent", "devstack")) == set()
+    assert reaching(("tasks",), ("auth", "mcp_server", "agent", "events", "todo_agent", "devstack")) == set()
+
+
+def test_identity_imports_no_other_part() -> None:
+    assert reaching(("auth",), ("tasks", "mcp_server", "agent", "events", "todo_agent", "devstack")) == set()
 
 
 def test_product_code_imports_the_dev_stack_only_where_it_still_did() -> None:

@@ -32,6 +32,7 @@ RUN --mount=type=secret,id=build-ca \
 COPY pyproject.toml README.m[d] ./
 COPY tasks/ tasks/
 COPY auth/ auth/
+COPY sidecar/ sidecar/
 COPY mcp_server/ mcp_server/
 COPY agent/ agent/
 COPY events/ events/

@@ -45,7 +45,7 @@ is :class:`agent.dapr_state.StateStoreError` with the reason. The SDK's ``DaprSe
 :meth:`DaprConversationStore.session` returns still talks gRPC: its client is made when such a
 session is first used, never for the key names, which the store takes from the session.
 
-    state = DaprStateClient(base_url="http://127.0.0.1:3500", store_name="statestore")
+    state = DaprStateClient(Sidecar.at("http://127.0.0.1:3500"), store_name="statestore")
     store = DaprConversationStore(
         state, ttl_seconds=30 * 86400, grpc_client=lambda: DaprClient(address="127.0.0.1:50001")
     )

@@ -31,6 +31,8 @@ RUN --mount=type=secret,id=build-ca \
 # The project itself; README.md is optional (the glob copies it when present).
 COPY pyproject.toml README.m[d] ./
 COPY tasks/ tasks/
+COPY auth/ auth/
+COPY sidecar/ sidecar/
 COPY mcp_server/ mcp_server/
 COPY agent/ agent/
 COPY events/ events/

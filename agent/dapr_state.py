@@ -1,16 +1,15 @@
 """daprd's state API over HTTP: bulk reads, etag-guarded saves and transactions on one store.
 
-    state = DaprStateClient(base_url="http://127.0.0.1:3500", store_name="statestore")
+    state = DaprStateClient(Sidecar.at("http://127.0.0.1:3500"), store_name="statestore")
     found = await state.get_bulk(["a", "b"])              # {key: (value, etag)}, missing keys left out
     await state.save("a", [], first_write=True, metadata={"ttlInSeconds": "60"})
     await state.transact([upsert_operation("a", ["x"], etag=found["a"][1]), delete_operation("b")])
     await state.aclose()
 
 Values travel as JSON and are stored as daprd re-encodes them (compact, object keys sorted), the
-same JSON a gRPC client's bytes would be; reads give them back decoded. It talks aiohttp over one
-pool of keep-alive connections, opened on first use in the running loop (as the event
-publisher does), with a timeout on every call, so a sidecar that is down or stuck fails the call
-instead of holding it.
+same JSON a gRPC client's bytes would be; reads give them back decoded. It talks to the sidecar
+through ``sidecar.Sidecar`` (as the event publisher and the job scheduler do), with a timeout on
+every call, so a sidecar that is down or stuck fails the call instead of holding it.
 
 An etag or first-write check that fails raises :class:`StateConflict`. daprd 1.18 reports it as
 409 ``ERR_STATE_SAVE`` for a save with a stale etag; as 500 ``ERR_STATE_SAVE`` "no item was
@@ -26,12 +25,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
-import aiohttp
 from yarl import URL
 
+from sidecar import Sidecar, SidecarUnreachable
+
 _JSON_HEADERS: Final = {"content-type": "application/json"}
-_KEEP_ALIVE: Final = 5.0  # seconds an idle connection to the sidecar stays open
-_CONNECT_TIMEOUT: Final = 2.0  # the sidecar is on this host: a longer wait means it is not there
 _CONFLICT_CODES: Final = frozenset({"ERR_STATE_SAVE", "ERR_STATE_TRANSACTION"})
 _CONFLICT_MARKERS: Final = ("possible etag mismatch", "no item was updated")
 
@@ -81,18 +79,15 @@ def is_conflict(status: int, code: str | None, message: str) -> bool:
 
 
 class DaprStateClient:
-    def __init__(
-        self, *, base_url: str, store_name: str, api_token: str | None = None, timeout: float = 10.0
-    ) -> None:
+    """The state store ``store_name`` through the sidecar."""
+
+    def __init__(self, sidecar: Sidecar, *, store_name: str) -> None:
         self.store_name = store_name
-        self._base_url = base_url.rstrip("/")
-        root = f"{self._base_url}/v1.0/state/{quote(store_name, safe='')}"
-        self._save_url = URL(root)
-        self._bulk_url = URL(f"{root}/bulk").with_query({"metadata.consistency": "strong"})
-        self._transaction_url = URL(f"{root}/transaction")
-        self._headers = {"dapr-api-token": api_token} if api_token else {}
-        self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+        self._sidecar = sidecar
+        root = f"/v1.0/state/{quote(store_name, safe='')}"
+        self._save_url = sidecar.url(root)
+        self._bulk_url = sidecar.url(f"{root}/bulk").with_query({"metadata.consistency": "strong"})
+        self._transaction_url = sidecar.url(f"{root}/transaction")
 
     async def get_bulk(self, keys: Sequence[str]) -> Found:
         """The keys that exist, with their values and etags, in one strongly consistent read."""
@@ -144,24 +139,14 @@ class DaprStateClient:
         await self._post(self._transaction_url, {"operations": list(operations)}, "apply a transaction")
 
     async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        await self._sidecar.aclose()
 
     async def _post(self, url: URL, payload: Any, what: str) -> bytes:
         data = json.dumps(payload).encode()
         try:
-            async with self._client().post(url, data=data, headers=_JSON_HEADERS) as response:
-                status, body = response.status, await response.read()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            if isinstance(exc, TimeoutError):
-                reason = f"did not answer within {self._timeout:g} s"
-            else:
-                reason = f"is unreachable ({type(exc).__name__}: {exc})" if str(exc) else "is unreachable"
-            raise StateStoreError(
-                f"Could not {what} in the state store {self.store_name}: the Dapr sidecar at "
-                f"{self._base_url} {reason}."
-            ) from exc
+            status, body = await self._sidecar.call("POST", url, data=data, headers=_JSON_HEADERS)
+        except SidecarUnreachable as exc:
+            raise StateStoreError(f"Could not {what} in the state store {self.store_name}: {exc}.") from exc
         if status < 300:
             return body
         raise self._refusal(status, body, what)
@@ -181,15 +166,3 @@ class DaprStateClient:
             status=status,
             code=code,
         )
-
-    def _client(self) -> aiohttp.ClientSession:
-        """The session, opened on first use: it belongs to the loop that runs the calls (the
-        client itself may be built before any loop runs)."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(keepalive_timeout=_KEEP_ALIVE),
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=_CONNECT_TIMEOUT),
-                cookie_jar=aiohttp.DummyCookieJar(),  # the sidecar sets none; skip the jar's work
-            )
-        return self._session

@@ -1,7 +1,7 @@
 """Conversation memory: the index of a user's conversations and each conversation's items.
 
     store = SqlConversationStore(engine)                       # embedded default
-    store = DaprConversationStore(DaprStateClient(base_url=sidecar, store_name="statestore"))
+    store = DaprConversationStore(DaprStateClient(Sidecar.at(sidecar), store_name="statestore"))
     info = await store.create("alice", title="Buy milk")
     history = await store.load("alice", info.id, limit=40)     # trimmed for the model
     await store.append("alice", info.id, new_items)            # one atomic append per turn

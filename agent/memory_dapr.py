@@ -27,15 +27,9 @@ found; create drops their index entries. Index entries written by the previous l
 ``updated_at`` of their own, which still counts (new entries keep one, the creation time, so that
 version can still read the index after a rollback).
 
-Transport: daprd's HTTP state API (:class:`agent.dapr_state.DaprStateClient`: aiohttp, one pool
-of keep-alive connections, a timeout on every call), not the SDK's gRPC client. Measured on a
-2-CPU machine against the same daprd and PostgreSQL store, p50 per call: a bulk read of two keys
-0.66 ms wall over HTTP against 0.85 ms over gRPC (CPU alike, 0.24/0.23 ms); a two-key
-transaction 0.86 ms wall / 0.23 ms CPU against 1.21 / 0.31 ms; and grpc.aio held the event loop
-for about 0.4 ms of each call (a ticker saw a 0.43 ms gap during a 0.85 ms read), so nothing else
-on the loop progressed meanwhile. A turn's load and append (one bulk read, one transaction)
-measured 1.40-1.70 ms wall p50 over HTTP against 1.65-1.83 ms over gRPC, and 0.5-0.66 ms of
-process CPU against 0.85-0.98 ms (grpc.aio's own threads).
+Transport: daprd's HTTP state API (:class:`agent.dapr_state.DaprStateClient` over
+``sidecar.Sidecar``), not the SDK's gRPC client: cheaper per call and it does not hold the event
+loop (figures: ``benchmarks/README.md``, "Conversation memory: HTTP against gRPC").
 
 Values go as JSON and daprd stores them re-encoded (compact, object keys sorted): JSON equal to
 what the SDK writes, though not byte for byte, and its session reads them like its own. An etag
@@ -45,7 +39,7 @@ is :class:`agent.dapr_state.StateStoreError` with the reason. The SDK's ``DaprSe
 :meth:`DaprConversationStore.session` returns still talks gRPC: its client is made when such a
 session is first used, never for the key names, which the store takes from the session.
 
-    state = DaprStateClient(base_url="http://127.0.0.1:3500", store_name="statestore")
+    state = DaprStateClient(Sidecar.at("http://127.0.0.1:3500"), store_name="statestore")
     store = DaprConversationStore(
         state, ttl_seconds=30 * 86400, grpc_client=lambda: DaprClient(address="127.0.0.1:50001")
     )

@@ -28,14 +28,10 @@ ModelKind = Literal["openai", "offline", "custom"]
 class ModelSettings(Protocol):
     """The settings the model choice reads (``todo_agent.settings.Settings`` has them)."""
 
-    @property
-    def model(self) -> str | None: ...
-    @property
-    def openai_api_key(self) -> SecretStr | None: ...
-    @property
-    def openai_base_url(self) -> str | None: ...
-    @property
-    def model_api(self) -> Literal["chat_completions", "responses"]: ...
+    model: str | None
+    openai_api_key: SecretStr | None
+    openai_base_url: str | None
+    model_api: Literal["chat_completions", "responses"]
 
 
 class AgentOptions(BaseSettings):

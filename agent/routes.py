@@ -25,7 +25,7 @@ from sse_starlette import EventSourceResponse
 from agent.chat import MAX_MESSAGE_LENGTH, Chat, ChatFailed
 from agent.memory import ConversationNotFound
 from agent.transcript import messages_of
-from mcp_server.auth import bearer_token
+from auth import bearer_token
 from tasks.inputs import Text
 from tasks.service import Actor
 

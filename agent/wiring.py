@@ -21,8 +21,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agent.chat import Chat, turn_actor
 from agent.memory import ConversationStore
 from agent.models import ModelChoice
-from mcp_server.auth import JwtVerifier
+from auth.tokens import JwtVerifier
 from mcp_server.server import build_mcp_server
+from sidecar import Sidecar
 from tasks.service import Actor, TaskService
 
 if TYPE_CHECKING:
@@ -73,20 +74,21 @@ def build_chat(
 
 
 def dapr_conversation_store(
-    sidecar_url: str, api_token: str | None, *, grpc_address: str | None, store_name: str,
-    ttl_seconds: int | None,
-) -> ConversationStore:  # fmt: skip
-    """The state store through the sidecar's HTTP API (address and token as the event publisher
-    has them); the SDK sessions' gRPC client only on their first use."""
+    sidecar: Sidecar, *, store_name: str, ttl_seconds: int | None
+) -> ConversationStore:
+    """The state store through the sidecar's HTTP API (the client the event publisher and the
+    job scheduler share); the SDK sessions' gRPC client only on their first use."""
     from agent.dapr_state import DaprStateClient
     from agent.memory_dapr import DaprConversationStore
+
+    grpc_address = sidecar.address.grpc_address
 
     def grpc_client() -> DaprClient:
         from dapr.aio.clients import DaprClient
 
         return DaprClient(address=grpc_address)
 
-    state = DaprStateClient(base_url=sidecar_url, store_name=store_name, api_token=api_token)
+    state = DaprStateClient(sidecar, store_name=store_name)
     return DaprConversationStore(state, ttl_seconds=ttl_seconds, grpc_client=grpc_client)
 
 

@@ -176,7 +176,7 @@ class System:
         return self.roles["api"]
 
     def token(self, user: str) -> str:
-        from mcp_server.auth import JwtVerifier
+        from auth.tokens import JwtVerifier
 
         return JwtVerifier(secret=JWT_SECRET, audience="todo-agent").issue(user, ttl=6 * 3600)
 

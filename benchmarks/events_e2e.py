@@ -164,9 +164,9 @@ def embedded(users: int, folder: Path) -> Iterator[Target]:
 @contextmanager
 def dapr(users: int, folder: Path) -> Iterator[Target]:
 
+    from auth.tokens import JwtVerifier
     from devstack.components import render, subscriptions_for
     from devstack.sidecar import start_sidecar
-    from mcp_server.auth import JwtVerifier
     from tasks.db import make_engine, migrate
 
     with ExitStack() as exits:

@@ -26,7 +26,7 @@ import mcp_types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp_server.auth import JwtVerifier
+from auth.tokens import JwtVerifier
 from tasks.inputs import TaskDraft
 from tasks.service import Actor
 from todo_agent.api import app_for

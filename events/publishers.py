@@ -1,6 +1,6 @@
 """Event publishers: through the Dapr sidecar, or straight into the in-process bus.
 
-    publisher = DaprPublisher(base_url="http://127.0.0.1:3500", pubsub="kafka-pubsub")
+    publisher = DaprPublisher(Sidecar.at("http://127.0.0.1:3500"), pubsub="kafka-pubsub")
     await publisher.publish("task-events", [event1, event2], partition_key="alice")
     await publisher.aclose()
 
@@ -8,9 +8,9 @@ The Dapr publisher sends whole CloudEvents (``application/cloudevents+json``) so
 and source survive as written; one event goes through the publish API, several through the
 bulk publish API in one request. The partition key is Dapr publish metadata ``partitionKey``
 (per entry in a bulk request: request-level metadata would override every entry's).
-It talks HTTP (aiohttp: a fraction of httpx's CPU per request, which the relay pays for every
-round) over one pool of keep-alive connections, opened on first use in the running loop, with
-a short timeout; it never blocks the event loop while the sidecar is down.
+It talks to the sidecar through ``sidecar.Sidecar`` (aiohttp: a fraction of httpx's CPU per
+request, which the relay pays for every round; keep-alive connections, a timeout on every call),
+so it never blocks the event loop while the sidecar is down.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-import aiohttp
 from yarl import URL
 
 from events.contracts import CLOUDEVENT_CONTENT_TYPE
 from events.ports import PublishError
 from observability import tracing
+from sidecar import Sidecar, SidecarUnreachable
 
 if TYPE_CHECKING:  # the relay process needs only DaprPublisher: no FastAPI import there
     from events.inprocess import InProcessBus
@@ -33,7 +33,6 @@ _PUBLISH_PATH: Final = "/v1.0/publish"
 _BULK_PATH: Final = "/v1.0-alpha1/publish/bulk"
 _EVENT_HEADERS: Final = {"content-type": CLOUDEVENT_CONTENT_TYPE}
 _BULK_HEADERS: Final = {"content-type": "application/json"}
-_KEEP_ALIVE: Final = 5.0  # seconds an idle connection to the sidecar stays open (as httpx did)
 #: 4xx answers that are not about the message: too many requests, a timeout, and 404 (Dapr's
 #: answer while the pub/sub component is missing: configuration, the same for every row).
 _TRANSIENT_4XX: Final = frozenset({404, 408, 425, 429})
@@ -45,14 +44,11 @@ def is_permanent(status_code: int) -> bool:
 
 
 class DaprPublisher:
-    def __init__(
-        self, *, base_url: str, pubsub: str, api_token: str | None = None, timeout: float = 10.0
-    ) -> None:
-        self._base_url = base_url.rstrip("/")
+    """Publishes through the sidecar's pub/sub component ``pubsub``."""
+
+    def __init__(self, sidecar: Sidecar, *, pubsub: str) -> None:
+        self._sidecar = sidecar
         self._pubsub = pubsub
-        self._headers = {"dapr-api-token": api_token} if api_token else {}
-        self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
         self._urls: dict[tuple[str, str], URL] = {}  # (path, topic) -> parsed once
 
     async def publish(self, topic: str, events: Sequence[Mapping[str, Any]], *, partition_key: str) -> None:
@@ -77,37 +73,24 @@ class DaprPublisher:
         if tracing.is_on():  # daprd's publish span joins the relay's (W3C traceparent header)
             headers = tracing.inject(dict(headers))
         try:
-            async with self._client().post(url, data=body.encode(), headers=headers) as response:
-                if response.status < 300:
-                    return
-                status, text = response.status, (await response.read()).decode("utf-8", "replace")
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise PublishError(f"the Dapr sidecar is unreachable: {type(exc).__name__}: {exc}") from exc
+            status, answer = await self._sidecar.call("POST", url, data=body.encode(), headers=headers)
+        except SidecarUnreachable as exc:
+            error = exc.error
+            raise PublishError(f"the Dapr sidecar is unreachable: {type(error).__name__}: {error}") from exc
+        if status < 300:
+            return
+        text = answer.decode("utf-8", "replace")
         raise PublishError(
             f"Dapr refused to publish to {topic}: {status} {text[:300]}", permanent=is_permanent(status)
         )
 
     async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-
-    def _client(self) -> aiohttp.ClientSession:
-        """The session, opened on first use: it belongs to the loop that runs the publishes (the
-        publisher itself may be built before any loop runs)."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(keepalive_timeout=_KEEP_ALIVE),
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                cookie_jar=aiohttp.DummyCookieJar(),  # the sidecar sets none; skip the jar's work
-            )
-        return self._session
+        await self._sidecar.aclose()
 
     def _url(self, path: str, topic: str) -> URL:
         url = self._urls.get((path, topic))
         if url is None:
-            url = self._urls[(path, topic)] = URL(f"{self._base_url}{path}/{self._pubsub}/{topic}")
+            url = self._urls[(path, topic)] = self._sidecar.url(f"{path}/{self._pubsub}/{topic}")
         return url
 
 

@@ -44,9 +44,9 @@ from typing import Any, Final
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from auth.tokens import InvalidToken
 from events.contracts import CLIENT_TOPICS, NOTIFICATION_CREATED, TASK_UPDATES, is_list_event, is_task_event
 from events.ports import Delivery, Outcome, Subscription
-from mcp_server.auth import InvalidToken
 from observability.logs import user_ref
 from tasks.models import OutboxEvent
 from tasks.service import Actor

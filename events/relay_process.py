@@ -1,6 +1,6 @@
 """The outbox relay in a process of its own, beside a role's app (Dapr mode).
 
-    child = RelayProcess(RelaySettings(database_url=..., log_level="INFO", sidecar_url=..., ...))
+    child = RelayProcess(RelaySettings(database_url=..., log_level="INFO", sidecar=address, pubsub=...))
     async with relay_process(child, uow) as relay:  # started; every commit on ``uow`` wakes it
         relay.metrics()                              # the child's counters and lag
 
@@ -43,6 +43,7 @@ from events.relay import OutboxRelay, new_event_loop
 from observability import tracing
 from observability.logs import configure_logging
 from observability.metrics import relay_exposition
+from sidecar import Sidecar, SidecarAddress
 from tasks.models import OutboxEvent
 from tasks.unit_of_work import UnitOfWorkFactory
 
@@ -60,8 +61,7 @@ class RelaySettings:
 
     database_url: str
     log_level: str
-    sidecar_url: str
-    api_token: str | None
+    sidecar: SidecarAddress
     pubsub: str
     #: The service name of the child's spans when tracing is on (``<the app's service>-relay``).
     service_name: str = "todo-relay"
@@ -211,9 +211,7 @@ def _child_main(settings: RelaySettings, wake: Connection, control: Connection) 
     # A stale connection fails one round, which the relay retries after a short backoff: no
     # pre-ping round trip per round. Two connections: a round uses one at a time.
     engine = make_engine(settings.database_url, pool_size=2, pre_ping=False)
-    publisher = DaprPublisher(
-        base_url=settings.sidecar_url, pubsub=settings.pubsub, api_token=settings.api_token
-    )
+    publisher = DaprPublisher(Sidecar(settings.sidecar), pubsub=settings.pubsub)
     relay = OutboxRelay(engine, publisher, inline_db=True)  # alone on this loop: no thread hops
     loop = new_event_loop()
     asyncio.set_event_loop(loop)

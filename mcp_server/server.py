@@ -41,7 +41,7 @@ from mcp_types import INVALID_PARAMS, ToolAnnotations
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field, ValidationError
 
-from mcp_server.auth import ALL_SCOPES, READ_SCOPE, WRITE_SCOPE
+from auth.tokens import ALL_SCOPES, READ_SCOPE, WRITE_SCOPE
 from mcp_server.completions import Completer, default_completers, install_completions
 from mcp_server.live import LiveResources
 from mcp_server.prompts import install_prompts

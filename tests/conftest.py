@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.auth import JwtVerifier
+from auth.tokens import JwtVerifier
 from tasks.db import make_engine, migrate
 from tasks.service import Actor, TaskService
 from tasks.unit_of_work import UnitOfWorkFactory

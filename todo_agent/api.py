@@ -176,6 +176,8 @@ def serve_subscriptions(app: FastAPI, c: Container, subscriptions: list[Subscrip
 async def _run_parts(c: Container) -> AsyncIterator[None]:
     """The role's background work, started in this order and stopped in reverse."""
     async with contextlib.AsyncExitStack() as stack:
+        if c.sidecar is not None:
+            stack.push_async_callback(c.sidecar.aclose)  # last: after everything that calls it
         if c.relay_process is not None:
             await stack.enter_async_context(relay_process(c.relay_process, c.uow))
         elif c.relay is not None:

@@ -26,6 +26,7 @@ from agent.chat import Chat
 from agent.memory import ConversationStore
 from agent.models import select_model
 from agent.wiring import ChatOptions, build_chat, dapr_conversation_store
+from auth import Identity, InvalidToken, JwtVerifier, identify, identity_of
 from events.inprocess import InProcessBus
 from events.ports import EventPublisher
 from events.publishers import DaprPublisher, InProcessPublisher
@@ -37,10 +38,10 @@ from events.reminders.jobs import DaprJobScheduler, InProcessJobScheduler
 from events.reminders.notifications import ReminderNotifier
 from events.reminders.retrier import NotificationRetrier
 from events.reminders.scheduling import ReminderScheduling
-from mcp_server.auth import Identity, InvalidToken, JwtVerifier, identity_of
 from mcp_server.live import LiveResources
 from mcp_server.server import McpOptions, build_mcp_server
 from observability.tracing import service_name_for
+from sidecar import Sidecar, SidecarAddress
 from tasks.db import make_engine, migrate
 from tasks.profiles import Profiles
 from tasks.service import Actor, TaskService
@@ -70,6 +71,8 @@ class Container:
     verifier: JwtVerifier | None
     #: The in-process event bus (the embedded default); ``None`` with Dapr.
     bus: InProcessBus | None = None
+    #: With Dapr, the one HTTP client to the sidecar that publishing, jobs and memory share.
+    sidecar: Sidecar | None = None
     #: Where the outbox relay publishes, and the relay (roles that relay).
     publisher: EventPublisher | None = None
     relay: OutboxRelay | None = None
@@ -97,12 +100,9 @@ class Container:
         return self.profiles.actor(identity.user_id, token_zone=identity.timezone)
 
     def authenticate(self, token: str | None) -> Actor:
-        """The actor a bearer token stands for; without auth configured, the local user."""
-        if self.verifier is None:
-            return self.actor_for_identity(None)
-        if not token:
-            raise InvalidToken("Sign in: this server needs 'Authorization: Bearer <token>'.")
-        return self.actor_for_identity(self.verifier.verify(token))
+        """The actor a bearer token stands for; without auth configured, the local user.
+        Raises ``InvalidToken`` for a missing or bad token when sign-in is on."""
+        return self.actor_for_identity(identify(self.verifier, token))
 
     def build_mcp(self, *, stdio: bool = False) -> MCPServer:
         if stdio:
@@ -189,39 +189,41 @@ def bootstrap(role: Role, settings: Settings, *, run_migrations: bool = True) ->
     return container
 
 
-def _sidecar_http(settings: Settings, what: str) -> tuple[str, str | None]:
-    """The sidecar's HTTP address and API token; refuses Dapr mode without ``DAPR_HTTP_PORT``."""
+def sidecar_address(settings: Settings) -> SidecarAddress:
+    """The one place the sidecar's address and token are read (``DAPR_HTTP_PORT``,
+    ``DAPR_GRPC_PORT``, ``DAPR_API_TOKEN``); Dapr mode without the HTTP port is refused."""
     if settings.dapr_http_port is None:
-        raise RuntimeError(f"Dapr mode needs DAPR_HTTP_PORT for {what} (as well as DAPR_GRPC_PORT).")
+        raise RuntimeError(
+            "Dapr mode needs DAPR_HTTP_PORT (publishing, reminder jobs and conversation memory use "
+            "daprd's HTTP API) as well as DAPR_GRPC_PORT."
+        )
     token = settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None
-    return f"http://127.0.0.1:{settings.dapr_http_port}", token
+    return SidecarAddress.local(settings.dapr_http_port, api_token=token, grpc_port=settings.dapr_grpc_port)
 
 
 def _build_with_dapr(c: Container) -> None:
     settings, serves = c.settings, c.serves
+    if not (serves.relay or serves.reminders or serves.chat):
+        return  # consumers only: daprd calls us, we never call it
+    address = sidecar_address(settings)
+    c.sidecar = Sidecar(address)
     if serves.relay:
-        url, token = _sidecar_http(settings, "publishing events")
-        c.publisher = DaprPublisher(base_url=url, pubsub=settings.pubsub_name, api_token=token)
+        c.publisher = DaprPublisher(c.sidecar, pubsub=settings.pubsub_name)
         c.relay_process = RelayProcess(
             RelaySettings(
                 database_url=settings.effective_database_url,
                 log_level=settings.log_level,
-                sidecar_url=url,
-                api_token=token,
+                sidecar=address,
                 pubsub=settings.pubsub_name,
                 service_name=f"{service_name_for(telemetry.service_name(c.role))}-relay",
             )
         )
     if serves.reminders:
-        url, token = _sidecar_http(settings, "reminders (daprd's HTTP Jobs API)")
-        c.jobs = DaprJobScheduler(http_url=url, api_token=token)
+        c.jobs = DaprJobScheduler(c.sidecar)
     if serves.chat:
-        url, token = _sidecar_http(settings, "conversation memory")
-        grpc = f"127.0.0.1:{settings.dapr_grpc_port}" if settings.dapr_grpc_port else None
         c.conversations = dapr_conversation_store(
-            url, token, grpc_address=grpc, store_name=settings.statestore_name,
-            ttl_seconds=settings.conversation_ttl_seconds,
-        )  # fmt: skip
+            c.sidecar, store_name=settings.statestore_name, ttl_seconds=settings.conversation_ttl_seconds
+        )
 
 
 def _build_in_process(c: Container) -> None:

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 
-from mcp_server.auth import InvalidToken, JwtVerifier
+from auth.tokens import InvalidToken, JwtVerifier
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -27,7 +27,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal, Protocol, Self
+from typing import Any, Final, Literal, Protocol, Self
 
 from pydantic import SecretStr
 from sqlalchemy import func, update
@@ -38,7 +38,7 @@ from events.reminders.dead_letters import GivenUp, given_up
 from observability.metrics import NOTIFICATIONS
 from tasks.clock import as_utc
 from tasks.models import Notification
-from tasks.unit_of_work import UnitOfWorkFactory
+from tasks.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from tasks.webhooks import WebhookPolicy
 
 log = logging.getLogger(__name__)
@@ -53,26 +53,18 @@ DUE_STATES: Final = ("retrying", "sending")
 class NotifySettings(Protocol):
     """The settings reminder deliveries read (``todo_agent.settings.Settings`` has them)."""
 
-    @property
-    def smtp_host(self) -> str | None: ...
-    @property
-    def smtp_port(self) -> int: ...
-    @property
-    def smtp_username(self) -> str | None: ...
-    @property
-    def smtp_password(self) -> SecretStr | None: ...
-    @property
-    def smtp_from(self) -> str: ...
-    @property
-    def smtp_starttls(self) -> bool: ...
+    smtp_host: str | None
+    smtp_port: int
+    smtp_username: str | None
+    smtp_password: SecretStr | None
+    smtp_from: str
+    smtp_starttls: bool
+    notify_max_attempts: int
+    notify_retry_base_seconds: float
+    notify_retry_max_seconds: float
+
     @property
     def webhook_policy(self) -> WebhookPolicy: ...
-    @property
-    def notify_max_attempts(self) -> int: ...
-    @property
-    def notify_retry_base_seconds(self) -> float: ...
-    @property
-    def notify_retry_max_seconds(self) -> float: ...
 
 
 class DeliveryFailed(Exception):
@@ -185,17 +177,7 @@ def claim_due(
                     "next_attempt_at": now + policy.lease,
                 }
             )
-            changed = uow.session.execute(
-                update(Notification)
-                .where(
-                    col(Notification.id) == row.id,
-                    col(Notification.status) == row.status,
-                    col(Notification.attempts) == row.attempts,
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if getattr(changed, "rowcount", 0) != 1:
+            if not _moved(uow, row.id, row.status, row.attempts, values):
                 continue  # another sender claimed it first
             if exhausted:
                 uow.record(given_up(row, error=str(values["last_error"]), now=now))
@@ -204,6 +186,23 @@ def claim_due(
                 claims.append(Claim.of(row, row.attempts + 1))
         uow.commit()
     return claims
+
+
+def _moved(uow: UnitOfWork, row_id: int | None, status: str, attempts: int, values: dict[str, Any]) -> bool:
+    """Write ``values`` to delivery ``row_id`` only while it is still ``status`` after ``attempts``
+    attempts (another sender, a lease that expired or a second replay may have moved it first);
+    True when this call moved it."""
+    changed = uow.session.execute(
+        update(Notification)
+        .where(
+            col(Notification.id) == row_id,
+            col(Notification.status) == status,
+            col(Notification.attempts) == attempts,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return getattr(changed, "rowcount", 0) == 1
 
 
 def settle(
@@ -223,21 +222,13 @@ def settle(
         status, last_error = "retrying", str(error)[:2000]
         next_attempt_at = now + policy.backoff(claim.attempts, rng=rng)
     with uow_factory() as uow:
-        changed = uow.session.execute(
-            update(Notification)
-            .where(
-                col(Notification.id) == claim.id,
-                col(Notification.status) == "sending",
-                col(Notification.attempts) == claim.attempts,
-            )
-            .values(status=status, last_error=last_error, next_attempt_at=next_attempt_at)
-            .execution_options(synchronize_session=False)
-        )
-        if status == "failed" and getattr(changed, "rowcount", 0) == 1:
+        values = {"status": status, "last_error": last_error, "next_attempt_at": next_attempt_at}
+        moved = _moved(uow, claim.id, "sending", claim.attempts, values)
+        if status == "failed" and moved:
             uow.record(given_up(claim, error=str(last_error), now=now))
         uow.commit()
     NOTIFICATIONS.labels(channel=claim.channel, outcome=status).inc()
-    if getattr(changed, "rowcount", 0) != 1:
+    if not moved:
         log.warning("reminder %s via %s: attempt %d ended (%s) after its claim had expired",
                     claim.event_id, claim.channel, claim.attempts, status)  # fmt: skip
     elif status == "failed":
@@ -257,17 +248,8 @@ def reopen(uow_factory: UnitOfWorkFactory, held: GivenUp, *, now: datetime, leas
         ).first()
         if row is None or (row.status, row.attempts) != ("failed", held.attempts):
             return None
-        changed = uow.session.execute(
-            update(Notification)
-            .where(
-                col(Notification.id) == row.id,
-                col(Notification.status) == "failed",
-                col(Notification.attempts) == row.attempts,
-            )
-            .values(status="sending", attempts=row.attempts + 1, next_attempt_at=now + lease)
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(changed, "rowcount", 0) != 1:
+        values = {"status": "sending", "attempts": row.attempts + 1, "next_attempt_at": now + lease}
+        if not _moved(uow, row.id, "failed", row.attempts, values):
             return None  # reopened meanwhile by another delivery of the same dead letter
         claim = Claim.of(row, row.attempts + 1)
         uow.commit()

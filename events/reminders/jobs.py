@@ -1,6 +1,6 @@
 """Two ``JobScheduler`` adapters: daprd's Jobs API, and a timer table for the embedded default.
 
-    jobs = DaprJobScheduler(http_url="http://127.0.0.1:3500", api_token=None)
+    jobs = DaprJobScheduler(Sidecar.at("http://127.0.0.1:3500"))
     await jobs.schedule("reminder-task-7", due=when, data={"task_id": 7, ...})
     await jobs.cancel("reminder-task-7")
 
@@ -15,14 +15,14 @@ disk: reminders live in the database and the reconciler rebuilds the timers at s
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-import httpx
-
 from events.ports import JobScheduler
+from sidecar import Sidecar, SidecarUnreachable
 from tasks.clock import as_utc, utc_now
 
 log = logging.getLogger(__name__)
@@ -45,71 +45,54 @@ class DaprJobScheduler(JobScheduler):
 
     def __init__(
         self,
+        sidecar: Sidecar,
         *,
-        http_url: str,
-        api_token: str | None = None,
         retry_interval: timedelta = RETRY_INTERVAL,
         max_retries: int = MAX_RETRIES,
-        client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._http_url = http_url
-        self._headers = {"dapr-api-token": api_token} if api_token else {}
-        self._given = client
-        self._own: httpx.AsyncClient | None = None
+        self._sidecar = sidecar
         self._policy = {
             "constant": {"interval": f"{int(retry_interval.total_seconds())}s", "maxRetries": max_retries}
         }
 
     async def schedule(self, name: str, *, due: datetime, data: Mapping[str, Any]) -> None:
         body = {"dueTime": rfc3339(due), "data": dict(data), "overwrite": True, "failurePolicy": self._policy}
-        try:
-            response = await self._client.post(f"/v1.0/jobs/{name}", json=body)
-        except httpx.HTTPError as exc:
-            raise JobSchedulingError(f"Could not reach daprd to schedule job {name}: {exc}") from exc
-        if response.status_code >= 300:
-            raise JobSchedulingError(
-                f"daprd refused job {name}: HTTP {response.status_code} {response.text[:300]}"
-            )
+        status, text = await self._call("POST", name, "schedule", json.dumps(body).encode())
+        if status >= 300:
+            raise JobSchedulingError(f"daprd refused job {name}: HTTP {status} {text[:300]}")
 
     async def cancel(self, name: str) -> None:
-        try:
-            response = await self._client.delete(f"/v1.0/jobs/{name}")
-        except httpx.HTTPError as exc:
-            raise JobSchedulingError(f"Could not reach daprd to delete job {name}: {exc}") from exc
-        if response.status_code >= 300 and not _is_not_found(response):
-            raise JobSchedulingError(
-                f"daprd could not delete job {name}: HTTP {response.status_code} {response.text[:300]}"
-            )
+        status, text = await self._call("DELETE", name, "delete")
+        if status >= 300 and not _is_not_found(status, text):
+            raise JobSchedulingError(f"daprd could not delete job {name}: HTTP {status} {text[:300]}")
 
     async def exists(self, name: str) -> bool:
-        response = await self._client.get(f"/v1.0/jobs/{name}")
-        if response.status_code < 300:
+        status, text = await self._call("GET", name, "read")
+        if status < 300:
             return True
-        if _is_not_found(response):
+        if _is_not_found(status, text):
             return False
-        raise JobSchedulingError(f"daprd could not read job {name}: HTTP {response.status_code}")
-
-    @property
-    def _client(self) -> httpx.AsyncClient:
-        """The given client, else one of its own made on first use (again after ``aclose``)."""
-        if self._given is not None:
-            return self._given
-        if self._own is None:
-            self._own = httpx.AsyncClient(
-                base_url=self._http_url, headers=self._headers, timeout=10.0,
-                limits=httpx.Limits(max_connections=64),
-            )  # fmt: skip
-        return self._own
+        raise JobSchedulingError(f"daprd could not read job {name}: HTTP {status}")
 
     async def aclose(self) -> None:
-        client = self._given or self._own
-        self._own = None
-        if client is not None:
-            await client.aclose()
+        await self._sidecar.aclose()
+
+    async def _call(self, method: str, name: str, verb: str, body: bytes | None = None) -> tuple[int, str]:
+        headers = _JSON_HEADERS if body is not None else None
+        try:
+            status, answer = await self._sidecar.call(
+                method, self._sidecar.url(f"/v1.0/jobs/{name}"), data=body, headers=headers
+            )
+        except SidecarUnreachable as exc:
+            raise JobSchedulingError(f"Could not reach daprd to {verb} job {name}: {exc}") from exc
+        return status, answer.decode("utf-8", "replace")
 
 
-def _is_not_found(response: httpx.Response) -> bool:
-    return response.status_code == 404 or "not found" in response.text.lower()
+_JSON_HEADERS: Final = {"content-type": "application/json"}
+
+
+def _is_not_found(status: int, text: str) -> bool:
+    return status == 404 or "not found" in text.lower()
 
 
 OnDue = Callable[[str, Mapping[str, Any]], Awaitable[bool]]

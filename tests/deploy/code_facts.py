@@ -16,7 +16,7 @@ from deploy_support import REPO
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
-PACKAGES: Final = ("tasks", "mcp_server", "agent", "events", "todo_agent", "observability")
+PACKAGES: Final = ("tasks", "auth", "sidecar", "mcp_server", "agent", "events", "todo_agent", "observability")
 
 
 def import_all_packages() -> None:

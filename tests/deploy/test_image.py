@@ -31,7 +31,16 @@ from devstack import image as devstack_image
 from devstack.procs import free_port
 
 DOCKERFILE: Final = REPO / "Dockerfile"
-RUNTIME_PACKAGES: Final = ("tasks", "mcp_server", "agent", "events", "todo_agent", "observability")
+RUNTIME_PACKAGES: Final = (
+    "tasks",
+    "auth",
+    "sidecar",
+    "mcp_server",
+    "agent",
+    "events",
+    "todo_agent",
+    "observability",
+)
 SECRET_WORD: Final = re.compile(r"(secret|token|password|api_?key|database_url)", re.I)
 
 

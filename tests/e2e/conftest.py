@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mcp_server.auth import JwtVerifier
+from auth.tokens import JwtVerifier
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps calling home, which floods a closed network.

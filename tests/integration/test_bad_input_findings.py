@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mcp_server.auth import JwtVerifier
+from auth.tokens import JwtVerifier
 from tests.unit.agent.support import RunningApp, app_on_each_database
 
 pytestmark = pytest.mark.integration

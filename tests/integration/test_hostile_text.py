@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from agent.chat import MAX_MESSAGE_LENGTH
-from mcp_server.auth import JwtVerifier
+from auth.tokens import JwtVerifier
 from tasks.errors import InvalidInput
 from tasks.inputs import clean_description, clean_tags, clean_title
 from tests.conftest import JWT_SECRET

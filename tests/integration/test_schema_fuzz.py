@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 
-from mcp_server.auth import JwtVerifier
+from auth.tokens import JwtVerifier
 from tests.conftest import JWT_SECRET
 from tests.unit.agent.support import running_app, settings_on_free_port
 

@@ -15,8 +15,8 @@ import jwt
 import pytest
 import websockets
 
+from auth.tokens import JwtVerifier
 from devstack.appserver import serve_in_thread
-from mcp_server.auth import JwtVerifier
 from tests.conftest import JWT_SECRET
 from todo_agent import cli
 from todo_agent.api import app_for

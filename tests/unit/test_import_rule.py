@@ -1,6 +1,8 @@
 """The import rule of ARCHITECTURE.md, read from the source (AST, nothing imported):
 
 - ``tasks`` (the domain) imports none of the other packages;
+- ``auth`` (identity) and ``sidecar`` (the Dapr sidecar's HTTP client) are leaves as well: they
+  import none of the other packages;
 - no product package imports ``devstack`` (dev tooling only);
 - the parts (``mcp_server``, ``agent``, ``events``) do not import ``todo_agent`` (the composition root);
 - ``observability`` (traces, metrics, logs) imports no product package: any of them may import it.
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parents[2]
-PRODUCT: Final = ("tasks", "mcp_server", "agent", "events", "todo_agent")
+PRODUCT: Final = ("tasks", "auth", "sidecar", "mcp_server", "agent", "events", "todo_agent")
 PARTS: Final = ("mcp_server", "agent", "events")
 
 #: Product code that still imports the dev stack: none (the list stays, so the rule reads the same).
@@ -62,7 +64,16 @@ def test_the_import_reader_sees_imports_at_every_depth() -> None:
 
 
 def test_the_domain_imports_no_other_part() -> None:
-    assert reaching(("tasks",), ("mcp_server", "agent", "events", "todo_agent", "devstack")) == set()
+    assert (
+        reaching(("tasks",), ("auth", "sidecar", "mcp_server", "agent", "events", "todo_agent", "devstack"))
+        == set()
+    )
+
+
+def test_identity_and_the_sidecar_client_import_no_other_part() -> None:
+    others = ("tasks", "mcp_server", "agent", "events", "todo_agent", "devstack")
+    assert reaching(("auth",), ("sidecar", *others)) == set()
+    assert reaching(("sidecar",), ("auth", *others)) == set()
 
 
 def test_product_code_imports_the_dev_stack_only_where_it_still_did() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import jwt
 import pytest
 
-from mcp_server import auth
-from mcp_server.auth import InvalidToken, JwtVerifier
+from auth import tokens as auth
+from auth.tokens import InvalidToken, JwtVerifier
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
@@ -132,3 +132,17 @@ async def test_the_mcp_hook_answers_from_the_remembered_tokens(decodes: list[str
     assert (second.subject, second.client_id, second.expires_at) == ("alice", "alice", first.expires_at)
     assert await verifier.verify_token(token + "x") is None
     assert decodes == [token, token + "x"]
+
+
+async def test_the_scopes_a_token_grants_reach_its_identity_and_the_mcp_access_token() -> None:
+    verifier = JwtVerifier(secret=SECRET)
+    spaced = verifier.issue("alice", ttl=600, scope="tasks:read tasks:write")
+    listed = verifier.issue("bob", ttl=600, scp=["tasks:read", 7])
+    plain = verifier.issue("carol", ttl=600)
+
+    assert verifier.verify(spaced).scopes == {"tasks:read", "tasks:write"}
+    assert verifier.verify(listed).scopes == {"tasks:read"}  # what is not text is no scope
+    assert verifier.verify(plain).scopes == frozenset()
+    access = await verifier.verify_token(spaced)
+    assert access is not None and access.scopes == ["tasks:read", "tasks:write"]
+    assert auth.identity_of(access).scopes == {"tasks:read", "tasks:write"}

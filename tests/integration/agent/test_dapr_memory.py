@@ -26,6 +26,7 @@ from agent.dapr_state import (
 from agent.memory import ConversationNotFound
 from agent.memory_dapr import DaprConversationStore
 from devstack.procs import free_port
+from sidecar import Sidecar
 from tests.conftest import JWT_SECRET
 from tests.unit.agent.support import running_app, settings_on_free_port, token
 
@@ -60,7 +61,7 @@ def user(text: str) -> dict[str, Any]:
 
 
 def state_client(dapr_env: dict[str, str]) -> DaprStateClient:
-    return DaprStateClient(base_url=dapr_env["DAPR_HTTP_ENDPOINT"], store_name=STORE)
+    return DaprStateClient(Sidecar.at(dapr_env["DAPR_HTTP_ENDPOINT"]), store_name=STORE)
 
 
 @contextlib.asynccontextmanager
@@ -194,7 +195,7 @@ class CountingState(DaprStateClient):
 
 
 def counting_state(dapr_env: dict[str, str]) -> CountingState:
-    return CountingState(base_url=dapr_env["DAPR_HTTP_ENDPOINT"], store_name=STORE)
+    return CountingState(Sidecar.at(dapr_env["DAPR_HTTP_ENDPOINT"]), store_name=STORE)
 
 
 def unique(name: str) -> str:
@@ -411,7 +412,7 @@ async def test_daprd_reports_every_lost_etag_or_first_write_race_as_a_conflict(
 async def test_a_refusal_that_is_not_a_conflict_is_an_error_naming_the_store(
     dapr_env: dict[str, str],
 ) -> None:
-    state = DaprStateClient(base_url=dapr_env["DAPR_HTTP_ENDPOINT"], store_name="no-such-store")
+    state = DaprStateClient(Sidecar.at(dapr_env["DAPR_HTTP_ENDPOINT"]), store_name="no-such-store")
     try:
         with pytest.raises(StateStoreError) as raised:
             await state.get_bulk(["a"])
@@ -463,7 +464,7 @@ async def test_the_ttl_reaches_the_items_and_metadata_rows_but_not_the_index(
 
 async def test_a_sidecar_that_is_down_fails_at_once_with_a_clear_error() -> None:
     address = f"http://127.0.0.1:{free_port()}"
-    store = DaprConversationStore(DaprStateClient(base_url=address, store_name=STORE))
+    store = DaprConversationStore(DaprStateClient(Sidecar.at(address), store_name=STORE))
     started = time.monotonic()
     try:
         with pytest.raises(StateStoreError) as raised:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mcp_server.auth import JwtVerifier
+from auth.tokens import JwtVerifier
 from tests.conftest import JWT_SECRET
 from todo_agent.api import app_for
 from todo_agent.bootstrap import bootstrap

@@ -20,10 +20,10 @@ from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
+from auth.tokens import JwtVerifier
 from devstack.components import RenderedResources, subscriptions_for
 from devstack.procs import free_port, http_status, spawn, stop_pid, wait_until
 from devstack.sidecar import Sidecar, pod_name
-from mcp_server.auth import JwtVerifier
 from tasks.db import make_engine
 from tasks.models import AuditEntry, OutboxEvent
 from tests.conftest import JWT_SECRET

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from auth.tokens import JwtVerifier
 from devstack.procs import wait_until
-from mcp_server.auth import JwtVerifier
 from tests.integration.events.support import JWT_SECRET, AppIds, RoleLauncher, records_since
 from tests.integration.kafka_support import end_offsets
 

@@ -24,10 +24,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from sqlmodel import Session, col, select
 
+from auth.tokens import JwtVerifier
 from devstack.components import RenderedResources, render
 from devstack.procs import wait_until
 from events.contracts import cloud_event
-from mcp_server.auth import JwtVerifier
 from tasks.clock import utc_now
 from tasks.events import REMINDERS, TASK_EVENTS, TASK_UPDATES
 from tasks.inputs import TaskChanges, TaskDraft

@@ -226,7 +226,7 @@ async def test_notifications_exits_within_its_grace_period_while_a_reminder_wait
 
 
 def _token(user: str) -> str:
-    from mcp_server.auth import JwtVerifier
+    from auth.tokens import JwtVerifier
     from tests.conftest import JWT_SECRET
 
     return JwtVerifier(secret=JWT_SECRET, audience="todo-agent").issue(user, ttl=3600)

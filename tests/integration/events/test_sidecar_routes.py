@@ -13,7 +13,7 @@ import httpx
 import pytest
 import websockets
 
-from mcp_server.auth import JwtVerifier
+from auth.tokens import JwtVerifier
 from tests.integration.events.support import JWT_SECRET, AppIds, RoleLauncher
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
-from mcp_server.auth import JwtVerifier
+from auth.tokens import JwtVerifier
 from tasks.inputs import TaskChanges, TaskDraft, TaskQuery
 from tasks.service import Actor
 from tests.conftest import JWT_SECRET

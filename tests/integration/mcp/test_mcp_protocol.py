@@ -17,7 +17,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp_server.auth import JwtVerifier
+from auth.tokens import JwtVerifier
 from tests.conftest import JWT_SECRET
 from todo_agent.api import app_for
 from todo_agent.bootstrap import bootstrap

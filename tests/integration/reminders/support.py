@@ -17,11 +17,11 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import SecretStr
 from sqlmodel import Session, col, select
 
+from auth.tokens import JwtVerifier
 from devstack.appserver import AppServer
 from devstack.components import RenderedResources
 from devstack.procs import free_port
 from devstack.sidecar import Sidecar
-from mcp_server.auth import JwtVerifier
 from tasks.models import Notification, OutboxEvent
 from tests.conftest import JWT_SECRET
 from todo_agent.api import app_for

@@ -14,9 +14,9 @@ import pytest
 from agent.chat import Chat
 from agent.models import ModelChoice
 from agent.wiring import ChatOptions, build_chat
+from auth.tokens import JwtVerifier
 from devstack.appserver import AppServer, serve_in_thread
 from devstack.procs import free_port
-from mcp_server.auth import JwtVerifier
 from tests.conftest import JWT_SECRET
 from todo_agent.api import app_for
 from todo_agent.bootstrap import Container, bootstrap

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from agent.dapr_state import DaprStateClient, StateConflict, StateStoreError, upsert_operation
 from devstack.procs import free_port
+from sidecar import Sidecar
 from tests.unit.http_support import serving_posts
 
 
@@ -49,7 +50,7 @@ async def test_a_bulk_read_is_strongly_consistent_carries_the_token_and_leaves_m
     sidecar: FakeSidecar,
 ) -> None:
     sidecar.answer = (200, json.dumps([{"key": "a", "data": ["x"], "etag": "e1"}, {"key": "b"}]))
-    state = DaprStateClient(base_url=sidecar.url, store_name="statestore", api_token="secret")
+    state = DaprStateClient(Sidecar.at(sidecar.url, api_token="secret"), store_name="statestore")
     try:
         assert await state.get_bulk(["a", "b"]) == {"a": (["x"], "e1")}
     finally:
@@ -64,7 +65,7 @@ async def test_a_bulk_read_is_strongly_consistent_carries_the_token_and_leaves_m
 
 
 async def test_writes_carry_etag_first_write_and_ttl(sidecar: FakeSidecar) -> None:
-    state = DaprStateClient(base_url=sidecar.url, store_name="statestore")
+    state = DaprStateClient(Sidecar.at(sidecar.url), store_name="statestore")
     try:
         await state.save("k", [], etag="e1", first_write=True, metadata={"ttlInSeconds": "60"})
         await state.transact([upsert_operation("k", ["x"], etag="e2", metadata={"ttlInSeconds": "60"})])
@@ -113,7 +114,7 @@ async def test_only_a_lost_etag_or_first_write_race_is_a_conflict(
     sidecar: FakeSidecar, status: int, code: str, message: str, conflict: bool
 ) -> None:
     sidecar.answer = (status, json.dumps({"errorCode": code, "message": message}))
-    state = DaprStateClient(base_url=sidecar.url, store_name="statestore")
+    state = DaprStateClient(Sidecar.at(sidecar.url), store_name="statestore")
     try:
         with pytest.raises(StateStoreError) as raised:
             await state.transact([upsert_operation("k", ["x"], etag="e1")])
@@ -128,7 +129,7 @@ async def test_only_a_lost_etag_or_first_write_race_is_a_conflict(
 
 async def test_a_sidecar_that_does_not_answer_fails_the_call_after_the_timeout(sidecar: FakeSidecar) -> None:
     sidecar.stall = True
-    state = DaprStateClient(base_url=sidecar.url, store_name="statestore", timeout=0.5)
+    state = DaprStateClient(Sidecar.at(sidecar.url, timeout=0.5), store_name="statestore")
     started = time.monotonic()
     try:
         with pytest.raises(StateStoreError) as raised:
@@ -144,7 +145,7 @@ async def test_a_sidecar_that_does_not_answer_fails_the_call_after_the_timeout(s
 
 async def test_a_sidecar_that_is_down_fails_at_once() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    state = DaprStateClient(base_url=url, store_name="statestore")
+    state = DaprStateClient(Sidecar.at(url), store_name="statestore")
     started = time.monotonic()
     try:
         with pytest.raises(StateStoreError, match=f"the Dapr sidecar at {url} is unreachable \\("):

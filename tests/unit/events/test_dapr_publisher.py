@@ -20,6 +20,7 @@ from devstack.procs import free_port
 from events.contracts import CLOUDEVENT_CONTENT_TYPE
 from events.ports import PublishError
 from events.publishers import DaprPublisher
+from sidecar import Sidecar
 from tests.unit.http_support import serving_posts
 
 
@@ -59,7 +60,7 @@ def _event(event_id: int) -> dict[str, Any]:
 async def test_one_event_goes_through_the_publish_api_as_a_cloudevent_with_its_key_and_token(
     sidecar: FakeSidecar,
 ) -> None:
-    publisher = DaprPublisher(base_url=sidecar.url, pubsub="kafka-pubsub", api_token="secret")
+    publisher = DaprPublisher(Sidecar.at(sidecar.url, api_token="secret"), pubsub="kafka-pubsub")
     await publisher.publish("task-events", [_event(1)], partition_key="alice smith")
     await publisher.aclose()
 
@@ -74,7 +75,7 @@ async def test_one_event_goes_through_the_publish_api_as_a_cloudevent_with_its_k
 async def test_several_events_go_in_one_bulk_request_each_entry_with_its_own_key(
     sidecar: FakeSidecar,
 ) -> None:
-    publisher = DaprPublisher(base_url=sidecar.url, pubsub="kafka-pubsub")
+    publisher = DaprPublisher(Sidecar.at(sidecar.url), pubsub="kafka-pubsub")
     await publisher.publish_keyed("task-updates", [(_event(1), "alice"), (_event(2), "bob")])
     await publisher.publish_keyed("task-updates", [])  # nothing to send: no request
     await publisher.aclose()
@@ -93,7 +94,7 @@ async def test_several_events_go_in_one_bulk_request_each_entry_with_its_own_key
 async def test_events_sharing_an_id_get_distinct_bulk_entry_ids(sidecar: FakeSidecar) -> None:
     """Two dead letters of one reminder event (two channels given up) share their CloudEvent id;
     daprd refuses a bulk request whose entry ids repeat ("entryId is duplicated")."""
-    publisher = DaprPublisher(base_url=sidecar.url, pubsub="kafka-pubsub")
+    publisher = DaprPublisher(Sidecar.at(sidecar.url), pubsub="kafka-pubsub")
     await publisher.publish_keyed("reminders-dlq", [(_event(7), "alice"), (_event(7), "alice")])
     await publisher.aclose()
 
@@ -107,7 +108,7 @@ async def test_a_refusal_names_the_topic_and_answer_and_only_a_4xx_about_the_mes
     sidecar: FakeSidecar, status: int, permanent: bool
 ) -> None:
     sidecar.answer = (status, '{"errorCode":"ERR_PUBSUB_PUBLISH_MESSAGE"}')
-    publisher = DaprPublisher(base_url=sidecar.url, pubsub="kafka-pubsub")
+    publisher = DaprPublisher(Sidecar.at(sidecar.url), pubsub="kafka-pubsub")
     with pytest.raises(PublishError) as raised:
         await publisher.publish("reminders", [_event(1), _event(2)], partition_key="alice")
     await publisher.aclose()
@@ -119,7 +120,7 @@ async def test_a_refusal_names_the_topic_and_answer_and_only_a_4xx_about_the_mes
 
 
 async def test_a_sidecar_that_is_down_is_a_transient_failure() -> None:
-    publisher = DaprPublisher(base_url=f"http://127.0.0.1:{free_port()}", pubsub="kafka-pubsub", timeout=2)
+    publisher = DaprPublisher(Sidecar.at(f"http://127.0.0.1:{free_port()}", timeout=2), pubsub="kafka-pubsub")
     with pytest.raises(PublishError, match="the Dapr sidecar is unreachable: ") as raised:
         await publisher.publish("task-events", [_event(1)], partition_key="alice")
     await publisher.aclose()
@@ -131,8 +132,8 @@ async def test_a_publisher_built_outside_a_loop_publishes_in_one_and_closes_with
 ) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        publisher = DaprPublisher(base_url=sidecar.url, pubsub="kafka-pubsub")  # no session yet
-        idle = DaprPublisher(base_url=sidecar.url, pubsub="kafka-pubsub")  # never used, never closed
+        publisher = DaprPublisher(Sidecar.at(sidecar.url), pubsub="kafka-pubsub")  # no session yet
+        idle = DaprPublisher(Sidecar.at(sidecar.url), pubsub="kafka-pubsub")  # never used, never closed
         for n in range(3):
             await publisher.publish("task-events", [_event(n)], partition_key="alice")
         await publisher.aclose()

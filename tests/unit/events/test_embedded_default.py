@@ -12,8 +12,8 @@ import httpx
 import pytest
 import websockets
 
+from auth.tokens import JwtVerifier
 from devstack.appserver import AppServer, serve_in_thread
-from mcp_server.auth import JwtVerifier
 from tests.conftest import JWT_SECRET
 from tests.unit.events.support import next_message, no_message
 from todo_agent.api import app_for

@@ -1,8 +1,12 @@
 """Bearer-token verification (JWT: HS256 secret or JWKS; audience and issuer checked).
 
 verifier = JwtVerifier(secret="...", audience="todo-agent")
-identity = verifier.verify(token)          # raises InvalidToken with a reason
+identity = verifier.verify(token)          # an Identity; raises InvalidToken with a reason
 token = verifier.issue("alice", ttl=300)   # HS256 only: tests and short-lived agent tokens
+
+An ``Identity`` is who the token names (``sub``), the zone it carries (``zoneinfo``), the scopes
+it grants (``scope``, space-separated, or ``scp``, a list) and all its claims. The verifier is
+also the MCP SDK's ``TokenVerifier`` (``verify_token``).
 
 One rule on every surface (REST, chat, ``/ws``, ``/mcp``): a token is good until its ``exp``, to
 the second; ``leeway`` (clock skew) only excuses an ``iat`` or ``nbf`` slightly in the future.
@@ -25,7 +29,6 @@ from typing import Any, Final
 import anyio
 import jwt
 from mcp.server.auth.provider import AccessToken
-from starlette.requests import HTTPConnection as Request
 
 #: OAuth scopes of ``/mcp``: reading tasks, and changing them.
 READ_SCOPE: Final = "tasks:read"
@@ -42,9 +45,36 @@ class InvalidToken(Exception):
 
 @dataclass(frozen=True)
 class Identity:
+    """A verified caller: the user, the IANA zone the token carries, the scopes it grants."""
+
     user_id: str
     timezone: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)
+    scopes: frozenset[str] = frozenset()
+
+    @classmethod
+    def of_claims(cls, user_id: str, claims: dict[str, Any]) -> Identity:
+        zone = claims.get("zoneinfo")
+        return cls(
+            user_id=user_id,
+            timezone=zone if isinstance(zone, str) else None,
+            claims=claims,
+            scopes=scopes_of(claims),
+        )
+
+    def copy(self) -> Identity:
+        """The same identity with its own copy of the claims (a caller changing them reaches no one else)."""
+        return Identity(self.user_id, self.timezone, dict(self.claims), self.scopes)
+
+
+def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
+    """The scopes a token grants: ``scope`` (RFC 8693/9068: space-separated) or ``scp`` (a list)."""
+    scope, scp = claims.get("scope"), claims.get("scp")
+    if isinstance(scope, str):
+        return frozenset(scope.split())
+    if isinstance(scp, list):
+        return frozenset(item for item in scp if isinstance(item, str))
+    return frozenset()
 
 
 class VerifiedTokens:
@@ -66,8 +96,7 @@ class VerifiedTokens:
                 del self._entries[token]
                 return None
             self._entries.move_to_end(token)
-        known = entry[1]  # a copy of the claims: a caller changing its own cannot reach the cache
-        return Identity(known.user_id, known.timezone, dict(known.claims))
+        return entry[1].copy()  # a caller changing its claims cannot reach the cache
 
     def put(self, token: str, identity: Identity) -> None:
         try:
@@ -79,10 +108,7 @@ class VerifiedTokens:
         if self._size <= 0 or until <= now:
             return
         with self._lock:
-            self._entries[token] = (
-                until,
-                Identity(identity.user_id, identity.timezone, dict(identity.claims)),
-            )
+            self._entries[token] = (until, identity.copy())
             self._entries.move_to_end(token)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
@@ -166,8 +192,7 @@ class JwtVerifier:
             raise InvalidToken(
                 f"The token's 'sub' must be printable text of at most {MAX_SUBJECT} characters."
             )
-        zone = claims.get("zoneinfo")
-        return Identity(user_id=subject, timezone=zone if isinstance(zone, str) else None, claims=claims)
+        return Identity.of_claims(subject, claims)
 
     def issue(self, user_id: str, *, ttl: int = 300, zoneinfo: str | None = None, **extra: Any) -> str:
         """Sign a short-lived HS256 token for ``user_id`` (only with a shared secret)."""
@@ -191,23 +216,20 @@ class JwtVerifier:
         return AccessToken(
             token=token,
             client_id=identity.user_id,
-            scopes=scopes_of(identity.claims),
+            scopes=granted_scopes(identity),
             expires_at=identity.claims.get("exp"),
             subject=identity.user_id,
             claims=identity.claims,
         )
 
 
-def scopes_of(claims: dict[str, Any]) -> list[str]:
-    """The token's OAuth scopes (``scope``, space-separated, or a ``scp`` list). A token with
-    neither claim is one this service issued itself (HS256) or an identity provider's token
-    without scopes: it may read and write, as before scopes existed."""
-    scope = claims.get("scope", claims.get("scp"))
-    if isinstance(scope, str):
-        return scope.split()
-    if isinstance(scope, list):
-        return [str(s) for s in scope]
-    return list(ALL_SCOPES)
+def granted_scopes(identity: Identity) -> list[str]:
+    """The OAuth scopes a verified token grants on ``/mcp``. A token with neither a ``scope``
+    nor a ``scp`` claim is one this service issued itself (HS256) or an identity provider's
+    token without scopes: it may read and write, as before scopes existed."""
+    if "scope" not in identity.claims and "scp" not in identity.claims:
+        return list(ALL_SCOPES)
+    return sorted(identity.scopes)
 
 
 def _refuse_expired(claims: dict[str, Any]) -> None:
@@ -222,18 +244,6 @@ def _refuse_expired(claims: dict[str, Any]) -> None:
         raise jwt.ExpiredSignatureError("Signature has expired")
 
 
-def bearer_token(request: Request) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, if there is one."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 def identity_of(access: AccessToken) -> Identity:
-    claims = access.claims or {}
-    zone = claims.get("zoneinfo")
-    return Identity(
-        user_id=access.subject or access.client_id,
-        timezone=zone if isinstance(zone, str) else None,
-        claims=claims,
-    )
+    """The identity of a token the MCP SDK let through (``verify_token`` made it)."""
+    return Identity.of_claims(access.subject or access.client_id, access.claims or {})

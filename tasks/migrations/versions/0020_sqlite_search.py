@@ -15,7 +15,13 @@ A later migration that rebuilds ``tasks`` on SQLite (Alembic's batch mode copies
 drops the old one) drops these triggers with it: such a migration must create them again
 (``create_triggers``) and rebuild the index (``rebuild``).
 
-On PostgreSQL nothing changes: its trigram GIN indexes (migration 0005) serve the same filters.
+On PostgreSQL nothing changes for tasks: its trigram GIN indexes (migration 0005) serve the
+same filters.
+
+On both databases, ``conversation_items`` gets ``(conversation_id, id)`` in place of
+``(conversation_id)``: a chat turn reads its conversation's last items newest first and stops,
+where PostgreSQL read all of the conversation's items and sorted them (SQLite's index held the
+rowid already; the new one is the same there).
 
 Revision ID: 0020_sqlite_search
 Revises: 0005
@@ -65,6 +71,10 @@ def rebuild() -> None:
 
 
 def upgrade() -> None:
+    op.create_index(
+        "ix_conversation_items_conversation_order", "conversation_items", ["conversation_id", "id"]
+    )
+    op.drop_index("ix_conversation_items_conversation_id", table_name="conversation_items")
     if not _sqlite():
         return
     op.execute(
@@ -76,6 +86,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.create_index("ix_conversation_items_conversation_id", "conversation_items", ["conversation_id"])
+    op.drop_index("ix_conversation_items_conversation_order", table_name="conversation_items")
     if not _sqlite():
         return
     for name in TRIGGERS:

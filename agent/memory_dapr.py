@@ -8,8 +8,8 @@ metadata also holds ``updated_at_iso``, the precise time of the last append (the
 holds only what changes on create, rename and delete: each conversation's title and creation time.
 
 A long conversation keeps its cost per turn flat: the items key holds at most ``recent_max``
-items (200 by default). An append that would pass that moves all but the newest
-``recent_keep`` (100) into a new archive key, ``<session>:archive:<n>`` (n = 1, 2, ... oldest
+items (100 by default). An append that would pass that moves all but the newest
+``recent_keep`` (50) into a new archive key, ``<session>:archive:<n>`` (n = 1, 2, ... oldest
 first), in the same transaction, and the metadata counts them (``archived``). So a turn reads
 and rewrites at most ``recent_max`` items whatever the conversation's length (a turn's model
 sees the last ``conversation_item_limit`` items, 40 by default, all in the items key); a load
@@ -89,8 +89,8 @@ Index = dict[str, dict[str, str]]
 log = logging.getLogger(__name__)
 
 _MAX_ATTEMPTS: Final = 12
-RECENT_MAX: Final = 200  # items in the items key before an append archives the older ones
-RECENT_KEEP: Final = 100  # items the items key keeps when it archives
+RECENT_MAX: Final = 100  # items in the items key before an append archives the older ones
+RECENT_KEEP: Final = 50  # items the items key keeps when it archives
 _MAX_SNAPSHOTS: Final = 256
 # Marks an index written by this layout, without a TTL (the previous one wrote it with one).
 _LAYOUT: Final = 2

@@ -21,6 +21,14 @@ published again row by row: a row refused on its own is marked failed (``failed_
 ``last_error``, logged) and never retried, and the rows after it go on, so one bad row does
 not block its user's partition. Failed rows show in ``metrics()`` and ``todo-agent events tail``.
 
+A backlog (a broker outage piles up pending rows) does not starve new writes: when a round's
+batch of oldest rows is full, the round also claims the newest pending rows (up to
+``fresh_size``) of users who have no other pending row between the batch and them: their
+earlier rows are all sent or in this round, so publishing them now, after the batch, keeps
+every user's order. A new write of a user with a backlog still waits behind that user's own
+earlier rows. The partial index ``ix_outbox_pending_user`` (pending rows by user and id,
+migration 0020) answers "has this user an earlier pending row" without reading the backlog.
+
 A round costs CPU in a process that shares its machine with the database and the broker, so it
 stays off the ORM: Core statements on one connection (no Session, no entity per row), and on
 PostgreSQL the turn and the claim are one statement (the lock's answer comes back beside the
@@ -110,6 +118,40 @@ def _claim_statement(*, batch_size: int, locks_rows: bool) -> Select[Any]:
     )
 
 
+_PENDING: Final = _OUTBOX.c.published_at.is_(None) & _OUTBOX.c.failed_at.is_(None)
+_AFTER: Final = bindparam("after", type_=BigInteger())
+_FRESH_FROM: Final = bindparam("fresh_from", type_=BigInteger())
+
+
+def _fresh_start_statement(*, fresh_size: int) -> Select[Any]:
+    """The smallest id among the newest ``fresh_size`` pending rows after the batch (``after``)."""
+    newest = (
+        core_select(_OUTBOX.c.id)
+        .where(_PENDING, _OUTBOX.c.id > _AFTER)
+        .order_by(_OUTBOX.c.id.desc())
+        .limit(fresh_size)
+        .subquery()
+    )
+    return core_select(func.min(newest.c.id))
+
+
+def _fresh_statement(*, locks_rows: bool) -> Select[Any]:
+    """The pending rows from ``fresh_from`` on whose user has no pending row between the batch
+    (ids up to ``after``) and ``fresh_from``, in id order (``ClaimedRow`` columns)."""
+    earlier = _OUTBOX.alias("earlier")
+    waiting = (
+        core_select(earlier.c.id)
+        .where(earlier.c.published_at.is_(None), earlier.c.failed_at.is_(None))
+        .where(earlier.c.user_id == _OUTBOX.c.user_id)
+        .where(earlier.c.id > _AFTER, earlier.c.id < _FRESH_FROM)
+        .exists()
+    )
+    columns = [_OUTBOX.c[name] for name in ClaimedRow._fields]
+    statement = core_select(*columns).where(_PENDING, _OUTBOX.c.id >= _FRESH_FROM, ~waiting)
+    statement = statement.order_by(_OUTBOX.c.id)
+    return statement.with_for_update(skip_locked=True, of=_OUTBOX) if locks_rows else statement
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -117,6 +159,7 @@ class OutboxRelay:
         publisher: EventPublisher,
         *,
         batch_size: int = 200,
+        fresh_size: int = 50,
         poll_interval: float = 1.0,
         max_backoff: float = 10.0,
         clock: Clock = utc_now,
@@ -125,6 +168,9 @@ class OutboxRelay:
         self._engine = engine
         self._locks_rows = engine.dialect.name == "postgresql"
         self._claim_statement = _claim_statement(batch_size=batch_size, locks_rows=self._locks_rows)
+        self._fresh_start = _fresh_start_statement(fresh_size=fresh_size)
+        self._fresh = _fresh_statement(locks_rows=self._locks_rows)
+        self._fresh_size = fresh_size
         self._publisher = publisher
         self._batch_size = batch_size
         self._poll_interval = poll_interval
@@ -283,9 +329,20 @@ class OutboxRelay:
         if not rows:
             conn.close()  # nothing pending, or another relay's turn (then ``run`` retries shortly)
             return None
+        if len(rows) == self._batch_size and self._fresh_size:  # a backlog: new writes too
+            rows += self._fresh_rows(conn, after=rows[-1].id)
         if not self._locks_rows:
             conn.commit()  # SQLite: one relay per database; don't hold a read transaction
         return conn, rows
+
+    def _fresh_rows(self, conn: Connection, *, after: int) -> list[ClaimedRow]:
+        """The newest pending rows that can go in this round without passing an earlier row of
+        their user (see the module's docstring); none when there are no rows after the batch."""
+        start = conn.execute(self._fresh_start, {"after": after}).scalar()
+        if start is None:
+            return []
+        found = conn.execute(self._fresh, {"after": after, "fresh_from": start}).all()
+        return [ClaimedRow._make(row) for row in found]
 
     async def _publish(self, rows: Sequence[ClaimedRow], done: set[tuple[int, str]] | None = None) -> None:
         """Publish ``rows`` to their topics, skipping the (row id, topic) pairs in ``done`` and

@@ -23,12 +23,17 @@ On both databases, ``conversation_items`` gets ``(conversation_id, id)`` in plac
 where PostgreSQL read all of the conversation's items and sorted them (SQLite's index held the
 rowid already; the new one is the same there).
 
+On both databases, ``ix_outbox_pending_user``: the pending outbox rows by user and id (a partial
+index, so it holds only what waits to be published), for the relay's question "has this user an
+earlier pending row?" when it publishes new writes beside a backlog (``events.relay``).
+
 Revision ID: 0020_sqlite_search
 Revises: 0005
 """
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0020_sqlite_search"
@@ -75,6 +80,10 @@ def upgrade() -> None:
         "ix_conversation_items_conversation_order", "conversation_items", ["conversation_id", "id"]
     )
     op.drop_index("ix_conversation_items_conversation_id", table_name="conversation_items")
+    pending = sa.text("published_at IS NULL AND failed_at IS NULL")
+    op.create_index(
+        "ix_outbox_pending_user", "outbox", ["user_id", "id"], postgresql_where=pending, sqlite_where=pending
+    )
     if not _sqlite():
         return
     op.execute(
@@ -86,6 +95,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_pending_user", table_name="outbox")
     op.create_index("ix_conversation_items_conversation_id", "conversation_items", ["conversation_id"])
     op.drop_index("ix_conversation_items_conversation_order", table_name="conversation_items")
     if not _sqlite():

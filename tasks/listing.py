@@ -34,6 +34,7 @@ from sqlalchemy import (
     bindparam,
     false,
     func,
+    literal_column,
     or_,
     select,
     text,
@@ -96,7 +97,7 @@ def _narrowed(
     found = connection.execute(_FTS_CANDIDATES, {"match": match, "limit": FEW + 1}).scalars().all()
     if len(found) > FEW:
         return filters, params
-    return (*filters, "among"), params | {"among": list(found)}
+    return (*filters, "among"), params | {"among": json.dumps(list(found))}
 
 
 _OWNED_UP_TO = text("SELECT count(*) FROM (SELECT 1 FROM tasks WHERE owner_id = :owner_id LIMIT :limit)")
@@ -197,8 +198,11 @@ def _condition(name: str) -> ColumnElement[bool]:
                 func.lower(col(Task.title)).contains(bindparam("search", type_=String()), escape="/"),
                 func.lower(col(Task.description)).contains(bindparam("search", type_=String()), escape="/"),
             )
-        case "among":
-            return col(Task.id).in_(bindparam("among", expanding=True))
+        case "among":  # the ids as one JSON array: one statement, whatever their number
+            ids: Select[Any] = select(literal_column("value")).select_from(
+                func.json_each(bindparam("among", type_=String()))
+            )
+            return col(Task.id).in_(ids)
         case "after_dated":  # the cursor's task had a due time: later ones, then the undated
             # ``(undated, due, id) > (false, cursor_due, cursor_id)`` in the order's keys: an
             # undated row is after (its first key is greater, so its null due is not compared)

@@ -98,13 +98,21 @@ _MARK_FAILED: Final = (
 _MARK_UNSENT: Final = update(_OUTBOX).where(_IDS).values(attempts=_ATTEMPTED, last_error=bindparam("reason"))
 
 
+# Pending rows in id order, said as the order of ``ix_outbox_pending`` (``published_at`` is NULL
+# in every pending row, so this is id order): the planner then reads that index, which skips
+# the rows already sent. Ordered by ``id`` alone it read the primary key, whose stale
+# statistics after a backlog piled up made it walk every row the drain had sent so far (37 ms
+# per claim at 25,000 sent rows), so a drain's claims grew with its progress.
+_PENDING_ORDER: Final = (_OUTBOX.c.published_at, _OUTBOX.c.id)
+
+
 def _claim_statement(*, batch_size: int, locks_rows: bool) -> Select[Any]:
     """The oldest pending rows (``ClaimedRow`` columns). On PostgreSQL, in one round trip: take
     the turn (the advisory lock), then, only if it was ours, lock the rows (SKIP LOCKED); every
     result row starts with the lock's answer, and a turn with nothing pending is one row of NULLs."""
     columns = [_OUTBOX.c[name] for name in ClaimedRow._fields]
     pending = _OUTBOX.c.published_at.is_(None) & _OUTBOX.c.failed_at.is_(None)
-    oldest = core_select(*columns).where(pending).order_by(_OUTBOX.c.id).limit(batch_size)
+    oldest = core_select(*columns).where(pending).order_by(*_PENDING_ORDER).limit(batch_size)
     if not locks_rows:
         return oldest
     turn = core_select(func.pg_try_advisory_xact_lock(literal(_RELAY_LOCK, BigInteger)).label("ours")).cte(
@@ -128,7 +136,7 @@ def _fresh_start_statement(*, fresh_size: int) -> Select[Any]:
     newest = (
         core_select(_OUTBOX.c.id)
         .where(_PENDING, _OUTBOX.c.id > _AFTER)
-        .order_by(_OUTBOX.c.id.desc())
+        .order_by(*(key.desc() for key in _PENDING_ORDER))
         .limit(fresh_size)
         .subquery()
     )

@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("role", choices=("api", "recurrence", "notifications", "audit"))
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    keycloak = sub.add_parser("keycloak", help="the identity provider of the OAuth tests (not in `up`)")
+    keycloak.add_argument("action", choices=("up", "down", "status"))
     image = sub.add_parser("image", help="the container image (podman)")
     image_sub = image.add_subparsers(dest="image_command", required=True)
     build = image_sub.add_parser(
@@ -81,6 +83,18 @@ def _table(rows: list[ComponentStatus]) -> str:
     )
 
 
+def _keycloak(action: str) -> int:
+    from devstack.keycloak import Keycloak
+
+    keycloak = Keycloak(StackConfig.from_env())
+    if action == "up":
+        keycloak.up()
+    elif action == "down":
+        keycloak.down()
+    print(_table([keycloak.status()]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a stack subcommand; returns the process exit code (0 ok, 1 on a stack error)."""
     args = _parser().parse_args(argv)
@@ -91,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve_with_sidecar(args.role, host=args.host, port=args.port)
         if args.command == "image":
             return _image(args)
+        if args.command == "keycloak":
+            return _keycloak(args.action)
         stack = Stack(StackConfig.from_env())
         if args.command == "up":
             started = stack.up()

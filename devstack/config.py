@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.versions import DAPR_VERSION, KAFKA_VERSION
+from devstack.versions import DAPR_VERSION, KAFKA_VERSION, KEYCLOAK_VERSION
 
 #: Topics the application uses; each has a dead-letter topic named ``<topic>-dlq``.
 TOPICS: tuple[str, ...] = ("task-events", "task-updates", "reminders")
@@ -51,6 +51,8 @@ class StackConfig:
     scheduler_healthz_port: int = 58081
     scheduler_etcd_client_port: int = 52379
     scheduler_etcd_peer_port: int = 52380
+    keycloak_port: int = 58180
+    keycloak_management_port: int = 58190
     #: An existing PostgreSQL (``TODO_TEST_DATABASE_URL``): when set, none is started.
     external_database_url: str | None = None
     #: An existing Kafka (``TODO_KAFKA_BROKERS``, comma separated): when set, none is started.
@@ -60,6 +62,7 @@ class StackConfig:
     listen_host: str = "127.0.0.1"
     dapr_version: str = DAPR_VERSION
     kafka_version: str = KAFKA_VERSION
+    keycloak_version: str = KEYCLOAK_VERSION
     cache_dir: Path = field(default_factory=cache_root)
 
     @classmethod
@@ -75,6 +78,8 @@ class StackConfig:
             scheduler_healthz_port=_env_int(e, "TODO_STACK_SCHEDULER_HEALTHZ_PORT", 58081),
             scheduler_etcd_client_port=_env_int(e, "TODO_STACK_SCHEDULER_ETCD_PORT", 52379),
             scheduler_etcd_peer_port=_env_int(e, "TODO_STACK_SCHEDULER_ETCD_PEER_PORT", 52380),
+            keycloak_port=_env_int(e, "TODO_STACK_KEYCLOAK_PORT", 58180),
+            keycloak_management_port=_env_int(e, "TODO_STACK_KEYCLOAK_MANAGEMENT_PORT", 58190),
             external_database_url=e.get("TODO_TEST_DATABASE_URL") or None,
             external_kafka_brokers=e.get("TODO_KAFKA_BROKERS") or None,
             listen_host=e.get("TODO_STACK_LISTEN_HOST") or "127.0.0.1",
@@ -97,6 +102,10 @@ class StackConfig:
     @property
     def kafka_libs(self) -> Path:
         return self.cache_dir / "kafka" / self.kafka_version / "libs"
+
+    @property
+    def keycloak_home(self) -> Path:
+        return self.cache_dir / "keycloak" / self.keycloak_version / f"keycloak-{self.keycloak_version}"
 
     # -- addresses -----------------------------------------------------------------------
     @property

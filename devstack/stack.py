@@ -16,6 +16,7 @@ from devstack import dapr_bin
 from devstack.component import Component, ComponentStatus
 from devstack.config import StackConfig
 from devstack.kafka import Kafka, ensure_libs
+from devstack.keycloak import ensure_dist
 from devstack.postgres import Postgres, find_bindir
 from devstack.scheduler import Scheduler
 from devstack.tools import java
@@ -63,10 +64,12 @@ class Stack:
         java()
         bins = dapr_bin.ensure(self.cfg, progress=progress)
         libs = ensure_libs(self.cfg, progress=progress)
+        keycloak = ensure_dist(self.cfg, progress=progress)
         return [
             f"daprd      {bins.version}  {bins.daprd}",
             f"scheduler  {bins.version}  {bins.scheduler}",
             f"kafka      {self.cfg.kafka_version}  {libs}",
+            f"keycloak   {self.cfg.keycloak_version}  {keycloak}",
             f"postgres   {self.postgres.version()}  {find_bindir()}",
         ]
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 DAPR_VERSION = "1.18.1"
 KAFKA_VERSION = "4.1.2"
 POSTGRES_MAJOR = "15"
+#: The identity provider of the OAuth tests (``devstack/keycloak.py``); runs on Java 17.
+KEYCLOAK_VERSION = "26.7.3"
 
 #: Kafka protocol version Dapr's Kafka component (Sarama) announces; Kafka 4 dropped the
 #: protocol versions older than 2.1 that Sarama's default (2.0.0) speaks.

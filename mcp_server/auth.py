@@ -25,7 +25,12 @@ from typing import Any, Final
 import anyio
 import jwt
 from mcp.server.auth.provider import AccessToken
+from starlette.requests import HTTPConnection as Request
 
+#: OAuth scopes of ``/mcp``: reading tasks, and changing them.
+READ_SCOPE: Final = "tasks:read"
+WRITE_SCOPE: Final = "tasks:write"
+ALL_SCOPES: Final = (READ_SCOPE, WRITE_SCOPE)
 #: User ids are stored in columns of 200 characters.
 MAX_SUBJECT: Final = 200
 _ALGORITHMS: Final = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
@@ -186,11 +191,23 @@ class JwtVerifier:
         return AccessToken(
             token=token,
             client_id=identity.user_id,
-            scopes=[],
+            scopes=scopes_of(identity.claims),
             expires_at=identity.claims.get("exp"),
             subject=identity.user_id,
             claims=identity.claims,
         )
+
+
+def scopes_of(claims: dict[str, Any]) -> list[str]:
+    """The token's OAuth scopes (``scope``, space-separated, or a ``scp`` list). A token with
+    neither claim is one this service issued itself (HS256) or an identity provider's token
+    without scopes: it may read and write, as before scopes existed."""
+    scope = claims.get("scope", claims.get("scp"))
+    if isinstance(scope, str):
+        return scope.split()
+    if isinstance(scope, list):
+        return [str(s) for s in scope]
+    return list(ALL_SCOPES)
 
 
 def _refuse_expired(claims: dict[str, Any]) -> None:
@@ -203,6 +220,13 @@ def _refuse_expired(claims: dict[str, Any]) -> None:
         raise jwt.DecodeError("the 'exp' claim is not a number")
     if expires <= time.time():
         raise jwt.ExpiredSignatureError("Signature has expired")
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if there is one."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 def identity_of(access: AccessToken) -> Identity:

@@ -7,9 +7,11 @@ server's environment (stdio), through ``resolve_actor``.
     server.run("stdio")
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": the SDK reads the tools' annotations, and
+# delete_task's names a resolver local to build_mcp_server.
+import enum
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -18,10 +20,21 @@ from mcp.server import MCPServer
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
-from pydantic import Field, ValidationError
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.resolve import Elicit, Resolve
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, ToolAnnotations
+from mcp_types.version import is_version_at_least
+from pydantic import BaseModel, Field, ValidationError
 
+from mcp_server.auth import ALL_SCOPES, READ_SCOPE, WRITE_SCOPE
+from mcp_server.completions import Completer, default_completers, install_completions
+from mcp_server.live import LiveResources
+from mcp_server.prompts import install_prompts
+from mcp_server.resources import install_resources
+from mcp_server.subscriptions import UserBus, install_session_subscriptions
 from tasks.errors import TaskError
 from tasks.inputs import (
     MAX_CURSOR,
@@ -41,10 +54,29 @@ from tasks.service import Actor, TaskService
 T = TypeVar("T")
 ActorResolver = Callable[[AccessToken | None], Actor]
 
-_INSTRUCTIONS = (
-    "Manage the signed-in user's to-do list. Times may be natural language ('tomorrow 5pm', "
-    "'next friday', 'in 2 hours') read in the user's time zone; returned times are UTC ISO 8601."
-)
+_INSTRUCTIONS = """\
+Manage the signed-in user's to-do list (only theirs: no tool takes a user).
+
+Times: write them as the user says them ('tomorrow 5pm', 'next friday', 'in 2 hours') or as
+ISO 8601; they are read in the user's time zone. Every time you get back is UTC (ISO 8601,
+'Z'): convert to the user's zone before showing it. todo://today says which zone that is.
+
+Ids and titles: every tool that changes a task takes its numeric task_id, never a title. When
+the user names a task by title, call list_tasks with search first; if several match, ask which
+one. Task ids are also resources (todo://tasks/{id}) and complete in prompts.
+
+Batches: there is no bulk tool; change several tasks with one call per task id (list_tasks
+first, with a filter, and say how many you will change before you start). list_tasks pages:
+pass next_cursor back for more.
+
+Deleting: delete_task cannot be undone. A client that supports elicitation is asked by the
+server; otherwise name the task, get a clear yes from the user, then call delete_task with
+confirm: true. A cancelled or declined confirmation deletes nothing.
+
+Repeating tasks: completing one makes the next occurrence; the result says when it is due.
+Resources: todo://today (open tasks due today and overdue) and todo://tasks/{id}; subscribe
+to hear when they change. Prompts: plan_my_day, weekly_review, triage_my_inbox, break_down_task.
+"""
 Due = Annotated[
     When | None,
     Field(description="When it is due: 'tomorrow 5pm', 'next friday', 'in 2 hours' or ISO 8601."),
@@ -82,34 +114,76 @@ def complete_task_for(service: TaskService, actor: Actor, task_id: int) -> Compl
     return CompletedTask(**view.model_dump(), next_occurrence_due_at=upcoming, note=note)
 
 
+@dataclass
+class McpOptions:
+    """How the server is reached and what it may tell clients.
+
+    ``public_url``: where clients reach this service (the OAuth resource is ``{public_url}/mcp``).
+    ``authorization_servers``: the OAuth issuers whose tokens it accepts (RFC 9728 metadata);
+    by default the service itself. ``live``: the registry subscriptions are fed from (None: the
+    server offers no subscriptions). ``current_user``: the caller's user id without a database
+    read (default: ``resolve_actor``'s). ``completers``: argument name -> completer.
+    """
+
+    public_url: str = "http://127.0.0.1:8000"
+    authorization_servers: list[str] = field(default_factory=list)
+    live: LiveResources | None = None
+    current_user: Callable[[AccessToken | None], str] | None = None
+    completers: dict[str, Completer] | None = None
+
+
 def build_mcp_server(
     service: TaskService,
     *,
     resolve_actor: ActorResolver,
     token_verifier: TokenVerifier | None = None,
     public_url: str = "http://127.0.0.1:8000",
+    options: McpOptions | None = None,
 ) -> MCPServer:
+    opts = options or McpOptions(public_url=public_url)
     auth = (
         AuthSettings(  # the verifier checks the audience itself
-            issuer_url=public_url,  # type: ignore[arg-type]
-            resource_server_url=f"{public_url}/mcp",  # type: ignore[arg-type]
+            issuer_url=(opts.authorization_servers or [opts.public_url])[0],  # type: ignore[arg-type]
+            resource_server_url=f"{opts.public_url}/mcp",  # type: ignore[arg-type]
             validate_token_resource=False,
+            required_scopes=[READ_SCOPE],
         )
         if token_verifier
         else None
     )
+    user_of = opts.current_user or (lambda token: resolve_actor(token).user_id)
+    live = opts.live
     mcp: MCPServer = MCPServer(
-        name="todo-agent", instructions=_INSTRUCTIONS, token_verifier=token_verifier, auth=auth
+        name="todo-agent",
+        instructions=_INSTRUCTIONS,
+        token_verifier=token_verifier,
+        auth=auth,
+        subscriptions=UserBus(live, lambda: user_of(get_access_token())) if live is not None else False,
     )
 
-    async def call(fn: Callable[[Actor], T]) -> T:
+    async def call(fn: Callable[[Actor], T], *, writes: bool = False) -> T:
         token = get_access_token()  # read here: the context variable does not reach the thread
+        if writes:
+            refuse_without_write_scope(token)
         try:
             return await anyio.to_thread.run_sync(lambda: fn(resolve_actor(token)))
         except TaskError as exc:
             raise ToolError(exc.message) from exc
         except ValidationError as exc:  # an input model refused a value the tool's schema let by
             raise ToolError(readable(exc)) from exc
+
+    async def write(fn: Callable[[Actor], T]) -> T:
+        return await call(fn, writes=True)
+
+    install_resources(mcp, service, call)
+    install_prompts(mcp, service, call)
+    install_completions(mcp, opts.completers or default_completers(service), call)
+    if live is not None:
+
+        async def check_uri(uri: str) -> None:
+            await readable_resource(mcp, uri)
+
+        install_session_subscriptions(mcp, live, lambda: user_of(get_access_token()), check_uri)
 
     @mcp.tool(annotations=ToolAnnotations(title="Add a task", read_only_hint=False, destructive_hint=False))
     async def add_task(
@@ -130,7 +204,7 @@ def build_mcp_server(
             )  # fmt: skip
             return service.add(actor, draft)
 
-        return await call(add)
+        return await write(add)
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -154,7 +228,7 @@ def build_mcp_server(
             "tags": tags, "recurrence": recurrence,
             "remind_before_minutes": remind_before_minutes, "completed": completed,
         }  # fmt: skip
-        return await call(
+        return await write(
             lambda actor: service.update(
                 actor, task_id, TaskChanges(**{k: v for k, v in given.items() if v is not None})
             )
@@ -168,16 +242,50 @@ def build_mcp_server(
     async def complete_task(task_id: TaskId) -> CompletedTask:
         """Mark a task as done. For a repeating task, says when the next occurrence is due."""
 
-        return await call(lambda actor: complete_task_for(service, actor, task_id))
+        return await write(lambda actor: complete_task_for(service, actor, task_id))
+
+    async def ask_before_deleting(
+        task_id: int, confirm: bool, ctx: Context
+    ) -> Elicit[ConfirmDelete] | Confirmation:
+        """Ask the person (elicitation) unless ``confirm`` already says yes or the client cannot ask."""
+        if confirm:
+            return Confirmation.GIVEN
+        if not can_elicit(ctx):
+            return Confirmation.NOT_ASKED
+        view = await call(lambda actor: service.get(actor, task_id))
+        return Elicit(f"Delete task {view.id} '{view.title}' for good? This cannot be undone.", ConfirmDelete)
 
     @mcp.tool(
         annotations=ToolAnnotations(
             title="Delete a task", read_only_hint=False, destructive_hint=True, idempotent_hint=False
         )
     )
-    async def delete_task(task_id: TaskId) -> DeletedTask:
-        """Delete a task for good."""
-        return await call(lambda actor: service.delete(actor, task_id))
+    async def delete_task(
+        task_id: TaskId,
+        answer: Annotated[ElicitationResult[Any], Resolve(ask_before_deleting)],
+        confirm: Annotated[
+            bool,
+            Field(
+                description="true once the person you act for said yes to deleting this task "
+                "(needed when the client cannot ask them itself)."
+            ),
+        ] = False,
+    ) -> DeletedTask:
+        """Delete a task for good, once the user said yes (asked by the client, or by you)."""
+        refuse_without_write_scope(get_access_token())
+        if not isinstance(answer, AcceptedElicitation):
+            said = "declined" if answer.action == "decline" else "cancelled"
+            raise ToolError(f"Nothing was deleted: the user {said} deleting task {task_id}.")
+        given = answer.data
+        if given is Confirmation.NOT_ASKED:
+            view = await call(lambda actor: service.get(actor, task_id))  # not found comes first
+            raise ToolError(
+                f"Deleting task {view.id} '{view.title}' cannot be undone: ask the user, and call "
+                "delete_task again with confirm: true once they say yes. Nothing was deleted."
+            )
+        if isinstance(given, ConfirmDelete) and not given.delete:
+            raise ToolError(f"Nothing was deleted: the user chose not to delete task {task_id}.")
+        return await write(lambda actor: service.delete(actor, task_id))
 
     @mcp.tool(annotations=ToolAnnotations(title="List tasks", read_only_hint=True))
     async def list_tasks(
@@ -228,12 +336,67 @@ def build_mcp_server(
     ) -> TaskView:
         """Set a reminder (absolute time or minutes before due), or cancel it."""
         if cancel:
-            return await call(lambda actor: service.cancel_reminder(actor, task_id))
-        return await call(
+            return await write(lambda actor: service.cancel_reminder(actor, task_id))
+        return await write(
             lambda actor: service.set_reminder(actor, task_id, at=at, minutes_before_due=minutes_before_due)
         )
 
     return mcp
+
+
+class Confirmation(enum.Enum):
+    """What ``ask_before_deleting`` found without asking."""
+
+    GIVEN = "given"  # the caller passed confirm: true
+    NOT_ASKED = "not_asked"  # the client cannot be asked: the confirm contract applies
+
+
+class ConfirmDelete(BaseModel):
+    """The form an elicitation-capable client shows before a delete."""
+
+    delete: bool = Field(description="Yes, delete this task for good.")
+
+
+def can_elicit(ctx: Context) -> bool:
+    """Whether this client can be asked mid-call: it declared form elicitation, and (before
+    protocol 2026-07-28, where the question rides the call's result) this connection can carry
+    a request to it (stdio, or a streamable HTTP session; not a stateless POST)."""
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+        return False
+    version = ctx.protocol_version
+    if version is not None and is_version_at_least(version, "2026-07-28"):
+        return True
+    return ctx.request_context.session.can_send_request
+
+
+def refuse_without_write_scope(token: AccessToken | None) -> None:
+    """A token that may only read (OAuth scope tasks:read without tasks:write) cannot change tasks."""
+    if token is not None and WRITE_SCOPE not in token.scopes:
+        raise ToolError(
+            f"This sign-in may only read tasks (scope {READ_SCOPE}); sign in again and grant "
+            f"{WRITE_SCOPE} to change them. Nothing was changed."
+        )
+
+
+async def readable_resource(mcp: MCPServer, uri: str) -> None:
+    """Raise ``MCPError`` (invalid params) unless the caller can read ``uri``."""
+    try:
+        await mcp.read_resource(uri)
+    except ResourceError as exc:
+        raise MCPError(INVALID_PARAMS, f"Cannot subscribe to {uri}: {exc}") from exc
+
+
+def resource_metadata(options: McpOptions) -> dict[str, Any]:
+    """RFC 9728 protected resource metadata of ``/mcp``: who issues its tokens, which scopes."""
+    return {
+        "resource": f"{options.public_url}/mcp",
+        "authorization_servers": options.authorization_servers or [options.public_url],
+        "scopes_supported": list(ALL_SCOPES),
+        "bearer_methods_supported": ["header"],
+        "resource_name": "todo-agent",
+    }
 
 
 def readable(exc: ValidationError) -> str:

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install/prepare what the test suite needs, non-interactively (CI: root, CI=true, no TTY).
 #  - Debian packages: PostgreSQL server, Java 17 (Kafka), Maven (Kafka jars), Chromium (e2e),
-#    podman + runc + debootstrap (the image tests build the image) installed only when missing;
+#    podman + runc + debootstrap (the image tests build the image), Node.js + npm (the MCP
+#    TypeScript SDK test) installed only when missing;
 #  - Go checked (needed only to build Dapr when no cached binaries exist);
-#  - Dapr daprd + scheduler built once and Kafka jars resolved once into
+#  - Dapr daprd + scheduler built once, Kafka jars and Keycloak (OAuth tests) fetched once into
 #    ${XDG_CACHE_HOME:-~/.cache}/todo-agent (python -m devstack prepare).
 # Idempotent: quick when everything is present.
 set -euo pipefail
@@ -23,6 +24,8 @@ declare -A PKG_FILES=(
   [podman]=/usr/bin/podman
   [runc]=/usr/sbin/runc
   [debootstrap]=/usr/sbin/debootstrap
+  [nodejs]=/usr/bin/node
+  [npm]=/usr/bin/npm
 )
 missing=()
 for pkg in "${!PKG_FILES[@]}"; do

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection, Iterable
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -70,6 +70,10 @@ class OutboxRows:
         for row in rows:
             self._session.expunge(row)
         return rows
+
+    def last_id(self) -> int:
+        """The id of the newest outbox row (0 when there is none): where a reader starting now begins."""
+        return self._session.exec(select(func.max(OutboxEvent.id))).one() or 0
 
 
 def processed_among(session: Session, consumer: str, event_ids: Collection[str]) -> set[str]:

@@ -18,10 +18,12 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 
+import anyio
 import httpx
 from pydantic import ValidationError
 
-from todo_agent.bootstrap import ROLES, Role, bootstrap, make_verifier
+from mcp_server.live import OutboxFeed
+from todo_agent.bootstrap import ROLES, Container, Role, bootstrap, make_verifier
 from todo_agent.settings import Settings
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -106,8 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(verifier.issue(args.user, ttl=args.ttl, zoneinfo=args.zone))
         return 0
     if args.command == "mcp":
-        container = bootstrap("mcp", settings)
-        container.build_mcp(stdio=True).run("stdio")
+        anyio.run(serve_mcp_stdio, bootstrap("mcp", settings))
         return 0
     role: Role = "all" if args.command == "run" else args.role
     return serve_role(role, settings, host=args.host, port=args.port)
@@ -116,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve_role(role: Role, settings: Settings, *, host: str | None, port: int | None) -> int:
     """Serve ``role`` until stopped, within the shutdown grace after SIGTERM (``python -m devstack
     serve`` reuses it)."""
-    from todo_agent.roles import app_for
+    from todo_agent.api import app_for
     from todo_agent.serving import serve
 
     settings.host = host or settings.host
@@ -151,6 +152,16 @@ def _freeze_the_start_up_heap() -> None:
     gc.freeze()
 
 
+async def serve_mcp_stdio(container: Container) -> None:
+    """MCP over stdio, with live resources: this process has no event subscription, so the
+    outbox (every writer's events, in the shared database) feeds its subscriptions."""
+    server = container.build_mcp(stdio=True)
+    async with anyio.create_task_group() as group:
+        group.start_soon(OutboxFeed(container.uow, container.mcp_live).run)
+        await server.run_stdio_async()
+        group.cancel_scope.cancel()
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
 
@@ -166,8 +177,8 @@ def local_server_for(settings: Settings) -> Callable[[ExitStack], str]:
                 return url
         except httpx.HTTPError:
             pass
+        from todo_agent.api import app_for
         from todo_agent.local_server import free_port, serve_in_thread
-        from todo_agent.roles import app_for
 
         local = settings.model_copy(update={"host": "127.0.0.1", "port": free_port(), "public_url": None})
         server = serve_in_thread(app_for(bootstrap("all", local)), local.port)

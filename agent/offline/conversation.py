@@ -152,5 +152,8 @@ def next_step(items: Sequence[Any], *, now: datetime) -> Say | Call:
     if command.tool == "delete_task" and not confirmed and command.ref and command.ref.id:
         return Say(ask_delete(command.ref.id, title or _title_in(turn.previous_assistant, command.ref.id)))
     if not calls:
-        return Call(command.tool, command.call_arguments())
+        arguments = command.call_arguments()
+        if command.tool == "delete_task":  # reached only after the user said yes (above)
+            arguments["confirm"] = True
+        return Call(command.tool, arguments)
     return Say(summarise(command, decode_output(calls[-1][1]), zone, now))

@@ -19,8 +19,8 @@ from devstack.appserver import serve_in_thread
 from mcp_server.auth import JwtVerifier
 from tests.conftest import JWT_SECRET
 from todo_agent import cli
+from todo_agent.api import app_for
 from todo_agent.bootstrap import Container, bootstrap
-from todo_agent.roles import app_for
 from todo_agent.settings import Settings
 
 LOCAL = ("127.0.0.1", 50123)
@@ -46,6 +46,14 @@ async def client(
     transport = httpx.ASGITransport(app=app, client=peer)
     async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
         yield http
+
+
+def mcp_reply(reply: httpx.Response) -> Any:
+    """The JSON-RPC message of an MCP reply: a JSON body, or the one event of an SSE body."""
+    if reply.headers["content-type"].startswith("text/event-stream"):
+        data = next(line for line in reply.text.splitlines() if line.startswith("data: "))
+        return json.loads(data.removeprefix("data: "))
+    return reply.json()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -150,7 +158,7 @@ async def test_with_sign_in_on_all_interfaces_mcp_still_checks_the_host(
             assert (await bound.post("/mcp", json=MCP_INITIALIZE, headers=headers)).status_code == 200
         async with client(app) as local:
             reply = await local.post("/mcp", json=MCP_INITIALIZE, headers=headers)
-            assert reply.status_code == 200 and reply.json()["result"]["serverInfo"]
+            assert reply.status_code == 200 and mcp_reply(reply)["result"]["serverInfo"]
         async with client(app, base_url="http://10.1.2.3:8000", peer=ELSEWHERE) as kubelet:
             assert (await kubelet.get("/healthz")).status_code == 200  # probes use the pod's address
 

@@ -19,8 +19,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_server.auth import JwtVerifier
 from tests.conftest import JWT_SECRET
+from todo_agent.api import app_for
 from todo_agent.bootstrap import bootstrap
-from todo_agent.roles import app_for
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +77,7 @@ async def test_a_full_round_of_tools_in_memory(make_settings) -> None:
         assert reopened["completed"] is False
         cancelled = structured(await client.call_tool("set_reminder", {"task_id": task_id, "cancel": True}))
         assert cancelled["remind_at"] is None
-        deleted = structured(await client.call_tool("delete_task", {"task_id": task_id}))
+        deleted = structured(await client.call_tool("delete_task", {"task_id": task_id, "confirm": True}))
         assert deleted == {"id": task_id, "title": "Water plants", "deleted": True}
         assert structured(await client.call_tool("list_tasks", {"status": "all"}))["items"] == []
 

@@ -21,10 +21,11 @@ import pytest
 from sqlmodel import Session, select
 
 from devstack.components import RenderedResources, subscriptions_for
+from events.contracts import TASK_EVENTS, TASK_UPDATES
 from events.reminders.reconciler import INTERVAL
 from tasks.clock import as_utc, utc_now
 from tasks.models import Task
-from tests.integration.kafka_support import wait_for_consumer_group
+from tests.integration.kafka_support import commit_offsets, end_offsets, wait_for_consumer_group
 from tests.integration.reminders.support import ReminderSystem, eventually, iso, start_role
 
 pytestmark = pytest.mark.integration
@@ -75,6 +76,12 @@ async def test_completing_a_recurring_task_schedules_the_next_occurrences_remind
     await asyncio.to_thread(subscription.write_text, subscriptions_for({"todo-recurrence": recurrence_id}))
     common = {"pg_url": pg_url, "resources": resources, "sidecar_factory": sidecar_factory,
               "app_server_factory": app_server_factory}  # fmt: skip
+    # Both groups are new and their component reads from the oldest offset: start them at the
+    # topics' ends, so a stack that already carries many events (a long-lived dev stack) does
+    # not make the recurrence consumer read all of them before this test's completion.
+    for group in (api_id, recurrence_id):
+        for topic in (TASK_EVENTS, TASK_UPDATES):
+            commit_offsets(kafka_brokers, group, end_offsets(kafka_brokers, topic))
     started = time.monotonic()
     api = start_role("api", api_id, monkeypatch=monkeypatch, **common)
     ready = time.monotonic()

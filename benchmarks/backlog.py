@@ -41,7 +41,7 @@ from typing import Any, Final
 from sqlalchemy import Engine, Table, select
 
 from benchmarks.stack import stack_with_fresh_database
-from events.relay_process import RelayProcess
+from events.relay_process import RelayProcess, RelaySettings
 from tasks.db import make_engine, migrate
 from tasks.inputs import TaskDraft
 from tasks.models import OutboxEvent
@@ -69,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         migrate(engine)
         uow = UnitOfWorkFactory(engine)
         payload = _real_payload(uow)
-        relay = RelayProcess(settings)
+        relay = RelayProcess(
+            RelaySettings(
+                database_url=pg_url, log_level="WARNING", api_token=None, pubsub=settings.pubsub_name,
+                sidecar_url=f"http://127.0.0.1:{settings.dapr_http_port}",
+            )
+        )  # fmt: skip
         relay.start()
         exits.callback(relay.stop)
         uow.after_commit.append(relay.wake)

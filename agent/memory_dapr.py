@@ -7,6 +7,16 @@ metadata also holds ``updated_at_iso``, the precise time of the last append (the
 ``updated_at`` is whole seconds); the session ignores it. The user's index ``conversations:<user>``
 holds only what changes on create, rename and delete: each conversation's title and creation time.
 
+A long conversation keeps its cost per turn flat: the items key holds at most ``recent_max``
+items (100 by default). An append that would pass that moves all but the newest
+``recent_keep`` (50) into a new archive key, ``<session>:archive:<n>`` (n = 1, 2, ... oldest
+first), in the same transaction, and the metadata counts them (``archived``). So a turn reads
+and rewrites at most ``recent_max`` items whatever the conversation's length (a turn's model
+sees the last ``conversation_item_limit`` items, 40 by default, all in the items key); a load
+of more items than the items key holds (the transcript, ``limit=None``) reads the archive keys
+too. Archive keys are written once, with the TTL, and deleted with their conversation. The
+SDK's own ``DaprSession`` on these keys sees only the items key, the recent part.
+
 Every key names its user, so one user's ids never reach another user's data: a conversation
 exists when its items key does (create writes it together with the index entry). All writes are
 guarded by etags (the metadata by the items' etag, in the same transaction) and retried on
@@ -73,6 +83,8 @@ Index = dict[str, dict[str, str]]
 log = logging.getLogger(__name__)
 
 _MAX_ATTEMPTS: Final = 12
+RECENT_MAX: Final = 100  # items in the items key before an append archives the older ones
+RECENT_KEEP: Final = 50  # items the items key keeps when it archives
 _MAX_SNAPSHOTS: Final = 256
 # Marks an index written by this layout, without a TTL (the previous one wrote it with one).
 _LAYOUT: Final = 2
@@ -97,6 +109,7 @@ class _Snapshot:
     items: list[str]
     items_etag: str | None
     created_at: str | None  # the metadata's, in DaprSession's whole seconds
+    archived: int = 0  # archive keys written so far (``<session>:archive:1`` ... ``:<archived>``)
 
 
 def _index_of(stored: Any, etag: str | None) -> _Index:
@@ -199,15 +212,19 @@ class DaprConversationStore:
         *,
         ttl_seconds: int | None = None,
         grpc_client: DaprClient | Callable[[], DaprClient] | None = None,
+        recent_max: int = RECENT_MAX,
+        recent_keep: int = RECENT_KEEP,
     ) -> None:
         """``state`` does every read and write; ``grpc_client`` (a client, or a factory called
         on first use: the client's constructor waits for the sidecar) serves only the SDK
-        sessions that :meth:`session` returns, when they are used."""
+        sessions that :meth:`session` returns, when they are used. The items key holds at most
+        ``recent_max`` items; past that, an append archives all but the newest ``recent_keep``."""
         self._state = state
         self._store = state.store_name
         self._grpc = _GrpcOnFirstUse(grpc_client)
         self._ttl = ttl_seconds
         self._metadata = {"ttlInSeconds": str(ttl_seconds)} if ttl_seconds else {}
+        self._recent_max, self._recent_keep = recent_max, min(recent_keep, recent_max)
         # What the last load of a conversation read (values and etag), for the append that
         # follows it in the same turn: the write is guarded by that etag, so a snapshot that
         # another writer made stale only costs a conflict and a fresh read.
@@ -250,9 +267,31 @@ class DaprConversationStore:
         items, items_etag = found.get(session._messages_key, (None, None))
         metadata = _metadata_of(found.get(session._metadata_key, (None, None))[0])
         created_at = metadata.get("created_at")
+        archived = metadata.get("archived")
         return _Snapshot(
-            _stored_items(items), items_etag, created_at if isinstance(created_at, str) else None
+            _stored_items(items),
+            items_etag,
+            created_at if isinstance(created_at, str) else None,
+            archived if isinstance(archived, int) and archived > 0 else 0,
         )
+
+    @staticmethod
+    def _archive_key(session: DaprSession, number: int) -> str:
+        return f"{session.session_id}:archive:{number}"
+
+    async def _with_archive(self, session: DaprSession, snapshot: _Snapshot, limit: int | None) -> list[str]:
+        """The stored items with as many archived ones before them as ``limit`` needs (all when
+        None), newest archive first; an archive key that expired is skipped."""
+        stored = list(snapshot.items)
+        numbers = list(range(snapshot.archived, 0, -1))
+        while numbers and (limit is None or len(stored) < limit):
+            batch = numbers if limit is None else numbers[:1]
+            numbers = numbers[len(batch) :]
+            found = await self._read([self._archive_key(session, n) for n in batch])
+            for n in batch:  # newest first, each before what is already there
+                value = found.get(self._archive_key(session, n), (None, None))[0]
+                stored = (value if isinstance(value, list) else []) + stored
+        return stored
 
     def _expired(self, last_write: datetime) -> bool:
         return self._ttl is not None and now() - last_write >= timedelta(seconds=self._ttl)
@@ -402,12 +441,18 @@ class DaprConversationStore:
             index = await self._read_index(user_id)
             self._entry(index, conversation_id)
             del index.entries[conversation_id]
-            try:  # the index entry, the items and the session metadata go together
+            snapshot = await self._read_snapshot(session)
+            archives = [
+                delete_operation(self._archive_key(session, n)) for n in range(1, snapshot.archived + 1)
+            ]
+            try:  # the index entry, the items, the metadata and the archive go together; the
+                # items' etag makes an append that archived meanwhile a conflict (read again)
                 await self._transact(
                     [
                         self._index_op(user_id, index),
-                        delete_operation(session._messages_key),
+                        delete_operation(session._messages_key, etag=snapshot.items_etag),
                         delete_operation(session._metadata_key),
+                        *archives,
                     ]
                 )
                 return
@@ -417,12 +462,15 @@ class DaprConversationStore:
                 await _backoff(attempt)
 
     async def load(self, user_id: str, conversation_id: str, *, limit: int | None = None) -> list[Item]:
-        snapshot = await self._read_snapshot(self.session(user_id, conversation_id))
+        session = self.session(user_id, conversation_id)
+        snapshot = await self._read_snapshot(session)
         if snapshot.items_etag is None:  # no item list: only an older version's entry is one
             await self._check_listed(user_id, conversation_id)
         if len(self._loaded) >= _MAX_SNAPSHOTS:  # turns that never appended (failures): start over
             self._loaded.clear()
         self._loaded[(user_id, conversation_id)] = snapshot
+        if snapshot.archived and (limit is None or len(snapshot.items) < limit):
+            return _decoded(await self._with_archive(session, snapshot, limit), limit)
         return _decoded(snapshot.items, limit)
 
     async def append(self, user_id: str, conversation_id: str, items: Sequence[Item]) -> None:
@@ -441,16 +489,19 @@ class DaprConversationStore:
                 continue
             stamp = now()
             seconds = str(int(stamp.timestamp()))
+            kept, archived, archive = self._windowed(session, seen, serialized)
             metadata = {
                 "session_id": session.session_id,
                 "created_at": seen.created_at or seconds,
                 "updated_at": seconds,
                 "updated_at_iso": stamp.isoformat(),
+                "archived": archived,
             }
             try:  # the items' etag proves the conversation exists and is the user's
                 await self._transact(
                     [
-                        self._op(session._messages_key, seen.items + serialized, seen.items_etag),
+                        *archive,
+                        self._op(session._messages_key, kept, seen.items_etag),
                         self._op(session._metadata_key, metadata),
                     ]
                 )
@@ -460,6 +511,18 @@ class DaprConversationStore:
                     raise
                 await _backoff(attempt)
         raise RuntimeError(f"Could not append to conversation {conversation_id}; try again.")
+
+    def _windowed(
+        self, session: DaprSession, seen: _Snapshot, serialized: list[str]
+    ) -> tuple[list[str], int, list[Operation]]:
+        """The items key's new list, the archive count and the archive write (if any): past
+        ``recent_max`` items, all but the newest ``recent_keep`` go to the next archive key."""
+        items = seen.items + serialized
+        if len(items) <= self._recent_max:
+            return items, seen.archived, []
+        cut = len(items) - self._recent_keep
+        number = seen.archived + 1
+        return items[cut:], number, [self._op(self._archive_key(session, number), items[:cut])]
 
     # -- transactions ----------------------------------------------------------------------
     def _op(self, key: str, value: Any, etag: str | None = None, *, lasting: bool = False) -> Operation:

@@ -2,6 +2,8 @@
 
 The index is the ``conversations`` table; the items are rows of ``conversation_items``, one per
 SDK input item, in insertion order. Appends are inserts, so concurrent turns lose nothing.
+A turn's load reads the last ``limit`` items through the ``(conversation_id, id)`` index and
+its append inserts its own: neither grows with the conversation's length.
 
     store = SqlConversationStore(engine)   # creates conversation_items if it is missing
 """
@@ -18,6 +20,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
@@ -38,9 +41,12 @@ conversation_items = Table(
     "conversation_items",
     metadata,
     Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
-    Column("conversation_id", String(64), nullable=False, index=True),
+    Column("conversation_id", String(64), nullable=False),
     Column("item", JSON, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # A turn reads its conversation's last items newest first and stops (migration 0020): the
+    # cost does not grow with the conversation's length.
+    Index("ix_conversation_items_conversation_order", "conversation_id", "id"),
 )
 
 

@@ -2,6 +2,7 @@
 
     python -m benchmarks.chat --turns 200                  # embedded and Dapr mode
     python -m benchmarks.chat --turns 200 --mode embedded  # SQLite, no stack needed
+    python -m benchmarks.chat --turns 200 --history 1000   # each conversation starts 1,000 items long
 
 Each turn is a real ``POST /api/chat`` against a uvicorn server: the agent opens its MCP
 connection to the server's own ``/mcp``, calls the task tools, and loads and saves conversation
@@ -10,12 +11,16 @@ state store in Dapr mode, whose stack this script brings up itself). The server 
 split in the ``Server-Timing`` header; ``overhead`` is the whole turn minus the model. Dapr mode
 runs with JWT auth (``--no-auth`` to drop it), so every MCP call carries the caller's token. The
 server's CPU per turn (process CPU minus the client thread's, split by thread) is reported too.
+With ``--history N`` every conversation the script talks in already holds N items (user and
+assistant messages, written through the mode's own conversation store before the timed turns),
+so ``memory`` and ``overhead`` show what a long conversation costs a turn.
 The last line is one JSON object (Dapr-mode figures when Dapr mode ran).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import secrets
@@ -32,10 +37,12 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from agent.memory import ConversationStore
 from benchmarks.stack import stack_with_fresh_database
 from devstack.appserver import serve_in_thread
 from devstack.procs import free_port
 from observability import tracing
+from tasks.db import make_engine
 from todo_agent.api import app_for
 from todo_agent.bootstrap import Role, bootstrap, make_verifier
 from todo_agent.cli import configure_logging
@@ -64,9 +71,12 @@ def server_timing(header: str) -> dict[str, float]:
     return parts
 
 
-def run_turns(url: str, turns: int, warmup: int, token: str | None = None) -> dict[str, list[float]]:
+def run_turns(
+    url: str, turns: int, warmup: int, token: str | None = None, conversations: list[str] | None = None
+) -> dict[str, list[float]]:
     """Send the turns; ``samples["server_cpu"]`` is the server's CPU ms per measured turn (the
-    process's CPU time minus this client thread's, so every server thread counts)."""
+    process's CPU time minus this client thread's, so every server thread counts). Each group
+    of the script's turns starts a new conversation, or continues the next of ``conversations``."""
     samples: dict[str, list[float]] = {part: [] for part in PARTS}
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     cpu_started = client_cpu_started = 0.0
@@ -76,7 +86,7 @@ def run_turns(url: str, turns: int, warmup: int, token: str | None = None) -> di
         for index in range(turns + warmup):
             step = index % len(SCRIPT)
             if step == 0:
-                conversation, n = None, n + 1
+                conversation, n = conversations[n] if conversations else None, n + 1
             if index == warmup:
                 cpu_started, client_cpu_started = time.process_time(), time.thread_time()
                 threads_started = thread_cpu()
@@ -178,6 +188,64 @@ def dapr_settings(stack_exit: ExitStack, *, auth: bool = True) -> Iterator[Setti
             sidecar.stop()
 
 
+def conversations_needed(turns: int, warmup: int) -> int:
+    return -(-(turns + warmup) // len(SCRIPT))
+
+
+def seed_history(settings: Settings, user_id: str, count: int, items: int) -> list[str]:
+    """``count`` conversations of ``user_id`` holding ``items`` items each (a user message and an
+    assistant reply in turn), written through the mode's conversation store; their ids."""
+    if items <= 0:
+        return []
+    from agent.chat import _assistant_message
+
+    history = [
+        {"role": "user", "content": f"earlier message {n}"}
+        if n % 2 == 0
+        else _assistant_message(f"reply {n}")
+        for n in range(items)
+    ]
+
+    async def seed() -> list[str]:
+        store = _store(settings)
+        try:
+            made = []
+            for number in range(count):
+                info = await store.create(user_id, title=f"long conversation {number}")
+                await store.append(user_id, info.id, history)  # type: ignore[arg-type]
+                made.append(info.id)
+            return made
+        finally:
+            await store.close()
+
+    return asyncio.run(seed())
+
+
+def _reply(text: str) -> dict[str, Any]:
+    """An assistant reply as the SDK stores a model's output message."""
+    return {
+        "id": f"msg_{secrets.token_hex(12)}",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
+
+
+def _store(settings: Settings) -> ConversationStore:
+    if settings.dapr_enabled:
+        from agent.dapr_state import DaprStateClient
+        from agent.memory_dapr import DaprConversationStore
+
+        state = DaprStateClient(
+            base_url=f"http://127.0.0.1:{settings.dapr_http_port}", store_name=settings.statestore_name
+        )
+        return DaprConversationStore(state, ttl_seconds=settings.conversation_ttl_seconds)
+    from agent.memory_sql import SqlConversationStore
+
+    return SqlConversationStore(make_engine(str(settings.database_url)))
+
+
 def report(mode: str, figures: dict[str, float], turns: int) -> None:
     print(f"\n{mode} mode, {turns} turns (ms)", file=sys.stderr)
     print(f"  {'part':<9}{'p50':>9}{'p99':>9}", file=sys.stderr)
@@ -197,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--mode", choices=("both", "embedded", "dapr"), default="both")
     parser.add_argument(
+        "--history", type=int, default=0, help="items each conversation holds before its first timed turn"
+    )
+    parser.add_argument(
         "--no-auth",
         action="store_true",
         help="Dapr mode without JWT auth (the agent's MCP calls carry no token)",
@@ -210,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, float]] = {}
     if args.mode in ("both", "embedded"):
         with embedded_settings() as settings, serving(settings, "all") as url:
-            results["embedded"] = summary(run_turns(url, args.turns, args.warmup))
+            count = conversations_needed(args.turns, args.warmup)
+            long = seed_history(settings, settings.user, count, args.history)
+            results["embedded"] = summary(run_turns(url, args.turns, args.warmup, conversations=long))
         report("embedded", results["embedded"], args.turns)
     if args.mode in ("both", "dapr"):
         with (
@@ -220,12 +293,15 @@ def main(argv: list[str] | None = None) -> int:
         ):
             verifier = make_verifier(settings)
             token = verifier.issue("bench-user", ttl=3600) if verifier else None
-            results["dapr"] = summary(run_turns(url, args.turns, args.warmup, token))
+            count = conversations_needed(args.turns, args.warmup)
+            long = seed_history(settings, "bench-user" if token else settings.user, count, args.history)
+            results["dapr"] = summary(run_turns(url, args.turns, args.warmup, token, conversations=long))
         report("dapr", results["dapr"], args.turns)
     headline = results.get("dapr") or results["embedded"]
     line: dict[str, Any] = {
         "mode": "dapr" if "dapr" in results else "embedded",
         "turns": args.turns,
+        "history": args.history,
         "overhead_p50_ms": headline["overhead_p50_ms"],
         "overhead_p99_ms": headline["overhead_p99_ms"],
         "model_p50_ms": headline["model_p50_ms"],

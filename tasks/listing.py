@@ -4,8 +4,12 @@ Every listing reads one user's rows in the order of an index (``ix_tasks_owner_s
 or ``ix_tasks_owner_order``: owner, [completed,] ``due_at IS NULL``, ``due_at``, ``id``) and
 stops after a page, so its cost does not grow with the user's task count: a due bound also
 says "dated" (so the index's range starts at the bound), and the cursor is one row comparison
-on the index's keys. Tags and words that few tasks have are found through trigram indexes on
-PostgreSQL (see migration 0005).
+on the index's keys. Tags and words that few tasks have are found through trigram indexes: on
+PostgreSQL the planner uses them (migration 0005); on SQLite the listing first asks the FTS5
+trigram index ``tasks_fts`` (migration 0020) which tasks may match, and when those are at most
+``FEW`` it reads just them by id and sorts them (``among``), else it walks the order as above,
+where matches are common enough to fill a page soon. Either way the listing's own conditions
+decide, so the index changes the cost, never the results.
 """
 
 from __future__ import annotations
@@ -30,11 +34,15 @@ from sqlalchemy import (
     bindparam,
     false,
     func,
+    literal_column,
     or_,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy.orm import configure_mappers
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 from sqlmodel import col
 
 from tasks.errors import InvalidInput
@@ -55,6 +63,8 @@ def run(
         after, cursor_params = _after_cursor(query.cursor)
         filters, params = (*filters, after), params | cursor_params
     params |= {"owner_id": owner_id, "limit": limit + 1}
+    if connection.dialect.name == "sqlite":
+        filters, params = _narrowed(connection, query, filters, params)
     rows = connection.execute(_statement(filters), params).all()
     page, more = tasks_to_read(rows[:limit]), len(rows) > limit
     return TaskPage(
@@ -79,6 +89,55 @@ def tasks_to_read(rows: Sequence[Row[Any]]) -> list[Task]:
     to a session: ``model_construct`` gives them no ORM state, for a tenth of ``Task()``'s cost."""
     configure_mappers()  # a no-op once done; without it a constructed task's fields can't be read
     return [Task.model_construct(**row._mapping) for row in rows]
+
+
+#: SQLite: a filter that the trigram index says at most this many tasks may match reads those
+#: tasks by id and sorts them; with more, walking the user's tasks in order fills a page sooner.
+FEW = 200
+#: SQLite: a user with fewer tasks than this has them all walked (cheaper than asking the index).
+WALK_ALL = 1000
+
+
+def _narrowed(
+    connection: Connection, query: TaskQuery, filters: tuple[str, ...], params: dict[str, Any]
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """SQLite: the filters with ``among`` (the ids of the tasks that may match) when the trigram
+    index finds few candidates for the tag or the search; unchanged otherwise."""
+    match = _fts_query(query) if "tag" in filters or "search" in filters else None
+    if match is None:
+        return filters, params
+    owned = {"owner_id": params["owner_id"], "limit": WALK_ALL}
+    if connection.execute(_OWNED_UP_TO, owned).scalar_one() < WALK_ALL:
+        return filters, params
+    found = connection.execute(_FTS_CANDIDATES, {"match": match, "limit": FEW + 1}).scalars().all()
+    if len(found) > FEW:
+        return filters, params
+    return (*filters, "among"), params | {"among": json.dumps(list(found))}
+
+
+_OWNED_UP_TO = text("SELECT count(*) FROM (SELECT 1 FROM tasks WHERE owner_id = :owner_id LIMIT :limit)")
+_FTS_CANDIDATES = text("SELECT rowid FROM tasks_fts WHERE tasks_fts MATCH :match LIMIT :limit")
+
+
+def _fts_query(query: TaskQuery) -> str | None:
+    """The FTS5 query for the tag and the search: every trigram of each, in its columns (the
+    index keeps no positions, so this finds a superset of the tasks holding the text); None when
+    the index cannot narrow them: a needle under three characters has no trigram, and a tag with
+    ``%`` or ``_`` is a pattern to ``LIKE`` (as it has always been), not a literal."""
+    terms = []
+    tags = clean_tags([query.tag]) if query.tag else []
+    if tags and not any(wildcard in tags[0] for wildcard in "%_"):
+        terms.append(f"tags_text : ({_trigrams(f',{tags[0]},')})")
+    needle = (query.search or "").strip().lower()
+    if len(needle) >= 3:
+        terms.append(f"{{title description}} : ({_trigrams(needle)})")
+    return " AND ".join(terms) or None
+
+
+def _trigrams(text: str) -> str:
+    """``"abc" AND "bcd" AND ...``: each trigram of ``text`` once, quoted as FTS5 strings."""
+    grams = dict.fromkeys(text[i : i + 3] for i in range(len(text) - 2))
+    return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
 
 
 def _filters(
@@ -139,7 +198,10 @@ def _statement(filters: tuple[str, ...]) -> Select[Any]:
     """The listing with these conditions, in the stable order, built once per combination (the
     values are bound per call): building it per call cost about as much CPU as running it."""
     tasks: Table = Task.__table__  # type: ignore[attr-defined]
-    statement = select(tasks).where(col(Task.owner_id) == bindparam("owner_id"))
+    owner: ColumnElement[str] = tasks.c.owner_id
+    if "among" in filters:  # ``+owner_id``: SQLite then reads the few ids, not the owner's index
+        owner = UnaryExpression(owner, operator=operators.custom_op("+"), type_=String())
+    statement = select(tasks).where(owner == bindparam("owner_id"))
     for name in dict.fromkeys(filters):
         statement = statement.where(_condition(name))
     order = (col(Task.due_at).is_(None), col(Task.due_at), col(Task.id))
@@ -188,6 +250,11 @@ def _condition(name: str) -> ColumnElement[bool]:
                 func.lower(col(Task.title)).contains(bindparam("search", type_=String()), escape="/"),
                 func.lower(col(Task.description)).contains(bindparam("search", type_=String()), escape="/"),
             )
+        case "among":  # the ids as one JSON array: one statement, whatever their number
+            ids: Select[Any] = select(literal_column("value")).select_from(
+                func.json_each(bindparam("among", type_=String()))
+            )
+            return col(Task.id).in_(ids)
         case "after_dated":  # the cursor's task had a due time: later ones, then the undated
             # ``(undated, due, id) > (false, cursor_due, cursor_id)`` in the order's keys: an
             # undated row is after (its first key is greater, so its null due is not compared)

@@ -166,11 +166,24 @@ class IdempotencyKey(SQLModel, table=True):
     created_at: datetime | None = _ts(nullable=False)
 
 
+OUTBOX_PENDING = "published_at IS NULL AND failed_at IS NULL"
+
+
 class OutboxEvent(SQLModel, table=True):
     """A domain event waiting to be published; written in the same transaction as its change."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "published_at", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "published_at", "id"),
+        # Pending rows by user: the relay asks whether a user has an earlier row still to go.
+        Index(
+            "ix_outbox_pending_user",
+            "user_id",
+            "id",
+            postgresql_where=text(OUTBOX_PENDING),
+            sqlite_where=text(OUTBOX_PENDING),
+        ),
+    )
 
     id: int | None = Field(
         default=None,

@@ -477,3 +477,51 @@ async def test_a_sidecar_that_is_down_fails_at_once_with_a_clear_error() -> None
     assert str(raised.value).startswith(
         f"Could not read keys in the state store {STORE}: the Dapr sidecar at {address} is unreachable ("
     )
+
+
+# -- long conversations --------------------------------------------------------------------------
+async def test_a_long_conversations_turn_reads_and_writes_a_bounded_number_of_items(
+    dapr_env: dict[str, str], pg_libpq_url: str
+) -> None:
+    counting = counting_state(dapr_env)
+    async with dapr_store(dapr_env, state=counting, recent_max=20, recent_keep=10) as store:
+        name = unique("kai")
+        info = await store.create(name, title="long")
+        said: list[str] = []
+        for turn in range(100):
+            await store.load(name, info.id, limit=8)
+            words = [f"t{turn}m{n}" for n in range(3)]
+            counting.reads = counting.transactions = 0
+            await store.append(name, info.id, [user(word) for word in words])
+            assert (counting.reads, counting.transactions) == (0, 1)  # on the load's snapshot
+            said += words
+            stored, _ = await counting.get(f"conversation:{name}:{info.id}:messages")
+            assert len(stored) <= 20  # what a turn reads and rewrites, at turn 1 as at turn 100
+        assert contents(await store.load(name, info.id, limit=8)) == said[-8:]
+        assert contents(await store.load(name, info.id, limit=25)) == said[-25:]
+        assert contents(await store.load(name, info.id)) == said  # the transcript: all of it
+        await store.delete(name, info.id)
+    with psycopg.connect(pg_libpq_url) as conn:
+        left = conn.execute(
+            "select key from dapr_state where key like %s", (f"%||conversation:{name}:%",)
+        ).fetchall()
+    assert left == []  # the archive went with the conversation
+
+
+async def test_appends_racing_while_the_items_are_archived_keep_every_item(dapr_env: dict[str, str]) -> None:
+    async with (
+        dapr_store(dapr_env, recent_max=5, recent_keep=2) as store,
+        dapr_store(dapr_env, recent_max=5, recent_keep=2) as other,
+    ):
+        name = unique("lena")
+        info = await store.create(name, title="busy and long")
+        await asyncio.gather(
+            *(
+                (store if n % 2 else other).append(name, info.id, [user(f"m{n}"), user(f"m{n}b")])
+                for n in range(24)
+            )
+        )
+        items = await store.load(name, info.id)
+    assert sorted(contents(items)) == sorted([f"m{n}" for n in range(24)] + [f"m{n}b" for n in range(24)])
+    for n in range(24):  # each turn's items stay together and in order
+        assert contents(items).index(f"m{n}b") == contents(items).index(f"m{n}") + 1

@@ -129,26 +129,26 @@ def test_subtasks_nest_under_their_parent_collapse_and_completing_the_parent_off
     add(server, title="Book hotel", parent_id=trip["id"])
     page = open_tasks(new_page, server)
     parent = row(page, trip["id"])
-    expect(parent.locator(".subtasks > .task")).to_have_count(1)
+    expect(parent.locator(":scope > .subtasks > .task")).to_have_count(1)
 
     parent.get_by_role("button", name="Add a subtask to Trip").click()
     box = page.get_by_role("textbox", name="New subtask of Trip")
     box.fill("Pack passport")
     box.press("Enter")
-    expect(parent.locator(".subtasks > .task")).to_have_count(2)
-    expect(parent.locator(".subtasks")).to_contain_text("Pack passport")
+    expect(parent.locator(":scope > .subtasks > .task")).to_have_count(2)
+    expect(parent.locator(":scope > .subtasks")).to_contain_text("Pack passport")
     box.press("Escape")
     kids = server.api("GET", f"/api/tasks?parent_id={trip['id']}").json()["items"]
     assert sorted(t["title"] for t in kids) == ["Book hotel", "Pack passport"]
 
     toggle = parent.get_by_role("button", name="Hide 2 subtasks of Trip")
     toggle.click()
-    expect(parent.locator(".subtasks")).to_be_hidden()
+    expect(parent.locator(":scope > .subtasks")).to_be_hidden()
     expect(parent.get_by_role("button", name="Show 2 subtasks of Trip")).to_have_attribute(
         "aria-expanded", "false"
     )
     parent.get_by_role("button", name="Show 2 subtasks of Trip").press("Enter")  # the keyboard works too
-    expect(parent.locator(".subtasks")).to_be_visible()
+    expect(parent.locator(":scope > .subtasks")).to_be_visible()
 
     parent.get_by_role("checkbox", name="Complete: Trip").click()
     dialog = page.get_by_role("dialog", name="Complete its subtasks too?")

@@ -17,14 +17,18 @@ export class TaskStore extends EventTarget {
   loaded = false;
 
   async load({ status = this.status, listId = this.listId, completedAfter = this.completedAfter, more = false } = {}) {
+    // The view changes at once, so a load started meanwhile asks for the same; only the newest
+    // load's answer is applied.
+    Object.assign(this, { status, listId, completedAfter });
+    const ticket = (this.loadTicket = (this.loadTicket ?? 0) + 1);
     const params = new URLSearchParams({ status, limit: "100" });
     if (listId !== null) params.set("list", String(listId));
     if (status === "completed" && completedAfter) params.set("completed_after", completedAfter);
     if (more && this.nextCursor) params.set("cursor", this.nextCursor);
     const page = await api(`/api/tasks?${params}`);
+    if (ticket !== this.loadTicket) return;
     const known = this.tasks;
     if (!more) this.tasks = new Map();
-    Object.assign(this, { status, listId, completedAfter });
     this.nextCursor = page.next_cursor ?? null;
     for (const task of page.items) {
       // A live event may have brought a newer version while this page was on its way.

@@ -282,7 +282,7 @@ def test_the_completed_view_shows_history_by_range(server: Server, new_page: Any
     expect(titled(page, "Filed taxes")).to_have_count(1)
     expect(titled(page, "Filed taxes").locator(".completed-at")).to_contain_text("Completed today")
     expect(titled(page, "Still open")).to_have_count(0)
-    since = page.get_by_label("Completed", exact=True)
+    since = page.get_by_label("Show completed")
     since.select_option(label="today")
     expect(titled(page, "Filed taxes")).to_have_count(1)
     queries: list[str] = []
@@ -314,7 +314,9 @@ def test_a_write_whose_reply_was_lost_is_retried_with_the_same_key_and_written_o
     page.get_by_label("New task").fill("Pay rent")
     page.get_by_role("button", name="Add", exact=True).click()
 
+    expect(page.locator("#toasts")).to_contain_text("Added “Pay rent”.")  # the retry's answer
     expect(titled(page, "Pay rent")).to_have_count(1)
+    expect(page.locator("#add-error")).to_be_hidden()
     assert len(keys) == 2 and keys[0] == keys[1] and keys[0], keys
     assert [t["title"] for t in server.api("GET", "/api/tasks").json()["items"]] == ["Pay rent"]
     no_page_errors(page)

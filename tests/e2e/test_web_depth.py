@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,7 +124,7 @@ def test_deleting_a_list_asks_what_happens_to_its_tasks(
 
 
 def test_subtasks_nest_under_their_parent_collapse_and_completing_the_parent_offers_them_too(
-    server: Server, new_page: Any
+    server: Server, new_page: Any, artifacts: Path
 ) -> None:
     trip = add(server, title="Trip")
     add(server, title="Book hotel", parent_id=trip["id"])
@@ -137,6 +138,7 @@ def test_subtasks_nest_under_their_parent_collapse_and_completing_the_parent_off
     box.press("Enter")
     expect(parent.locator(":scope > .subtasks > .task")).to_have_count(2)
     expect(parent.locator(":scope > .subtasks")).to_contain_text("Pack passport")
+    page.screenshot(path=artifacts / "subtasks.png")
     box.press("Escape")
     kids = server.api("GET", f"/api/tasks?parent_id={trip['id']}").json()["items"]
     assert sorted(t["title"] for t in kids) == ["Book hotel", "Pack passport"]
@@ -163,7 +165,7 @@ def test_subtasks_nest_under_their_parent_collapse_and_completing_the_parent_off
 
 
 def test_selected_tasks_are_completed_moved_tagged_and_deleted_in_one_batch_each(
-    server: Server, new_page: Any
+    server: Server, new_page: Any, artifacts: Path
 ) -> None:
     assert server.api("POST", "/api/lists", json={"name": "Work"}).status_code == 201
     ids = [add(server, title=f"Task {n}")["id"] for n in range(1, 5)]
@@ -182,6 +184,7 @@ def test_selected_tasks_are_completed_moved_tagged_and_deleted_in_one_batch_each
     page.get_by_role("checkbox", name="Select Task 1").check()
     page.get_by_role("checkbox", name="Select Task 2").check()
     expect(bar).to_contain_text("2 selected")
+    page.screenshot(path=artifacts / "batch-selection.png")
     bar.get_by_role("button", name="Tag").click()  # no tag typed yet: nothing is sent
     bar.get_by_label("Tag for selected tasks").fill("home")
     bar.get_by_role("button", name="Tag").click()

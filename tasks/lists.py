@@ -31,7 +31,7 @@ INBOX = "Inbox"
 def inbox(uow: UnitOfWork, owner_id: str, now: datetime) -> TaskList:
     """The user's Inbox, made the first time it is needed. Two first writes at once both
     insert it with ``ON CONFLICT DO NOTHING`` on the unique name: one wins, both read it."""
-    found = uow.session.exec(_inbox_of(), params={"owner_id": owner_id}).first()
+    found = existing_inbox(uow, owner_id)
     if found is not None:
         return found
     values = {"owner_id": owner_id, "name": INBOX, "name_key": INBOX.lower(), "is_inbox": True,
@@ -40,6 +40,11 @@ def inbox(uow: UnitOfWork, owner_id: str, now: datetime) -> TaskList:
     made = uow.session.exec(_inbox_of(), params={"owner_id": owner_id}).first()
     assert made is not None
     return made
+
+
+def existing_inbox(uow: UnitOfWork, owner_id: str) -> TaskList | None:
+    """The user's Inbox if it was made (and committed) before."""
+    return uow.session.exec(_inbox_of(), params={"owner_id": owner_id}).first()
 
 
 def find(

@@ -24,6 +24,7 @@ from typing import Any, Final, Literal, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import Table, bindparam, delete, insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import configure_mappers
 from sqlalchemy.sql.dml import ReturningDelete
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -99,6 +100,9 @@ class TaskService:
     def __init__(self, uow_factory: UnitOfWorkFactory, *, clock: Clock = utc_now) -> None:
         self._uow = uow_factory
         self._clock = clock
+        #: Inbox ids by user, once seen committed: an Inbox is never deleted, renamed or archived,
+        #: so adding to it needs no query (bounded: cleared when it grows past 10,000 users).
+        self._inboxes: dict[str, int] = {}
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, actor: Actor, task_id: int) -> TaskView:
@@ -350,11 +354,16 @@ class TaskService:
                 raise InvalidInput("tags", f"Give the tags to {action}, e.g. ['home'].")
             new_due = self._when(due, actor, "due") if action == "reschedule" else None
             chosen_ids = {t.id for t in chosen}
+            parents = _with_subtasks(uow, actor.user_id, [t.id for t in chosen if t.id is not None])
             for task in chosen:
                 before, raw = _snapshot(task), row_json(task)
                 kind: TaskEventType = "updated"
                 if action == "complete" and not task.completed:
-                    more = self._complete_subtasks(uow, actor, task, include_subtasks, now, chosen_ids)
+                    more = (
+                        self._complete_subtasks(uow, actor, task, include_subtasks, now, chosen_ids)
+                        if task.id in parents
+                        else []
+                    )
                     followers += more
                     chosen_ids |= {f[0].id for f in more}
                     task.completed, task.completed_at, kind = True, now, "completed"
@@ -367,7 +376,7 @@ class TaskService:
                             f"parent (task {task.parent_id}). Nothing was moved.",
                         )  # fmt: skip
                     task.list_id = target_list.id
-                    for child in _descendants(uow, actor.user_id, task):
+                    for child in _descendants(uow, actor.user_id, task) if task.id in parents else []:
                         if child.id not in chosen_ids:
                             followers.append(_follow(child, "updated"))
                             chosen_ids.add(child.id)
@@ -611,20 +620,21 @@ class TaskService:
             change = ChangeSet("undo", summary, undoes_id=record.id)
             result = UndoResult(undone_change_id=record.id or 0, summary=summary)
             touched = {(e["table"], e["id"]) for e in record.entries}
+            found = _lock_rows(uow, touched)
             for entry in reversed(record.entries):
-                self._revert(uow, actor, entry, touched, change, result, now)
+                self._revert(uow, actor, entry, touched, found, change, result, now)
             record.undone_by_id = -1  # set to the new change's id by _commit
             uow.session.add(record)
             return self._commit(uow, actor, change, result, undone=record)
 
     def _revert(
         self, uow: UnitOfWork, actor: Actor, entry: dict[str, Any], touched: set[tuple[str, int]],
-        change: ChangeSet, result: UndoResult, now: datetime,
+        found: dict[tuple[str, int], Any], change: ChangeSet, result: UndoResult, now: datetime,
     ) -> None:  # fmt: skip
         table_name, row_id, before, after = entry["table"], entry["id"], entry["before"], entry["after"]
         model = TABLES[table_name]
         table: Table = model.__table__  # type: ignore[attr-defined]
-        current = uow.session.get(model, row_id, with_for_update=uow.is_postgres)
+        current = found.get((table_name, row_id))  # read and locked by ``_lock_rows``
         if current is not None and current.owner_id != actor.user_id:  # type: ignore[attr-defined]
             current = None
         what = "Task" if table_name == "tasks" else "List"
@@ -636,8 +646,8 @@ class TaskService:
                 raise UndoRefused(f"{label} exists again; nothing was changed.")
             values = row_values(model, before) | {"updated_at": now}
             uow.session.connection().execute(insert(table), values)
-            restored = uow.session.get(model, row_id)
-            assert restored is not None
+            configure_mappers()  # a no-op once done; a constructed row's fields can then be read
+            restored = model.model_construct(**values)
             change.add(table_name, row_id, None, row_json(restored))
             self._reverted(uow, actor, restored, None, change, result, now)
             return
@@ -662,10 +672,10 @@ class TaskService:
         current.updated_at = now  # type: ignore[attr-defined]
         if isinstance(current, Task):
             _refresh_reminder(current, now)
-        uow.session.add(current)
-        uow.session.flush()
         change.add(table_name, row_id, old, row_json(current))
-        self._reverted(uow, actor, current, model(**row_values(model, old)), change, result, now)
+        self._reverted(
+            uow, actor, current, model.model_construct(**row_values(model, old)), change, result, now
+        )
 
     def _check_nothing_hangs_from(
         self,
@@ -807,6 +817,9 @@ class TaskService:
 
     def _place_new(self, uow: UnitOfWork, actor: Actor, task: Task, draft: TaskDraft, now: datetime) -> None:
         """Put a new task in its list, or under its parent (then in the parent's list)."""
+        if draft.parent_id is None and draft.list is None:
+            task.list_id = self._inbox_id(uow, actor, now)
+            return
         if draft.parent_id is None:
             task.list_id = lists.for_new_task(uow, actor.user_id, draft.list, now).id
             return
@@ -828,6 +841,19 @@ class TaskService:
                 )
         task.parent_id = parent.id
         task.list_id = parent.list_id or lists.inbox(uow, actor.user_id, now).id
+
+    def _inbox_id(self, uow: UnitOfWork, actor: Actor, now: datetime) -> int | None:
+        """The user's Inbox id, remembered once seen committed (see ``_inboxes``)."""
+        if (known := self._inboxes.get(actor.user_id)) is not None:
+            return known
+        found = lists.existing_inbox(uow, actor.user_id)
+        if found is None:
+            return lists.inbox(uow, actor.user_id, now).id  # made now: not remembered until seen again
+        if len(self._inboxes) > 10_000:
+            self._inboxes.clear()
+        if found.id is not None:
+            self._inboxes[actor.user_id] = found.id
+        return found.id
 
     def _set_parent(
         self, uow: UnitOfWork, actor: Actor, task: Task, parent_id: int | None, now: datetime
@@ -977,11 +1003,42 @@ def _children(uow: UnitOfWork, owner_id: str, parent_ids: Sequence[int]) -> list
     """The subtasks of these tasks (locked on PostgreSQL), in id order."""
     if not parent_ids:
         return []
-    statement = select(Task).where(col(Task.owner_id) == owner_id, col(Task.parent_id).in_(parent_ids))
+    statement = _children_of(for_update=uow.is_postgres)
+    return list(uow.session.exec(statement, params={"owner_id": owner_id, "ids": list(parent_ids)}))
+
+
+@functools.cache
+def _children_of(*, for_update: bool) -> SelectOfScalar[Task]:
+    """The subtasks of some tasks of one owner, built once per variant (see ``_task_of_owner``)."""
+    statement = select(Task).where(
+        col(Task.owner_id) == bindparam("owner_id"), col(Task.parent_id).in_(bindparam("ids", expanding=True))
+    )
     statement = statement.order_by(col(Task.id))
-    if uow.is_postgres:
-        statement = statement.with_for_update()
-    return list(uow.session.exec(statement))
+    return statement.with_for_update() if for_update else statement
+
+
+def _lock_rows(uow: UnitOfWork, keys: set[tuple[str, int]]) -> dict[tuple[str, int], Any]:
+    """Read (and on PostgreSQL lock, in id order) every row an undo touches, one query per
+    table (a thousand ids at a time), by (table, id)."""
+    found: dict[tuple[str, int], Any] = {}
+    for name, model in TABLES.items():
+        ids = sorted(i for table, i in keys if table == name)
+        for start in range(0, len(ids), 1000):
+            statement = select(model).where(col(model.id).in_(ids[start : start + 1000]))  # type: ignore[attr-defined]
+            if uow.is_postgres:
+                statement = statement.order_by(col(model.id)).with_for_update()  # type: ignore[attr-defined]
+            found |= {(name, row.id): row for row in uow.session.exec(statement)}  # type: ignore[attr-defined]
+    return found
+
+
+def _with_subtasks(uow: UnitOfWork, owner_id: str, ids: Sequence[int]) -> set[int]:
+    """Those of ``ids`` that have subtasks: one query, so a batch asks for the subtasks of
+    those only."""
+    if not ids:
+        return set()
+    statement = select(Task.parent_id).where(col(Task.owner_id) == owner_id, col(Task.parent_id).in_(ids))
+    with uow.session.no_autoflush:
+        return {i for i in uow.session.exec(statement.distinct()) if i is not None}
 
 
 def _levels(uow: UnitOfWork, owner_id: str, task: Task) -> list[list[Task]]:
@@ -1038,20 +1095,27 @@ def _delete_rows(uow: UnitOfWork, actor: Actor, ids: Sequence[int]) -> list[Task
 
 def _delete_tree(uow: UnitOfWork, actor: Actor, ids: Sequence[int]) -> list[Task]:
     """Delete the subtasks (at every level) of these tasks; returns them."""
-    tasks: Table = Task.__table__  # type: ignore[attr-defined]
     connection = uow.session.connection()
     gone: list[Task] = []
     parents = list(ids)
     for _ in range(MAX_DEPTH + 1):
         if not parents:
             break
-        child_ids = list(connection.execute(
-            select(tasks.c.id).where(tasks.c.owner_id == actor.user_id, tasks.c.parent_id.in_(parents))
-        ).scalars())  # fmt: skip
+        child_ids = list(
+            connection.execute(_child_ids(), {"owner_id": actor.user_id, "ids": parents}).scalars()
+        )
         below = _delete_rows(uow, actor, child_ids)
         gone += below
         parents = [t.id for t in below if t.id is not None]
     return gone
+
+
+@functools.cache
+def _child_ids() -> Any:
+    tasks: Table = Task.__table__  # type: ignore[attr-defined]
+    return select(tasks.c.id).where(
+        tasks.c.owner_id == bindparam("owner_id"), tasks.c.parent_id.in_(bindparam("ids", expanding=True))
+    )
 
 
 def _change_of(uow: UnitOfWork, actor: Actor, change_id: int | None) -> ChangeRecord:

@@ -11,6 +11,7 @@ with uow_factory() as uow:
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
@@ -170,10 +171,15 @@ class UnitOfWork:
             self._updates.append((type(row).__table__, row.id, values))  # type: ignore[attr-defined]
 
     def _write_updates(self) -> None:
+        """The pending updates; a run of updates to the same columns of one table (a batch
+        call's) goes as one executemany, a round trip for all on PostgreSQL (psycopg pipelines)."""
         connection = self.session.connection()
-        for table, row_id, values in self._updates:
-            result = connection.execute(_update_by_id(table), [values | {"row_id": row_id}])
-            if result.rowcount != 1:
+        for (table, _columns), group in itertools.groupby(
+            self._updates, key=lambda update: (update[0], tuple(sorted(update[2])))
+        ):
+            rows = [values | {"row_id": row_id} for _table, row_id, values in group]
+            result = connection.execute(_update_by_id(table), rows)
+            if result.rowcount != len(rows):
                 raise _stale(table, result.rowcount)
         self._updates = []
 

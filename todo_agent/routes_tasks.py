@@ -52,7 +52,7 @@ router = APIRouter(prefix="/api", tags=["tasks"])
 #: ``If-Match``: a version as this API gives it out (``3``, ``"3"`` or ``W/"3"``), or ``*``.
 _VERSION_TAG: Final = re.compile(r'(?:W/)?"?([0-9]{1,18})"?', re.ASCII)
 TaskId = Annotated[int, Path(ge=1, le=MAX_ID, description="The task's id.")]
-ListPath = Annotated[str, Path(max_length=MAX_LIST_NAME, description="The list's name or id.")]
+ListPath = Annotated[ListRef, Path(max_length=MAX_LIST_NAME, description="The list's name or id.")]
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", max_length=MAX_KEY, description="Makes a retry of this write safe."),

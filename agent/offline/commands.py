@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, TypeAlias
 
 ToolName: TypeAlias = Literal[
-    "add_task", "update_task", "complete_task", "delete_task", "list_tasks", "set_reminder"
-]
+    "add_task", "update_task", "complete_task", "delete_task", "list_tasks", "set_reminder",
+    "change_tasks", "delete_tasks", "lists", "undo",
+]  # fmt: skip
 
 TOOL_NAMES: Final[tuple[ToolName, ...]] = (
     "add_task",
@@ -25,6 +26,10 @@ TOOL_NAMES: Final[tuple[ToolName, ...]] = (
     "delete_task",
     "list_tasks",
     "set_reminder",
+    "change_tasks",
+    "delete_tasks",
+    "lists",
+    "undo",
 )
 
 
@@ -43,6 +48,11 @@ class ToolCommand:
     tool: ToolName
     arguments: dict[str, Any] = field(default_factory=dict)
     ref: TaskRef | None = None
+    #: The argument the looked-up task's id goes in: ``parent_id`` for "add a subtask ... to X".
+    ref_argument: str = "task_id"
+    #: "add milk to groceries": (the list's name, the arguments if it is one of the user's
+    #: lists); ``arguments`` are what to add when it is not (the words stay in the title).
+    maybe_list: tuple[str, dict[str, Any]] | None = None
 
     @property
     def needs_lookup(self) -> bool:
@@ -54,7 +64,7 @@ class ToolCommand:
     def call_arguments(self) -> dict[str, Any]:
         """The arguments to send, with ``task_id`` first when the task is known."""
         if self.ref is not None and self.ref.id is not None:
-            return {"task_id": self.ref.id, **self.arguments}
+            return {self.ref_argument: self.ref.id, **self.arguments}
         return dict(self.arguments)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,7 +25,7 @@ from agent.offline.formatting import (
 )
 from agent.offline.parser import parse_command
 from agent.offline.results import decode_output
-from agent.offline.summary import summarise
+from agent.offline.summary import CONFIRM_BATCH, summarise
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,11 @@ def _in_context(command: Command, turn: _Turn, now: datetime) -> tuple[Command, 
             if not command.confirmed:
                 return Reply(f"OK, I kept task #{found[1]}."), False
             return ToolCommand("delete_task", {}).with_task_id(int(found[1])), True
+    if CONFIRM_BATCH in asked and isinstance(command, Answer):
+        original = parse_command(turn.earlier_user, now=now)
+        if not command.confirmed or not isinstance(original, ToolCommand):
+            return Reply("OK, I left them as they are."), False
+        return ToolCommand(original.tool, {**original.arguments, "confirm": True}), False
     if WHICH_ONE in asked and isinstance(command, Choice | Answer):
         original = parse_command(turn.earlier_user, now=now)
         if isinstance(command, Choice) and isinstance(original, ToolCommand):
@@ -136,6 +141,14 @@ def next_step(items: Sequence[Any], *, now: datetime) -> Say | Call:
     if isinstance(command, Reply | Answer | Choice):
         return Say(command.text if isinstance(command, Reply) else HELP_TEXT)
     calls, title = list(turn.calls), None
+    if command.maybe_list is not None:  # "add milk to groceries": is groceries one of the lists?
+        if not calls:
+            return Call("lists", {})
+        shown = decode_output(calls.pop(0)[1])
+        name, with_list = command.maybe_list
+        names = {str(i.get("name", "")).lower(): str(i.get("name")) for i in shown.items or []}
+        arguments = {**with_list, "list": names[name.lower()]} if name.lower() in names else command.arguments
+        command = replace(command, arguments=arguments, maybe_list=None)
     if command.needs_lookup and command.ref is not None:
         fragment = command.ref.fragment or ""
         if not calls:

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Final
 
 from agent.offline.adding import add_arguments, capitalized
+from agent.offline.batches import add_to_list, parse_depth
 from agent.offline.commands import Answer, Choice, Command, Reply, TaskRef, ToolCommand
 from agent.offline.formatting import HELP_TEXT, not_understood
 from agent.offline.listing import LIST_START, list_arguments
@@ -100,6 +101,8 @@ def _remind_before(match: re.Match[str]) -> Command | None:
 
 def _add(remind_at_due: bool = False) -> Builder:
     def build(match: re.Match[str]) -> Command | None:
+        if not remind_at_due and (to_list := add_to_list(match["rest"])) is not None:
+            return to_list
         args = add_arguments(match["rest"], remind_at_due=remind_at_due)
         return (
             Reply('What should I add? For example "add buy milk tomorrow 5pm".')
@@ -196,6 +199,7 @@ _COMPILED: Final = [(re.compile(rf"^{pattern}$", _I), build) for pattern, build 
 
 def normalize(text: str) -> str:
     text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"^(?:oops|whoops|oh|ah|hmm|sorry|wait|actually)\b[,.!]*\s+", "", text, flags=_I)
     text = re.sub(r"^(?:please|pls|can you|could you|would you)\s+", "", text, flags=_I)
     return re.sub(r"(?:,?\s+please)?[\s?.!]+$", "", text, flags=_I).strip()
 
@@ -211,6 +215,8 @@ def parse_command(text: str, *, now: datetime) -> Command:
         return Answer(confirmed=_YES.match(text) is not None)
     if (match := _ID.match(text)) is not None:
         return Choice(task_id=int(match["id"]))
+    if (depth := parse_depth(text, now)) is not None:
+        return depth
     for pattern, build in _COMPILED:
         if (match := pattern.match(text)) is not None and (command := build(match)) is not None:
             return command

@@ -3,13 +3,46 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from agent.offline.commands import ToolCommand
 from agent.offline.formatting import describe_list, describe_task, format_when
 from agent.offline.results import ToolResult
+
+#: What the offline model says when a batch needs a yes; the next "yes" sends it with confirm.
+CONFIRM_BATCH: Final = "Say yes to go ahead"
+_VERBS: Final = {
+    "complete": "Completed", "reopen": "Reopened", "move": "Moved", "tag": "Tagged",
+    "untag": "Untagged", "reschedule": "Rescheduled", "delete": "Deleted", "add": "Added",
+}  # fmt: skip
+
+
+def _batch(command: ToolCommand, data: dict[str, Any]) -> str:
+    action = str(data.get("action") or command.arguments.get("action") or "delete")
+    done = data.get("deleted") if action == "delete" else data.get("changed")
+    done = done if isinstance(done, list) else []
+    if not done:
+        return "Nothing matched, so nothing changed."
+    names = ", ".join(f"#{t.get('id')} {t.get('title')}" for t in done[:10]) + (
+        " …" if len(done) > 10 else ""
+    )
+    noun = "task" if len(done) == 1 else "tasks"
+    return f'{_VERBS.get(action, "Changed")} {len(done)} {noun}: {names}. Say "undo" to take it back.'
+
+
+def _lists(items: list[dict[str, Any]]) -> str:
+    shown = ", ".join(f"{i.get('name')} ({i.get('open_tasks', 0)} open)" for i in items)
+    return f"Your lists: {shown}." if shown else "You have no lists yet."
+
+
+def _needs_yes(error: str) -> str | None:
+    found = re.search(r"would (\w+) (\d+) tasks", error)
+    if "needs_confirmation" not in error or found is None:
+        return None
+    return f"That would {found[1]} {found[2]} tasks. {CONFIRM_BATCH}, or no to leave them."
 
 
 def _verb(command: ToolCommand) -> str:
@@ -43,7 +76,13 @@ def _reminder(command: ToolCommand, result: ToolResult, zone: ZoneInfo, now: dat
 def summarise(command: ToolCommand, result: ToolResult, zone: ZoneInfo, now: datetime) -> str:
     """ "Added #4 Buy milk — due Fri 27 Nov 17:00 (high, #groceries)." or the tool's error."""
     if result.error is not None:
-        return f"Sorry, that didn't work: {result.error}"
+        return _needs_yes(result.error) or f"Sorry, that didn't work: {result.error}"
+    if command.tool in ("change_tasks", "delete_tasks"):
+        return _batch(command, result.data)
+    if command.tool == "lists":
+        return _lists(result.items or [])
+    if command.tool == "undo":
+        return f"Done. {result.data.get('summary', 'Undone')}."
     if command.tool == "list_tasks":
         if result.items is None:
             return f"The task list came back in a shape I don't understand: {json.dumps(result.data)}"

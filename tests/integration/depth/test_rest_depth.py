@@ -118,3 +118,18 @@ async def test_a_retried_write_with_the_same_idempotency_key_is_done_once(api_ap
         assert (await api.post("/api/undo", json={}, headers=undo_key)).status_code == 200
         assert (await api.post("/api/undo", json={}, headers=undo_key)).status_code == 200  # not a redo
         assert await titles(api) == ["Pay rent"]
+
+
+async def test_hostile_list_names_and_keys_are_refused_plainly(api_app, verifier) -> None:
+    async with signed_in(api_app, verifier) as api:
+        for response in (
+            await api.delete("/api/lists/a%00b"),
+            await api.patch("/api/lists/a%00b", json={"name": "x"}),
+            await api.post("/api/lists", json={"name": "a\u0000b"}),
+            await api.get("/api/tasks", params={"list": "a\u0000b"}),
+            await api.post("/api/tasks", json={"title": "x"}, headers={"Idempotency-Key": "bad key"}),
+            await api.post("/api/lists", json={"name": "   "}),
+        ):
+            assert response.status_code == 422, response.text
+            assert "Traceback" not in response.text and "SQL" not in response.text
+        assert await titles(api, status="all") == []

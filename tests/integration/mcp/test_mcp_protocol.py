@@ -203,3 +203,17 @@ async def test_bad_tokens_get_401(http_server, case: str) -> None:
         auth_header = {"Authorization": headers.get("Authorization", "")}
         rest = await client.get(f"{http_server.url}/api/tasks", headers=auth_header)
     assert rest.status_code == 401 and "detail" in rest.json()
+
+
+async def test_a_retry_over_http_on_a_new_connection_writes_once(http_server, verifier: JwtVerifier) -> None:
+    """A client that timed out reconnects and sends the call again with the same key."""
+    token = verifier.issue("retrier")
+    call = {"tasks": [{"title": "Book flights"}, {"title": "Book hotel"}], "idempotency_key": "trip-1"}
+    results = []
+    for _attempt in range(2):
+        async with http_client(http_server.url, token) as client:
+            results.append(structured(await client.call_tool("add_tasks", call)))
+    assert results[0] == results[1]
+    async with http_client(http_server.url, token) as client:
+        listed = structured(await client.call_tool("list_tasks", {"status": "all"}))["items"]
+    assert sorted(t["title"] for t in listed) == ["Book flights", "Book hotel"]

@@ -12,17 +12,30 @@ SDK tracing export stays off unless ``TODO_AGENT_TRACING=1`` and a real key is c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from agents import Model, OpenAIChatCompletionsModel, OpenAIResponsesModel
 from openai import AsyncOpenAI
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.offline import OfflineModel
-from todo_agent.settings import Settings
 
 DEFAULT_MODEL: Final = "gpt-4.1-mini"
 ModelKind = Literal["openai", "offline", "custom"]
+
+
+class ModelSettings(Protocol):
+    """The settings the model choice reads (``todo_agent.settings.Settings`` has them)."""
+
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def openai_api_key(self) -> SecretStr | None: ...
+    @property
+    def openai_base_url(self) -> str | None: ...
+    @property
+    def model_api(self) -> Literal["chat_completions", "responses"]: ...
 
 
 class AgentOptions(BaseSettings):
@@ -48,7 +61,7 @@ class ModelChoice:
         return OfflineModel(timezone=timezone)
 
 
-def select_model(settings: Settings, *, client: AsyncOpenAI | None = None) -> ModelChoice:
+def select_model(settings: ModelSettings, *, client: AsyncOpenAI | None = None) -> ModelChoice:
     """Pick the model from the settings; ``client`` overrides the OpenAI client (tests)."""
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     if client is None and not key and not settings.openai_base_url:

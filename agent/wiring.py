@@ -1,11 +1,13 @@
-"""The agent part of a process role: the chat routes and the chat service's lifetime.
+"""The agent part's wiring: the chat service, its conversation store, and its lifetime.
 
-Listed in ``todo_agent.roles.PARTS``; active on the ``api`` and ``all`` roles. In Dapr mode
+``todo_agent.bootstrap`` builds them for the ``api`` and ``all`` roles. In Dapr mode
 (``DAPR_HTTP_PORT`` set) conversations live in the ``statestore`` component in the SDK's
-``DaprSession`` layout, read and written through the sidecar's HTTP state API; otherwise in the
-application's database.
+``DaprSession`` layout, read and written through the sidecar's HTTP state API
+(``dapr_conversation_store``); otherwise in the application's database
+(``agent.memory_sql.SqlConversationStore``).
 
-    chat = build_chat(container)          # what the lifespan hook does, usable in tests
+    chat = build_chat(tasks, store=store, models=select_model(settings), verifier=verifier)
+    async with chat_running(chat): ...          # closes the chat and its store at the end
 """
 
 from __future__ import annotations
@@ -14,25 +16,21 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
-from fastapi import FastAPI
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.chat import Chat, turn_actor
 from agent.memory import ConversationStore
-from agent.models import ModelChoice, select_model
-from agent.routes import CHAT_KEY, router
+from agent.models import ModelChoice
+from mcp_server.auth import JwtVerifier
 from mcp_server.server import build_mcp_server
-from tasks.service import Actor
-from todo_agent.api import Hook, LifespanHook
-from todo_agent.bootstrap import Container
+from tasks.service import Actor, TaskService
 
 if TYPE_CHECKING:
     from dapr.aio.clients import DaprClient
 
-    from todo_agent.settings import Settings
-
-_ROLES: Final = ("api", "all")
 _TOKEN_TTL_SECONDS: Final = 300
+#: Conversation items kept per conversation by default (``TODO_CONVERSATION_ITEM_LIMIT``).
+ITEM_LIMIT: Final = 40
 
 
 class ChatOptions(BaseSettings):
@@ -41,87 +39,59 @@ class ChatOptions(BaseSettings):
     agent_mcp_url: str | None = None  # default: the process's own MCP server, in-process
 
 
-def extensions(container: Container) -> list[Hook]:
-    return [_add_routes] if container.role in _ROLES else []
-
-
-def lifespans(container: Container) -> list[LifespanHook]:
-    return [chat_lifespan] if container.role in _ROLES else []
-
-
-def _add_routes(app: FastAPI, _container: Container) -> None:
-    app.include_router(router)
-
-
 @contextlib.asynccontextmanager
-async def chat_lifespan(container: Container) -> AsyncIterator[Chat]:
-    chat = container.extras.get(CHAT_KEY) or build_chat(container)
-    container.extras[CHAT_KEY] = chat
+async def chat_running(chat: Chat) -> AsyncIterator[Chat]:
+    """The chat while the app runs; its connections and its store are closed at the end."""
     try:
         yield chat
     finally:
-        container.extras.pop(CHAT_KEY, None)
         await chat.aclose()
         await chat.store.close()
 
 
 def build_chat(
-    container: Container,
+    tasks: TaskService,
     *,
-    store: ConversationStore | None = None,
-    models: ModelChoice | None = None,
+    store: ConversationStore,
+    models: ModelChoice,
+    verifier: JwtVerifier | None,
+    mcp_url: str | None = None,
+    item_limit: int = ITEM_LIMIT,
     httpx_client_factory: Any = None,
 ) -> Chat:
-    settings = container.settings
+    """The chat: its agent reaches the task tools in-process (acting for the turn's caller), or
+    ``mcp_url`` over HTTP with a short-lived token for the caller signed by ``verifier``."""
     return Chat(
-        store=store or conversation_store(container),
-        models=models or select_model(settings),
-        mcp_url=ChatOptions().agent_mcp_url,
-        tools_in_process=build_mcp_server(container.tasks, resolve_actor=turn_actor),
-        item_limit=settings.conversation_item_limit,
-        mcp_token=lambda actor, bearer: mcp_token(container, actor, bearer),
+        store=store,
+        models=models,
+        mcp_url=mcp_url,
+        tools_in_process=build_mcp_server(tasks, resolve_actor=turn_actor),
+        item_limit=item_limit,
+        mcp_token=lambda actor, bearer: mcp_token(verifier, actor, bearer),
         httpx_client_factory=httpx_client_factory,
     )
 
 
-def conversation_store(container: Container) -> ConversationStore:
-    settings = container.settings
-    if settings.dapr_enabled:
-        return _dapr_store(settings)
-    from agent.memory_sql import SqlConversationStore
-
-    return SqlConversationStore(container.engine)
-
-
-def _dapr_store(settings: Settings) -> ConversationStore:
+def dapr_conversation_store(
+    sidecar_url: str, api_token: str | None, *, grpc_address: str | None, store_name: str,
+    ttl_seconds: int | None,
+) -> ConversationStore:  # fmt: skip
     """The state store through the sidecar's HTTP API (address and token as the event publisher
     has them); the SDK sessions' gRPC client only on their first use."""
     from agent.dapr_state import DaprStateClient
     from agent.memory_dapr import DaprConversationStore
-
-    if settings.dapr_http_port is None:
-        raise RuntimeError("Dapr mode needs DAPR_HTTP_PORT for conversation memory.")
-    token = settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None
-    grpc_address = f"127.0.0.1:{settings.dapr_grpc_port}" if settings.dapr_grpc_port else None
 
     def grpc_client() -> DaprClient:
         from dapr.aio.clients import DaprClient
 
         return DaprClient(address=grpc_address)
 
-    state = DaprStateClient(
-        base_url=f"http://127.0.0.1:{settings.dapr_http_port}",
-        store_name=settings.statestore_name,
-        api_token=token,
-    )
-    return DaprConversationStore(
-        state, ttl_seconds=settings.conversation_ttl_seconds, grpc_client=grpc_client
-    )
+    state = DaprStateClient(base_url=sidecar_url, store_name=store_name, api_token=api_token)
+    return DaprConversationStore(state, ttl_seconds=ttl_seconds, grpc_client=grpc_client)
 
 
-def mcp_token(container: Container, actor: Actor, bearer: str | None) -> str | None:
+def mcp_token(verifier: JwtVerifier | None, actor: Actor, bearer: str | None) -> str | None:
     """The identity the agent's MCP calls carry: the caller's, never a shared one."""
-    verifier = container.verifier
     if verifier is None:
         return None  # the unauthenticated embedded default: /mcp acts for the local user
     try:

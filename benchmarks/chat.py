@@ -35,9 +35,9 @@ from pydantic import SecretStr
 from benchmarks.stack import stack_with_fresh_database
 from devstack.appserver import serve_in_thread
 from devstack.procs import free_port
+from todo_agent.api import app_for
 from todo_agent.bootstrap import Role, bootstrap, make_verifier
 from todo_agent.cli import configure_logging
-from todo_agent.roles import app_for
 from todo_agent.settings import Settings
 
 SCRIPT = (

@@ -31,7 +31,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractAsyncContextManager, ExitStack, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -101,7 +101,16 @@ def reminder_app(container: Container, deliveries: list[tuple[str, datetime]]) -
                 deliveries.append((request.url.path.rsplit("/", 1)[-1], utc_now()))
             return await call_next(request)
 
-    return create_app(container, extensions=[count_callbacks, firing.install], lifespans=[reminder_jobs])
+    def job_callbacks(app: FastAPI, c: Container) -> None:
+        assert c.firing is not None
+        app.state.edge.sidecar_only(firing.JOB_ROUTE_PREFIX, prefix=True)
+        app.include_router(firing.router(c.firing))
+
+    def jobs_running(c: Container) -> AbstractAsyncContextManager[Any]:
+        assert c.reminders is not None
+        return reminder_jobs(c.reminders, c.uow, grace=timedelta(minutes=c.settings.reminder_grace_minutes))
+
+    return create_app(container, extensions=[count_callbacks, job_callbacks], lifespans=[jobs_running])
 
 
 def create_reminders(container: Container, count: int, users: int, start: datetime, window: float) -> None:
@@ -148,7 +157,8 @@ def measure(count: int, window: float, users: int, lead: float | None) -> dict[s
         container = bootstrap("api", settings)
         server = serve_in_thread(reminder_app(container, deliveries), settings.port)
         exit_stack.callback(server.stop)
-        scheduling: ReminderScheduling = container.extras["reminders"]
+        scheduling = container.reminders
+        assert scheduling is not None
         lead = lead if lead is not None else 15 + count / 100
         began = time.monotonic()
         start = utc_now() + timedelta(seconds=lead)

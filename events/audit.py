@@ -1,16 +1,17 @@
 """The audit consumer: an append-only log of who changed what and when, one entry per event.
 
-subscription = audit_subscription(container)     # topic task-events, consumer "audit"
-install_routes(app, container)                   # GET /api/audit for the signed-in owner
+subscription = audit_subscription(uow)              # topic task-events, consumer "audit"
+app.include_router(router(uow, current_actor))      # GET /api/audit for the signed-in owner
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlmodel import col, select
 
@@ -19,8 +20,8 @@ from events.contracts import TASK_EVENTS, ListEvent, TaskEvent
 from events.ports import Delivery, Outcome, Subscription
 from tasks.inputs import MAX_ID
 from tasks.models import AuditEntry
+from tasks.service import Actor
 from tasks.unit_of_work import UnitOfWorkFactory
-from todo_agent.deps import ContainerDep, CurrentActor
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,9 @@ def summary(event: TaskEvent) -> str:
     return f"Updated task {event.task_id} '{title}': " + ", ".join(parts)
 
 
-def audit_subscription(container: Any) -> Subscription:
+def audit_subscription(uow: UnitOfWorkFactory) -> Subscription:
     return Subscription(
-        topic=TASK_EVENTS, route=ROUTE, consumer=CONSUMER, handler=AuditLog(container.uow).handle,
+        topic=TASK_EVENTS, route=ROUTE, consumer=CONSUMER, handler=AuditLog(uow).handle,
         dead_letter_topic=f"{TASK_EVENTS}-dlq",
     )  # fmt: skip
 
@@ -118,29 +119,27 @@ class AuditPage(BaseModel):
     next_before_id: int | None
 
 
-router = APIRouter(prefix="/api", tags=["audit"])
+def router(uow_factory: UnitOfWorkFactory, current_actor: Callable[..., Actor]) -> APIRouter:
+    """``GET /api/audit``: the acting user's (``current_actor``, a FastAPI dependency) entries."""
+    routes = APIRouter(prefix="/api", tags=["audit"])
 
+    @routes.get("/audit", summary="Your audit log: who changed what and when, newest first")
+    def list_audit(
+        actor: Actor = Depends(current_actor),
+        task_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+        before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> AuditPage:
+        statement = select(AuditEntry).where(AuditEntry.user_id == actor.user_id)
+        if task_id is not None:
+            statement = statement.where(AuditEntry.task_id == task_id)
+        if before_id is not None:
+            statement = statement.where(col(AuditEntry.id) < before_id)
+        statement = statement.order_by(col(AuditEntry.id).desc()).limit(limit)
+        with uow_factory() as uow:
+            rows = uow.session.exec(statement).all()
+            items = [AuditItem.model_validate(row, from_attributes=True) for row in rows]
+        more = len(items) == limit
+        return AuditPage(items=items, next_before_id=items[-1].id if more and items else None)
 
-@router.get("/audit", summary="Your audit log: who changed what and when, newest first")
-def list_audit(
-    actor: CurrentActor,
-    container: ContainerDep,
-    task_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> AuditPage:
-    statement = select(AuditEntry).where(AuditEntry.user_id == actor.user_id)
-    if task_id is not None:
-        statement = statement.where(AuditEntry.task_id == task_id)
-    if before_id is not None:
-        statement = statement.where(col(AuditEntry.id) < before_id)
-    statement = statement.order_by(col(AuditEntry.id).desc()).limit(limit)
-    with container.uow() as uow:
-        rows = uow.session.exec(statement).all()
-        items = [AuditItem.model_validate(row, from_attributes=True) for row in rows]
-    more = len(items) == limit
-    return AuditPage(items=items, next_before_id=items[-1].id if more and items else None)
-
-
-def install_routes(app: FastAPI, _container: Any) -> None:
-    app.include_router(router)
+    return routes

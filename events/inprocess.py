@@ -1,7 +1,7 @@
 """The in-process bus of the embedded default: the same CloudEvents, the same handlers, no Dapr.
 
-    bus = bus_of(container)                  # one per container (``container.extras["bus"]``)
-    bus.subscribe(subscription)              # what ``events.subscriber.mount`` does
+    bus = InProcessBus()                     # one per process (``Container.bus``)
+    bus.subscribe(subscription)              # what ``todo_agent.api`` does for each consumer
     await bus.publish("task-events", [cloud_event], partition_key="alice")
 
 ``publish`` returns once every subscriber of the topic has taken each event (SUCCESS or DROP),
@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from events.contracts import DEAD_LETTER_SUFFIX, dead_letter_key
@@ -141,32 +141,28 @@ class InProcessBus:
         self.dead_letters.append(letter)
 
 
-def install_routes(app: FastAPI, container: Any) -> None:
+def dead_letter_router(bus: InProcessBus, *, sign_in_required: bool) -> APIRouter:
     """``GET /events/dead-letters`` and ``POST /events/dead-letters/replay`` for ``todo-agent
     events dlq`` (embedded default without sign-in only: dead letters hold every user's data)."""
-    bus = bus_of(container)
+    routes = APIRouter()
 
     def refuse() -> JSONResponse | None:
-        if container.verifier is None:
+        if not sign_in_required:
             return None
         return JSONResponse(
             {"detail": "Dead letters are only served by the embedded default without sign-in."}, 403
         )
 
-    @app.get("/events/dead-letters", include_in_schema=False)
+    @routes.get("/events/dead-letters", include_in_schema=False)
     async def list_dead_letters(topic: str = "task-events") -> Any:
         letters = [asdict(d) for d in bus.dead_letters if d.topic == f"{topic}-dlq"]
         return refuse() or {"dead_letters": letters, "count": len(letters), "what": f"on {topic}-dlq"}
 
-    @app.post("/events/dead-letters/replay", include_in_schema=False)
+    @routes.post("/events/dead-letters/replay", include_in_schema=False)
     async def replay_dead_letters(topic: str = "task-events") -> Any:
         if (refused := refuse()) is not None:
             return refused
         letters = [asdict(d) for d in await bus.replay(topic)]
         return {"dead_letters": letters, "count": len(letters), "what": f"replayed to {topic}"}
 
-
-def bus_of(container: Any) -> InProcessBus:
-    """The container's bus, created on first use."""
-    bus: InProcessBus = container.extras.setdefault("bus", InProcessBus())
-    return bus
+    return routes

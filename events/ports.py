@@ -1,11 +1,10 @@
 """The small protocols the event parts are built on; each has a Dapr and an in-process adapter.
 
-Keys the parts keep in ``Container.extras`` (see ``todo_agent.bootstrap``):
-``"hub"`` -> RealtimeHub, ``"publisher"`` -> EventPublisher, ``"jobs"`` -> JobScheduler,
-``"bus"`` -> the in-process bus (embedded default only).
+``todo_agent.bootstrap`` builds one adapter of each for a role (``Container.publisher``,
+``Container.jobs``, ``Container.hub``), Dapr or in-process.
 
-A consumer is a ``Subscription``; ``events.subscriber.mount(app, container, subscription)``
-serves it as a Dapr route (app API token checked, SUCCESS/RETRY/DROP replies) or, in the
+A consumer is a ``Subscription``; the composition root serves it as a Dapr route
+(``events.subscriber.router``: app API token checked, SUCCESS/RETRY/DROP replies) or, in the
 embedded default, registers it with the in-process bus.
 """
 
@@ -40,6 +39,9 @@ class JobScheduler(Protocol):
 
     async def cancel(self, name: str) -> None:
         """Delete job ``name``; deleting a job that does not exist is not an error."""
+
+    async def aclose(self) -> None:
+        """Let go of timers and connections (a later ``schedule`` may open them again)."""
 
 
 class RealtimeHub(Protocol):

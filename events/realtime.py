@@ -1,7 +1,8 @@
 """The real-time hub: every open WebSocket of a user gets that user's task updates, live.
 
     hub = WebSocketHub()
-    install(app, container)        # GET /ws (WebSocket) + the task-updates subscription
+    app.include_router(router(hub, uow, authenticate, sign_in_required=True))   # GET /ws
+    subscription = realtime_subscription(hub)                                  # task-updates
 
 Protocol (JSON text frames). Authenticate with ``/ws?token=...`` or a first message
 ``{"type": "auth", "token": "..."}`` (the embedded default without auth needs neither). Then:
@@ -38,16 +39,20 @@ import json
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from events.contracts import CLIENT_TOPICS, NOTIFICATION_CREATED, TASK_UPDATES, is_list_event, is_task_event
 from events.ports import Delivery, Outcome, Subscription
 from mcp_server.auth import InvalidToken
 from tasks.models import OutboxEvent
+from tasks.service import Actor
 from tasks.unit_of_work import UnitOfWorkFactory
+
+#: The acting user of a bearer token (``None``: none given); raises ``InvalidToken``.
+Authenticate = Callable[[str | None], Actor]
 
 log = logging.getLogger(__name__)
 
@@ -241,14 +246,9 @@ class WebSocketHub:
         return Outcome.SUCCESS
 
 
-def hub_of(container: Any) -> WebSocketHub:
-    hub: WebSocketHub = container.extras.setdefault("hub", WebSocketHub())
-    return hub
-
-
-def realtime_subscription(container: Any) -> Subscription:
+def realtime_subscription(hub: WebSocketHub) -> Subscription:
     return Subscription(
-        topic=TASK_UPDATES, route=ROUTE, consumer=CONSUMER, handler=hub_of(container).handle,
+        topic=TASK_UPDATES, route=ROUTE, consumer=CONSUMER, handler=hub.handle,
         dead_letter_topic=f"{TASK_UPDATES}-dlq",
     )  # fmt: skip
 
@@ -262,13 +262,16 @@ def missed_since(
         return uow.outbox.of_user_after(user_id, last_event_id, topics=CLIENT_TOPICS, limit=limit + 1)
 
 
-def install(app: FastAPI, container: Any) -> None:
-    hub = hub_of(container)
+def router(
+    hub: WebSocketHub, uow: UnitOfWorkFactory, authenticate: Authenticate, *, sign_in_required: bool
+) -> APIRouter:
+    """``GET /ws``: the signed-in user's live updates, from ``hub``; missed ones from the outbox."""
+    routes = APIRouter()
 
-    @app.websocket("/ws")
+    @routes.websocket("/ws")
     async def live_updates(websocket: WebSocket) -> None:
         await websocket.accept()
-        user_id = await _authenticate(websocket, container)
+        user_id = await _authenticate(websocket, authenticate, sign_in_required)
         if user_id is None:
             return
         resume_from = websocket.query_params.get("last_event_id")
@@ -283,8 +286,8 @@ def install(app: FastAPI, container: Any) -> None:
         hub.add(connection)
         sender = asyncio.create_task(connection.send_loop())
         if since is not None:
-            await _replay(connection, container, since)
-        receiver = asyncio.create_task(_receive_loop(connection, container))
+            await _replay(connection, uow, since)
+        receiver = asyncio.create_task(_receive_loop(connection, uow))
         try:
             await connection.closed.wait()
         finally:
@@ -296,6 +299,8 @@ def install(app: FastAPI, container: Any) -> None:
             with contextlib.suppress(Exception):
                 await websocket.close(connection.close_code, connection.close_reason)
 
+    return routes
+
 
 async def _refuse(websocket: WebSocket, detail: str, code: int, reason: str) -> None:
     with contextlib.suppress(Exception):
@@ -303,12 +308,14 @@ async def _refuse(websocket: WebSocket, detail: str, code: int, reason: str) -> 
         await websocket.close(code, reason)
 
 
-async def _authenticate(websocket: WebSocket, container: Any) -> str | None:
+async def _authenticate(
+    websocket: WebSocket, authenticate: Authenticate, sign_in_required: bool
+) -> str | None:
     token: Any = websocket.query_params.get("token")
     header = websocket.headers.get("authorization", "")
     if not token and header.lower().startswith("bearer "):
         token = header[7:].strip()
-    if not token and container.verifier is not None:
+    if not token and sign_in_required:
         try:
             first = json.loads(await asyncio.wait_for(receive_text(websocket), AUTH_TIMEOUT))
             token = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
@@ -320,7 +327,7 @@ async def _authenticate(websocket: WebSocket, container: Any) -> str | None:
     try:
         if token is not None and not isinstance(token, str):
             raise InvalidToken("The token must be a string.")
-        actor = await asyncio.to_thread(container.authenticate, token)
+        actor = await asyncio.to_thread(authenticate, token)
     except InvalidToken as exc:
         await _refuse(websocket, str(exc), _POLICY_VIOLATION, "not authenticated")
         return None
@@ -328,7 +335,7 @@ async def _authenticate(websocket: WebSocket, container: Any) -> str | None:
     return user_id
 
 
-async def _receive_loop(connection: Connection, container: Any) -> None:
+async def _receive_loop(connection: Connection, uow: UnitOfWorkFactory) -> None:
     try:
         while True:
             try:
@@ -342,7 +349,7 @@ async def _receive_loop(connection: Connection, container: Any) -> None:
                 if since is None:
                     connection.offer({"type": "error", "detail": BAD_EVENT_ID})
                 else:
-                    await _replay(connection, container, since)
+                    await _replay(connection, uow, since)
             elif message.get("type") == "ping":
                 connection.offer({"type": "pong"})
     except BinaryFrame:
@@ -354,12 +361,12 @@ async def _receive_loop(connection: Connection, container: Any) -> None:
         connection.closed.set()
 
 
-async def _replay(connection: Connection, container: Any, since: int) -> None:
+async def _replay(connection: Connection, uow: UnitOfWorkFactory, since: int) -> None:
     """Queue what the user missed since event ``since``, holding live messages meanwhile."""
     connection.hold_live()
     rows: list[OutboxEvent] = []
     try:
-        rows = await asyncio.to_thread(missed_since, container.uow, connection.user_id, since)
+        rows = await asyncio.to_thread(missed_since, uow, connection.user_id, since)
     finally:
         if len(rows) > REPLAY_LIMIT:
             replay = [{"type": "reset", "detail": f"more than {REPLAY_LIMIT} events missed; reload"}]

@@ -1,6 +1,6 @@
 """The recurrence consumer: completing a recurring task creates its next occurrence, once.
 
-    subscription = recurrence_subscription(container)   # topic task-events, consumer "recurrence"
+    subscription = recurrence_subscription(uow, tasks)   # topic task-events, consumer "recurrence"
 
 Once means: the event id goes into ``processed_events`` in the same transaction as the new
 task, the completed task's row is locked (PostgreSQL) while the next one is made, a task that
@@ -12,7 +12,7 @@ completed again. Unreadable events are dropped (dead-letter); database trouble i
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from typing import Final
 
 from events.consuming import apply_in_thread, read_task_event
 from events.contracts import TASK_EVENTS, TaskEvent
@@ -60,8 +60,8 @@ class NextOccurrence:
             return created
 
 
-def recurrence_subscription(container: Any) -> Subscription:
-    consumer = NextOccurrence(container.uow, container.tasks)
+def recurrence_subscription(uow: UnitOfWorkFactory, tasks: TaskService) -> Subscription:
+    consumer = NextOccurrence(uow, tasks)
     return Subscription(
         topic=TASK_EVENTS, route=ROUTE, consumer=CONSUMER, handler=consumer.handle,
         dead_letter_topic=f"{TASK_EVENTS}-dlq",

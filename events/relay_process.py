@@ -1,6 +1,7 @@
 """The outbox relay in a process of its own, beside a role's app (Dapr mode).
 
-    async with relay_process(container) as relay:   # started; every commit wakes it
+    child = RelayProcess(RelaySettings(database_url=..., log_level="INFO", sidecar_url=..., ...))
+    async with relay_process(child, uow) as relay:  # started; every commit on ``uow`` wakes it
         relay.metrics()                              # the child's counters and lag
 
 In one Python process the relay's ~10 I/O waits per round each had to win the GIL back from
@@ -33,12 +34,14 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
 from events.publishers import DaprPublisher
 from events.relay import OutboxRelay, new_event_loop
 from tasks.models import OutboxEvent
+from tasks.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +51,29 @@ _STOP_GRACE: Final = 5.0  # seconds a stopping relay may take to finish its roun
 _CONTEXT: Final = multiprocessing.get_context("spawn")  # no fork of a process with threads
 
 
+@dataclass(frozen=True)
+class RelaySettings:
+    """What the child needs to relay on its own (sent to it, so plain values only)."""
+
+    database_url: str
+    log_level: str
+    sidecar_url: str
+    api_token: str | None
+    pubsub: str
+
+
 class RelayProcess:
     """A supervised child process running the outbox relay for ``settings``."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: RelaySettings) -> None:
         self._settings = settings
         self._process: Any = None
         self._wake_fd: int | None = None
         self._control: Connection | None = None
         self._control_lock = threading.Lock()
         self.restarts = 0
+        #: Inside ``relay_process``: the app relies on this child (alive or being restarted).
+        self.supervised = False
 
     # -- the child's life ------------------------------------------------------------------
     def start(self) -> None:
@@ -136,20 +152,21 @@ class RelayProcess:
 
 
 @contextlib.asynccontextmanager
-async def relay_process(container: Any) -> AsyncIterator[RelayProcess]:
-    """Run the relay in a supervised child while the app runs; commits on ``container.uow`` wake it."""
-    relay = RelayProcess(container.settings)
+async def relay_process(relay: RelayProcess, uow: UnitOfWorkFactory) -> AsyncIterator[RelayProcess]:
+    """Run the relay in a supervised child while the app runs; commits on ``uow`` wake it."""
     await asyncio.to_thread(relay.start)
-    container.uow.after_commit.append(relay.wake)
+    relay.supervised = True
+    uow.after_commit.append(relay.wake)
     supervisor = asyncio.create_task(_supervise(relay), name="outbox-relay-supervisor")
     try:
         yield relay
     finally:
+        relay.supervised = False
         supervisor.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await supervisor
         with contextlib.suppress(ValueError):
-            container.uow.after_commit.remove(relay.wake)
+            uow.after_commit.remove(relay.wake)
         await asyncio.to_thread(relay.stop)
 
 
@@ -166,11 +183,11 @@ async def _supervise(relay: RelayProcess) -> None:
 
 
 # -- in the child ----------------------------------------------------------------------------
-def _child_main(settings: Any, wake: Connection, control: Connection) -> None:
+def _child_main(settings: RelaySettings, wake: Connection, control: Connection) -> None:
     from tasks.db import make_engine
 
     logging.basicConfig(
-        level=str(settings.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # Signals to the whole process group (Ctrl-C, ``kill -- -<pgid>``, a service manager) reach
     # the app too, which stops us in order by closing the wake-up pipe. Stopping here on our own
@@ -179,10 +196,9 @@ def _child_main(settings: Any, wake: Connection, control: Connection) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # A stale connection fails one round, which the relay retries after a short backoff: no
     # pre-ping round trip per round. Two connections: a round uses one at a time.
-    engine = make_engine(settings.effective_database_url, pool_size=2, pre_ping=False)
-    token = settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None
+    engine = make_engine(settings.database_url, pool_size=2, pre_ping=False)
     publisher = DaprPublisher(
-        base_url=f"http://127.0.0.1:{settings.dapr_http_port}", pubsub=settings.pubsub_name, api_token=token
+        base_url=settings.sidecar_url, pubsub=settings.pubsub, api_token=settings.api_token
     )
     relay = OutboxRelay(engine, publisher, inline_db=True)  # alone on this loop: no thread hops
     loop = new_event_loop()

@@ -1,9 +1,9 @@
-"""Serve a consumer (``Subscription``): a Dapr subscriber route, or the in-process bus.
+"""Serve consumers (``Subscription``) as Dapr subscriber routes.
 
-    mount(app, container, Subscription(topic="task-events", route="/events/task-events",
-                                       consumer="recurrence", handler=handle))
+    app.include_router(router([Subscription(topic="task-events", route="/events/task-events",
+                                            consumer="recurrence", handler=handle)]))
 
-In Dapr mode ``POST <route>`` takes the CloudEvent daprd delivers (the edge guard lets only the
+``POST <route>`` takes the CloudEvent daprd delivers (the edge guard lets only the
 sidecar call it: ``dapr-api-token`` equal to ``APP_API_TOKEN``, or a loopback caller in development
 without one), runs the handler and answers ``{"status": "SUCCESS" | "RETRY" | "DROP"}``; RETRY
 and DROP are logged with the reason. A bulk delivery (``bulkSubscribe`` in the Subscription:
@@ -11,7 +11,8 @@ and DROP are logged with the reason. A bulk delivery (``bulkSubscribe`` in the S
 Several subscriptions on one route (the "all" role) share it: the reply is RETRY if any
 handler wants a retry, else DROP if any dropped. Which topic reaches
 which route is declared in ``dapr-components/subscriptions.yaml`` (with dead-letter topics).
-In the embedded default the subscription is registered with the in-process bus.
+The composition root marks the routes sidecar-only at the edge guard (``routes_of``); in the
+embedded default it registers the subscriptions with the in-process bus instead.
 """
 
 from __future__ import annotations
@@ -23,12 +24,10 @@ import time
 from collections import defaultdict
 from typing import Any, Final
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from events.inprocess import bus_of
 from events.ports import Delivery, Outcome, Subscription
-from todo_agent.edge import edge_of
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +37,24 @@ log = logging.getLogger(__name__)
 _SLICE: Final = 0.002
 
 
-def mount(app: FastAPI, container: Any, subscription: Subscription) -> None:
-    if not container.settings.dapr_enabled:
-        bus_of(container).subscribe(subscription)
-        return
-    routes: dict[str, list[Subscription]] | None = getattr(app.state, "event_routes", None)
-    if routes is None:
-        routes = app.state.event_routes = defaultdict(list)
-    routes[subscription.route].append(subscription)
-    if len(routes[subscription.route]) == 1:
-        _serve_route(app, container, subscription.route, routes)
+def routes_of(subscriptions: list[Subscription]) -> list[str]:
+    """The routes daprd posts to, each once, in the subscriptions' order."""
+    return list(dict.fromkeys(subscription.route for subscription in subscriptions))
 
 
-def _serve_route(app: FastAPI, container: Any, route: str, routes: dict[str, list[Subscription]]) -> None:
-    edge_of(app).sidecar_only(route)
+def router(subscriptions: list[Subscription]) -> APIRouter:
+    """One ``POST`` per route; subscriptions sharing a route share its delivery."""
+    by_route: dict[str, list[Subscription]] = defaultdict(list)
+    for subscription in subscriptions:
+        by_route[subscription.route].append(subscription)
+    routes = APIRouter()
+    for route, sharing in by_route.items():
+        _serve_route(routes, route, sharing)
+    return routes
 
-    @app.post(route, include_in_schema=False)
+
+def _serve_route(routes: APIRouter, route: str, subscriptions: list[Subscription]) -> None:
+    @routes.post(route, include_in_schema=False)
     async def receive(request: Request) -> JSONResponse:
         body = await request.body()
         bulk = _bulk_entries(body)
@@ -62,13 +63,13 @@ def _serve_route(app: FastAPI, container: Any, route: str, routes: dict[str, lis
             slice_ends = time.perf_counter() + _SLICE
             for entry_id, event in bulk:
                 statuses.append(
-                    {"entryId": entry_id, "status": (await _deliver(routes[route], route, event)).value}
+                    {"entryId": entry_id, "status": (await _deliver(subscriptions, route, event)).value}
                 )
                 if time.perf_counter() > slice_ends:  # let the WebSocket senders and requests run
                     await asyncio.sleep(0)
                     slice_ends = time.perf_counter() + _SLICE
             return JSONResponse({"statuses": statuses})
-        return JSONResponse({"status": (await _deliver(routes[route], route, body)).value})
+        return JSONResponse({"status": (await _deliver(subscriptions, route, body)).value})
 
 
 async def _deliver(subscriptions: list[Subscription], route: str, event: bytes | dict[str, Any]) -> Outcome:

@@ -1,108 +1,37 @@
-"""What the events part adds to each process role (see ``todo_agent.roles``).
+"""The outbox relay's route and lifespan, as a role that relays mounts them (``todo_agent.api``).
 
-| role          | routes                                          | background  |
-|---------------|-------------------------------------------------|-------------|
-| api           | /ws, task-updates subscriber, /api/audit        | outbox relay |
-| recurrence    | task-events subscriber (next occurrence)        | outbox relay |
-| audit         | task-events subscriber (audit log), /api/audit  | -           |
-| notifications | -                                               | outbox relay |
-| all (embedded)| everything above, through the in-process bus    | outbox relay |
+    app.include_router(metrics_router(relay, relay_process, hub))   # GET /metrics/outbox
 
-Every role with a relay serves ``GET /metrics/outbox``. With Dapr (``DAPR_HTTP_PORT``) the
-relay runs in a child process of the role (``events.relay_process``: off the app's GIL) and
-publishes through the sidecar; otherwise it runs on the app's loop into the in-process bus.
+With Dapr the relay runs in a child process of the role (``events.relay_process``: off the
+app's GIL) and publishes through the sidecar; otherwise ``OutboxRelay.running`` runs it on the
+app's loop into the in-process bus, next to the WebSockets its handlers write to.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 
-from events import audit, inprocess, realtime, recurrence
-from events.inprocess import bus_of
-from events.ports import EventPublisher
-from events.publishers import DaprPublisher, InProcessPublisher
+from events.realtime import WebSocketHub
 from events.relay import OutboxRelay
-from events.relay_process import relay_process
-from events.subscriber import mount
-
-RELAY_ROLES: Final = ("api", "recurrence", "notifications", "all")
+from events.relay_process import RelayProcess
 
 
-def publisher_of(container: Any) -> EventPublisher:
-    """The container's publisher (``container.extras["publisher"]``), created on first use."""
-    if "publisher" not in container.extras:
-        settings = container.settings
-        if settings.dapr_enabled:
-            if settings.dapr_http_port is None:
-                raise RuntimeError("Dapr mode needs DAPR_HTTP_PORT for publishing events.")
-            token = settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None
-            container.extras["publisher"] = DaprPublisher(
-                base_url=f"http://127.0.0.1:{settings.dapr_http_port}",
-                pubsub=settings.pubsub_name,
-                api_token=token,
-            )
-        else:
-            container.extras["publisher"] = InProcessPublisher(bus_of(container))
-    publisher: EventPublisher = container.extras["publisher"]
-    return publisher
+def metrics_router(relay: OutboxRelay, child: RelayProcess | None, hub: WebSocketHub | None) -> APIRouter:
+    """``GET /metrics/outbox``: the relay's backlog, age, counters and lag (the child's while it
+    answers, else the database's view), and the WebSocket hub's counters where there is one."""
+    routes = APIRouter()
 
-
-def relay_of(container: Any) -> OutboxRelay:
-    if "relay" not in container.extras:
-        container.extras["relay"] = OutboxRelay(container.engine, publisher_of(container))
-    relay: OutboxRelay = container.extras["relay"]
-    return relay
-
-
-def extensions(container: Any) -> list[Any]:
-    role = container.role
-    hooks: list[Any] = []
-    if role in ("api", "all"):
-        hooks += [_realtime, audit.install_routes]
-    if role in ("recurrence", "all"):
-        hooks.append(_recurrence)
-    if role == "audit":
-        hooks += [_audit, audit.install_routes]
-    elif role == "all":
-        hooks.append(_audit)
-    if role in RELAY_ROLES:
-        hooks.append(_metrics)
-    if not container.settings.dapr_enabled:
-        hooks.append(inprocess.install_routes)
-    return hooks
-
-
-def lifespans(container: Any) -> list[Any]:
-    return [_relay_running] if container.role in RELAY_ROLES else []
-
-
-def _realtime(app: FastAPI, container: Any) -> None:
-    realtime.install(app, container)
-    mount(app, container, realtime.realtime_subscription(container))
-
-
-def _recurrence(app: FastAPI, container: Any) -> None:
-    mount(app, container, recurrence.recurrence_subscription(container))
-
-
-def _audit(app: FastAPI, container: Any) -> None:
-    mount(app, container, audit.audit_subscription(container))
-
-
-def _metrics(app: FastAPI, container: Any) -> None:
-    @app.get("/metrics/outbox", tags=["health"], summary="Outbox relay: backlog, age, counters, lag")
+    @routes.get("/metrics/outbox", tags=["health"], summary="Outbox relay: backlog, age, counters, lag")
     def outbox_metrics() -> dict[str, Any]:
-        child = container.extras.get("relay_process")
+        running = child if child is not None and child.supervised else None
         try:
-            metrics = child.metrics() if child is not None else relay_of(container).metrics()
+            metrics = running.metrics() if running is not None else relay.metrics()
         except RuntimeError as exc:  # the relay process is down or busy: the database's view
-            metrics = relay_of(container).metrics()
-            metrics["process"] = {**child.status(), "error": str(exc)}
-        hub = container.extras.get("hub")
+            assert running is not None
+            metrics = relay.metrics()
+            metrics["process"] = {**running.status(), "error": str(exc)}
         if hub is not None:
             metrics["websockets"] = {
                 "connections": hub.connection_count(), "delivered": hub.delivered,
@@ -110,18 +39,4 @@ def _metrics(app: FastAPI, container: Any) -> None:
             }  # fmt: skip
         return metrics
 
-
-@contextlib.asynccontextmanager
-async def _relay_running(container: Any) -> AsyncIterator[None]:
-    """With Dapr the relay runs in a child process (``events.relay_process``); the in-process
-    bus runs on the app's loop, next to the WebSockets its handlers write to."""
-    if container.settings.dapr_enabled:
-        async with relay_process(container) as child:
-            container.extras["relay_process"] = child
-            try:
-                yield
-            finally:
-                container.extras.pop("relay_process", None)
-        return
-    async with relay_of(container).running(container.uow):
-        yield
+    return routes

@@ -25,6 +25,7 @@ from typing import Any, Final
 import anyio
 import jwt
 from mcp.server.auth.provider import AccessToken
+from starlette.requests import HTTPConnection as Request
 
 #: User ids are stored in columns of 200 characters.
 MAX_SUBJECT: Final = 200
@@ -203,6 +204,13 @@ def _refuse_expired(claims: dict[str, Any]) -> None:
         raise jwt.DecodeError("the 'exp' claim is not a number")
     if expires <= time.time():
         raise jwt.ExpiredSignatureError("Signature has expired")
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if there is one."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 def identity_of(access: AccessToken) -> Identity:

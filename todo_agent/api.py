@@ -1,6 +1,7 @@
-"""The ASGI app of a role: health, REST task API and MCP (api role), plus what other parts add.
+"""The ASGI app of a role: health, REST task API and MCP, and what the role's row in
+``todo_agent.roles.SERVES`` adds from the parts, each given exactly the dependencies it names.
 
-app = create_app(container)
+app = app_for(container)
 
 Every app is wrapped in the edge guard (``todo_agent.edge``): Host, Origin, who may call which
 route, the body cap and the security headers, the same for REST, chat, ``/ws`` and ``/mcp``.
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -19,8 +21,20 @@ from fastapi.responses import JSONResponse
 from mcp.server.transport_security import TransportSecuritySettings
 from sqlalchemy import text
 
-from todo_agent import routes_tasks
+from agent import routes as chat_routes
+from agent.wiring import chat_running
+from events import audit, inprocess, realtime, recurrence, subscriber
+from events import wiring as outbox
+from events.ports import Subscription
+from events.relay_process import relay_process
+from events.reminders import firing
+from events.reminders import notifications as reminders_notifications
+from events.reminders import routes as reminder_routes
+from events.reminders import wiring as reminders_wiring
+from events.reminders.retrier import notification_retries
+from todo_agent import routes_tasks, web
 from todo_agent.bootstrap import Container
+from todo_agent.deps import current_actor
 from todo_agent.edge import EdgeGuard, EdgePolicy
 from todo_agent.errors import install_error_handlers
 
@@ -34,11 +48,12 @@ def create_app(
     extensions: list[Hook] | None = None,
     lifespans: list[LifespanHook] | None = None,
 ) -> FastAPI:
-    """Build the role's app. ``extensions`` add routes; ``lifespans`` run background work.
+    """Build the role's app. ``extensions`` add routes; ``lifespans`` run background work
+    (``app_for`` passes what the role's row in ``todo_agent.roles.SERVES`` says).
     Refuses (``RuntimeError``) a configuration that must not serve (``Settings.serving_problem``)."""
     if (problem := container.settings.serving_problem()) is not None:
         raise RuntimeError(problem)
-    mcp = container.build_mcp() if container.role in ("api", "all") else None
+    mcp = container.build_mcp() if container.serves.tasks else None
     mcp_app = mcp.streamable_http_app(
         streamable_http_path="/mcp",
         # The edge guard checks Host and Origin for every route, /mcp included, by one rule.
@@ -69,13 +84,87 @@ def create_app(
     app.add_middleware(EdgeGuard, policy=app.state.edge)
     install_error_handlers(app)
     _health_routes(app, container)
-    if container.role in ("api", "all"):
+    if container.serves.tasks:
         app.include_router(routes_tasks.router)
     for extend in extensions or []:
         extend(app, container)
     if mcp_app is not None:
         app.mount("/", mcp_app)  # last: lowest precedence; serves /mcp and its OAuth metadata
     return app
+
+
+def app_for(container: Container) -> FastAPI:
+    """The app of the container's role: what its row in ``SERVES`` says, and nothing else."""
+    return create_app(container, extensions=[_mount_parts], lifespans=[_run_parts])
+
+
+def subscriptions_of(c: Container) -> list[Subscription]:
+    """The consumers this role runs, in the order they answer on a shared route."""
+    serves, found = c.serves, []
+    if c.hub is not None:
+        found.append(realtime.realtime_subscription(c.hub))
+    if serves.recurrence:
+        found.append(recurrence.recurrence_subscription(c.uow, c.tasks))
+    if serves.audit_log:
+        found.append(audit.audit_subscription(c.uow))
+    if c.reminders is not None and c.settings.dapr_enabled:
+        found.append(reminders_wiring.task_updates_follower(c.reminders))
+    if c.notifier is not None:
+        found.append(reminders_notifications.reminders_subscription(c.notifier))
+    return found
+
+
+def _mount_parts(app: FastAPI, c: Container) -> None:
+    serves, signing_in = c.serves, c.verifier is not None
+    if c.hub is not None:
+        app.include_router(realtime.router(c.hub, c.uow, c.authenticate, sign_in_required=signing_in))
+    if serves.audit_api:
+        app.include_router(audit.router(c.uow, current_actor))
+    if c.relay is not None:
+        app.include_router(outbox.metrics_router(c.relay, c.relay_process, c.hub))
+    if c.firing is not None:
+        app.state.edge.sidecar_only(firing.JOB_ROUTE_PREFIX, prefix=True)
+        app.include_router(firing.router(c.firing))
+        app.include_router(reminder_routes.router(c.uow, current_actor))
+    if c.chat is not None:
+        app.include_router(chat_routes.router(c.chat, current_actor))
+    if serves.tasks:
+        web.serve_web_app(app)
+    serve_subscriptions(app, c, subscriptions_of(c))
+    if c.bus is not None:
+        app.include_router(inprocess.dead_letter_router(c.bus, sign_in_required=signing_in))
+
+
+def serve_subscriptions(app: FastAPI, c: Container, subscriptions: list[Subscription]) -> None:
+    """In-process: the bus delivers to each; with Dapr: sidecar-only routes daprd posts to."""
+    if c.bus is not None:
+        for subscription in subscriptions:
+            c.bus.subscribe(subscription)
+        return
+    routes = subscriber.routes_of(subscriptions)
+    for route in routes:
+        app.state.edge.sidecar_only(route)
+    app.state.event_routes = routes  # what daprd may post to (tests/deploy checks subscriptions.yaml)
+    if subscriptions:
+        app.include_router(subscriber.router(subscriptions))
+
+
+@contextlib.asynccontextmanager
+async def _run_parts(c: Container) -> AsyncIterator[None]:
+    """The role's background work, started in this order and stopped in reverse."""
+    async with contextlib.AsyncExitStack() as stack:
+        if c.relay_process is not None:
+            await stack.enter_async_context(relay_process(c.relay_process, c.uow))
+        elif c.relay is not None:
+            await stack.enter_async_context(c.relay.running(c.uow))
+        if c.reminders is not None:
+            grace = timedelta(minutes=c.settings.reminder_grace_minutes)
+            await stack.enter_async_context(reminders_wiring.reminder_jobs(c.reminders, c.uow, grace=grace))
+        if c.retrier is not None:
+            await stack.enter_async_context(notification_retries(c.retrier))
+        if c.chat is not None:
+            await stack.enter_async_context(chat_running(c.chat))
+        yield
 
 
 def _size_the_thread_pool(container: Container) -> None:

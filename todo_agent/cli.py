@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve_role(role: Role, settings: Settings, *, host: str | None, port: int | None) -> int:
     """Serve ``role`` until stopped, within the shutdown grace after SIGTERM (``python -m devstack
     serve`` reuses it)."""
-    from todo_agent.roles import app_for
+    from todo_agent.api import app_for
     from todo_agent.serving import serve
 
     settings.host = host or settings.host
@@ -166,8 +166,8 @@ def local_server_for(settings: Settings) -> Callable[[ExitStack], str]:
                 return url
         except httpx.HTTPError:
             pass
+        from todo_agent.api import app_for
         from todo_agent.local_server import free_port, serve_in_thread
-        from todo_agent.roles import app_for
 
         local = settings.model_copy(update={"host": "127.0.0.1", "port": free_port(), "public_url": None})
         server = serve_in_thread(app_for(bootstrap("all", local)), local.port)

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the container and the verified acting user."""
+"""FastAPI dependencies: the container and the verified acting user (given to the parts' routers)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
-from mcp_server.auth import InvalidToken
+from mcp_server.auth import InvalidToken, bearer_token
 from tasks.service import Actor
 from todo_agent.bootstrap import Container
+
+__all__ = ["ContainerDep", "CurrentActor", "bearer_token", "current_actor", "get_container"]
 
 
 async def get_container(request: Request) -> Container:
@@ -18,12 +20,6 @@ async def get_container(request: Request) -> Container:
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
-
-
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 def current_actor(request: Request, container: ContainerDep) -> Actor:

@@ -1,46 +1,53 @@
-"""What each process role serves: every part contributes app extensions and background work.
+"""What each process role serves: one table, read by ``bootstrap`` (what to build) and by
+``todo_agent.api.app_for`` (what to mount and run).
 
-A part is a module with ``extensions(container) -> list[Hook]`` and
-``lifespans(container) -> list[LifespanHook]``; each looks at ``container.role`` (and
-``container.settings.dapr_enabled``) to decide what it adds. New parts are listed in ``PARTS``.
+With Dapr configured the consumers below are sidecar routes and publishing, jobs and
+conversation memory go through the sidecar; otherwise everything goes through the in-process
+adapters. Two rows differ by mode: the in-process dead-letter routes (``/events/dead-letters``)
+exist only without Dapr, and the ``api`` role follows ``task-updates`` to schedule the reminder
+jobs other processes committed only with Dapr (in-process every commit is this process's own).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Final, Literal
 
-from fastapi import FastAPI
-
-from todo_agent.api import Hook, LifespanHook, create_app
-from todo_agent.bootstrap import Container
-
-PARTS: Final = (
-    "events.wiring",
-    "events.reminders.wiring",
-    "agent.wiring",
-    "todo_agent.web",
-)
+Role = Literal["api", "recurrence", "notifications", "audit", "all", "mcp"]
+#: The roles of a Dapr deployment (``all`` and ``mcp`` are the embedded default and stdio).
+ROLES: Final[tuple[Role, ...]] = ("api", "recurrence", "notifications", "audit")
 
 
-def _parts() -> list[Any]:
-    modules = []
-    for name in PARTS:
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not name.startswith(exc.name):
-                raise  # a part that exists but fails to import is a bug, not an absence
-    return modules
+@dataclass(frozen=True)
+class Serves:
+    """What one role serves and runs."""
+
+    tasks: bool = False  # REST /api/tasks and /api/me, /mcp, the web UI
+    chat: bool = False  # /api/chat, /api/conversations (and the chat's lifetime)
+    realtime: bool = False  # /ws, fed by the task-updates subscription
+    recurrence: bool = False  # task-events subscription: the next occurrence of a completed task
+    audit_log: bool = False  # task-events subscription: the append-only audit log
+    audit_api: bool = False  # GET /api/audit
+    reminders: bool = False  # POST /job/{name}, /api/notifications; job scheduling and its reconciler
+    notifications: bool = False  # reminders subscription (in-app, email, webhook) and the retrier
+    relay: bool = False  # the outbox relay, GET /metrics/outbox
 
 
-def extensions_for(container: Container) -> list[Hook]:
-    return [hook for part in _parts() for hook in part.extensions(container)]
-
-
-def lifespans_for(container: Container) -> list[LifespanHook]:
-    return [hook for part in _parts() for hook in part.lifespans(container)]
-
-
-def app_for(container: Container) -> FastAPI:
-    return create_app(container, extensions=extensions_for(container), lifespans=lifespans_for(container))
+SERVES: Final[dict[Role, Serves]] = {
+    "api": Serves(tasks=True, chat=True, realtime=True, audit_api=True, reminders=True, relay=True),
+    "recurrence": Serves(recurrence=True, relay=True),
+    "notifications": Serves(notifications=True, relay=True),
+    "audit": Serves(audit_log=True, audit_api=True),
+    "all": Serves(
+        tasks=True,
+        chat=True,
+        realtime=True,
+        recurrence=True,
+        audit_log=True,
+        audit_api=True,
+        reminders=True,
+        notifications=True,
+        relay=True,
+    ),  # fmt: skip
+    "mcp": Serves(),
+}

@@ -27,8 +27,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal, Self
+from typing import Final, Literal, Protocol, Self
 
+from pydantic import SecretStr
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -37,7 +38,7 @@ from events.reminders.dead_letters import GivenUp, given_up
 from tasks.clock import as_utc
 from tasks.models import Notification
 from tasks.unit_of_work import UnitOfWorkFactory
-from todo_agent.settings import Settings
+from tasks.webhooks import WebhookPolicy
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,31 @@ Status = Literal["sending", "retrying", "sent", "failed"]
 #: How long a sender owns a claimed delivery; longer than any send may take (SMTP: 20 s).
 LEASE: Final = timedelta(seconds=60)
 DUE_STATES: Final = ("retrying", "sending")
+
+
+class NotifySettings(Protocol):
+    """The settings reminder deliveries read (``todo_agent.settings.Settings`` has them)."""
+
+    @property
+    def smtp_host(self) -> str | None: ...
+    @property
+    def smtp_port(self) -> int: ...
+    @property
+    def smtp_username(self) -> str | None: ...
+    @property
+    def smtp_password(self) -> SecretStr | None: ...
+    @property
+    def smtp_from(self) -> str: ...
+    @property
+    def smtp_starttls(self) -> bool: ...
+    @property
+    def webhook_policy(self) -> WebhookPolicy: ...
+    @property
+    def notify_max_attempts(self) -> int: ...
+    @property
+    def notify_retry_base_seconds(self) -> float: ...
+    @property
+    def notify_retry_max_seconds(self) -> float: ...
 
 
 class DeliveryFailed(Exception):
@@ -64,7 +90,7 @@ class RetryPolicy:
     lease: timedelta = LEASE
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: NotifySettings) -> Self:
         return cls(
             max_attempts=settings.notify_max_attempts,
             base=timedelta(seconds=settings.notify_retry_base_seconds),

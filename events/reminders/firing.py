@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from fastapi import APIRouter, FastAPI, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
@@ -38,10 +38,11 @@ from tasks.clock import as_utc, utc_now
 from tasks.events import ReminderDue
 from tasks.models import Task
 from tasks.unit_of_work import UnitOfWork, UnitOfWorkFactory
-from todo_agent.bootstrap import Container
-from todo_agent.edge import edge_of
 
 log = logging.getLogger(__name__)
+
+#: Job callbacks: only the sidecar may call paths under it (the composition root tells the edge guard).
+JOB_ROUTE_PREFIX: Final = "/job/"
 
 CONSUMER: Final = "reminder-firing"
 
@@ -162,7 +163,7 @@ class GroupFiring:
     that arrive wait and go together in the next one (up to ``max_batch``), so a burst of
     reminders costs a few transactions instead of one each. A lone callback starts at once.
 
-        firing = GroupFiring(container.uow, grace=timedelta(hours=1))
+        firing = GroupFiring(uow_factory, grace=timedelta(hours=1))
         outcome = await firing.fire(FireRequest(task_id=7, remind_at=when))
     """
 
@@ -257,28 +258,24 @@ def parse_remind_at(data: Mapping[str, Any]) -> datetime | None:
         return None
 
 
-async def fire_job(container: Container, name: str, data: Mapping[str, Any]) -> Fired:
+async def fire_job(firing: GroupFiring, name: str, data: Mapping[str, Any]) -> Fired:
     """Fire job ``name`` (``reminder-task-<id>``) against the database, off the event loop,
-    grouped with the callbacks arriving at the same time (one ``GroupFiring`` per container)."""
+    grouped with the callbacks arriving at the same time."""
     task_id = task_id_of_job(name)
     if task_id is None:
         return Fired.STALE
-    firing = container.extras.get("firing")
-    if not isinstance(firing, GroupFiring):
-        grace = timedelta(minutes=container.settings.reminder_grace_minutes)
-        firing = container.extras["firing"] = GroupFiring(container.uow, grace=grace)
     return await firing.fire(FireRequest(task_id, parse_remind_at(data)))
 
 
-def install(app: FastAPI, container: Container) -> None:
-    edge_of(app).sidecar_only("/job/", prefix=True)  # dapr-api-token (or loopback without one)
-    router = APIRouter(tags=["reminders"])
+def router(firing: GroupFiring) -> APIRouter:
+    """``POST /job/{name}``: daprd's job callback (sidecar-only: ``JOB_ROUTE_PREFIX``)."""
+    routes = APIRouter(tags=["reminders"])
 
-    @router.post("/job/{name}", summary="Dapr job callback: fire a reminder if it is still due")
+    @routes.post("/job/{name}", summary="Dapr job callback: fire a reminder if it is still due")
     async def job_callback(name: str, request: Request) -> JSONResponse:
-        fired = await fire_job(container, name, decode_job_body(await request.body()))
+        fired = await fire_job(firing, name, decode_job_body(await request.body()))
         if fired is Fired.NOT_YET:  # the scheduler's clock is ahead of ours: retry shortly
             return JSONResponse({"status": fired.value}, status.HTTP_503_SERVICE_UNAVAILABLE)
         return JSONResponse({"status": fired.value})
 
-    app.include_router(router)
+    return routes

@@ -52,10 +52,10 @@ class DaprJobScheduler(JobScheduler):
         max_retries: int = MAX_RETRIES,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        headers = {"dapr-api-token": api_token} if api_token else {}
-        self._client = client or httpx.AsyncClient(
-            base_url=http_url, headers=headers, timeout=10.0, limits=httpx.Limits(max_connections=64)
-        )
+        self._http_url = http_url
+        self._headers = {"dapr-api-token": api_token} if api_token else {}
+        self._given = client
+        self._own: httpx.AsyncClient | None = None
         self._policy = {
             "constant": {"interval": f"{int(retry_interval.total_seconds())}s", "maxRetries": max_retries}
         }
@@ -89,8 +89,23 @@ class DaprJobScheduler(JobScheduler):
             return False
         raise JobSchedulingError(f"daprd could not read job {name}: HTTP {response.status_code}")
 
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        """The given client, else one of its own made on first use (again after ``aclose``)."""
+        if self._given is not None:
+            return self._given
+        if self._own is None:
+            self._own = httpx.AsyncClient(
+                base_url=self._http_url, headers=self._headers, timeout=10.0,
+                limits=httpx.Limits(max_connections=64),
+            )  # fmt: skip
+        return self._own
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        client = self._given or self._own
+        self._own = None
+        if client is not None:
+            await client.aclose()
 
 
 def _is_not_found(response: httpx.Response) -> bool:

@@ -1,7 +1,7 @@
 """Delivering a due reminder to a person: in-app, by email, by webhook (subscriber of ``reminders``).
 
-    subscription = reminders_subscription(container)   # topic reminders -> /events/reminders
-    events.subscriber.mount(app, container, subscription)
+    notifier = ReminderNotifier(uow, profiles, settings, retrier=retrier)
+    subscription = reminders_subscription(notifier)    # topic reminders -> /events/reminders
 
 Each channel's delivery is a ``Notification`` row keyed by (event id, channel) with its status
 (see ``deliveries``), so a redelivered event sends nothing that was already tried:
@@ -66,6 +66,7 @@ from events.reminders.deliveries import (
     Channel,
     Claim,
     DeliveryFailed,
+    NotifySettings,
     RetryPolicy,
     Status,
     begin,
@@ -76,10 +77,9 @@ from tasks.clock import as_utc, utc_now, zone
 from tasks.errors import InvalidInput
 from tasks.events import REMINDERS, TASK_UPDATES, DomainEvent
 from tasks.models import Notification
+from tasks.profiles import Profiles
 from tasks.unit_of_work import UnitOfWorkFactory
 from tasks.webhooks import UnresolvableHost, WebhookPolicy, WebhookTarget
-from todo_agent.bootstrap import Container
-from todo_agent.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,14 @@ CONSUMER: Final = dead_letters.CONSUMER
 ROUTE: Final = "/events/reminders"
 #: How long the subscriber waits for its first attempts before it answers and moves on.
 FIRST_ATTEMPT_WAIT: Final = timedelta(seconds=2)
-#: The ``Container.extras`` key of the running retrier (``retrier.notification_retries``).
-RETRIER: Final = "notification_retrier"
 
 
 class Retries(Protocol):
     """What the subscriber asks of the retrier."""
+
+    @property
+    def running(self) -> bool:
+        """Between ``start`` and ``aclose`` (``retrier.notification_retries``)."""
 
     def wake(self) -> None:
         """A delivery was recorded ``retrying``: look at what is due again."""
@@ -152,7 +154,7 @@ def reminder_email(message: ReminderMessage, *, tz: str, sender: str, to: str) -
     return email
 
 
-async def send_email(settings: Settings, email: EmailMessage) -> None:
+async def send_email(settings: NotifySettings, email: EmailMessage) -> None:
     assert settings.smtp_host is not None
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
     try:
@@ -234,13 +236,13 @@ class Recipient:
     webhook_url: str | None
 
 
-async def recipient_of(container: Container, user_id: str) -> Recipient:
-    profile = await asyncio.to_thread(container.profiles.get, user_id)
-    tz = (await asyncio.to_thread(container.profiles.actor, user_id)).timezone
+async def recipient_of(profiles: Profiles, user_id: str) -> Recipient:
+    profile = await asyncio.to_thread(profiles.get, user_id)
+    tz = (await asyncio.to_thread(profiles.actor, user_id)).timezone
     return Recipient(timezone=tz, email=profile.email, webhook_url=profile.webhook_url)
 
 
-def channels_for(recipient: Recipient, settings: Settings) -> list[Channel]:
+def channels_for(recipient: Recipient, settings: NotifySettings) -> list[Channel]:
     """The channels besides in-app that a reminder goes to."""
     channels: list[Channel] = []
     if recipient.email and settings.smtp_host:
@@ -266,7 +268,7 @@ def message_of(claim: Claim) -> ReminderMessage:
 
 
 async def send(
-    channel: Channel, settings: Settings, recipient: Recipient, event_id: str, message: ReminderMessage
+    channel: Channel, settings: NotifySettings, recipient: Recipient, event_id: str, message: ReminderMessage
 ) -> None:
     """One attempt on ``channel``; raises ``DeliveryFailed``."""
     if channel == "email":
@@ -284,7 +286,7 @@ async def send(
 
 
 async def attempt(
-    container: Container, claim: Claim, policy: RetryPolicy, send_it: Callable[[], Awaitable[None]],
+    uow: UnitOfWorkFactory, claim: Claim, policy: RetryPolicy, send_it: Callable[[], Awaitable[None]],
     *, clock: Callable[[], datetime] = utc_now,
 ) -> Status:  # fmt: skip
     """Make the claimed attempt (``send_it()``) and record how it ended."""
@@ -295,13 +297,19 @@ async def attempt(
         error = exc
         log.warning("reminder %s via %s, attempt %d failed: %s", claim.event_id, claim.channel,
                     claim.attempts, exc)  # fmt: skip
-    return await asyncio.to_thread(settle, container.uow, claim, error, now=clock(), policy=policy)
+    return await asyncio.to_thread(settle, uow, claim, error, now=clock(), policy=policy)
 
 
 # -- the subscriber ---------------------------------------------------------------------------
 @dataclass
 class ReminderNotifier:
-    container: Container
+    """The ``reminders`` consumer: the in-app notification, then one attempt per channel; a
+    running ``retrier`` takes over attempts that fail or outlast ``wait``."""
+
+    uow: UnitOfWorkFactory
+    profiles: Profiles
+    settings: NotifySettings
+    retrier: Retries | None = None
     wait: timedelta = FIRST_ATTEMPT_WAIT
 
     async def __call__(self, delivery: Delivery) -> Outcome:
@@ -310,10 +318,10 @@ class ReminderNotifier:
         except ValidationError as exc:
             log.error("reminder event %s is malformed, dropping it: %s", delivery.id, exc)
             return Outcome.DROP
-        recipient = await recipient_of(self.container, message.user_id)
+        recipient = await recipient_of(self.profiles, message.user_id)
         text = reminder_text(message, recipient.timezone)
-        await asyncio.to_thread(record_in_app, self.container.uow, delivery.id, message, text)
-        channels = channels_for(recipient, self.container.settings)
+        await asyncio.to_thread(record_in_app, self.uow, delivery.id, message, text)
+        channels = channels_for(recipient, self.settings)
         held = replayed(delivery.data, delivery.id)
         if held is not None and held.channel not in channels:
             log.warning("dead letter of reminder %s replayed, but %s is no longer configured for %s",
@@ -338,7 +346,7 @@ class ReminderNotifier:
             event_id=event_id, channel=channel, user_id=message.user_id, task_id=message.task_id,
             title=message.title, due_at=message.due_at, remind_at=message.remind_at,
         )  # fmt: skip
-        policy, uow = RetryPolicy.from_settings(self.container.settings), self.container.uow
+        policy, uow = RetryPolicy.from_settings(self.settings), self.uow
         started: Begun = await asyncio.to_thread(begin, uow, row, now=utc_now(), lease=policy.lease)
         claim = started.claim
         if claim is None and started.earlier == "failed" and held is not None and held.channel == channel:
@@ -348,13 +356,11 @@ class ReminderNotifier:
                          channel, claim.attempts)  # fmt: skip
         if claim is None:
             return started.earlier or "sending"
-        settings = self.container.settings
-        return await attempt(
-            self.container, claim, policy, lambda: send(channel, settings, to, event_id, message)
-        )
+        settings = self.settings
+        return await attempt(uow, claim, policy, lambda: send(channel, settings, to, event_id, message))
 
     async def _first_attempts(self, attempts: list[asyncio.Task[Status]]) -> list[Status]:
-        retrier: Retries | None = self.container.extras.get(RETRIER)
+        retrier = self.retrier if self.retrier is not None and self.retrier.running else None
         if retrier is None or not attempts:  # no retrier running here: wait for every attempt
             return list(await asyncio.gather(*attempts))
         done, running = await asyncio.wait(attempts, timeout=self.wait.total_seconds())
@@ -371,8 +377,8 @@ class ReminderNotifier:
         return ended
 
 
-def reminders_subscription(container: Container) -> Subscription:
+def reminders_subscription(notifier: ReminderNotifier) -> Subscription:
     return Subscription(
-        topic=REMINDERS, route=ROUTE, consumer=CONSUMER, handler=ReminderNotifier(container),
+        topic=REMINDERS, route=ROUTE, consumer=CONSUMER, handler=notifier,
         dead_letter_topic=dead_letters.TOPIC,
     )  # fmt: skip

@@ -1,7 +1,8 @@
 """Trying reminder deliveries again, off the event stream (notifications role, and ``all``).
 
-    async with notification_retries(container) as retrier:   # a lifespan hook
-        ...                                                   # container.extras[RETRIER] is it
+    retrier = NotificationRetrier(uow, profiles, settings)
+    async with notification_retries(retrier):   # a lifespan hook: retrier.running while inside
+        ...
 
 The subscriber makes one attempt per channel and records a transient failure as ``retrying``
 with the time of its next attempt, so the ``reminders`` partition moves on. The retrier claims
@@ -25,11 +26,12 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from events.reminders.deliveries import Claim, RetryPolicy, Status, claim_due, next_due
-from events.reminders.notifications import RETRIER, attempt, message_of, recipient_of, send
+from events.reminders.deliveries import Claim, NotifySettings, RetryPolicy, Status, claim_due, next_due
+from events.reminders.notifications import attempt, message_of, recipient_of, send
 from events.waiting import wait_at_most
 from tasks.clock import utc_now
-from todo_agent.bootstrap import Container
+from tasks.profiles import Profiles
+from tasks.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +45,24 @@ DRAIN: Final = timedelta(seconds=5)
 
 class NotificationRetrier:
     def __init__(
-        self, container: Container, *, policy: RetryPolicy, poll: timedelta = POLL, batch: int = BATCH,
+        self, uow: UnitOfWorkFactory, profiles: Profiles, settings: NotifySettings, *,
+        policy: RetryPolicy | None = None, poll: timedelta = POLL, batch: int = BATCH,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:  # fmt: skip
-        self._container = container
-        self._policy = policy
+        self._uow = uow
+        self._profiles = profiles
+        self._settings = settings
+        self._policy = policy or RetryPolicy.from_settings(settings)
         self._poll = poll.total_seconds()
         self._batch = batch
         self._clock = clock
         self._wakeup = asyncio.Event()
         self._adopted: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -65,7 +74,7 @@ class NotificationRetrier:
 
     async def retry_due(self) -> int:
         """One round: claim the deliveries due now and try each again; how many were claimed."""
-        uow, now = self._container.uow, self._clock()
+        uow, now = self._uow, self._clock()
         claims = await asyncio.to_thread(claim_due, uow, now=now, policy=self._policy, limit=self._batch)
         ended = await asyncio.gather(*(self._retry(claim) for claim in claims), return_exceptions=True)
         for claim, result in zip(claims, ended, strict=True):
@@ -77,10 +86,10 @@ class NotificationRetrier:
     async def _retry(self, claim: Claim) -> Status:
         async def send_again() -> None:
             message = message_of(claim)
-            recipient = await recipient_of(self._container, claim.user_id)
-            await send(claim.channel, self._container.settings, recipient, claim.event_id, message)
+            recipient = await recipient_of(self._profiles, claim.user_id)
+            await send(claim.channel, self._settings, recipient, claim.event_id, message)
 
-        status = await attempt(self._container, claim, self._policy, send_again, clock=self._clock)
+        status = await attempt(self._uow, claim, self._policy, send_again, clock=self._clock)
         if status == "sent":
             log.info("reminder %s via %s sent on attempt %d", claim.event_id, claim.channel, claim.attempts)
         return status
@@ -98,7 +107,7 @@ class NotificationRetrier:
             await wait_at_most(self._wakeup, seconds=wait)
 
     async def _until_next_due(self) -> float:
-        earliest = await asyncio.to_thread(next_due, self._container.uow)
+        earliest = await asyncio.to_thread(next_due, self._uow)
         if earliest is None:
             return self._poll
         return min(self._poll, max(0.0, (earliest - self._clock()).total_seconds()))
@@ -107,10 +116,11 @@ class NotificationRetrier:
         self._loop = asyncio.create_task(self.run(), name="notification-retrier")
 
     async def aclose(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+                await loop
         if self._adopted:  # unfinished ones stay claimed until their lease expires
             _, unfinished = await asyncio.wait(set(self._adopted), timeout=DRAIN.total_seconds())
             for task in unfinished:
@@ -128,13 +138,10 @@ class NotificationRetrier:
 
 
 @contextlib.asynccontextmanager
-async def notification_retries(container: Container, **options: Any) -> AsyncIterator[NotificationRetrier]:
-    """Run the retrier while the app runs; ``options`` go to ``NotificationRetrier``."""
-    retrier = NotificationRetrier(container, policy=RetryPolicy.from_settings(container.settings), **options)
-    container.extras[RETRIER] = retrier
+async def notification_retries(retrier: NotificationRetrier) -> AsyncIterator[NotificationRetrier]:
+    """Run ``retrier`` while the app runs."""
     retrier.start()
     try:
         yield retrier
     finally:
-        container.extras.pop(RETRIER, None)
         await retrier.aclose()

@@ -7,10 +7,11 @@ POST /api/notifications/read-all
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -18,9 +19,8 @@ from sqlmodel import col, select
 from tasks.clock import utc_now
 from tasks.inputs import MAX_ID
 from tasks.models import Notification
+from tasks.service import Actor
 from tasks.unit_of_work import UnitOfWorkFactory
-from todo_agent.bootstrap import Container
-from todo_agent.deps import ContainerDep, CurrentActor
 
 IN_APP = "in_app"
 
@@ -77,31 +77,31 @@ def mark_read(uow_factory: UnitOfWorkFactory, user_id: str, notification_id: int
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-def install(app: FastAPI, container: Container) -> None:
-    router = APIRouter(prefix="/api/notifications", tags=["notifications"])
+def router(uow_factory: UnitOfWorkFactory, current_actor: Callable[..., Actor]) -> APIRouter:
+    """The acting user's (``current_actor``, a FastAPI dependency) in-app notifications."""
+    routes = APIRouter(prefix="/api/notifications", tags=["notifications"])
 
-    @router.get("", summary="My notifications, newest first")
+    @routes.get("", summary="My notifications, newest first")
     def get_notifications(
-        actor: CurrentActor,
-        container: ContainerDep,
+        actor: Actor = Depends(current_actor),
         unread: bool = False,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> NotificationList:
-        return list_notifications(container.uow, actor.user_id, unread_only=unread, limit=limit)
+        return list_notifications(uow_factory, actor.user_id, unread_only=unread, limit=limit)
 
-    @router.post("/{notification_id}/read", summary="Mark a notification read")
+    @routes.post("/{notification_id}/read", summary="Mark a notification read")
     def read_one(
-        notification_id: Annotated[int, Path(ge=1, le=MAX_ID)], actor: CurrentActor, container: ContainerDep
+        notification_id: Annotated[int, Path(ge=1, le=MAX_ID)], actor: Actor = Depends(current_actor)
     ) -> NotificationView:
-        mark_read(container.uow, actor.user_id, notification_id)
-        with container.uow() as uow:
+        mark_read(uow_factory, actor.user_id, notification_id)
+        with uow_factory() as uow:
             row = uow.session.get(Notification, notification_id)
             if row is None or row.user_id != actor.user_id or row.channel != IN_APP:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"Notification {notification_id} not found.")
             return NotificationView.of(row)
 
-    @router.post("/read-all", summary="Mark all my notifications read")
-    def read_all(actor: CurrentActor, container: ContainerDep) -> dict[str, int]:
-        return {"marked_read": mark_read(container.uow, actor.user_id, None)}
+    @routes.post("/read-all", summary="Mark all my notifications read")
+    def read_all(actor: Actor = Depends(current_actor)) -> dict[str, int]:
+        return {"marked_read": mark_read(uow_factory, actor.user_id, None)}
 
-    app.include_router(router)
+    return routes

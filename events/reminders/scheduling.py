@@ -137,6 +137,7 @@ class ReminderScheduling:
         self._uow = uow_factory
         #: task id -> the remind_at this process last scheduled a job for.
         self.known: dict[int, datetime] = {}
+        self._shards = shards
         self._queues: list[asyncio.Queue[ReminderPlan]] = [asyncio.Queue() for _ in range(shards)]
         self._workers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -146,8 +147,15 @@ class ReminderScheduling:
         """The loop the jobs are scheduled from (set by ``start``)."""
         return self._loop
 
+    @property
+    def running(self) -> bool:
+        """Between ``start`` and ``stop``."""
+        return bool(self._workers)
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # Fresh queues on every start: a queue belongs to the loop that first waited on it.
+        self._queues = [asyncio.Queue() for _ in range(self._shards)]
         self._workers = [asyncio.create_task(self._work(q)) for q in self._queues]
 
     async def stop(self) -> None:

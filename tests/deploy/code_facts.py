@@ -90,8 +90,8 @@ def _env_read(node: ast.AST) -> tuple[str, bool] | None:
 
 def role_app(role: str, tmp_path: Path) -> Any:
     """The ASGI app ``todo-agent serve ROLE`` would run in Dapr mode, on a throwaway SQLite."""
+    from todo_agent.api import app_for
     from todo_agent.bootstrap import bootstrap
-    from todo_agent.roles import app_for
     from todo_agent.settings import Settings
 
     settings = Settings(
@@ -125,5 +125,5 @@ def serves(app: Any, method: str, path: str) -> bool:
 
 
 def event_routes(app: Any) -> set[str]:
-    """The subscriber routes ``events.subscriber.mount`` put on the app."""
+    """The subscriber routes ``todo_agent.api.serve_subscriptions`` put on the app."""
     return set(getattr(app.state, "event_routes", {}) or {})

@@ -225,7 +225,7 @@ def test_every_roles_app_builds_from_what_the_image_installed(built_image: str) 
         "assert 'site-packages' in todo_agent.__file__, todo_agent.__file__\n"
         "from todo_agent.settings import Settings\n"
         "from todo_agent.bootstrap import bootstrap\n"
-        "from todo_agent.roles import app_for\n"
+        "from todo_agent.api import app_for\n"
         f"for role in {ROLES!r}:\n"
         "    s = Settings(database_url=f'sqlite:////tmp/{role}.db', data_dir='/tmp')\n"
         "    app_for(bootstrap(role, s))\n"

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from tests.conftest import JWT_SECRET
+from todo_agent.api import app_for
 from todo_agent.bootstrap import bootstrap
-from todo_agent.roles import app_for
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from devstack.appserver import serve_in_thread
 from mcp_server.auth import JwtVerifier
 from tests.conftest import JWT_SECRET
 from todo_agent import cli
+from todo_agent.api import app_for
 from todo_agent.bootstrap import Container, bootstrap
-from todo_agent.roles import app_for
 from todo_agent.settings import Settings
 
 LOCAL = ("127.0.0.1", 50123)

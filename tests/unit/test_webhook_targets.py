@@ -28,8 +28,8 @@ from tasks.errors import InvalidInput
 from tasks.models import UserSettings
 from tasks.webhooks import WebhookPolicy
 from tests.conftest import JWT_SECRET
+from todo_agent.api import app_for
 from todo_agent.bootstrap import bootstrap
-from todo_agent.roles import app_for
 from todo_agent.settings import Settings
 
 INSIDE = [

@@ -13,9 +13,6 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from todo_agent.api import Hook, LifespanHook
-from todo_agent.bootstrap import Container
-
 STATIC_DIR: Final = Path(__file__).parent / "static"
 _NO_CACHE: Final = {"Cache-Control": "no-cache"}
 
@@ -29,17 +26,9 @@ class _RevalidatedStaticFiles(StaticFiles):
         return response
 
 
-def serve_web_app(app: FastAPI, _container: Container) -> None:
+def serve_web_app(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers=_NO_CACHE)
 
     app.mount("/static", _RevalidatedStaticFiles(directory=STATIC_DIR), name="static")
-
-
-def extensions(container: Container) -> list[Hook]:
-    return [serve_web_app] if container.role in ("api", "all") else []
-
-
-def lifespans(_container: Container) -> list[LifespanHook]:
-    return []

@@ -21,8 +21,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import JWT_SECRET
 from tests.integration.hostile_strings import HOSTILE
+from todo_agent.api import app_for
 from todo_agent.bootstrap import bootstrap
-from todo_agent.roles import app_for
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_server.auth import JwtVerifier
 from tests.conftest import JWT_SECRET
+from todo_agent.api import app_for
 from todo_agent.bootstrap import bootstrap
-from todo_agent.roles import app_for
 
 pytestmark = pytest.mark.integration
 

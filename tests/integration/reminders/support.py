@@ -24,8 +24,8 @@ from devstack.sidecar import Sidecar
 from mcp_server.auth import JwtVerifier
 from tasks.models import Notification, OutboxEvent
 from tests.conftest import JWT_SECRET
+from todo_agent.api import app_for
 from todo_agent.bootstrap import Container, bootstrap
-from todo_agent.roles import app_for
 from todo_agent.settings import Settings
 
 APP_TOKEN = "app-token-for-the-reminder-tests"

@@ -11,15 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
+from agent.chat import Chat
 from agent.models import ModelChoice
-from agent.routes import CHAT_KEY
-from agent.wiring import build_chat
+from agent.wiring import ChatOptions, build_chat
 from devstack.appserver import AppServer, serve_in_thread
 from devstack.procs import free_port
 from mcp_server.auth import JwtVerifier
 from tests.conftest import JWT_SECRET
+from todo_agent.api import app_for
 from todo_agent.bootstrap import Container, bootstrap
-from todo_agent.roles import app_for
 from todo_agent.settings import Settings
 
 
@@ -33,8 +33,9 @@ class RunningApp:
         return self.server.url
 
     @property
-    def chat(self) -> Any:
-        return self.container.extras[CHAT_KEY]
+    def chat(self) -> Chat:
+        assert self.container.chat is not None
+        return self.container.chat
 
     def client(self, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -46,7 +47,15 @@ def running_app(settings: Settings, *, model: Any = None, port: int | None = Non
     """Serve the ``all`` role on ``settings.port`` (the agent reaches its own /mcp there)."""
     container = bootstrap("all", settings)
     if model is not None:
-        container.extras[CHAT_KEY] = build_chat(container, models=ModelChoice("custom", "test", shared=model))
+        assert container.conversations is not None
+        container.chat = build_chat(
+            container.tasks,
+            store=container.conversations,
+            models=ModelChoice("custom", "test", shared=model),
+            verifier=container.verifier,
+            mcp_url=ChatOptions().agent_mcp_url,
+            item_limit=settings.conversation_item_limit,
+        )
     server = serve_in_thread(app_for(container), port or settings.port)
     try:
         yield RunningApp(server, container)

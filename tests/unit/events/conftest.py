@@ -8,8 +8,8 @@ import pytest
 
 from devstack.appserver import AppServer, serve_in_thread
 from tests.unit.events.support import RecordingPublisher
+from todo_agent.api import app_for
 from todo_agent.bootstrap import Container
-from todo_agent.roles import app_for
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ async def test_dead_letters_of_the_embedded_default_can_be_listed_and_replayed(
     container, server = embedded
     poison = {"specversion": "1.0", "id": "p1", "source": "test", "type": "todo.task.completed.v1",
               "data": {"user_id": "local"}}  # fmt: skip
-    await container.extras["bus"].publish("task-events", [poison], partition_key="local")
+    await container.bus.publish("task-events", [poison], partition_key="local")
     settings = container.settings.model_copy(update={"port": server.port})
 
     assert await asyncio.to_thread(main, ["dlq", "list"], settings) == 0
@@ -46,7 +46,7 @@ async def test_dead_letters_of_the_embedded_default_can_be_listed_and_replayed(
 
     assert await asyncio.to_thread(main, ["dlq", "replay"], settings) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
-    assert len(container.extras["bus"].dead_letters) == 2  # still poison: dropped again
+    assert len(container.bus.dead_letters) == 2  # still poison: dropped again
 
 
 def test_reading_dead_letters_through_dapr_stops_once_idle_never_while_one_is_handled() -> None:

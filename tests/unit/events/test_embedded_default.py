@@ -16,8 +16,8 @@ from devstack.appserver import AppServer, serve_in_thread
 from mcp_server.auth import JwtVerifier
 from tests.conftest import JWT_SECRET
 from tests.unit.events.support import next_message, no_message
+from todo_agent.api import app_for
 from todo_agent.bootstrap import Container
-from todo_agent.roles import app_for
 
 T = TypeVar("T")
 
@@ -71,7 +71,7 @@ async def test_without_auth_the_socket_acts_for_the_local_user_and_sees_recurren
             assert [e["action"] for e in entries] == ["created", "completed", "created"]
             counters = await _poll(metrics, lambda m: m["backlog"] == 0, "an empty outbox backlog")
             assert counters["published"] == 3 and counters["websockets"]["connections"] == 1
-            assert not container.extras["bus"].dead_letters
+            assert not container.bus.dead_letters
 
 
 async def test_every_connection_of_the_owner_gets_the_update_and_nobody_else_does(

@@ -13,8 +13,7 @@ from fastapi import FastAPI
 
 from events.ports import Delivery, Outcome, Subscription
 from events.realtime import QUEUE_SIZE, Connection, WebSocketHub, client_message
-from events.subscriber import mount
-from todo_agent.api import create_app
+from todo_agent.api import create_app, serve_subscriptions
 from todo_agent.bootstrap import Container
 
 EVENT = {
@@ -34,7 +33,7 @@ def _dapr_app(container: Container, outcome: Outcome | Exception, seen: list[Del
     subscription = Subscription(
         topic="task-events", route="/events/task-events", consumer="t", handler=handler
     )
-    return create_app(container, extensions=[lambda app, c: mount(app, c, subscription)])
+    return create_app(container, extensions=[lambda app, c: serve_subscriptions(app, c, [subscription])])
 
 
 async def _post(app: FastAPI, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -80,7 +79,8 @@ async def test_without_dapr_the_subscription_goes_to_the_in_process_bus(
     container = make_container("audit")
     seen: list[Delivery] = []
     _dapr_app(container, Outcome.SUCCESS, seen)
-    await container.extras["bus"].publish("task-events", [EVENT], partition_key="alice")
+    assert container.bus is not None
+    await container.bus.publish("task-events", [EVENT], partition_key="alice")
     assert [d.id for d in seen] == ["42"]
 
 

@@ -14,8 +14,8 @@ from websockets.exceptions import InvalidStatus
 from devstack.appserver import AppServer, serve_in_thread
 from tests.conftest import JWT_SECRET
 from tests.unit.events.support import next_message
+from todo_agent.api import app_for
 from todo_agent.bootstrap import Container
-from todo_agent.roles import app_for
 
 UNSUPPORTED_DATA = 1003
 POLICY_VIOLATION = 1008

@@ -214,8 +214,13 @@ async def test_an_smtp_refusal_is_retried_by_the_retrier_and_in_app_is_written_o
     inbox, port = flaky_smtp
     container = bootstrap("notifications", make_settings(smtp_host="127.0.0.1", smtp_port=port))
     container.profiles.update("alice", ProfileChanges(email="alice@example.org"))
-    notifier, clock = ReminderNotifier(container), FixedClock(utc_now())
-    retrier = NotificationRetrier(container, policy=POLICY, clock=clock)
+    notifier, clock = (
+        ReminderNotifier(container.uow, container.profiles, container.settings),
+        FixedClock(utc_now()),
+    )
+    retrier = NotificationRetrier(
+        container.uow, container.profiles, container.settings, policy=POLICY, clock=clock
+    )
 
     assert await notifier(reminder()) is Outcome.SUCCESS, "the event is done; the email waits"
     found = rows(container)
@@ -245,8 +250,13 @@ async def test_a_webhook_that_hangs_does_not_hold_the_event_and_is_retried_when_
     port = server.sockets[0].getsockname()[1]
     container = bootstrap("notifications", make_settings(webhook_allowed_networks=["127.0.0.1/32"]))
     container.profiles.update("alice", ProfileChanges(webhook_url=f"http://127.0.0.1:{port}/hook"))
-    notifier = ReminderNotifier(container, wait=timedelta(seconds=0.3))
-    async with notification_retries(container, poll=timedelta(seconds=0.2)):
+    retrier = NotificationRetrier(
+        container.uow, container.profiles, container.settings, poll=timedelta(seconds=0.2)
+    )
+    notifier = ReminderNotifier(
+        container.uow, container.profiles, container.settings, retrier=retrier, wait=timedelta(seconds=0.3)
+    )
+    async with notification_retries(retrier):
         started = asyncio.get_running_loop().time()
         assert await notifier(reminder()) is Outcome.SUCCESS
         assert asyncio.get_running_loop().time() - started < 1.5, "answered without waiting for the hook"

@@ -26,8 +26,8 @@ from tasks.inputs import TaskDraft
 from tasks.models import Notification
 from tasks.profiles import ProfileChanges
 from tasks.service import Actor
+from todo_agent.api import app_for
 from todo_agent.bootstrap import bootstrap
-from todo_agent.roles import app_for
 from todo_agent.settings import Settings
 
 
@@ -79,7 +79,7 @@ async def test_a_webhook_given_up_is_a_dead_letter_of_reminders_and_its_replay_p
                 Actor("alice", "Europe/Berlin"),
                 TaskDraft(title="Water the plants", remind_at=utc_now() + timedelta(seconds=1)),
             )
-            bus = container.extras["bus"]
+            bus = container.bus
             [letter] = await wait_for(lambda: list(bus.dead_letters), seconds=10)
             listed = (await client.get("/events/dead-letters", params={"topic": "reminders"})).json()
             replayed = (

@@ -19,8 +19,8 @@ from tasks.inputs import TaskDraft
 from tasks.models import Notification, OutboxEvent, Task
 from tasks.profiles import ProfileChanges
 from tasks.service import Actor, TaskService
+from todo_agent.api import app_for
 from todo_agent.bootstrap import bootstrap
-from todo_agent.roles import app_for
 from todo_agent.settings import Settings
 
 
@@ -109,8 +109,8 @@ async def test_completing_deleting_or_moving_a_reminder_changes_what_fires(
         container.tasks.delete(alice, gone.id)
         container.tasks.cancel_reminder(alice, cleared.id)
         later = container.tasks.set_reminder(alice, moved.id, at=utc_now() + timedelta(seconds=2))
-        await container.extras["reminders"].drain()
-        assert container.extras["jobs"].pending == 1  # only the moved reminder has a job
+        await container.reminders.drain()
+        assert container.jobs.pending == 1  # only the moved reminder has a job
         await asyncio.sleep(1.5)
         with Session(container.engine) as session:
             assert session.exec(select(OutboxEvent).where(OutboxEvent.topic == "reminders")).all() == []
@@ -132,7 +132,7 @@ async def test_the_next_occurrence_of_a_recurring_task_gets_its_own_reminder(
             TaskDraft(title="Stand-up", due="tomorrow 9:00", recurrence="daily", remind_before_minutes=15),
         )
         container.tasks.complete(alice, first.id)
-        scheduling = container.extras["reminders"]
+        scheduling = container.reminders
         await wait_for(lambda: any(task_id != first.id for task_id in scheduling.known), seconds=5)
         [(next_id, remind_at)] = scheduling.known.items()
     with Session(container.engine) as session:

@@ -9,6 +9,7 @@ import { editableWhen, formatFull, formatWhen, isOverdue, localToIso } from "./t
 import { showError } from "./toasts.js";
 
 const BATCH_VERBS = { complete: "Completed", move: "Moved", tag: "Tagged", delete: "Deleted" };
+const MAX_LEVELS = 3; // the server's subtask depth (tasks.service.MAX_DEPTH); deeper is refused there
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const setText = (el, text) => {
   if (el.textContent !== text) el.textContent = text;
@@ -128,7 +129,7 @@ export class TaskPanel {
     this.renderSelection();
   }
 
-  place(container, tasks, children, seen, flashIds) {
+  place(container, tasks, children, seen, flashIds, level = 1) {
     tasks.forEach((task, index) => {
       seen.add(task.id);
       let row = this.rows.get(task.id);
@@ -145,8 +146,9 @@ export class TaskPanel {
         void row.offsetWidth; // restart the animation
         row.classList.add("flash");
       }
+      row.addSubButton.hidden = task.completed || level >= MAX_LEVELS;
       const kids = children.get(task.id) ?? [];
-      this.place(row.subList, kids, children, seen, flashIds);
+      this.place(row.subList, kids, children, seen, flashIds, level + 1);
       this.updateTree(row, kids);
     });
   }
@@ -223,7 +225,6 @@ export class TaskPanel {
     }
     row.deleteButton.setAttribute("aria-label", `Delete ${task.title}`);
     row.addSubButton.setAttribute("aria-label", `Add a subtask to ${task.title}`);
-    row.addSubButton.hidden = Boolean(task.parent_id) || task.completed; // one level of subtasks
     if (!row.editingDue) row.metaLine.replaceChildren(...this.metaItems(row, task, overdue));
   }
 

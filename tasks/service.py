@@ -610,6 +610,7 @@ class TaskService:
         undone or a row it touched has changed since."""
         now = self._clock()
         with self._uow() as uow:
+            uow.serialize_writes()  # SQLite: two undos of one change take turns
             record = _change_of(uow, actor, change_id)
             if record.undone_by_id is not None:
                 raise UndoRefused(

@@ -128,6 +128,13 @@ class UnitOfWork:
         a concurrent unit that marked it first makes the commit fail (``IntegrityError``)."""
         self.session.add(ProcessedEvent(consumer=consumer, event_id=event_id))
 
+    def serialize_writes(self) -> None:
+        """On SQLite, take the database's write lock now (as ``BEGIN IMMEDIATE`` would): what
+        this unit reads next cannot change before it commits. A read-check-write that must be
+        exact (an undo) calls it first; on PostgreSQL such a unit locks its rows instead."""
+        if not self.is_postgres:
+            self.session.execute(_TAKE_WRITE_LOCK)
+
     def record(self, event: DomainEvent) -> None:
         """Collect an event; it is written to the outbox by ``commit``."""
         self._pending.append(event)
@@ -266,6 +273,8 @@ class UnitOfWork:
             connection.execute(_USERS_TURNS, {"space": OUTBOX_USER_LOCK_SPACE, "users": users})
 
 
+#: A write that changes nothing: SQLite takes its write lock for it (see ``serialize_writes``).
+_TAKE_WRITE_LOCK: Final = text("UPDATE outbox SET id = id WHERE 0 = 1")
 #: The first key of the per-user outbox locks (``pg_advisory_xact_lock(space, hashtext(user))``;
 #: two-key advisory locks never collide with the relay's one-key lock).
 OUTBOX_USER_LOCK_SPACE: Final = 0x7D0_0B0C

@@ -221,3 +221,29 @@ def test_concurrent_retries_of_one_batch_write_it_once(backend, actor) -> None:
     assert errors == [], errors
     assert len(rows(uow, actor.user_id)) == 10 and len(outbox(uow, actor.user_id)) == 10
     assert len({tuple(v.id for v in r.changed) for r in results}) == 1
+
+
+def test_two_undos_of_one_change_at_once_revert_it_once(backend, actor) -> None:
+    service, uow = backend
+    added = service.add_many(actor, [TaskDraft(title=f"T{i}") for i in range(5)])
+    done = service.change_many(actor, "complete", task_ids=[v.id for v in added.changed])
+    outcomes: list[str] = []
+
+    def undo() -> None:
+        try:
+            service.undo(actor, done.change_id)
+            outcomes.append("undone")
+        except UndoRefused as exc:
+            outcomes.append(exc.message)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcomes.append(f"error: {exc}")
+
+    threads = [threading.Thread(target=undo) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(o[:6] for o in outcomes) == ["Change", "undone"], outcomes
+    assert "already undone" in next(o for o in outcomes if o != "undone")
+    uncompleted = [r for r in outbox(uow, actor.user_id) if r.event_type == "todo.task.uncompleted.v1"]
+    assert len(uncompleted) == 5 and not any(t.completed for t in rows(uow, actor.user_id))

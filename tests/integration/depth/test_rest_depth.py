@@ -13,8 +13,8 @@ import pytest
 
 from mcp_server.auth import JwtVerifier
 from tests.conftest import JWT_SECRET
+from todo_agent.api import app_for
 from todo_agent.bootstrap import bootstrap
-from todo_agent.roles import app_for
 from todo_agent.settings import Settings
 
 pytestmark = pytest.mark.integration

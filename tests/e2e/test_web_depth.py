@@ -108,9 +108,17 @@ def test_deleting_a_list_asks_what_happens_to_its_tasks(
     milk = add(server, title="Buy milk", list="Groceries")
     page = open_tasks(new_page, server)
 
-    page.get_by_role("button", name="Delete Groceries").click()
+    delete = page.get_by_role("button", name="Delete Groceries")
+    delete.focus()
+    delete.press("Enter")  # the keyboard opens it, Escape closes it and changes nothing
     dialog = page.get_by_role("dialog", name="Delete “Groceries”?")
-    expect(dialog).to_contain_text("It has 1 open tasks")
+    expect(dialog.get_by_role("radio", name="Move them to Inbox")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(delete).to_be_focused()
+    assert list_names(server) == ["Inbox", "Groceries"]
+    delete.click()
+    expect(dialog).to_contain_text("It has 1 open task. What should happen to its tasks?")
     dialog.get_by_role("radio", name=choice).check()
     dialog.get_by_role("button", name="Delete list").click()
 

@@ -143,7 +143,7 @@ export class ListPanel extends EventTarget {
   async remove(list) {
     const choice = await ask({
       title: `Delete “${list.name}”?`,
-      text: list.open_tasks ? `It has ${list.open_tasks} open tasks. What should happen to its tasks?` : "What should happen to its tasks?",
+      text: `${list.open_tasks ? `It has ${list.open_tasks} open task${list.open_tasks === 1 ? "" : "s"}. ` : ""}What should happen to its tasks?`,
       choices: [
         { value: "move_to_inbox", label: "Move them to Inbox" },
         { value: "delete", label: "Delete them too" },

@@ -3,10 +3,11 @@
 const TOKEN_KEY = "todo-agent.token";
 
 export class ApiError extends Error {
-  constructor(status, detail, field) {
+  constructor(status, detail, field, data = null) {
     super(detail);
     this.status = status;
     this.field = field;
+    this.data = data; // the whole reply, e.g. {needs_confirmation, count} for a batch to confirm
   }
 }
 
@@ -61,7 +62,30 @@ export async function readJson(response) {
   if (!response.ok) {
     const detail = (data && typeof data.detail === "string" && data.detail) || `${response.status} ${response.statusText}`;
     if (response.status === 401) signalUnauthorized(detail);
-    throw new ApiError(response.status, detail, data && data.field);
+    throw new ApiError(response.status, detail, data && data.field, data);
   }
   return data;
+}
+
+// One key per intended write: a retry of that write (a lost reply, a double submit) sends the same
+// key, so the server writes once and answers again with the first result. getRandomValues works on
+// plain-HTTP origins too, where crypto.randomUUID is missing.
+export function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const WRITE_RETRIES = 2;
+const RETRY_STATUSES = new Set([0, 502, 503, 504]); // unreachable, or a proxy between restarts
+
+// A write with an Idempotency-Key, retried with that same key when the reply was lost.
+export async function write(path, { key = newKey(), headers = {}, ...options } = {}) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await api(path, { ...options, headers: { ...headers, "Idempotency-Key": key } });
+    } catch (error) {
+      if (!(error instanceof ApiError) || !RETRY_STATUSES.has(error.status) || attempt >= WRITE_RETRIES) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250 * (attempt + 1)));
+    }
+  }
 }

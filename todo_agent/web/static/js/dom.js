@@ -30,6 +30,9 @@ const ICONS = {
   alert: "M10 4l7 12H3zM10 9v3M10 14.5h.01",
   edit: "M4 16l1-3.5L13 4.5l2.5 2.5-8 8z",
   dots: "M5 10h.01M10 10h.01M15 10h.01",
+  archive: "M3.5 5h13v3h-13zM4.5 8v8h11V8M8 11h4",
+  chevron: "M8 6l4 4-4 4",
+  subtask: "M6 4v8h8M11 9l3 3-3 3",
 };
 
 export function icon(name) {

@@ -1,4 +1,4 @@
-// The /ws connection: task events and reminders as they happen, with reconnect and resume
+// The /ws connection: task and list events and reminders as they happen, with reconnect and resume
 // (a reconnect asks for everything after the last event id seen; the list is refetched too).
 //
 //   const live = new LiveConnection({ onTask, onNotification, onOpen, onState });
@@ -12,8 +12,8 @@ const PONG_WITHIN_MS = 10_000;
 const POLICY_VIOLATION = 1008; // the server refused the token
 
 export class LiveConnection {
-  constructor({ onTask, onNotification, onOpen, onState, onReset, onUnauthorized }) {
-    Object.assign(this, { onTask, onNotification, onOpen, onState, onReset, onUnauthorized });
+  constructor({ onTask, onList, onNotification, onOpen, onState, onReset, onUnauthorized }) {
+    Object.assign(this, { onTask, onList, onNotification, onOpen, onState, onReset, onUnauthorized });
     this.socket = null;
     this.attempt = 0;
     this.timer = null;
@@ -121,6 +121,7 @@ export class LiveConnection {
       this.lastEventId = message.id;
     }
     if (message.type === "task") this.onTask(message);
+    else if (message.type === "list") this.onList?.(message);
     else if (message.type === "notification") this.onNotification(message);
     else if (message.type === "pong") clearTimeout(this.pongTimer);
     else if (message.type === "reset") this.onReset();

@@ -3,11 +3,13 @@
 import { api, ApiError, auth } from "./api.js";
 import { ChatPanel } from "./chat.js";
 import { $ } from "./dom.js";
+import { ListPanel } from "./lists.js";
 import { LiveConnection } from "./live.js";
 import { TaskStore } from "./store.js";
 import { TaskPanel } from "./tasks.js";
 import { browserZone, formatWhen } from "./time.js";
 import { showError, showToast } from "./toasts.js";
+import { Undo } from "./undo.js";
 
 const CONNECTION_TEXT = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" };
 
@@ -79,11 +81,14 @@ function syncTimeZone(me) {
 function startApp() {
   started = true;
   const store = new TaskStore();
-  new TaskPanel(store);
+  const lists = new ListPanel(store);
+  const undo = new Undo(store, lists);
+  lists.undo = undo;
+  new TaskPanel(store, lists, undo);
   const chat = new ChatPanel(store);
   bindTabs();
   bindNotifications();
-  store.load().catch((e) => showError(e.message));
+  lists.refresh().catch((e) => showError(e.message)); // chooses the Inbox and loads its tasks
   chat.start().catch((e) => showError(e.message));
   live = new LiveConnection({
     onState: (state) => {
@@ -91,13 +96,18 @@ function startApp() {
       el.dataset.state = state;
       el.querySelector(".connection-text").textContent = CONNECTION_TEXT[state];
     },
-    onOpen: () => store.load().catch(() => {}), // catch up on anything missed while away
+    // Catch up on anything missed while away.
+    onOpen: () => lists.refresh().then(() => store.load()).catch(() => {}),
     onTask: (event) => {
+      store.noteChange(event);
       if (event.event_type === "deleted") store.remove(event.task_id);
+      else if (event.event_type === "created" && store.deletedIds.has(event.task_id)) store.restore(event.task); // an undo
       else store.upsert(event.task, { flash: true });
+      lists.refreshSoon(); // open task counts
     },
+    onList: () => lists.refreshSoon(),
     onNotification: notify,
-    onReset: () => store.load().catch(() => {}),
+    onReset: () => lists.refresh().then(() => store.load()).catch(() => {}),
     onUnauthorized: (detail) => showSignIn(`Please sign in again: ${detail}`),
   });
   live.start();

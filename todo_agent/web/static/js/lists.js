@@ -1,0 +1,172 @@
+// The lists sidebar: Inbox first, then the user's lists with their open task counts. Choosing a
+// list shows its tasks (and new tasks go there); lists are created, renamed, archived and deleted
+// here (deleting asks what happens to the list's tasks). Every write offers an undo.
+
+import { api, newKey, write } from "./api.js";
+import { ask } from "./dialog.js";
+import { $, h, icon } from "./dom.js";
+import { showError } from "./toasts.js";
+
+export class ListPanel extends EventTarget {
+  items = [];
+  selectedId = null;
+
+  constructor(store) {
+    super();
+    this.store = store;
+    this.nav = $("#list-nav");
+    this.undo = null; // set by main: the Undo helper needs this panel too
+    this.bindAddForm();
+  }
+
+  get selected() {
+    return this.items.find((l) => l.id === this.selectedId) ?? null;
+  }
+
+  async refresh() {
+    const page = await api("/api/lists");
+    this.items = page.items;
+    if (!this.selected) {
+      const inbox = this.items.find((l) => l.is_inbox) ?? this.items[0];
+      if (inbox) await this.select(inbox.id, { focus: false });
+    }
+    this.render();
+  }
+
+  // Coalesces the refreshes many live events in a row (a batch) would ask for.
+  refreshSoon() {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => this.refresh().catch(() => {}), 150);
+  }
+
+  async select(id, { focus = true, reload = true } = {}) {
+    this.selectedId = id;
+    this.render();
+    this.dispatchEvent(new CustomEvent("select", { detail: { list: this.selected } }));
+    if (reload) await this.store.load({ listId: id });
+    if (focus) this.nav.querySelector(`[data-id="${id}"] .list-open`)?.focus();
+  }
+
+  render() {
+    const rows = this.items.map((list) => this.row(list));
+    this.nav.replaceChildren(...rows);
+    const heading = $("#tasks-heading");
+    const name = this.selected?.name ?? "Tasks";
+    if (heading.textContent !== name) heading.textContent = name;
+  }
+
+  row(list) {
+    const current = list.id === this.selectedId;
+    const open = h(
+      "button",
+      { type: "button", class: "list-open", "aria-current": current ? "true" : undefined, onclick: () => this.select(list.id).catch((e) => showError(e.message)) },
+      h("span", { class: "list-name" }, list.name),
+      h("span", { class: "list-count", "aria-label": `${list.open_tasks} open` }, list.open_tasks ? String(list.open_tasks) : ""),
+    );
+    const li = h("li", { class: "list-item", dataset: { id: list.id } }, open);
+    if (!list.is_inbox) {
+      li.append(
+        h("div", { class: "list-actions" },
+          h("button", { type: "button", class: "btn btn-ghost btn-icon", "aria-label": `Rename ${list.name}`, onclick: () => this.rename(li, list) }, icon("pencil")),
+          h("button", { type: "button", class: "btn btn-ghost btn-icon", "aria-label": `Archive ${list.name}`, onclick: () => this.archive(list) }, icon("archive")),
+          h("button", { type: "button", class: "btn btn-ghost btn-icon", "aria-label": `Delete ${list.name}`, onclick: () => this.remove(list) }, icon("trash"))),
+      );  // prettier-ignore
+    }
+    return li;
+  }
+
+  bindAddForm() {
+    const form = $("#add-list");
+    const input = $("#add-list-name");
+    let key = null; // kept until the name changes: a double submit creates the list once
+    input.addEventListener("input", () => (key = null));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const name = input.value.trim();
+      if (!name) return input.focus();
+      key ??= newKey();
+      try {
+        const list = await write("/api/lists", { method: "POST", body: { name }, key });
+        input.value = "";
+        key = null;
+        await this.refresh();
+        await this.select(list.id, { focus: false });
+        input.focus();
+        this.undo.offer(`Created list “${list.name}”.`);
+      } catch (e) {
+        input.setAttribute("aria-invalid", "true");
+        showError(e.message);
+      }
+    });
+  }
+
+  rename(li, list) {
+    const input = h("input", { type: "text", value: list.name, "aria-label": `New name for ${list.name}`, maxlength: "100" });
+    li.replaceChildren(input);
+    input.focus();
+    input.select();
+    let done = false;
+    const finish = async (save) => {
+      if (done) return;
+      done = true;
+      const name = input.value.trim();
+      if (save && name && name !== list.name) {
+        try {
+          await write(`/api/lists/${list.id}`, { method: "PATCH", body: { name } });
+          this.undo.offer(`Renamed “${list.name}” to “${name}”.`);
+        } catch (e) {
+          showError(e.message);
+        }
+      }
+      await this.refresh().catch(() => this.render());
+      this.nav.querySelector(`[data-id="${list.id}"] .list-open`)?.focus();
+    };
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === "Escape") {
+        e.preventDefault();
+        finish(e.key === "Enter");
+      }
+    });
+    input.addEventListener("blur", () => finish(true));
+  }
+
+  async archive(list) {
+    try {
+      await write(`/api/lists/${list.id}`, { method: "PATCH", body: { archived: true } });
+    } catch (e) {
+      return showError(e.message);
+    }
+    await this.afterGone(list);
+    this.undo.offer(`Archived “${list.name}”.`);
+  }
+
+  async remove(list) {
+    const choice = await ask({
+      title: `Delete “${list.name}”?`,
+      text: `${list.open_tasks ? `It has ${list.open_tasks} open task${list.open_tasks === 1 ? "" : "s"}. ` : ""}What should happen to its tasks?`,
+      choices: [
+        { value: "move_to_inbox", label: "Move them to Inbox" },
+        { value: "delete", label: "Delete them too" },
+      ],
+      confirm: "Delete list",
+      danger: true,
+    });
+    if (!choice) return;
+    let result;
+    try {
+      result = await write(`/api/lists/${list.id}?tasks=${choice}`, { method: "DELETE" });
+    } catch (e) {
+      return showError(e.message);
+    }
+    await this.afterGone(list);
+    const what = result.tasks_deleted ? `, ${result.tasks_deleted} tasks deleted` : result.tasks_moved_to_inbox ? `, ${result.tasks_moved_to_inbox} tasks moved to Inbox` : "";
+    this.undo.offer(`Deleted list “${list.name}”${what}.`);
+  }
+
+  // A list that left the sidebar: show the Inbox when it was the one shown.
+  async afterGone(list) {
+    if (this.selectedId === list.id) this.selectedId = null;
+    await this.refresh().catch((e) => showError(e.message));
+    if (this.selectedId !== list.id) this.nav.querySelector('[aria-current="true"]')?.focus();
+  }
+}

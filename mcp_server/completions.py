@@ -1,6 +1,6 @@
 """Argument completion: suggestions for a prompt's or resource template's argument, by its name.
 
-    completers = default_completers(service)           # {"tag": ..., "task_id": ..., "task": ...}
+    completers = default_completers(service)           # tag, task_id, task, list, list_id
     completers["list"] = list_names                     # a part adds its own argument names
     install_completions(mcp, completers, call)
 
@@ -54,7 +54,20 @@ def default_completers(service: TaskService) -> dict[str, Completer]:
     def titles(actor: Actor, typed: str) -> list[str]:
         return ranked(sorted({t.title for t in scan(actor) if not t.completed}), typed)
 
-    return {"tag": tags, "focus_tag": tags, "task_id": task_ids, "task": titles}
+    def list_names(actor: Actor, typed: str) -> list[str]:
+        return ranked([view.name for view in service.lists(actor).items], typed)
+
+    def list_ids(actor: Actor, typed: str) -> list[str]:
+        """Ids whose digits start with ``typed``, or whose list name contains it."""
+        views = service.lists(actor).items
+        if typed.strip().isdigit() or not typed.strip():
+            return [str(v.id) for v in views if str(v.id).startswith(typed.strip())][:MAX_VALUES]
+        return [str(v.id) for v in views if typed.casefold() in v.name.casefold()][:MAX_VALUES]
+
+    return {
+        "tag": tags, "focus_tag": tags, "task_id": task_ids, "task": titles,
+        "list": list_names, "list_id": list_ids,
+    }  # fmt: skip
 
 
 def install_completions(mcp: MCPServer, completers: dict[str, Completer], call: Call[Any]) -> None:

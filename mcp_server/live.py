@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 TASK_URI: Final = "todo://tasks/{task_id}"
 TODAY_URI: Final = "todo://today"
+LIST_URI: Final = "todo://lists/{list_id}"
 #: The pseudo-URI a watcher gives to hear that the list of the user's resources changed.
 LIST_CHANGED: Final = "todo://tasks"
 #: At most this many watchers per user (streams and session subscriptions together).
@@ -45,9 +46,14 @@ def task_uri(task_id: int) -> str:
     return TASK_URI.format(task_id=task_id)
 
 
-def uris_changed_by(task_id: int, event_type: str | None) -> set[str]:
-    """The resources a change of one task makes stale (a level trigger: 'read it again')."""
-    uris = {task_uri(task_id), TODAY_URI}
+def list_uri(list_id: int) -> str:
+    return LIST_URI.format(list_id=list_id)
+
+
+def uris_changed_by(task_id: int, event_type: str | None, list_ids: tuple[Any, ...] = ()) -> set[str]:
+    """The resources a change of one task makes stale (a level trigger: 'read it again'): the
+    task, today, and each list it was or now is in (``list_ids``, when the event says)."""
+    uris = {task_uri(task_id), TODAY_URI} | {list_uri(i) for i in list_ids if isinstance(i, int)}
     if event_type in ("created", "deleted"):
         uris.add(LIST_CHANGED)
     return uris
@@ -111,15 +117,28 @@ class LiveResources:
         self.delivered += told
         return told
 
-    def task_changed(self, user_id: str, task_id: int, event_type: str | None = None) -> int:
-        return self.changed(user_id, uris_changed_by(task_id, event_type))
+    def task_changed(
+        self, user_id: str, task_id: int, event_type: str | None = None, list_ids: tuple[Any, ...] = ()
+    ) -> int:
+        return self.changed(user_id, uris_changed_by(task_id, event_type, list_ids))
 
     async def on_task_update(self, user_id: str, message: dict[str, Any]) -> None:
         """An observer for the WebSocket hub (``events.realtime``): one client message of
-        ``task-updates`` (``{"type": "task", "task_id", "event_type", ...}``)."""
-        task_id = message.get("task_id")
+        ``task-updates`` (``{"type": "task", "task_id", "event_type", ...}``, or ``{"type":
+        "list", "list_id", ...}`` for a list's own change)."""
+        task_id, list_id = message.get("task_id"), message.get("list_id")
         if message.get("type") == "task" and isinstance(task_id, int):
-            self.task_changed(user_id, task_id, message.get("event_type"))
+            self.task_changed(user_id, task_id, message.get("event_type"), lists_of(message))
+        elif message.get("type") == "list" and isinstance(list_id, int):
+            self.changed(user_id, {list_uri(list_id)})
+
+
+def lists_of(event: dict[str, Any]) -> tuple[Any, ...]:
+    """The lists a task event touches: the one the task is in and, after a move, the one it left."""
+    task = event.get("task") or event.get("task_data") or {}
+    change = (event.get("changes") or {}).get("list_id")  # [old, new] when it moved
+    moved_from = change[0] if isinstance(change, list) and change else None
+    return (task.get("list_id") if isinstance(task, dict) else None, moved_from)
 
 
 class OutboxFeed:
@@ -149,7 +168,9 @@ class OutboxFeed:
             for row in rows:  # on the loop: watchers' callbacks are not thread-safe
                 task_id = row.payload.get("task_id")
                 if isinstance(task_id, int):
-                    self._live.task_changed(row.user_id, task_id, row.payload.get("event_type"))
+                    self._live.task_changed(
+                        row.user_id, task_id, row.payload.get("event_type"), lists_of(row.payload)
+                    )
 
     async def _tick(self) -> list[OutboxEvent]:
         """The watched users' events since the last read. While nobody watches only the newest

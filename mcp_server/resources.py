@@ -1,11 +1,13 @@
-"""The user's tasks as MCP resources: ``todo://tasks/{task_id}``, ``todo://today`` and a paged list.
+"""The user's tasks as MCP resources: ``todo://tasks/{task_id}``, ``todo://lists/{list_id}``,
+``todo://today`` and a paged list.
 
     install_resources(mcp, service, call)
 
 ``resources/list`` pages through the caller's tasks (open ones first, soonest due first), one
 resource per task, with ``todo://today`` on the first page; ``nextCursor`` is the task list's
 own cursor. Reading returns JSON (``application/json``): a task as ``list_tasks`` shows it, or
-today's open tasks (due by the end of the day in the user's time zone, overdue ones included).
+today's open tasks (due by the end of the day in the user's time zone, overdue ones included),
+or a list with its first ``LIST_LIMIT`` open tasks.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, ListResourcesResult, PaginatedRequestParams, Resource
 
-from mcp_server.live import TASK_URI, TODAY_URI, task_uri
+from mcp_server.live import LIST_URI, TASK_URI, TODAY_URI, task_uri
 from tasks.errors import TaskError
 from tasks.inputs import TaskQuery
 from tasks.schemas import TaskView
@@ -33,6 +35,20 @@ Call = Callable[[Callable[[Actor], T]], Awaitable[T]]
 JSON: Final = "application/json"
 PAGE_SIZE: Final = 100
 TODAY_LIMIT: Final = 200
+LIST_LIMIT: Final = 200
+
+
+def list_for(service: TaskService, actor: Actor, list_id: int) -> dict[str, Any]:
+    """One of the actor's lists (archived ones too) with its open tasks, in the listing's order."""
+    found = [view for view in service.lists(actor, include_archived=True).items if view.id == list_id]
+    if not found:
+        raise ResourceNotFoundError(f"List {list_id} not found: the lists tool shows yours.")
+    page = service.list(actor, TaskQuery(status="pending", list=str(list_id), limit=LIST_LIMIT))
+    return {
+        **found[0].model_dump(mode="json"),
+        "items": [item.model_dump(mode="json") for item in page.items],
+        "more": page.next_cursor is not None,
+    }
 
 
 def today_for(service: TaskService, actor: Actor, now: datetime | None = None) -> dict[str, Any]:
@@ -73,6 +89,17 @@ def install_resources(mcp: MCPServer, service: TaskService, call: Call[Any]) -> 
         return view.model_dump_json()
 
     @mcp.resource(
+        LIST_URI,
+        name="list",
+        title="A list",
+        description="One of your lists by id, with its open tasks, as JSON.",
+        mime_type=JSON,
+    )
+    async def read_list(list_id: str) -> str:
+        number = _number(list_id, "list", "todo://lists/3")
+        return json.dumps(await _read(call, lambda actor: list_for(service, actor, number)))
+
+    @mcp.resource(
         TODAY_URI,
         name="today",
         title="Today",
@@ -102,14 +129,18 @@ def install_resources(mcp: MCPServer, service: TaskService, call: Call[Any]) -> 
 
 
 def _task_id(text: str) -> int:
+    return _number(text, "task", "todo://tasks/42")
+
+
+def _number(text: str, kind: str, example: str) -> int:
     if text.isascii() and text.isdigit() and len(text) <= 18:
         return int(text)
-    raise ResourceNotFoundError(f"'{text}' is no task id: use a whole number, e.g. todo://tasks/42.")
+    raise ResourceNotFoundError(f"'{text}' is no {kind} id: use a whole number, e.g. {example}.")
 
 
 async def _read(call: Call[T], fn: Callable[[Actor], T]) -> T:
     """``fn`` for the caller; a task error (not found, bad input) is a clear 'not found'."""
     try:
         return await call(fn)
-    except (ToolError, TaskError) as exc:
+    except (ToolError, TaskError, ResourceNotFoundError) as exc:
         raise ResourceNotFoundError(str(exc)) from exc

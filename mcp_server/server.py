@@ -113,8 +113,8 @@ undoing an undo redoes. Every write takes an idempotency_key: retrying a timed-o
 the same key never writes twice.
 
 Repeating tasks: completing one makes the next occurrence; the result says when it is due.
-Resources: todo://today (open tasks due today and overdue) and todo://tasks/{id}; subscribe
-to hear when they change. Prompts: plan_my_day, weekly_review, triage_my_inbox, break_down_task.
+Resources: todo://today (open tasks due today and overdue), todo://tasks/{id} and
+todo://lists/{id} (a list with its open tasks); subscribe to hear when they change. Prompts: plan_my_day, weekly_review, triage_my_inbox, break_down_task.
 """
 Due = Annotated[
     When | None,

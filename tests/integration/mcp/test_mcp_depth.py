@@ -178,7 +178,7 @@ async def test_resources_list_pages_through_the_users_tasks(local, mode: str) ->
     uris = [r.uri for r in first.resources[1:] + second.resources]
     assert len(set(uris)) == 130 and all(u.startswith("todo://tasks/") for u in uris)
     assert first.resources[1].mime_type == "application/json" and first.resources[1].name.startswith("Task ")
-    assert [t.uri_template for t in templates] == ["todo://tasks/{task_id}"]
+    assert [t.uri_template for t in templates] == ["todo://tasks/{task_id}", "todo://lists/{list_id}"]
 
 
 async def test_reading_a_task_and_today_gives_json_and_bad_uris_a_clear_error(local) -> None:
@@ -486,3 +486,63 @@ async def test_a_session_client_over_http_is_asked_before_a_delete(http_server, 
     assert asked, text
     assert "Nothing was deleted" in text and "cancelled" in text
     assert http_server.container.tasks.get(Actor("alice"), task.id).title == "Ask me over HTTP"
+
+
+# -- lists as resources ----------------------------------------------------------------------
+async def test_reading_a_list_gives_its_open_tasks_and_another_users_list_is_not_found(local) -> None:
+    me = local.actor_for_identity(None)
+    groceries = local.tasks.create_list(me, "Groceries")
+    milk = local.tasks.add(me, TaskDraft(title="Milk", list="groceries"))
+    bread = local.tasks.add(me, TaskDraft(title="Bread", list="Groceries"))
+    local.tasks.complete(me, bread.id)
+    local.tasks.add(me, TaskDraft(title="In the Inbox"))
+    bobs = local.tasks.create_list(Actor("bob"), "Bob's list")
+    async with Client(local.build_mcp(stdio=True)) as client:
+        shown = json.loads(text_of(await client.read_resource(f"todo://lists/{groceries.id}")))
+        templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
+        for uri, message in [
+            (f"todo://lists/{bobs.id}", f"List {bobs.id} not found"),
+            ("todo://lists/abc", "no list id"),
+        ]:
+            with pytest.raises(Exception, match=message):
+                await client.read_resource(uri)
+    assert "todo://lists/{list_id}" in templates
+    assert (shown["name"], shown["id"]) == ("Groceries", groceries.id)
+    assert [item["id"] for item in shown["items"]] == [milk.id]  # open tasks of this list only
+
+
+async def test_completion_suggests_list_names_and_list_ids(local) -> None:
+    me = local.actor_for_identity(None)
+    groceries = local.tasks.create_list(me, "Groceries")
+    local.tasks.create_list(me, "Work")
+    local.tasks.create_list(Actor("bob"), "Gardening")  # another user's: never suggested
+    template = mcp_types.ResourceTemplateReference(uri="todo://lists/{list_id}")
+    prompt = mcp_types.PromptReference(name="plan_my_day")
+    async with Client(local.build_mcp(stdio=True)) as client:
+
+        async def complete(ref: Any, name: str, value: str) -> list[str]:
+            return list((await client.complete(ref, {"name": name, "value": value})).completion.values)
+
+        assert await complete(prompt, "list", "g") == ["Groceries"]
+        assert await complete(prompt, "list", "") == ["Inbox", "Groceries", "Work"]
+        assert await complete(template, "list_id", "groc") == [str(groceries.id)]
+
+
+async def test_a_listen_stream_on_a_list_hears_a_task_moved_into_it(
+    http_server, verifier: JwtVerifier
+) -> None:
+    container = http_server.container
+    alice = Actor("alice")
+    errands = container.tasks.create_list(alice, "Errands")
+    task = container.tasks.add(alice, TaskDraft(title="Post the letter"))
+    uri = f"todo://lists/{errands.id}"
+    token = verifier.issue("alice")
+    async with http_client(http_server.url, token) as client:
+        async with client.listen(resource_subscriptions=[uri]) as stream:
+            await _quiet(stream)
+            await _rest_patch(http_server.url, token, task.id, {"list": "Errands"})
+            with anyio.fail_after(10):
+                heard = await stream.__anext__()
+            shown = json.loads(text_of(await client.read_resource(uri)))
+    assert heard.uri == uri
+    assert [item["id"] for item in shown["items"]] == [task.id]

@@ -101,8 +101,8 @@ Lists: every task is in one list (the Inbox unless you name one); `lists` shows 
 
 Batches: add_tasks adds up to 50 tasks at once; change_tasks and delete_tasks act on explicit
 task_ids or on a filter (the same filters as list_tasks) in one transaction and say what
-changed. A filter that matches more than 20 tasks needs confirm: true: say how many will change
-and get the user's yes first.
+changed. A filter that matches more than 20 tasks asks the user through the client when it
+can; otherwise it needs confirm: true: say how many will change and get the user's yes first.
 
 Deleting: delete_task asks the user through the client when it can; otherwise name the task,
 get a clear yes, then call delete_task with confirm: true. A cancelled or declined
@@ -114,7 +114,8 @@ the same key never writes twice.
 
 Repeating tasks: completing one makes the next occurrence; the result says when it is due.
 Resources: todo://today (open tasks due today and overdue), todo://tasks/{id} and
-todo://lists/{id} (a list with its open tasks); subscribe to hear when they change. Prompts: plan_my_day, weekly_review, triage_my_inbox, break_down_task.
+todo://lists/{id} (a list with its open tasks); subscribe to hear when they change.
+Prompts: plan_my_day, weekly_review, triage_my_inbox, break_down_task.
 """
 Due = Annotated[
     When | None,
@@ -459,6 +460,34 @@ def build_mcp_server(
             DeletedTask,
         )
 
+    async def ask_before_batch(
+        verb: str, filter: Any, confirm: bool, ctx: Context
+    ) -> Elicit[ConfirmBatch] | Confirmation:
+        """Ask the person (elicitation) before a batch by filter over the threshold, unless
+        ``confirm`` says yes already, the hook asks instead, or the client cannot be asked (then
+        the service's ``needs_confirmation`` contract applies)."""
+        if confirm:
+            return Confirmation.GIVEN
+        if filter is None or confirm_batch is not None or not can_elicit(ctx):
+            return Confirmation.NOT_ASKED
+        chosen = filter if isinstance(filter, TaskFilter) else TaskFilter.model_validate(filter)
+        count = await call(lambda actor: service.count_matching(actor, chosen))
+        if count <= CONFIRM_OVER:
+            return Confirmation.NOT_ASKED  # small enough to go ahead without asking
+        return Elicit(
+            f"{verb} {count} tasks matching the filter? (undo reverts the whole batch)", ConfirmBatch
+        )
+
+    async def ask_before_changing(
+        action: str, filter: Any, confirm: bool, ctx: Context
+    ) -> Elicit[ConfirmBatch] | Confirmation:
+        return await ask_before_batch(action.capitalize(), filter, confirm, ctx)
+
+    async def ask_before_deleting_many(
+        filter: Any, confirm: bool, ctx: Context
+    ) -> Elicit[ConfirmBatch] | Confirmation:
+        return await ask_before_batch("Delete (with their subtasks)", filter, confirm, ctx)
+
     @mcp.tool(
         annotations=ToolAnnotations(
             title="Change many tasks", read_only_hint=False, destructive_hint=False, idempotent_hint=True
@@ -466,6 +495,7 @@ def build_mcp_server(
     )
     async def change_tasks(
         ctx: Context,
+        answer: Annotated[ElicitationResult[Any], Resolve(ask_before_changing)],
         action: Annotated[
             Literal["complete", "reopen", "move", "tag", "untag", "reschedule"],
             Field(description="complete, reopen, move (to list), tag/untag (tags), reschedule (to due)."),
@@ -481,6 +511,7 @@ def build_mcp_server(
     ) -> BatchResult:
         """Complete, reopen, move, tag, untag or reschedule many tasks at once, by ids or by a
         filter; one transaction; says what changed (undo reverts the whole batch)."""
+        go = batch_answer(answer, confirm)
         arguments: dict[str, Any] = {
             "action": action, "task_ids": task_ids,
             "filter": filter.model_dump(mode="json", exclude_unset=True) if filter else None,
@@ -497,7 +528,7 @@ def build_mcp_server(
                 BatchResult,
             )  # fmt: skip
 
-        return await confirmed(ctx, run, confirm)
+        return await confirmed(ctx, run, go)
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -506,12 +537,14 @@ def build_mcp_server(
     )
     async def delete_tasks(
         ctx: Context,
+        answer: Annotated[ElicitationResult[Any], Resolve(ask_before_deleting_many)],
         task_ids: TaskIds = None,
         filter: Filter = None,
         confirm: Confirm = False,
         idempotency_key: IdempotencyKey = None,
     ) -> BatchResult:
         """Delete many tasks (and their subtasks) at once, by ids or by a filter."""
+        go = batch_answer(answer, confirm)
         chosen = filter.model_dump(mode="json", exclude_unset=True) if filter else None
         arguments: dict[str, Any] = {"task_ids": task_ids, "filter": chosen}
 
@@ -522,7 +555,7 @@ def build_mcp_server(
                 BatchResult,
             )  # fmt: skip
 
-        return await confirmed(ctx, run, confirm)
+        return await confirmed(ctx, run, go)
 
     @mcp.tool(annotations=ToolAnnotations(title="List tasks", read_only_hint=True))
     async def list_tasks(
@@ -674,6 +707,26 @@ class Confirmation(enum.Enum):
 
     GIVEN = "given"  # the caller passed confirm: true
     NOT_ASKED = "not_asked"  # the client cannot be asked: the confirm contract applies
+
+
+class ConfirmBatch(BaseModel):
+    """The form an elicitation-capable client shows before a large batch by filter."""
+
+    go_ahead: bool = Field(description="Yes, change all of these tasks.")
+
+
+def batch_answer(answer: ElicitationResult[Any], confirm: bool) -> bool:
+    """Whether a batch goes ahead as confirmed, from ``ask_before_batch``'s outcome; a declined,
+    cancelled or 'no' answer is a tool error and nothing is changed."""
+    if not isinstance(answer, AcceptedElicitation):
+        said = "declined" if answer.action == "decline" else "cancelled"
+        raise ToolError(f"Nothing was changed: the user {said} the batch.")
+    given = answer.data
+    if isinstance(given, ConfirmBatch):
+        if not given.go_ahead:
+            raise ToolError("Nothing was changed: the user chose not to go ahead with the batch.")
+        return True
+    return given is Confirmation.GIVEN or confirm
 
 
 class ConfirmDelete(BaseModel):

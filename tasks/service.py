@@ -341,6 +341,23 @@ class TaskService:
                 uow.record(_changed("deleted", actor, TaskView.of(task), now))
             return self._commit(uow, actor, change, DeletedTask(id=task_id, title=root.title))
 
+    def count_matching(self, actor: Actor, filter: TaskFilter) -> int:
+        """How many of the actor's tasks ``filter`` matches, as a batch by filter would choose
+        them (up to one more than a batch may change): what a confirmation question names."""
+        with self._uow(read_only=True) as uow:
+            list_id = lists.find(uow, actor.user_id, filter.list).id if filter.list else None
+            return len(
+                listing.matching_ids(
+                    uow.session.connection(),
+                    actor.user_id,
+                    filter,
+                    tz=actor.timezone,
+                    now=self._clock(),
+                    list_id=list_id,
+                    limit=MAX_BATCH_FILTER + 1,
+                )  # fmt: skip
+            )
+
     def change_many(
         self, actor: Actor, action: BatchAction, *, task_ids: Sequence[int] | None = None,
         filter: TaskFilter | None = None, to_list: str | None = None, tags: Sequence[str] | None = None,

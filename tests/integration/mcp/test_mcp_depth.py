@@ -546,3 +546,73 @@ async def test_a_listen_stream_on_a_list_hears_a_task_moved_into_it(
             shown = json.loads(text_of(await client.read_resource(uri)))
     assert heard.uri == uri
     assert [item["id"] for item in shown["items"]] == [task.id]
+
+
+# -- a wide batch that asks first ----------------------------------------------------------------
+def _answering_batch(action: str, go_ahead: bool | None, asked: list[str]) -> Any:
+    async def answer(_ctx: Any, params: Any) -> mcp_types.ElicitResult:
+        asked.append(params.message)
+        content = {"go_ahead": go_ahead} if go_ahead is not None else None
+        return mcp_types.ElicitResult(action=action, content=content)
+
+    return answer
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize(
+    ("action", "go_ahead", "said"),
+    [("cancel", None, "cancelled"), ("decline", None, "declined"), ("accept", False, "chose not to")],
+)
+async def test_a_wide_batch_the_user_does_not_confirm_changes_nothing(
+    local, mode, action, go_ahead, said
+) -> None:
+    me = local.actor_for_identity(None)
+    for i in range(22):
+        local.tasks.add(me, TaskDraft(title=f"Chore {i}", tags=["home"]))
+    asked: list[str] = []
+    server = local.build_mcp(stdio=True)
+    async with Client(
+        server, mode=mode, elicitation_callback=_answering_batch(action, go_ahead, asked)
+    ) as client:
+        completing = error_text(
+            await client.call_tool("change_tasks", {"action": "complete", "filter": {"tag": "home"}})
+        )
+        deleting = error_text(await client.call_tool("delete_tasks", {"filter": {"tag": "home"}}))
+    assert asked == [
+        "Complete 22 tasks matching the filter? (undo reverts the whole batch)",
+        "Delete (with their subtasks) 22 tasks matching the filter? (undo reverts the whole batch)",
+    ]
+    assert "Nothing was changed" in completing and said in completing and said in deleting
+    assert len(local.tasks.list(me, TaskQuery(status="pending", tag="home", limit=50)).items) == 22
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_wide_batch_the_user_confirms_goes_ahead_and_a_small_one_is_not_asked(local, mode) -> None:
+    me = local.actor_for_identity(None)
+    for i in range(21):
+        local.tasks.add(me, TaskDraft(title=f"Old {i}", tags=["old"]))
+    for i in range(3):
+        local.tasks.add(me, TaskDraft(title=f"Few {i}", tags=["few"]))
+    asked: list[str] = []
+    async with Client(
+        local.build_mcp(stdio=True), mode=mode, elicitation_callback=_answering_batch("accept", True, asked)
+    ) as client:
+        done = structured(
+            await client.call_tool("change_tasks", {"action": "complete", "filter": {"tag": "old"}})
+        )
+        few = structured(await client.call_tool("delete_tasks", {"filter": {"tag": "few"}}))
+    assert asked == ["Complete 21 tasks matching the filter? (undo reverts the whole batch)"]
+    assert len(done["changed"]) == 21 and len(few["deleted"]) == 3
+
+
+async def test_a_client_that_cannot_be_asked_gets_the_batch_confirm_contract(http_server, verifier) -> None:
+    alice = Actor("alice")
+    for i in range(21):
+        http_server.container.tasks.add(alice, TaskDraft(title=f"Chore {i}", tags=["home"]))
+    async with http_client(http_server.url, verifier.issue("alice")) as client:  # no elicitation
+        refused = error_text(
+            await client.call_tool("change_tasks", {"action": "complete", "filter": {"tag": "home"}})
+        )
+    assert "needs_confirmation:" in refused and "confirm=true" in refused
+    pending = http_server.container.tasks.list(alice, TaskQuery(status="pending", tag="home", limit=50))
+    assert len(pending.items) == 21

@@ -97,7 +97,8 @@ the user names a task by title, call list_tasks with search first; if several ma
 one. Task ids are also resources (todo://tasks/{id}) and complete in prompts.
 
 Lists: every task is in one list (the Inbox unless you name one); `lists` shows them,
-`edit_list` creates, renames, archives or deletes one. Subtasks: add_task with parent_id.
+`edit_list` creates, renames, archives or deletes one
+(deleting one with tasks='delete' asks the user, or needs confirm: true). Subtasks: add_task with parent_id.
 
 Batches: add_tasks adds up to 50 tasks at once; change_tasks and delete_tasks act on explicit
 task_ids or on a filter (the same filters as list_tasks) in one transaction and say what
@@ -638,6 +639,25 @@ def build_mcp_server(
         """The user's lists (Inbox first), each with how many open tasks it has."""
         return await call(lambda actor: service.lists(actor, include_archived=include_archived), tool="lists")
 
+    async def ask_before_deleting_list(
+        action: str, list: str | None, tasks: str | None, confirm: bool, ctx: Context
+    ) -> Elicit[ConfirmDelete] | Confirmation:
+        """Ask the person before a list is deleted with its tasks (``tasks="delete"``); moving
+        them to the Inbox, or an empty list, needs no question."""
+        if action != "delete" or not list or tasks != "delete":
+            return Confirmation.GIVEN
+        if confirm:
+            return Confirmation.GIVEN
+        ref = list
+        count = await call(lambda actor: service.count_matching(actor, TaskFilter(status="all", list=ref)))
+        if count == 0:
+            return Confirmation.GIVEN
+        if not can_elicit(ctx):
+            return Confirmation.NOT_ASKED
+        return Elicit(
+            f"Delete the list '{ref}' and its {count} tasks? (undo brings them back)", ConfirmDelete
+        )
+
     @mcp.tool(
         annotations=ToolAnnotations(
             title="Create, rename, archive or delete a list",
@@ -650,15 +670,34 @@ def build_mcp_server(
         action: Annotated[
             Literal["create", "rename", "archive", "unarchive", "delete"], Field(description="What to do.")
         ],
+        answer: Annotated[ElicitationResult[Any], Resolve(ask_before_deleting_list)],
         list: Annotated[ListRef | None, Field(description="The list (name or id); not for create.")] = None,
         name: Annotated[Text | None, Field(description="For create and rename: the name.")] = None,
         tasks: Annotated[
             Literal["move_to_inbox", "delete"] | None,
             Field(description="For delete of a list with tasks: move them to the Inbox or delete them."),
         ] = None,
+        confirm: Annotated[
+            bool,
+            Field(
+                description="For delete with tasks='delete': true once the person you act for said yes "
+                "(needed when the client cannot ask them itself)."
+            ),
+        ] = False,
         idempotency_key: IdempotencyKey = None,
     ) -> ListEdited:
-        """Create, rename, archive, unarchive or delete a list (the Inbox stays)."""
+        """Create, rename, archive, unarchive or delete a list (the Inbox stays). Deleting a list
+        with its tasks asks the user first (or needs confirm: true); undo brings them back."""
+        if not isinstance(answer, AcceptedElicitation):
+            said = "declined" if answer.action == "decline" else "cancelled"
+            raise ToolError(f"Nothing was deleted: the user {said} deleting the list '{list}'.")
+        if answer.data is Confirmation.NOT_ASKED:
+            raise ToolError(
+                f"Deleting the list '{list}' with tasks='delete' deletes its tasks too: ask the user, "
+                "and call edit_list again with confirm: true once they say yes. Nothing was deleted."
+            )
+        if isinstance(answer.data, ConfirmDelete) and not answer.data.delete:
+            raise ToolError(f"Nothing was deleted: the user chose not to delete the list '{list}'.")
         arguments = {"action": action, "list": list, "name": name, "tasks": tasks}
 
         def edit(actor: Actor) -> ListEdited:

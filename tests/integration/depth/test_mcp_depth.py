@@ -73,7 +73,9 @@ async def test_lists_subtasks_and_completed_history_through_the_tools(server: An
         shown = structured(await client.call_tool("lists", {}))
         assert [(v["name"], v["open_tasks"]) for v in shown["items"]] == [("Inbox", 1), ("Trip", 0)]
         gone = structured(
-            await client.call_tool("edit_list", {"action": "delete", "list": "Trip", "tasks": "delete"})
+            await client.call_tool(
+                "edit_list", {"action": "delete", "list": "Trip", "tasks": "delete", "confirm": True}
+            )
         )
         assert gone["deleted"]["tasks_deleted"] == 2
 

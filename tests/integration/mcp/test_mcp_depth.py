@@ -616,3 +616,55 @@ async def test_a_client_that_cannot_be_asked_gets_the_batch_confirm_contract(htt
     assert "needs_confirmation:" in refused and "confirm=true" in refused
     pending = http_server.container.tasks.list(alice, TaskQuery(status="pending", tag="home", limit=50))
     assert len(pending.items) == 21
+
+
+# -- deleting a list with its tasks asks first ---------------------------------------------------
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_deleting_a_list_with_its_tasks_asks_and_a_no_deletes_nothing(local, mode) -> None:
+    me = local.actor_for_identity(None)
+    local.tasks.create_list(me, "Trip")
+    for title in ("Pack", "Book hotel"):
+        local.tasks.add(me, TaskDraft(title=title, list="Trip"))
+    asked: list[str] = []
+    delete = {"action": "delete", "list": "Trip", "tasks": "delete"}
+    async with Client(
+        local.build_mcp(stdio=True), mode=mode, elicitation_callback=_answering("accept", False, asked)
+    ) as client:
+        kept = error_text(await client.call_tool("edit_list", delete))
+    assert asked == ["Delete the list 'Trip' and its 2 tasks? (undo brings them back)"]
+    assert "Nothing was deleted" in kept and "chose not to" in kept
+    assert [v.name for v in local.tasks.lists(me).items] == ["Inbox", "Trip"]
+    async with Client(
+        local.build_mcp(stdio=True), mode=mode, elicitation_callback=_answering("accept", True)
+    ) as client:
+        gone = structured(await client.call_tool("edit_list", delete))
+    assert gone["deleted"]["tasks_deleted"] == 2 and [v.name for v in local.tasks.lists(me).items] == [
+        "Inbox"
+    ]
+
+
+async def test_a_client_that_cannot_be_asked_confirms_deleting_a_list_with_its_tasks(
+    http_server, verifier
+) -> None:
+    alice = Actor("alice")
+    container = http_server.container
+    for name in ("Trip", "Work"):
+        container.tasks.create_list(alice, name)
+        container.tasks.add(alice, TaskDraft(title=f"In {name}", list=name))
+    async with http_client(http_server.url, verifier.issue("alice")) as client:  # no elicitation
+        refused = error_text(
+            await client.call_tool("edit_list", {"action": "delete", "list": "Trip", "tasks": "delete"})
+        )
+        moved = structured(
+            await client.call_tool(
+                "edit_list", {"action": "delete", "list": "Work", "tasks": "move_to_inbox"}
+            )
+        )
+        confirmed = structured(
+            await client.call_tool(
+                "edit_list", {"action": "delete", "list": "Trip", "tasks": "delete", "confirm": True}
+            )
+        )
+    assert "confirm: true" in refused and "Nothing was deleted" in refused
+    assert moved["deleted"]["tasks_moved_to_inbox"] == 1  # moving the tasks needs no question
+    assert confirmed["deleted"]["tasks_deleted"] == 1

@@ -212,6 +212,11 @@ def isolated_stack(stack: Stack) -> Iterator[Stack]:
         scheduler_healthz_port=free_port(),
         scheduler_etcd_client_port=free_port(),
         scheduler_etcd_peer_port=free_port(),
+        jaeger_otlp_grpc_port=free_port(),
+        jaeger_otlp_http_port=free_port(),
+        jaeger_ui_port=free_port(),
+        jaeger_query_grpc_port=free_port(),
+        jaeger_health_port=free_port(),
         external_database_url=None,
         external_kafka_brokers=None,
     )

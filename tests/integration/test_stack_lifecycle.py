@@ -31,8 +31,13 @@ PORT_VARS = (
     "TODO_STACK_SCHEDULER_HEALTHZ_PORT",
     "TODO_STACK_SCHEDULER_ETCD_PORT",
     "TODO_STACK_SCHEDULER_ETCD_PEER_PORT",
+    "TODO_STACK_JAEGER_OTLP_GRPC_PORT",
+    "TODO_STACK_JAEGER_OTLP_HTTP_PORT",
+    "TODO_STACK_JAEGER_UI_PORT",
+    "TODO_STACK_JAEGER_QUERY_GRPC_PORT",
+    "TODO_STACK_JAEGER_HEALTH_PORT",
 )
-MANAGED = ("postgres", "kafka", "scheduler")
+MANAGED = ("postgres", "kafka", "scheduler", "jaeger")
 
 
 @pytest.fixture
@@ -81,7 +86,7 @@ def test_up_twice_is_harmless_and_down_leaves_nothing(
 ) -> None:
     assert main(["up"]) == 0
     first = _status(capsys)
-    assert set(first) == {"postgres", "kafka", "scheduler", "daprd"}
+    assert set(first) == {"postgres", "kafka", "scheduler", "jaeger", "daprd"}
     for name in MANAGED:
         assert first[name]["healthy"], first[name]
         assert first[name]["pid"] is not None

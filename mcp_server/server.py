@@ -441,10 +441,7 @@ def build_mcp_server(
         """Delete a task with its subtasks, once the user said yes (asked by the client, or by
         you); undo brings them back."""
         refuse_without_write_scope(get_access_token())
-        if not isinstance(answer, AcceptedElicitation):
-            said = "declined" if answer.action == "decline" else "cancelled"
-            raise ToolError(f"Nothing was deleted: the user {said} deleting task {task_id}.")
-        given = answer.data
+        given = accepted(answer, "deleted", f"deleting task {task_id}")
         if given is Confirmation.NOT_ASKED:
             view = await call(lambda actor: service.get(actor, task_id))  # not found comes first
             raise ToolError(
@@ -688,15 +685,13 @@ def build_mcp_server(
     ) -> ListEdited:
         """Create, rename, archive, unarchive or delete a list (the Inbox stays). Deleting a list
         with its tasks asks the user first (or needs confirm: true); undo brings them back."""
-        if not isinstance(answer, AcceptedElicitation):
-            said = "declined" if answer.action == "decline" else "cancelled"
-            raise ToolError(f"Nothing was deleted: the user {said} deleting the list '{list}'.")
-        if answer.data is Confirmation.NOT_ASKED:
+        given = accepted(answer, "deleted", f"deleting the list '{list}'")
+        if given is Confirmation.NOT_ASKED:
             raise ToolError(
                 f"Deleting the list '{list}' with tasks='delete' deletes its tasks too: ask the user, "
                 "and call edit_list again with confirm: true once they say yes. Nothing was deleted."
             )
-        if isinstance(answer.data, ConfirmDelete) and not answer.data.delete:
+        if isinstance(given, ConfirmDelete) and not given.delete:
             raise ToolError(f"Nothing was deleted: the user chose not to delete the list '{list}'.")
         arguments = {"action": action, "list": list, "name": name, "tasks": tasks}
 
@@ -754,13 +749,19 @@ class ConfirmBatch(BaseModel):
     go_ahead: bool = Field(description="Yes, change all of these tasks.")
 
 
+def accepted(answer: ElicitationResult[Any], nothing: str, what: str) -> Any:
+    """The data of an accepted answer; a declined or cancelled one is a tool error saying that
+    nothing was ``nothing`` (deleted, changed) because the user declined or cancelled ``what``."""
+    if not isinstance(answer, AcceptedElicitation):
+        said = "declined" if answer.action == "decline" else "cancelled"
+        raise ToolError(f"Nothing was {nothing}: the user {said} {what}.")
+    return answer.data
+
+
 def batch_answer(answer: ElicitationResult[Any], confirm: bool) -> bool:
     """Whether a batch goes ahead as confirmed, from ``ask_before_batch``'s outcome; a declined,
     cancelled or 'no' answer is a tool error and nothing is changed."""
-    if not isinstance(answer, AcceptedElicitation):
-        said = "declined" if answer.action == "decline" else "cancelled"
-        raise ToolError(f"Nothing was changed: the user {said} the batch.")
-    given = answer.data
+    given = accepted(answer, "changed", "the batch")
     if isinstance(given, ConfirmBatch):
         if not given.go_ahead:
             raise ToolError("Nothing was changed: the user chose not to go ahead with the batch.")

@@ -236,10 +236,10 @@ def _store(settings: Settings) -> ConversationStore:
     if settings.dapr_enabled:
         from agent.dapr_state import DaprStateClient
         from agent.memory_dapr import DaprConversationStore
+        from sidecar import Sidecar
 
-        state = DaprStateClient(
-            base_url=f"http://127.0.0.1:{settings.dapr_http_port}", store_name=settings.statestore_name
-        )
+        sidecar = Sidecar.at(f"http://127.0.0.1:{settings.dapr_http_port}")
+        state = DaprStateClient(sidecar, store_name=settings.statestore_name)
         return DaprConversationStore(state, ttl_seconds=settings.conversation_ttl_seconds)
     from agent.memory_sql import SqlConversationStore
 

@@ -474,6 +474,11 @@ def stages(target: Target, m: Measurements) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _mean(scrape: Scrape, histogram: str) -> float | None:
+    count = scrape.value(f"{histogram}_count")
+    return round((scrape.value(f"{histogram}_sum") or 0) / count, 2) if count else None
+
+
 def figures(target: Target, m: Measurements) -> dict[str, Any]:
     latencies = [(m.seen_at[t] - s) * 1000 for t, s in m.sent_at.items() if t in m.seen_at]
     after = scrape(target.url)
@@ -492,12 +497,12 @@ def figures(target: Target, m: Measurements) -> dict[str, Any]:
         "writes_per_s": round(len(m.sent_at) / m.write_seconds, 1) if m.write_seconds else 0.0,
         "relay_lag_ms": ms(run.quantile("todo_relay_lag_seconds", 0.5)),
         "relay_lag_p95_ms": ms(run.quantile("todo_relay_lag_seconds", 0.95)),
-        "relay_round_ms": {  # p50 of the relay's claim / publish / mark and rows per round
+        "relay_round_ms": {  # p50 of the relay's claim / publish / mark; mean rows per round
             **{
                 phase: ms(run.quantile("todo_relay_round_phase_seconds", 0.5, phase=phase))
                 for phase in ("claim", "publish", "mark")
             },
-            "rows_p50": run.quantile("todo_relay_round_rows", 0.5),
+            "rows_mean": _mean(run, "todo_relay_round_rows"),
         },  # fmt: skip
         "relay_backlog": after.value("todo_outbox_backlog"),
         "lost": len(set(m.sent_at) - set(m.seen_at)),

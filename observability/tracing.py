@@ -48,8 +48,11 @@ SQL_SWITCH: Final = "TODO_TRACING_SQL"
 _ON_WORDS: Final = frozenset({"on", "1", "true", "yes"})
 _OFF_WORDS: Final = frozenset({"off", "0", "false", "no"})
 _ENDPOINTS: Final = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-#: Routes whose requests make no span: probes and scrapes would drown the real traffic.
-EXCLUDED_URLS: Final = "/healthz,/readyz,/metrics"
+#: Routes whose requests make no span: probes and scrapes would drown the real traffic; and
+#: daprd's deliveries to the subscriptions (``/events/...``): daprd's own span covers each call,
+#: and the consumer's apply span continues the writer's trace from the event's ``traceparent``,
+#: so a request span there was one more span per event and consumer that nothing hung under.
+EXCLUDED_URLS: Final = "/healthz,/readyz,/metrics,/events/"
 
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _TRACER: Final = trace.get_tracer("todo-agent")  # a proxy: follows the provider set later

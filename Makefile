@@ -48,7 +48,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 typecheck: $(STAMP)
-	$(PY) -m mypy tasks auth sidecar observability mcp_server agent events todo_agent devstack
+	$(PY) -m mypy tasks auth sidecar observability mcp_server agent events todo_agent devstack tests
 
 check: lint typecheck test
 

@@ -34,7 +34,7 @@ def role_of(app_id: str) -> str:
     return next(role for role in ROLES if app_id_of(role) == app_id)
 
 
-def annotations(deployment: Manifest) -> dict[str, str]:
+def pod_annotations(deployment: Manifest) -> dict[str, str]:
     return dict(deployment["spec"]["template"]["metadata"].get("annotations", {}))
 
 
@@ -60,7 +60,7 @@ def test_each_role_runs_with_the_app_id_and_port_the_code_and_dapr_yaml_use(
     port = ROLE_PORTS[role]
     assert local_run_file()[role]["appPort"] == port
     deployment = by_name(app_overlay, "Deployment", f"todo-{role}")
-    notes = annotations(deployment)
+    notes = pod_annotations(deployment)
     assert notes["dapr.io/enabled"] == "true"
     assert notes[APP_ID_ANNOTATION] == app_id_of(role)
     assert notes["dapr.io/app-port"] == str(port)
@@ -91,7 +91,7 @@ def test_every_role_has_resources_sidecar_resources_tokens_and_time_to_drain(
     app_overlay: list[Manifest], role: str
 ) -> None:
     deployment = by_name(app_overlay, "Deployment", f"todo-{role}")
-    notes = annotations(deployment)
+    notes = pod_annotations(deployment)
     for field in ("cpu-request", "cpu-limit", "memory-request", "memory-limit"):
         assert notes[f"dapr.io/sidecar-{field}"]
     container = app_container(deployment)

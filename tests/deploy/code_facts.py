@@ -12,9 +12,10 @@ import pkgutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from deploy_support import REPO
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
+
+from tests.deploy.deploy_support import REPO
 
 if TYPE_CHECKING:
     from todo_agent.roles import Role

@@ -11,10 +11,17 @@ from typing import Any, Final
 import httpx
 import pytest
 import yaml
-from code_facts import direct_env_reads, event_routes, role_app, serves, settings_classes, settings_fields
-from deploy_support import ALL_KUSTOMIZATIONS, K8S, REPO, ROLES, by_name, of_kind
-from k8s_render import Manifest, load_documents, pod_spec, render
 
+from tests.deploy.code_facts import (
+    direct_env_reads,
+    event_routes,
+    role_app,
+    serves,
+    settings_classes,
+    settings_fields,
+)
+from tests.deploy.deploy_support import ALL_KUSTOMIZATIONS, K8S, REPO, ROLES, by_name, of_kind
+from tests.deploy.k8s_render import Manifest, load_documents, pod_spec, render
 from todo_agent.cli import ROLE_PORTS
 
 APP_ID_ANNOTATION: Final = "dapr.io/app-id"

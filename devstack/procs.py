@@ -1,4 +1,5 @@
-"""Process and port helpers: start detached, remember by pid file, stop by pid, wait for health.
+"""Process and port helpers: start detached, remember by pid file, stop by pid, wait for health;
+``ManagedProcess``, the base of the servers the stack runs (Kafka, the scheduler, Jaeger, Keycloak).
 
 Nothing here finds processes by name: a component is stopped through the pid this stack
 recorded when it started it (checked against the process start time, so a recycled pid is

@@ -23,12 +23,12 @@ from agent.dapr_state import (
     delete_operation,
     upsert_operation,
 )
-from agent.memory import ConversationNotFound
+from agent.memory import ConversationNotFound, Item
 from agent.memory_dapr import DaprConversationStore
 from devstack.procs import free_port
 from sidecar import Sidecar
 from tests.conftest import JWT_SECRET
-from tests.unit.agent.support import running_app, settings_on_free_port, token
+from tests.unit.agent.support import content, running_app, settings_on_free_port, token
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def dapr_settings(make_settings: Any, pg_url: str, dapr_env: dict[str, str]) -> 
     )
 
 
-def user(text: str) -> dict[str, Any]:
+def user(text: str) -> Item:
     return {"role": "user", "content": text}
 
 
@@ -153,7 +153,7 @@ async def test_etag_retries_keep_every_concurrent_append(dapr_env: dict[str, str
         await asyncio.gather(*(store.append("carol", info.id, [user(f"m{n}")]) for n in range(12)))
         items = await store.load("carol", info.id)
         listed = await store.recent("carol")
-    assert sorted(i["content"] for i in items) == sorted(f"m{n}" for n in range(12))
+    assert sorted(content(i) for i in items) == sorted(f"m{n}" for n in range(12))
     assert {c.id for c in listed} == {info.id, *(o.id for o in others)}
 
 
@@ -175,7 +175,7 @@ async def test_an_append_on_a_stale_load_keeps_the_other_writers_items(dapr_env:
         await other.append("frank", info.id, [user("from elsewhere")])  # another replica, meanwhile
         await store.append("frank", info.id, [user("second")])  # stale etags: conflict, re-read
         items = await store.load("frank", info.id)
-    assert [i["content"] for i in items] == ["first", "from elsewhere", "second"]
+    assert contents(items) == ["first", "from elsewhere", "second"]
 
 
 # -- a turn touches only its own conversation's keys -------------------------------------------
@@ -202,8 +202,8 @@ def unique(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
-def contents(items: list[Any]) -> list[str]:
-    return [item["content"] for item in items]
+def contents(items: list[Item]) -> list[str]:
+    return [content(item) for item in items]
 
 
 async def test_turns_in_two_conversations_of_one_user_take_one_read_and_one_write_each(

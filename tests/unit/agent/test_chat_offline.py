@@ -18,7 +18,7 @@ async def test_add_list_complete_by_title_and_delete_with_confirmation(make_sett
                 response = await client.post("/api/chat", json={"message": text, "conversation_id": cid})
                 assert response.status_code == 200, response.text
                 assert "model;dur=" in response.headers["server-timing"]
-                return response.json()  # type: ignore[no-any-return]
+                return response.json()
 
             added = await say("add buy milk tomorrow at 5pm #groceries", None)
             cid = added["conversation_id"]

@@ -71,7 +71,7 @@ async def test_without_auth_the_socket_acts_for_the_local_user_and_sees_recurren
             assert [e["action"] for e in entries] == ["created", "completed", "created"]
             counters = await _poll(metrics, lambda m: m["backlog"] == 0, "an empty outbox backlog")
             assert counters["published"] == 3 and counters["websockets"]["connections"] == 1
-            assert not container.bus.dead_letters
+            assert container.bus is not None and not container.bus.dead_letters
 
 
 async def test_every_connection_of_the_owner_gets_the_update_and_nobody_else_does(

@@ -1,0 +1,261 @@
+"""Confirmations in the chat: a tool call that needs the user's yes comes back as a structured
+``confirm`` item (whatever the model says), and answering it runs the call at most once, for its
+own user and conversation only. On the offline model and on a scripted real model."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from agents.testing import ScriptedModel, assistant_message, function_call
+from sqlmodel import Session, col, select
+
+from tasks.errors import TaskNotFound
+from tasks.inputs import TaskDraft, TaskFilter, TaskQuery
+from tasks.models import OutboxEvent
+from tasks.service import Actor
+from tests.conftest import JWT_SECRET
+from tests.unit.agent.support import RunningApp, running_app, settings_on_free_port, stream, token
+
+ALICE = Actor("alice", "Europe/Berlin")
+DELETE_ERRANDS = {"action": "delete", "list": "Errands", "tasks": "delete"}
+BOB = Actor("bob", "America/New_York")
+
+
+def deletes(app: RunningApp, user_id: str) -> list[int | None]:
+    """The task ids of the user's ``deleted`` events in the outbox, oldest first."""
+    with Session(app.container.uow.engine) as session:
+        statement = (
+            select(OutboxEvent)
+            .where(OutboxEvent.user_id == user_id, OutboxEvent.topic == "task-events")
+            .order_by(col(OutboxEvent.id))
+        )
+        return [row.task_id for row in session.exec(statement) if row.event_type == "todo.task.deleted.v1"]
+
+
+def titles(app: RunningApp, actor: Actor) -> list[str]:
+    return [t.title for t in app.container.tasks.list(actor, TaskQuery(status="all", limit=200)).items]
+
+
+def answer_path(cid: str, confirmation_id: str) -> str:
+    return f"/api/conversations/{cid}/confirmations/{confirmation_id}"
+
+
+# -- the offline model -------------------------------------------------------------------------
+
+
+async def test_offline_delete_asks_with_a_confirm_item_cancel_keeps_and_confirm_deletes_once(
+    make_settings: Any,
+) -> None:
+    settings = settings_on_free_port(make_settings)
+    with running_app(settings) as app:
+        local = Actor(settings.user, "Europe/Berlin")
+        milk = app.container.tasks.add(local, TaskDraft(title="Buy milk"))
+        async with app.client() as client:
+            events = await stream(client, "delete buy milk")
+            names = [name for name, _ in events]
+            assert names[-2:] == ["confirm", "done"], names
+            confirm, done = events[-2][1], events[-1][1]
+            cid = done["conversation_id"]
+            assert confirm == {
+                "type": "confirm",
+                "id": confirm["id"],
+                "question": f"Delete task #{milk.id} 'Buy milk' and its subtasks?",
+                "action": "delete_task",
+                "count": 1,
+            }
+            assert done["confirmations"] == [confirm]
+            assert "yes" in done["reply"].lower()  # typing yes stays possible
+            assert titles(app, local) == ["Buy milk"]
+            shown = (await client.get(f"/api/conversations/{cid}")).json()
+            assert shown["confirmations"] == [confirm]  # a reloaded page shows the buttons again
+
+            cancelled = await client.post(answer_path(cid, confirm["id"]), json={"confirm": False})
+            assert cancelled.status_code == 200, cancelled.text
+            assert cancelled.json()["confirmed"] is False and cancelled.json()["tool_call"] is None
+            assert titles(app, local) == ["Buy milk"] and deletes(app, settings.user) == []
+            again = await client.post(answer_path(cid, confirm["id"]), json={"confirm": True})
+            assert again.status_code == 409 and "no longer pending" in again.json()["detail"]
+            assert titles(app, local) == ["Buy milk"]
+
+            asked = await client.post(
+                "/api/chat", json={"message": "delete buy milk", "conversation_id": cid}
+            )
+            [second] = asked.json()["confirmations"]
+            assert second["id"] != confirm["id"]
+            clicks = await asyncio.gather(
+                *(client.post(answer_path(cid, second["id"]), json={"confirm": True}) for _ in range(3))
+            )
+            statuses = sorted(r.status_code for r in clicks)
+            assert statuses == [200, 409, 409], [r.text for r in clicks]
+            [done_click] = [r.json() for r in clicks if r.status_code == 200]
+            assert done_click["confirmed"] is True and done_click["tool_call"]["is_error"] is False
+            assert done_click["reply"] == f"Deleted task #{milk.id} 'Buy milk'."
+            assert titles(app, local) == [] and deletes(app, settings.user) == [milk.id]
+
+            transcript = (await client.get(f"/api/conversations/{cid}")).json()
+            assert transcript["confirmations"] == []
+            assert transcript["messages"][-1] == {"role": "assistant", "content": done_click["reply"]}
+            later = await client.post("/api/chat", json={"message": "yes", "conversation_id": cid})
+            assert "nothing waiting" in later.json()["reply"]  # the model knows it was answered
+            assert deletes(app, settings.user) == [milk.id]
+
+
+async def test_offline_typing_yes_still_deletes_and_leaves_the_button_stale(make_settings: Any) -> None:
+    settings = settings_on_free_port(make_settings)
+    with running_app(settings) as app:
+        local = Actor(settings.user, "Europe/Berlin")
+        milk = app.container.tasks.add(local, TaskDraft(title="Buy milk"))
+        async with app.client() as client:
+            asked = (await client.post("/api/chat", json={"message": f"delete {milk.id}"})).json()
+            cid, [confirm] = asked["conversation_id"], asked["confirmations"]
+            yes = (await client.post("/api/chat", json={"message": "yes", "conversation_id": cid})).json()
+            assert yes["reply"].startswith("Deleted") and yes["confirmations"] == []
+            stale = await client.post(answer_path(cid, confirm["id"]), json={"confirm": True})
+            assert stale.status_code == 409
+            assert deletes(app, settings.user) == [milk.id]
+
+
+async def test_offline_a_batch_over_the_threshold_is_confirmed_with_its_count(make_settings: Any) -> None:
+    settings = settings_on_free_port(make_settings)
+    with running_app(settings) as app:
+        local = Actor(settings.user, "Europe/Berlin")
+        for n in range(23):
+            app.container.tasks.add(local, TaskDraft(title=f"Chore {n}", tags=["chores"]))
+        async with app.client() as client:
+            asked = (
+                await client.post("/api/chat", json={"message": "complete all tasks tagged chores"})
+            ).json()
+            [confirm] = asked["confirmations"]
+            assert (confirm["action"], confirm["count"]) == ("change_tasks", 23)
+            assert confirm["question"] == "Complete 23 tasks matching the filter?"
+            done = await client.post(
+                answer_path(asked["conversation_id"], confirm["id"]), json={"confirm": True}
+            )
+            assert done.status_code == 200, done.text
+            assert done.json()["reply"].startswith("Completed 23 tasks.")
+        left = app.container.tasks.list(local, TaskQuery(status="pending", limit=200)).items
+        assert left == []
+
+
+async def test_unknown_confirmation_ids_and_conversations_answer_404(make_settings: Any) -> None:
+    settings = settings_on_free_port(make_settings)
+    with running_app(settings) as app:
+        async with app.client() as client:
+            cid = (await client.post("/api/chat", json={"message": "show my tasks"})).json()[
+                "conversation_id"
+            ]
+            unknown = await client.post(answer_path(cid, "call_nope"), json={"confirm": True})
+            assert unknown.status_code == 404 and "not found" in unknown.json()["detail"]
+            missing = await client.post(answer_path("f" * 32, "call_nope"), json={"confirm": True})
+            assert missing.status_code == 404
+
+
+# -- a scripted real model, with sign-in -------------------------------------------------------
+
+
+@pytest.fixture
+def settings(make_settings: Any) -> Any:
+    return settings_on_free_port(make_settings, jwt_secret=JWT_SECRET)
+
+
+async def test_the_confirm_item_comes_from_the_tool_not_the_models_words(
+    settings: Any, verifier: Any
+) -> None:
+    with running_app(settings, model=ScriptedModel()) as app:
+        milk = app.container.tasks.add(ALICE, TaskDraft(title="Buy milk"))
+        app.chat.models.shared.extend(
+            [
+                [function_call("delete_task", {"task_id": milk.id}, call_id="del1")],
+                [assistant_message("Hmm, I'll leave that to you.")],  # says nothing of a question
+            ]
+        )
+        async with app.client(token(verifier, "alice")) as alice, app.client(token(verifier, "bob")) as bob:
+            events = await stream(alice, "delete buy milk")
+            confirm, done = dict(events)["confirm"], events[-1][1]
+            cid = done["conversation_id"]
+            assert confirm["id"] == "del1" and confirm["action"] == "delete_task"
+            assert confirm["question"] == f"Delete task #{milk.id} 'Buy milk' and its subtasks?"
+            assert titles(app, ALICE) == ["Buy milk"]
+
+            # Another user can neither answer it in Alice's conversation nor name it from theirs.
+            stolen = await bob.post(answer_path(cid, "del1"), json={"confirm": True})
+            assert stolen.status_code == 404 and "del1" not in stolen.text
+            app.chat.models.shared.extend([[assistant_message("Hi Bob.")]])
+            bobs = (await bob.post("/api/chat", json={"message": "hi"})).json()["conversation_id"]
+            assert (await bob.post(answer_path(bobs, "del1"), json={"confirm": True})).status_code == 404
+            assert titles(app, ALICE) == ["Buy milk"] and deletes(app, "alice") == []
+
+            answered = await alice.post(answer_path(cid, "del1"), json={"confirm": True})
+            assert answered.status_code == 200, answered.text
+            call = answered.json()["tool_call"]
+            assert call["name"] == "delete_task" and call["arguments"]["confirm"] is True
+            assert call["output"] == {"id": milk.id, "title": "Buy milk", "deleted": True}
+            assert deletes(app, "alice") == [milk.id]
+            with pytest.raises(TaskNotFound):
+                app.container.tasks.get(ALICE, milk.id)
+
+            # The model's next turn sees the answer, the confirmed call and its outcome.
+            app.chat.models.shared.extend([[assistant_message("Done.")]])
+            await alice.post("/api/chat", json={"message": "thanks", "conversation_id": cid})
+            seen = app.chat.models.shared.calls[-1].input
+            assert isinstance(seen, list)
+            outputs = [i for i in seen if isinstance(i, dict) and i.get("type") == "function_call_output"]
+            assert '"deleted":true' in outputs[-1]["output"].replace(" ", "")
+            texts = [str(i.get("content")) for i in seen if isinstance(i, dict) and i.get("role") == "user"]
+            assert any("Yes (answered with the button)" in t for t in texts)
+
+
+async def test_a_batch_delete_by_filter_and_a_list_delete_ask_with_their_counts(
+    settings: Any, verifier: Any
+) -> None:
+    with running_app(settings, model=ScriptedModel()) as app:
+        service = app.container.tasks
+        service.create_list(ALICE, "Errands")
+        for n in range(22):
+            service.add(ALICE, TaskDraft(title=f"Old {n}", tags=["old"]))
+        for n in range(3):
+            service.add(ALICE, TaskDraft(title=f"Errand {n}", list="Errands"))
+        app.chat.models.shared.extend(
+            [
+                [
+                    function_call("delete_tasks", {"filter": {"tag": "old"}}, call_id="b1"),
+                    function_call("edit_list", DELETE_ERRANDS, call_id="l1"),
+                ],
+                [assistant_message("Both need your yes.")],
+            ]
+        )  # fmt: skip
+        async with app.client(token(verifier, "alice")) as alice:
+            reply = (await alice.post("/api/chat", json={"message": "clean up"})).json()
+            cid = reply["conversation_id"]
+            by_id = {c["id"]: c for c in reply["confirmations"]}
+            assert by_id["b1"]["question"] == "Delete 22 tasks (with their subtasks)?"
+            assert (by_id["b1"]["action"], by_id["b1"]["count"]) == ("delete_tasks", 22)
+            assert by_id["l1"]["question"] == "Delete the list 'Errands' and its 3 tasks?"
+            assert (by_id["l1"]["action"], by_id["l1"]["count"]) == ("edit_list", 3)
+            assert len(titles(app, ALICE)) == 25
+
+            kept = await alice.post(answer_path(cid, "l1"), json={"confirm": False})
+            assert kept.status_code == 200 and "Errands" in [i.name for i in service.lists(ALICE).items]
+            # Answering one closes the turn's other question too: the conversation moved on.
+            assert (await alice.post(answer_path(cid, "b1"), json={"confirm": True})).status_code == 409
+            assert len(titles(app, ALICE)) == 25 and deletes(app, "alice") == []
+        assert service.count_matching(ALICE, TaskFilter(status="all", list="Errands")) == 3
+
+
+async def test_a_call_the_model_confirmed_itself_in_the_turn_leaves_nothing_pending(
+    settings: Any, verifier: Any
+) -> None:
+    with running_app(settings, model=ScriptedModel()) as app:
+        milk = app.container.tasks.add(ALICE, TaskDraft(title="Buy milk"))
+        app.chat.models.shared.extend(
+            [
+                [function_call("delete_task", {"task_id": milk.id}, call_id="x1")],
+                [function_call("delete_task", {"task_id": milk.id, "confirm": True}, call_id="x2")],
+                [assistant_message("Deleted.")],
+            ]
+        )
+        async with app.client(token(verifier, "alice")) as alice:
+            reply = (await alice.post("/api/chat", json={"message": "delete buy milk, I'm sure"})).json()
+        assert reply["confirmations"] == [] and deletes(app, "alice") == [milk.id]

@@ -163,9 +163,10 @@ def settings(make_settings: Any) -> Any:
 async def test_the_confirm_item_comes_from_the_tool_not_the_models_words(
     settings: Any, verifier: Any
 ) -> None:
-    with running_app(settings, model=ScriptedModel()) as app:
+    model = ScriptedModel()
+    with running_app(settings, model=model) as app:
         milk = app.container.tasks.add(ALICE, TaskDraft(title="Buy milk"))
-        app.chat.models.shared.extend(
+        model.extend(
             [
                 [function_call("delete_task", {"task_id": milk.id}, call_id="del1")],
                 [assistant_message("Hmm, I'll leave that to you.")],  # says nothing of a question
@@ -182,7 +183,7 @@ async def test_the_confirm_item_comes_from_the_tool_not_the_models_words(
             # Another user can neither answer it in Alice's conversation nor name it from theirs.
             stolen = await bob.post(answer_path(cid, "del1"), json={"confirm": True})
             assert stolen.status_code == 404 and "del1" not in stolen.text
-            app.chat.models.shared.extend([[assistant_message("Hi Bob.")]])
+            model.extend([[assistant_message("Hi Bob.")]])
             bobs = (await bob.post("/api/chat", json={"message": "hi"})).json()["conversation_id"]
             assert (await bob.post(answer_path(bobs, "del1"), json={"confirm": True})).status_code == 404
             assert titles(app, ALICE) == ["Buy milk"] and deletes(app, "alice") == []
@@ -197,9 +198,9 @@ async def test_the_confirm_item_comes_from_the_tool_not_the_models_words(
                 app.container.tasks.get(ALICE, milk.id)
 
             # The model's next turn sees the answer, the confirmed call and its outcome.
-            app.chat.models.shared.extend([[assistant_message("Done.")]])
+            model.extend([[assistant_message("Done.")]])
             await alice.post("/api/chat", json={"message": "thanks", "conversation_id": cid})
-            seen = app.chat.models.shared.calls[-1].input
+            seen = model.calls[-1].input
             assert isinstance(seen, list)
             outputs = [i for i in seen if isinstance(i, dict) and i.get("type") == "function_call_output"]
             assert '"deleted":true' in outputs[-1]["output"].replace(" ", "")
@@ -210,14 +211,15 @@ async def test_the_confirm_item_comes_from_the_tool_not_the_models_words(
 async def test_a_batch_delete_by_filter_and_a_list_delete_ask_with_their_counts(
     settings: Any, verifier: Any
 ) -> None:
-    with running_app(settings, model=ScriptedModel()) as app:
+    model = ScriptedModel()
+    with running_app(settings, model=model) as app:
         service = app.container.tasks
         service.create_list(ALICE, "Errands")
         for n in range(22):
             service.add(ALICE, TaskDraft(title=f"Old {n}", tags=["old"]))
         for n in range(3):
             service.add(ALICE, TaskDraft(title=f"Errand {n}", list="Errands"))
-        app.chat.models.shared.extend(
+        model.extend(
             [
                 [
                     function_call("delete_tasks", {"filter": {"tag": "old"}}, call_id="b1"),
@@ -247,9 +249,10 @@ async def test_a_batch_delete_by_filter_and_a_list_delete_ask_with_their_counts(
 async def test_a_call_the_model_confirmed_itself_in_the_turn_leaves_nothing_pending(
     settings: Any, verifier: Any
 ) -> None:
-    with running_app(settings, model=ScriptedModel()) as app:
+    model = ScriptedModel()
+    with running_app(settings, model=model) as app:
         milk = app.container.tasks.add(ALICE, TaskDraft(title="Buy milk"))
-        app.chat.models.shared.extend(
+        model.extend(
             [
                 [function_call("delete_task", {"task_id": milk.id}, call_id="x1")],
                 [function_call("delete_task", {"task_id": milk.id, "confirm": True}, call_id="x2")],
@@ -259,3 +262,46 @@ async def test_a_call_the_model_confirmed_itself_in_the_turn_leaves_nothing_pend
         async with app.client(token(verifier, "alice")) as alice:
             reply = (await alice.post("/api/chat", json={"message": "delete buy milk, I'm sure"})).json()
         assert reply["confirmations"] == [] and deletes(app, "alice") == [milk.id]
+
+
+async def test_a_retry_after_a_lost_answer_reuses_the_first_result_and_writes_nothing_new(
+    settings: Any, verifier: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The conversation could not record the first Confirm (so it still looks pending); the
+    retry reaches the same idempotency key: the task service answers with the first result and
+    a task tagged since then is not deleted by the second press."""
+    model = ScriptedModel()
+    with running_app(settings, model=model) as app:
+        service = app.container.tasks
+        for n in range(21):
+            service.add(ALICE, TaskDraft(title=f"Old {n}", tags=["old"]))
+        model.extend(
+            [
+                [function_call("delete_tasks", {"filter": {"tag": "old"}}, call_id="r1")],
+                [assistant_message("That is 21 tasks; sure?")],
+            ]
+        )
+        store = app.chat.store
+        real_append = store.append
+        failures = iter([RuntimeError("state store down")])
+
+        async def append_failing_once(user_id: str, conversation_id: str, items: Any) -> None:
+            if (failure := next(failures, None)) is not None:
+                raise failure
+            await real_append(user_id, conversation_id, items)
+
+        async with app.client(token(verifier, "alice")) as alice:
+            cid = (await alice.post("/api/chat", json={"message": "delete the old ones"})).json()[
+                "conversation_id"
+            ]
+            monkeypatch.setattr(store, "append", append_failing_once)
+            lost = await alice.post(answer_path(cid, "r1"), json={"confirm": True})
+            assert lost.status_code == 502 and "memory is unavailable" in lost.json()["detail"]
+            assert len(deletes(app, "alice")) == 21
+            newcomer = service.add(ALICE, TaskDraft(title="New and old", tags=["old"]))
+            retried = await alice.post(answer_path(cid, "r1"), json={"confirm": True})
+            assert retried.status_code == 200, retried.text
+            assert len(retried.json()["tool_call"]["output"]["deleted"]) == 21
+            assert service.get(ALICE, newcomer.id).title == "New and old"
+            assert len(deletes(app, "alice")) == 21
+            assert (await alice.post(answer_path(cid, "r1"), json={"confirm": True})).status_code == 409

@@ -48,7 +48,7 @@ from psycopg import Error as PostgresError
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.assistant import build_assistant
-from agent.confirmations import answer_items, outcome, pending_in
+from agent.confirmations import answer_items, outcome, pending_in, said
 from agent.confirmations import find as find_confirmation
 from agent.dapr_state import StateStoreError
 from agent.memory import ConversationNotFound, ConversationStore, Item, title_from, trim_for_model
@@ -111,13 +111,14 @@ class Answered:
     conversation_id: str
     id: str
     confirmed: bool
+    said: str
     reply: str
     tool_call: dict[str, Any] | None
 
     def public(self) -> dict[str, Any]:
         return {
             "conversation_id": self.conversation_id, "id": self.id, "confirmed": self.confirmed,
-            "reply": self.reply, "tool_call": self.tool_call,
+            "said": self.said, "reply": self.reply, "tool_call": self.tool_call,
         }  # fmt: skip
 
 
@@ -225,7 +226,8 @@ class Chat:
                 reply = outcome(confirmation, output, is_error=is_error)
             added = answer_items(confirmation, confirmed=confirmed, reply=reply, output=_stored(call))
             await self._memory_call(self.store.append(actor.user_id, conversation_id, added))
-        return Answered(conversation_id, confirmation_id, confirmed, reply, call)
+        answer = said(confirmation, confirmed=confirmed)
+        return Answered(conversation_id, confirmation_id, confirmed, answer, reply, call)
 
     @contextlib.asynccontextmanager
     async def _one_at_a_time(self, key: tuple[str, str]) -> AsyncIterator[None]:
@@ -678,7 +680,9 @@ class Turn:
             custom = item.custom_data or {}
             is_error = bool(custom["is_error"]) if "is_error" in custom else isinstance(output, str)
             call.update(output=output, is_error=is_error)
-            self._emit("tool_result", name=call["name"], output=output, is_error=is_error)
+            self._emit(
+                "tool_result", name=call["name"], output=output, is_error=is_error, id=str(item.call_id)
+            )
 
     async def _save(self, calls: list[dict[str, Any]]) -> None:
         result = self._result

@@ -101,13 +101,15 @@ def find(items: Sequence[Any], confirmation_id: str) -> Confirmation:
     raise ConfirmationUnknown(f"Confirmation {confirmation_id} not found in this conversation.")
 
 
+def said(confirmation: Confirmation, *, confirmed: bool) -> str:
+    """The user's answer as the conversation keeps it."""
+    return f"{'Yes' if confirmed else 'No'} (answered with the button): {confirmation.needed.question}"
+
+
 def answer_items(confirmation: Confirmation, *, confirmed: bool, output: Any, reply: str) -> list[Item]:
     """What an answer adds to the conversation, so the model knows: the user's answer, the
     confirmed call and its result (when confirmed), and the outcome as the assistant's message."""
-    said = "Yes" if confirmed else "No"
-    items: list[dict[str, Any]] = [
-        {"role": "user", "content": f"{said} (answered with the button): {confirmation.needed.question}"}
-    ]
+    items: list[dict[str, Any]] = [{"role": "user", "content": said(confirmation, confirmed=confirmed)}]
     if confirmed:
         call_id = f"call_{uuid.uuid4().hex[:24]}"
         arguments = json.dumps(confirmation.needed.arguments, ensure_ascii=False, separators=(",", ":"))

@@ -79,6 +79,7 @@ class ConfirmationOutcome(BaseModel):
     conversation_id: str
     id: str
     confirmed: bool
+    said: str = Field(description="The user's answer, as it now reads in the conversation.")
     reply: str = Field(description="What happened, as it now reads in the conversation.")
     tool_call: ToolCallOut | None = None
 

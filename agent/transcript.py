@@ -63,6 +63,7 @@ def messages_of(items: Sequence[Any]) -> list[dict[str, Any]]:
             messages.append(
                 {
                     "role": "tool",
+                    "call_id": str(item.get("call_id")),
                     "name": call.get("name", "tool"),
                     "arguments": parse_arguments(call.get("arguments")),
                     "content": parse_output(item.get("output")),

@@ -4,9 +4,10 @@
                 tools_in_process=build_mcp_server(tasks, resolve_actor=turn_actor),
                 mcp_token=lambda actor, bearer: None)
     turn = await chat.begin(actor, "add buy milk tomorrow", conversation_id=None)
-    async for event in turn.events():          # start, delta, tool_call, tool_result, done | error
+    async for event in turn.events():   # start, delta, tool_call, tool_result, confirm, done | error
         ...
     reply = await chat.send(actor, "what's due this week?", conversation_id=turn.conversation_id)
+    answered = await chat.answer(actor, reply.conversation_id, reply.confirmations[0]["id"], confirmed=True)
 
 A turn opens its own MCP connection with the caller's identity: in-process to the process's own
 MCP server, whose tools act for the turn's caller (``turn_actor``), or, with ``mcp_url``, over
@@ -15,6 +16,9 @@ default). It runs the agent and appends every item of the turn to memory in one 
 runs in a task of its own that also opens and closes the MCP connection, so a client that goes
 away mid-stream neither breaks the connection's lifecycle nor leaves half a turn in memory.
 Nothing is stored when the model or the tools fail: the conversation stays as it was.
+
+A tool call that needs the user's yes leaves a confirmation (``agent.confirmations``), streamed as
+a ``confirm`` event; ``answer`` runs it once with ``confirm: true`` or cancels it.
 """
 
 from __future__ import annotations

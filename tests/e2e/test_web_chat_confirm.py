@@ -52,7 +52,7 @@ def test_a_delete_asked_in_chat_is_cancelled_then_confirmed_once_with_the_button
     asked = ask(page, "delete buy milk")
     first = asked.get_by_role("group", name=question)
     expect(first).to_be_visible()
-    expect(asked.locator(".chip[data-kind=\"asking\"]")).to_have_text("Waiting for your answer")
+    expect(asked.locator('.chip[data-kind="asking"]')).to_have_text("Waiting for your answer")
     cancel = first.get_by_role("button", name="Cancel")
     expect(cancel).to_be_focused()  # the safe choice has the focus: Enter cancels
     page.keyboard.press("Enter")

@@ -52,7 +52,7 @@ from psycopg import Error as PostgresError
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.assistant import build_assistant
-from agent.confirmations import answer_items, outcome, pending_in, said
+from agent.confirmations import answer_items, expired, outcome, pending_in, said, still_open
 from agent.confirmations import find as find_confirmation
 from agent.dapr_state import StateStoreError
 from agent.memory import ConversationNotFound, ConversationStore, Item, title_from, trim_for_model
@@ -215,8 +215,11 @@ class Chat:
         self, actor: Actor, conversation_id: str, confirmation_id: str, confirmed: bool, bearer: str | None
     ) -> Answered:
         async with self._one_at_a_time((actor.user_id, conversation_id)):
+            info = await self._memory_call(self.store.get(actor.user_id, conversation_id))
             load = self.store.load(actor.user_id, conversation_id, limit=self.item_limit)
             confirmation = find_confirmation(await self._memory_call(load), confirmation_id)
+            if not still_open(info.updated_at, self.clock()):
+                raise expired()
             call: dict[str, Any] | None = None
             reply = "OK, I left everything as it was: nothing was changed."
             if confirmed:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
 from agent.memory import Item
@@ -26,6 +27,8 @@ from mcp_server.confirmations import NeededConfirmation, needed_confirmation
 
 #: How the chat's idempotency keys for confirmed calls begin.
 KEY_PREFIX: Final = "chat-confirm-"
+#: How long a question stays open: a Confirm pressed later asks the person to ask again.
+OPEN_FOR: Final = timedelta(minutes=30)
 _DONE: Final = {
     "complete": "Completed", "reopen": "Reopened", "move": "Moved", "tag": "Tagged",
     "untag": "Untagged", "reschedule": "Rescheduled", "delete": "Deleted",
@@ -62,28 +65,35 @@ class ConfirmationUnknown(LookupError):
 
 
 class ConfirmationStale(Exception):
-    """The confirmation was answered already, or the conversation moved on (answered 409)."""
+    """The confirmation was answered already, the conversation moved on, or it expired (409)."""
+
+
+def still_open(asked_at: datetime, now: datetime) -> bool:
+    """Whether a question asked at ``asked_at`` (the conversation's last write) may be answered."""
+    return now - asked_at <= OPEN_FOR
+
+
+def expired() -> ConfirmationStale:
+    minutes = int(OPEN_FOR.total_seconds() // 60)
+    return ConfirmationStale(
+        f"This confirmation expired: it was asked more than {minutes} minutes ago. Ask again if it "
+        "still needs doing."
+    )
 
 
 def pending_in(items: Sequence[Any]) -> list[Confirmation]:
     """The confirmations the conversation's last turn left open, in order."""
     turn = _last_turn(items)
     digest = hashlib.sha256(json.dumps(list(turn), sort_keys=True, default=str).encode()).hexdigest()[:16]
-    calls: dict[str, tuple[str, dict[str, Any]]] = {}
     pending: dict[str, Confirmation] = {}
-    for item in turn:
-        kind = item.get("type") if isinstance(item, dict) else None
-        if kind == "function_call":
-            calls[str(item.get("call_id"))] = (str(item.get("name")), parse_arguments(item.get("arguments")))
-        elif kind == "function_call_output" and (call := calls.get(str(item.get("call_id")))):
-            output = parse_output(item.get("output"))
-            needed = needed_confirmation(*call, output) if isinstance(output, str) else None
-            if needed is not None:
-                pending[str(item.get("call_id"))] = Confirmation(str(item.get("call_id")), needed, digest)
-            elif isinstance(output, dict):  # it went through: the same call, confirmed, is done
-                for key, open_one in list(pending.items()):
-                    if open_one.needed.tool == call[0] and _same(open_one.needed.arguments, call[1]):
-                        del pending[key]
+    for call_id, name, arguments, output in _calls(turn):
+        needed = needed_confirmation(name, arguments, output) if isinstance(output, str) else None
+        if needed is not None:
+            pending[call_id] = Confirmation(call_id, needed, digest)
+        elif isinstance(output, dict):  # it went through: the same call, confirmed, is done
+            for key, open_one in list(pending.items()):
+                if open_one.needed.tool == name and _same(open_one.needed.arguments, arguments):
+                    del pending[key]
     return list(pending.values())
 
 
@@ -93,12 +103,28 @@ def find(items: Sequence[Any], confirmation_id: str) -> Confirmation:
     for confirmation in pending_in(items):
         if confirmation.id == confirmation_id:
             return confirmation
-    if any(isinstance(i, dict) and i.get("call_id") == confirmation_id for i in items):
-        raise ConfirmationStale(
-            "This confirmation is no longer pending: it was answered already, or the conversation "
-            "moved on. Ask again if it still needs doing."
-        )
+    for call_id, name, arguments, output in _calls(items):
+        if (
+            call_id == confirmation_id
+            and isinstance(output, str)
+            and needed_confirmation(name, arguments, output)
+        ):
+            raise ConfirmationStale(
+                "This confirmation is no longer pending: it was answered already, or the conversation "
+                "moved on. Ask again if it still needs doing."
+            )
     raise ConfirmationUnknown(f"Confirmation {confirmation_id} not found in this conversation.")
+
+
+def _calls(items: Sequence[Any]) -> Iterator[tuple[str, str, dict[str, Any], Any]]:
+    """Each answered tool call: its id, name, arguments and output (JSON, or an error's text)."""
+    calls: dict[str, tuple[str, dict[str, Any]]] = {}
+    for item in items:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "function_call":
+            calls[str(item.get("call_id"))] = (str(item.get("name")), parse_arguments(item.get("arguments")))
+        elif kind == "function_call_output" and (call := calls.get(str(item.get("call_id")))):
+            yield str(item.get("call_id")), call[0], call[1], parse_output(item.get("output"))
 
 
 def said(confirmation: Confirmation, *, confirmed: bool) -> str:

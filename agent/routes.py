@@ -15,8 +15,8 @@ answers 502 with the reason, and the conversation keeps only complete turns.
 When a tool call of the turn needs the user's yes, the reply carries it as a confirmation
 (``{"type": "confirm", "id", "question", "action", "count"}``: a ``confirm`` event, and
 ``confirmations`` in ``done`` and in the JSON reply). Answering it runs the call at most once
-(``Chat.answer``); an unknown id answers 404, one answered already or left behind by a later
-message 409.
+(``Chat.answer``); an unknown id answers 404, one answered already, left behind by a later
+message or asked more than 30 minutes ago 409.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from agent.chat import MAX_MESSAGE_LENGTH, Chat, ChatFailed
-from agent.confirmations import ConfirmationStale, ConfirmationUnknown, pending_in
+from agent.confirmations import ConfirmationStale, ConfirmationUnknown, pending_in, still_open
 from agent.memory import ConversationNotFound
 from agent.transcript import messages_of
 from auth import bearer_token
@@ -165,7 +165,8 @@ def router(service: Chat, current_actor: Callable[..., Actor]) -> APIRouter:
             items = await service.store.load(actor.user_id, conversation_id)
         except ConversationNotFound as exc:
             raise _not_found(exc) from exc
-        pending = [ConfirmationOut(**c.public()) for c in pending_in(items)]
+        open_now = still_open(info.updated_at, service.clock())
+        pending = [ConfirmationOut(**c.public()) for c in pending_in(items)] if open_now else []
         return Transcript(**info.public(), messages=messages_of(items), confirmations=pending)
 
     @routes.post(

@@ -5,6 +5,7 @@ own user and conversation only. On the offline model and on a scripted real mode
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -148,6 +149,13 @@ async def test_unknown_confirmation_ids_and_conversations_answer_404(make_settin
             ]
             unknown = await client.post(answer_path(cid, "call_nope"), json={"confirm": True})
             assert unknown.status_code == 404 and "not found" in unknown.json()["detail"]
+            [listing] = [
+                m
+                for m in (await client.get(f"/api/conversations/{cid}")).json()["messages"]
+                if m["role"] == "tool"
+            ]
+            not_a_question = await client.post(answer_path(cid, listing["call_id"]), json={"confirm": True})
+            assert not_a_question.status_code == 404
             missing = await client.post(answer_path("f" * 32, "call_nope"), json={"confirm": True})
             assert missing.status_code == 404
 
@@ -305,3 +313,21 @@ async def test_a_retry_after_a_lost_answer_reuses_the_first_result_and_writes_no
             assert service.get(ALICE, newcomer.id).title == "New and old"
             assert len(deletes(app, "alice")) == 21
             assert (await alice.post(answer_path(cid, "r1"), json={"confirm": True})).status_code == 409
+
+
+async def test_a_question_left_open_too_long_expires_and_changes_nothing(make_settings: Any) -> None:
+    settings = settings_on_free_port(make_settings)
+    with running_app(settings) as app:
+        local = Actor(settings.user, "Europe/Berlin")
+        milk = app.container.tasks.add(local, TaskDraft(title="Buy milk"))
+        async with app.client() as client:
+            asked = (await client.post("/api/chat", json={"message": f"delete {milk.id}"})).json()
+            cid, [confirm] = asked["conversation_id"], asked["confirmations"]
+            asked_at = datetime.now(UTC)
+            app.chat.clock = lambda: asked_at + timedelta(minutes=31)
+            late = await client.post(answer_path(cid, confirm["id"]), json={"confirm": True})
+            assert late.status_code == 409 and "expired" in late.json()["detail"]
+            assert (await client.get(f"/api/conversations/{cid}")).json()["confirmations"] == []
+            app.chat.clock = lambda: asked_at + timedelta(minutes=29)
+            assert (await client.get(f"/api/conversations/{cid}")).json()["confirmations"] == [confirm]
+        assert titles(app, local) == ["Buy milk"] and deletes(app, settings.user) == []

@@ -5,11 +5,14 @@ own user and conversation only. On the offline model and on a scripted real mode
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from agents.testing import ScriptedModel, assistant_message, function_call
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
 from tasks.errors import TaskNotFound
@@ -17,6 +20,7 @@ from tasks.inputs import TaskDraft, TaskFilter, TaskQuery
 from tasks.models import OutboxEvent
 from tasks.service import Actor
 from tests.conftest import JWT_SECRET
+from tests.unit.agent.openai_wire_support import MODEL_NAME, RequestLog, app_on_model_server
 from tests.unit.agent.support import RunningApp, running_app, settings_on_free_port, stream, token
 
 ALICE = Actor("alice", "Europe/Berlin")
@@ -331,3 +335,76 @@ async def test_a_question_left_open_too_long_expires_and_changes_nothing(make_se
             app.chat.clock = lambda: asked_at + timedelta(minutes=29)
             assert (await client.get(f"/api/conversations/{cid}")).json()["confirmations"] == [confirm]
         assert titles(app, local) == ["Buy milk"] and deletes(app, settings.user) == []
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    body = {"id": "chatcmpl-c", "object": "chat.completion.chunk", "created": 1764000000, "model": MODEL_NAME}
+    return f"data: {json.dumps({**body, 'choices': [choice]})}\n\n"
+
+
+def _completions_server(script: list[list[str]]) -> tuple[FastAPI, RequestLog]:
+    """``POST /v1/chat/completions`` streaming the script's next list of chunks per request."""
+    app, received = FastAPI(), RequestLog()
+
+    @app.post("/v1/chat/completions")
+    async def completions(request: Request) -> Any:
+        await received.record(request)
+        chunks = script[len(received) - 1]
+        return StreamingResponse(iter([*chunks, "data: [DONE]\n\n"]), media_type="text/event-stream")
+
+    return app, received
+
+
+def _says(text: str) -> list[str]:
+    return [_chunk({"role": "assistant", "content": text}), _chunk({}, "stop")]
+
+
+def _calls(name: str, arguments: dict[str, Any], call_id: str) -> list[str]:
+    call = {
+        "index": 0,
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(arguments)},
+    }
+    return [_chunk({"role": "assistant", "content": None, "tool_calls": [call]}), _chunk({}, "tool_calls")]
+
+
+async def test_on_the_chat_completions_wire_the_answer_reaches_the_models_next_turn(
+    make_settings: Any, verifier: Any
+) -> None:
+    """A real OpenAI-compatible endpoint: the question comes from the tool result, and after the
+    button the next request carries the confirmed call, its result and the outcome."""
+    script: list[list[str]] = []  # filled once the task's id is known; read per request
+    wire, received = _completions_server(script)
+    with app_on_model_server(make_settings, wire) as app:
+        milk = app.container.tasks.add(ALICE, TaskDraft(title="Buy milk"))
+        script += [
+            _calls("delete_task", {"task_id": milk.id}, "call_w1"),
+            _says("Really?"),
+            _says("Welcome."),
+        ]
+        async with app.client(token(verifier, "alice")) as alice:
+            asked = (await alice.post("/api/chat", json={"message": "delete buy milk"})).json()
+            [confirm] = asked["confirmations"]
+            assert confirm["question"] == f"Delete task #{milk.id} 'Buy milk' and its subtasks?"
+            cid = asked["conversation_id"]
+            done = await alice.post(answer_path(cid, confirm["id"]), json={"confirm": True})
+            assert done.status_code == 200, done.text
+            thanked = await alice.post("/api/chat", json={"message": "thanks", "conversation_id": cid})
+            assert thanked.status_code == 200, thanked.text
+        assert deletes(app, "alice") == [milk.id]
+    messages = received.bodies[-1]["messages"]
+    said = [m for m in messages if m["role"] == "user"]
+    assert said[-2]["content"].startswith("Yes (answered with the button): Delete task")
+    [confirmed] = [
+        c
+        for m in messages
+        if m["role"] == "assistant"
+        for c in m.get("tool_calls") or []
+        if c["id"] != "call_w1"
+    ]
+    assert confirmed["function"]["name"] == "delete_task"
+    assert json.loads(confirmed["function"]["arguments"]) == {"task_id": milk.id, "confirm": True}
+    [result] = [m for m in messages if m["role"] == "tool" and m["tool_call_id"] == confirmed["id"]]
+    assert json.loads(result["content"]) == {"id": milk.id, "title": "Buy milk", "deleted": True}

@@ -129,7 +129,7 @@ def _calls(items: Sequence[Any]) -> Iterator[tuple[str, str, dict[str, Any], Any
 
 def said(confirmation: Confirmation, *, confirmed: bool) -> str:
     """The user's answer as the conversation keeps it."""
-    return f"{'Yes' if confirmed else 'No'} (answered with the button): {confirmation.needed.question}"
+    return f"{'Confirm' if confirmed else 'Cancel'}: {confirmation.needed.question}"
 
 
 def answer_items(confirmation: Confirmation, *, confirmed: bool, output: Any, reply: str) -> list[Item]:

@@ -217,7 +217,7 @@ async def test_the_confirm_item_comes_from_the_tool_not_the_models_words(
             outputs = [i for i in seen if isinstance(i, dict) and i.get("type") == "function_call_output"]
             assert '"deleted":true' in outputs[-1]["output"].replace(" ", "")
             texts = [str(i.get("content")) for i in seen if isinstance(i, dict) and i.get("role") == "user"]
-            assert any("Yes (answered with the button)" in t for t in texts)
+            assert f"Confirm: Delete task #{milk.id} 'Buy milk' and its subtasks?" in texts
 
 
 async def test_a_batch_delete_by_filter_and_a_list_delete_ask_with_their_counts(
@@ -396,7 +396,7 @@ async def test_on_the_chat_completions_wire_the_answer_reaches_the_models_next_t
         assert deletes(app, "alice") == [milk.id]
     messages = received.bodies[-1]["messages"]
     said = [m for m in messages if m["role"] == "user"]
-    assert said[-2]["content"].startswith("Yes (answered with the button): Delete task")
+    assert said[-2]["content"] == f"Confirm: Delete task #{milk.id} 'Buy milk' and its subtasks?"
     [confirmed] = [
         c
         for m in messages

@@ -206,7 +206,8 @@ class Chat:
 
         The work runs in a task of its own, so a client that goes away mid-call does not cut
         it short; answers to one conversation take turns in this process."""
-        work = asyncio.create_task(self._answer(actor, conversation_id, confirmation_id, confirmed, bearer))
+        answering = self._answer(actor, conversation_id, confirmation_id, confirmed, bearer)
+        work = asyncio.create_task(_traced_answer(answering, confirmed))
         self._running.add(work)
         work.add_done_callback(self._running.discard)
         return await asyncio.shield(work)
@@ -731,6 +732,11 @@ def _is_assistant_message(item: Any) -> bool:
         and item.get("role") == "assistant"
         and item.get("type", "message") == "message"
     )
+
+
+async def _traced_answer(answering: Awaitable[Answered], confirmed: bool) -> Answered:
+    with tracing.span("chat.confirmation", attributes={"todo.confirmed": confirmed}):
+        return await answering
 
 
 def _stored(call: dict[str, Any] | None) -> str | None:

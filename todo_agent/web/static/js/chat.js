@@ -264,7 +264,7 @@ export class ChatPanel {
   // A new message moves the conversation on: the server no longer takes an answer to an older question.
   leaveOpenConfirmations() {
     for (const box of this.messages.querySelectorAll(".confirm:not([data-state])")) {
-      this.closeConfirmation(box, "left", "No longer pending: answered in the chat.");
+      this.closeConfirmation(box, "left", "No longer pending: the conversation moved on.");
     }
   }
 

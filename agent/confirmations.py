@@ -84,17 +84,19 @@ def expired() -> ConfirmationStale:
 def pending_in(items: Sequence[Any]) -> list[Confirmation]:
     """The confirmations the conversation's last turn left open, in order."""
     turn = _last_turn(items)
-    digest = hashlib.sha256(json.dumps(list(turn), sort_keys=True, default=str).encode()).hexdigest()[:16]
-    pending: dict[str, Confirmation] = {}
+    pending: dict[str, NeededConfirmation] = {}
     for call_id, name, arguments, output in _calls(turn):
         needed = needed_confirmation(name, arguments, output) if isinstance(output, str) else None
         if needed is not None:
-            pending[call_id] = Confirmation(call_id, needed, digest)
+            pending[call_id] = needed
         elif isinstance(output, dict):  # it went through: the same call, confirmed, is done
             for key, open_one in list(pending.items()):
-                if open_one.needed.tool == name and _same(open_one.needed.arguments, arguments):
+                if open_one.tool == name and _same(open_one.arguments, arguments):
                     del pending[key]
-    return list(pending.values())
+    if not pending:
+        return []  # most turns: no digest to compute
+    digest = hashlib.sha256(json.dumps(list(turn), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return [Confirmation(call_id, needed, digest) for call_id, needed in pending.items()]
 
 
 def find(items: Sequence[Any], confirmation_id: str) -> Confirmation:

@@ -109,6 +109,46 @@ async def test_history_survives_an_api_restart(dapr_settings: Any, verifier: Any
     assert keys and all(f"conversation:alice:{cid}" in key for key in keys)
 
 
+async def test_a_confirmation_asked_before_a_restart_is_answered_once_after_it(
+    dapr_settings: Any, verifier: Any, pg_libpq_url: str
+) -> None:
+    """The pending confirmation lives in the conversation (the state store), not in a process:
+    another api process shows it and runs it, once."""
+    alice = token(verifier, "alice")
+    with running_app(dapr_settings) as first:
+        async with first.client(alice) as client:
+            added = (await client.post("/api/chat", json={"message": "add water the plants"})).json()
+            cid = added["conversation_id"]
+            asked = await client.post(
+                "/api/chat", json={"message": "delete water the plants", "conversation_id": cid}
+            )
+            [confirm] = asked.json()["confirmations"]
+            assert confirm["action"] == "delete_task" and "Water the plants" in confirm["question"]
+
+    with running_app(dapr_settings) as second:
+        async with second.client(alice) as client:
+            shown = (await client.get(f"/api/conversations/{cid}")).json()
+            assert shown["confirmations"] == [confirm]
+            path = f"/api/conversations/{cid}/confirmations/{confirm['id']}"
+            presses = await asyncio.gather(*(client.post(path, json={"confirm": True}) for _ in range(2)))
+            assert sorted(p.status_code for p in presses) == [200, 409], [p.text for p in presses]
+            assert (await client.get(f"/api/conversations/{cid}")).json()["confirmations"] == []
+    with psycopg.connect(pg_libpq_url) as conn:
+        kinds = [
+            row[0]
+            for row in conn.execute(
+                "select event_type from outbox where user_id = 'alice' and task_id = %s",
+                (confirm_task(confirm),),
+            )
+        ]
+    assert kinds.count("todo.task.deleted.v1") == 1
+
+
+def confirm_task(confirm: dict[str, Any]) -> int:
+    """The task id in a delete_task confirmation's question ("Delete task #7 '…' …?")."""
+    return int(confirm["question"].split("#", 1)[1].split(" ", 1)[0])
+
+
 async def test_two_messages_at_once_to_one_conversation_keep_both(dapr_settings: Any, verifier: Any) -> None:
     with running_app(dapr_settings) as app:
         async with app.client(token(verifier, "alice")) as client:

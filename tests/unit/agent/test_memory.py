@@ -66,9 +66,15 @@ def test_a_transcript_pairs_tool_outputs_with_their_calls() -> None:
     ]
     assert messages_of(items) == [
         {"role": "user", "content": "list"},
-        {"role": "tool", "name": "list_tasks", "arguments": {}, "content": {"items": []}},
+        {"role": "tool", "call_id": "1", "name": "list_tasks", "arguments": {}, "content": {"items": []}},
         {"role": "assistant", "content": "Nothing due."},
-        {"role": "tool", "name": "list_tasks", "arguments": {}, "content": "Task 9 not found"},
+        {
+            "role": "tool",
+            "call_id": "2",
+            "name": "list_tasks",
+            "arguments": {},
+            "content": "Task 9 not found",
+        },
     ]
     assert parse_output([{"type": "text", "text": '{"id": 1}'}]) == {"id": 1}
 

@@ -15,7 +15,9 @@ transaction). Reported: ``early`` (fired before its time, must be 0), ``missing`
 fired), ``duplicates`` (fired more than once), lateness percentiles, ``schedule_per_s`` (tasks
 created and jobs scheduled per second), and how many job callbacks arrived in all
 (``deliveries``; a redelivered job is absorbed by the once-only check). The last line is one
-JSON object.
+JSON object, with the CPU per reminder that firing cost (``firing_cpu_ms_per_reminder``: this
+process, its daprd, and the shared scheduler, from when every job was scheduled to the end) and the
+load average at the start, when every job was scheduled, and at the end (``load``).
 """
 
 from __future__ import annotations
@@ -64,9 +66,21 @@ def say(message: str) -> None:
     print(f"[reminders] {message}", file=sys.stderr, flush=True)
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU of a process on this machine, all its threads (None: not readable)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @contextmanager
-def stack_settings(exit_stack: ExitStack, app_port: int) -> Iterator[Settings]:
-    """PostgreSQL, Kafka, the scheduler and a daprd for the app at ``app_port``."""
+def stack_settings(exit_stack: ExitStack, app_port: int, pids: dict[str, int | None]) -> Iterator[Settings]:
+    """PostgreSQL, Kafka, the scheduler and a daprd for the app at ``app_port``; ``pids`` gets
+    the pids of daprd and the scheduler (shared with whatever else uses the stack)."""
 
     from devstack.components import render
     from devstack.sidecar import start_sidecar
@@ -82,6 +96,7 @@ def stack_settings(exit_stack: ExitStack, app_port: int) -> Iterator[Settings]:
             config=resources.config, scheduler_address=stack.cfg.scheduler_address,
             log_dir=stack.cfg.log_dir / "bench", extra_env=dict(resources.env), log_level="warn",
         )  # fmt: skip
+        pids["daprd"], pids["scheduler"] = sidecar.pid, stack.scheduler.pidfile.read()
         try:
             yield Settings(
                 database_url=pg_url, data_dir=Path(folder), port=app_port,
@@ -164,7 +179,8 @@ def measure(
     deliveries: list[tuple[str, datetime]] = []
     loads = [load_average()]
     with ExitStack() as exit_stack:
-        settings = exit_stack.enter_context(stack_settings(exit_stack, free_port()))
+        pids: dict[str, int | None] = {}
+        settings = exit_stack.enter_context(stack_settings(exit_stack, free_port(), pids))
         container = bootstrap("api", settings)
         if shards is not None:  # jobs scheduled this many at a time (the product's default otherwise)
             assert container.jobs is not None
@@ -182,6 +198,9 @@ def measure(
         drain(scheduling)
         schedule_seconds = time.monotonic() - began
         scheduled_in_time = utc_now() <= start
+        # CPU from here to the end is firing's (and the reconciler's, every 30 s): the app's
+        # process, its daprd, and the scheduler (shared: other users of the stack count too)
+        cpu_before = {"app": time.process_time()} | {name: cpu_seconds(pid) for name, pid in pids.items()}
         say(f"created and scheduled in {schedule_seconds:.1f}s ({count / schedule_seconds:.0f}/s)")
         loads.append(load_average())
         if utc_now() > start:
@@ -195,6 +214,7 @@ def measure(
             time.sleep(1)
         time.sleep(2)  # late duplicates, if any
         loads.append(load_average())
+        cpu_after = {"app": time.process_time()} | {name: cpu_seconds(pid) for name, pid in pids.items()}
         fired, due = fired_rows(container), reminder_times(container)
     by_task: dict[int, list[datetime]] = defaultdict(list)
     for task_id, at in fired:
@@ -228,6 +248,11 @@ def measure(
         "scheduled_before_due": scheduled_in_time,
         "shards": scheduling.shards,
         "load": loads,  # at the start, when every job was scheduled, at the end
+        "firing_cpu_ms_per_reminder": {
+            name: round((after - before) * 1000 / count, 2)
+            for name, after in cpu_after.items()
+            if after is not None and (before := cpu_before.get(name)) is not None
+        },
     }
 
 

@@ -170,17 +170,14 @@ class Chat:
     async def _load(self, turn: Turn) -> None:
         """The turn's history, or its new conversation; memory failures become ``ChatFailed``."""
         user_id = turn.actor.user_id
-        try:
-            if turn.created:
-                turn.conversation_id = (await self.store.create(user_id, title=title_from(turn.message))).id
-            else:
-                stored = await self.store.load(user_id, turn.conversation_id, limit=self.item_limit)
-                turn.history = trim_for_model(stored, self.item_limit)
-        except ConversationNotFound:
-            raise
-        except Exception as exc:
-            log.warning("loading conversation memory failed", exc_info=True)
-            raise ChatFailed(f"The conversation memory is unavailable: {_reason(exc)}") from exc
+        if turn.created:
+            created = await self._memory_call(self.store.create(user_id, title=title_from(turn.message)))
+            turn.conversation_id = created.id
+        else:
+            stored = await self._memory_call(
+                self.store.load(user_id, turn.conversation_id, limit=self.item_limit)
+            )
+            turn.history = trim_for_model(stored, self.item_limit)
 
     async def send(
         self, actor: Actor, message: str, *, conversation_id: str | None = None, bearer: str | None = None

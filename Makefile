@@ -12,6 +12,7 @@ help:
 	@echo "make run          start the embedded default on http://127.0.0.1:8000 (no server, no API key)"
 	@echo "make test         install what the tests need and run the whole suite"
 	@echo "make test-unit    the fast tier only (tests/unit: no stack, no Dapr build)"
+	@echo "make typecheck    mypy: strict on the product packages, tests and benchmarks checked (check_untyped_defs)"
 	@echo "make check        format check, ruff, mypy and the whole suite"
 	@echo "make stack-up     start PostgreSQL, Kafka and the Dapr scheduler under .devstack/"
 	@echo "make stack-down   stop them"
@@ -48,7 +49,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 typecheck: $(STAMP)
-	$(PY) -m mypy tasks auth sidecar observability mcp_server agent events todo_agent devstack
+	$(PY) -m mypy tasks auth sidecar observability mcp_server agent events todo_agent devstack tests benchmarks
 
 check: lint typecheck test
 

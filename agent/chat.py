@@ -4,9 +4,10 @@
                 tools_in_process=build_mcp_server(tasks, resolve_actor=turn_actor),
                 mcp_token=lambda actor, bearer: None)
     turn = await chat.begin(actor, "add buy milk tomorrow", conversation_id=None)
-    async for event in turn.events():          # start, delta, tool_call, tool_result, done | error
+    async for event in turn.events():   # start, delta, tool_call, tool_result, confirm, done | error
         ...
     reply = await chat.send(actor, "what's due this week?", conversation_id=turn.conversation_id)
+    answered = await chat.answer(actor, reply.conversation_id, reply.confirmations[0]["id"], confirmed=True)
 
 A turn opens its own MCP connection with the caller's identity: in-process to the process's own
 MCP server, whose tools act for the turn's caller (``turn_actor``), or, with ``mcp_url``, over
@@ -15,22 +16,25 @@ default). It runs the agent and appends every item of the turn to memory in one 
 runs in a task of its own that also opens and closes the MCP connection, so a client that goes
 away mid-stream neither breaks the connection's lifecycle nor leaves half a turn in memory.
 Nothing is stored when the model or the tools fail: the conversation stays as it was.
+
+A tool call that needs the user's yes leaves a confirmation (``agent.confirmations``), streamed as
+a ``confirm`` event; ``answer`` runs it once with ``confirm: true`` or cancels it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sqlite3
 import ssl
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, TypeVar, cast
 
 import httpx2
 import mcp
@@ -48,19 +52,22 @@ from psycopg import Error as PostgresError
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.assistant import build_assistant
+from agent.confirmations import answer_items, expired, outcome, pending_in, said, still_open
+from agent.confirmations import find as find_confirmation
 from agent.dapr_state import StateStoreError
 from agent.memory import ConversationNotFound, ConversationStore, Item, title_from, trim_for_model
 from agent.models import ModelChoice
 from agent.offline import OfflineModel
 from agent.timing import TimedModel, ToolTimer, TurnTimings
-from agent.transcript import parse_arguments, parse_output
+from agent.transcript import assistant_message, parse_arguments, parse_output
 from observability import tracing
 from tasks.clock import Clock, utc_now
 from tasks.service import Actor
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-EventKind = Literal["start", "delta", "tool_call", "tool_result", "done", "error"]
+EventKind = Literal["start", "delta", "tool_call", "tool_result", "confirm", "done", "error"]
 TokenFor = Callable[[Actor, str | None], str | None]
 MAX_MESSAGE_LENGTH: Final = 8000
 _MAX_AGENT_TURNS: Final = 12
@@ -88,9 +95,35 @@ class ChatReply:
     reply: str
     tool_calls: list[dict[str, Any]]
     timings: TurnTimings
+    #: What the turn left for the person to confirm (``Confirmation.public()``), if anything.
+    confirmations: list[dict[str, Any]] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
-        return {"conversation_id": self.conversation_id, "reply": self.reply, "tool_calls": self.tool_calls}
+        return {
+            "conversation_id": self.conversation_id,
+            "reply": self.reply,
+            "tool_calls": self.tool_calls,
+            "confirmations": self.confirmations,
+        }
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What answering a confirmation did: the outcome said in the conversation, and the
+    confirmed tool call (None for a cancel)."""
+
+    conversation_id: str
+    id: str
+    confirmed: bool
+    said: str
+    reply: str
+    tool_call: dict[str, Any] | None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "conversation_id": self.conversation_id, "id": self.id, "confirmed": self.confirmed,
+            "said": self.said, "reply": self.reply, "tool_call": self.tool_call,
+        }  # fmt: skip
 
 
 @dataclass
@@ -103,7 +136,7 @@ class Chat:
     tools_in_process: Any = None
     clock: Clock = utc_now
     httpx_client_factory: Any = None
-    _running: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    _running: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
     _tools: list[Any] = field(default_factory=list, repr=False)
     _function_tools: list[Any] = field(default_factory=list, repr=False)
     _protocol: _Protocol = field(default_factory=lambda: _Protocol(), repr=False)
@@ -111,6 +144,7 @@ class Chat:
     _pool: tuple[asyncio.AbstractEventLoop, httpx2.AsyncHTTPTransport] | None = field(
         default=None, repr=False
     )
+    _answering: dict[tuple[str, str], tuple[asyncio.Lock, int]] = field(default_factory=dict, repr=False)
 
     async def begin(
         self, actor: Actor, message: str, *, conversation_id: str | None, bearer: str | None = None
@@ -136,17 +170,14 @@ class Chat:
     async def _load(self, turn: Turn) -> None:
         """The turn's history, or its new conversation; memory failures become ``ChatFailed``."""
         user_id = turn.actor.user_id
-        try:
-            if turn.created:
-                turn.conversation_id = (await self.store.create(user_id, title=title_from(turn.message))).id
-            else:
-                stored = await self.store.load(user_id, turn.conversation_id, limit=self.item_limit)
-                turn.history = trim_for_model(stored, self.item_limit)
-        except ConversationNotFound:
-            raise
-        except Exception as exc:
-            log.warning("loading conversation memory failed", exc_info=True)
-            raise ChatFailed(f"The conversation memory is unavailable: {_reason(exc)}") from exc
+        if turn.created:
+            created = await self._memory_call(self.store.create(user_id, title=title_from(turn.message)))
+            turn.conversation_id = created.id
+        else:
+            stored = await self._memory_call(
+                self.store.load(user_id, turn.conversation_id, limit=self.item_limit)
+            )
+            turn.history = trim_for_model(stored, self.item_limit)
 
     async def send(
         self, actor: Actor, message: str, *, conversation_id: str | None = None, bearer: str | None = None
@@ -158,6 +189,95 @@ class Chat:
                 raise ChatFailed(event.data["detail"])
         assert turn.reply is not None
         return turn.reply
+
+    async def answer(
+        self, actor: Actor, conversation_id: str, confirmation_id: str, *, confirmed: bool,
+        bearer: str | None = None,
+    ) -> Answered:  # fmt: skip
+        """Answer a pending confirmation of ``actor``'s conversation: Confirm makes the refused
+        call again with ``confirm: true`` through the same MCP tools, under an idempotency key
+        of this confirmation's own; Cancel changes nothing. Either way the answer and its outcome
+        join the conversation, which closes the confirmation. Raises ``ConversationNotFound``
+        (another user's conversation too), ``ConfirmationUnknown``, ``ConfirmationStale`` and
+        ``ChatFailed`` (memory or tools unavailable).
+
+        The work runs in a task of its own, so a client that goes away mid-call does not cut
+        it short; answers to one conversation take turns in this process."""
+        answering = self._answer(actor, conversation_id, confirmation_id, confirmed, bearer)
+        work = asyncio.create_task(_traced_answer(answering, confirmed))
+        self._running.add(work)
+        work.add_done_callback(self._running.discard)
+        return await asyncio.shield(work)
+
+    async def _answer(
+        self, actor: Actor, conversation_id: str, confirmation_id: str, confirmed: bool, bearer: str | None
+    ) -> Answered:
+        async with self._one_at_a_time((actor.user_id, conversation_id)):
+            info = await self._memory_call(self.store.get(actor.user_id, conversation_id))
+            load = self.store.load(actor.user_id, conversation_id, limit=self.item_limit)
+            confirmation = find_confirmation(await self._memory_call(load), confirmation_id)
+            if not still_open(info.updated_at, self.clock()):
+                raise expired()
+            call: dict[str, Any] | None = None
+            reply = "OK, I left everything as it was: nothing was changed."
+            if confirmed:
+                arguments = {
+                    **confirmation.needed.arguments,
+                    "idempotency_key": confirmation.idempotency_key(conversation_id),
+                }
+                output, is_error = await self._call_tool(actor, bearer, confirmation.needed.tool, arguments)
+                call = {"name": confirmation.needed.tool, "arguments": arguments, "output": output,
+                        "is_error": is_error}  # fmt: skip
+                reply = outcome(confirmation, output, is_error=is_error)
+            added = answer_items(confirmation, confirmed=confirmed, reply=reply, output=_stored(call))
+            await self._memory_call(self.store.append(actor.user_id, conversation_id, added))
+        answer = said(confirmation, confirmed=confirmed)
+        return Answered(conversation_id, confirmation_id, confirmed, answer, reply, call)
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        """Answers to one conversation take turns (in this process)."""
+        lock, users = self._answering.get(key, (asyncio.Lock(), 0))
+        self._answering[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._answering[key]
+            if users == 1:
+                del self._answering[key]
+            else:
+                self._answering[key] = (lock, users - 1)
+
+    async def _memory_call(self, operation: Awaitable[T]) -> T:
+        """A conversation memory operation; its failures (but not a missing conversation) become
+        ``ChatFailed``."""
+        try:
+            return await operation
+        except ConversationNotFound:
+            raise
+        except Exception as exc:
+            log.warning("the conversation memory failed", exc_info=True)
+            raise ChatFailed(f"The conversation memory is unavailable: {_reason(exc)}") from exc
+
+    async def _call_tool(
+        self, actor: Actor, bearer: str | None, name: str, arguments: dict[str, Any]
+    ) -> tuple[Any, bool]:
+        """One task tool call for ``actor`` outside a turn: the result and whether it is an error."""
+        _turn_actor.set(actor)  # this task's context (``answer`` runs in a task of its own)
+        server = self._server(actor, bearer)
+        try:
+            await server.connect()
+            result = await server.call_tool(name, arguments)
+        except Exception as exc:
+            log.warning("a confirmed task tool call failed", exc_info=True)
+            raise ChatFailed(f"The task tools are unavailable: {_reason(exc)}") from exc
+        finally:
+            await server.cleanup()
+        if result.structured_content is not None and not result.is_error:
+            return result.structured_content, False
+        text = "\n".join(getattr(part, "text", "") for part in result.content)
+        return parse_output(text), bool(result.is_error)
 
     def _server(self, actor: Actor, bearer: str | None) -> _TaskTools:
         if self.mcp_url is None:  # the process's own MCP server, acting for ``turn_actor``
@@ -565,7 +685,9 @@ class Turn:
             custom = item.custom_data or {}
             is_error = bool(custom["is_error"]) if "is_error" in custom else isinstance(output, str)
             call.update(output=output, is_error=is_error)
-            self._emit("tool_result", name=call["name"], output=output, is_error=is_error)
+            self._emit(
+                "tool_result", name=call["name"], output=output, is_error=is_error, id=str(item.call_id)
+            )
 
     async def _save(self, calls: list[dict[str, Any]]) -> None:
         result = self._result
@@ -574,7 +696,7 @@ class Turn:
         if reply and not _is_assistant_message(new_items[-1] if new_items else None):
             # The run ended on tool results (the offline model answered from them): the reply
             # is stored as the assistant's message and streamed, as a model's reply would be.
-            new_items.append(_assistant_message(reply))
+            new_items.append(cast(Item, assistant_message(reply)))
             if not self._said:
                 self._emit("delta", text=reply)
         started = time.perf_counter()
@@ -585,7 +707,10 @@ class Turn:
             raise ChatFailed(f"The reply could not be saved to the conversation: {_reason(exc)}") from exc
         finally:
             self.timings.memory_ms += (time.perf_counter() - started) * 1000
-        self.reply = ChatReply(self.conversation_id, reply, calls, self.timings.finish())
+        confirmations = [pending.public() for pending in pending_in(new_items)]
+        for confirmation in confirmations:  # after the save: the conversation holds them now
+            self._emit("confirm", **confirmation)
+        self.reply = ChatReply(self.conversation_id, reply, calls, self.timings.finish(), confirmations)
         self._emit("done", **self.reply.public())
 
     async def _forget_if_new(self) -> None:
@@ -606,15 +731,17 @@ def _is_assistant_message(item: Any) -> bool:
     )
 
 
-def _assistant_message(text: str) -> Item:
-    """An assistant reply as the SDK stores a model's output message."""
-    return {
-        "id": f"msg_{uuid.uuid4().hex[:24]}",
-        "type": "message",
-        "role": "assistant",
-        "status": "completed",
-        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
-    }
+async def _traced_answer(answering: Awaitable[Answered], confirmed: bool) -> Answered:
+    with tracing.span("chat.confirmation", attributes={"todo.confirmed": confirmed}):
+        return await answering
+
+
+def _stored(call: dict[str, Any] | None) -> str | None:
+    """A tool call's output as the SDK keeps it in memory: JSON, or an error's text."""
+    if call is None:
+        return None
+    output = call["output"]
+    return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
 
 
 def _reason(exc: BaseException) -> str:

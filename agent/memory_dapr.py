@@ -30,7 +30,7 @@ conversations of one user never conflict). A new conversation costs two calls mo
 the index and writes it with the empty item list; its first append reads before it writes).
 ``recent`` reads the index, then the metadata of its conversations in one bulk read.
 
-With a TTL, every write carries ``ttlInSeconds`` except the index's: appends no longer rewrite it,
+With a TTL, every write carries ``ttlInSeconds`` except the index's: appends do not rewrite it,
 so it must not expire under conversations in use (``recent`` rewrites, once, an index that the
 previous layout wrote with a TTL). Expired conversations are left out of ``recent`` and are not
 found; create drops their index entries. Index entries written by the previous layout carry an

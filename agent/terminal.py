@@ -107,6 +107,7 @@ class TerminalChat:
 
     def _render(self, events: Iterator[tuple[str, Any]]) -> bool:
         writing = False
+        asked: list[str] = []
         for name, data in events:
             if name == "start":
                 self.conversation_id = data["conversation_id"]
@@ -120,8 +121,12 @@ class TerminalChat:
                     writing = True
                 self.out.write(data["text"])
                 self.out.flush()
+            elif name == "confirm":
+                asked.append(data["question"])
             elif name == "done":
                 self._say("" if writing else f"assistant> {data['reply']}")
+                for question in asked:  # the terminal has no buttons: a typed yes or no answers
+                    self._say(f"  ? {question} (answer yes or no)")
                 return True
             elif name == "error":
                 self._say(f"{chr(10) if writing else ''}error: {data['detail']}")

@@ -7,6 +7,7 @@ messages_of(items)          # -> [{"role": "user", "content": "..."}, {"role": "
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,9 +63,21 @@ def messages_of(items: Sequence[Any]) -> list[dict[str, Any]]:
             messages.append(
                 {
                     "role": "tool",
+                    "call_id": str(item.get("call_id")),
                     "name": call.get("name", "tool"),
                     "arguments": parse_arguments(call.get("arguments")),
                     "content": parse_output(item.get("output")),
                 }
             )
     return messages
+
+
+def assistant_message(text: str) -> dict[str, Any]:
+    """An assistant reply as the SDK stores a model's output message."""
+    return {
+        "id": f"msg_{uuid.uuid4().hex[:24]}",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }

@@ -47,6 +47,7 @@ from tasks.inputs import TaskDraft
 from tasks.models import OutboxEvent
 from tasks.service import Actor, TaskService
 from tasks.unit_of_work import UnitOfWorkFactory
+from todo_agent.bootstrap import sidecar_address
 from todo_agent.settings import Settings
 
 OUTBOX: Final[Table] = OutboxEvent.__table__  # type: ignore[attr-defined]
@@ -71,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         payload = _real_payload(uow)
         relay = RelayProcess(
             RelaySettings(
-                database_url=pg_url, log_level="WARNING", api_token=None, pubsub=settings.pubsub_name,
-                sidecar_url=f"http://127.0.0.1:{settings.dapr_http_port}",
+                database_url=pg_url, log_level="WARNING", sidecar=sidecar_address(settings),
+                pubsub=settings.pubsub_name,
             )
         )  # fmt: skip
         relay.start()

@@ -38,13 +38,15 @@ import httpx
 from pydantic import SecretStr
 
 from agent.memory import ConversationStore
+from agent.transcript import assistant_message
 from benchmarks.stack import stack_with_fresh_database
 from devstack.appserver import serve_in_thread
 from devstack.procs import free_port
 from observability import tracing
+from sidecar import Sidecar
 from tasks.db import make_engine
 from todo_agent.api import app_for
-from todo_agent.bootstrap import Role, bootstrap, make_verifier
+from todo_agent.bootstrap import Role, bootstrap, make_verifier, sidecar_address
 from todo_agent.cli import configure_logging
 from todo_agent.settings import Settings
 
@@ -197,12 +199,8 @@ def seed_history(settings: Settings, user_id: str, count: int, items: int) -> li
     assistant reply in turn), written through the mode's conversation store; their ids."""
     if items <= 0:
         return []
-    from agent.chat import _assistant_message
-
     history = [
-        {"role": "user", "content": f"earlier message {n}"}
-        if n % 2 == 0
-        else _assistant_message(f"reply {n}")
+        {"role": "user", "content": f"earlier message {n}"} if n % 2 == 0 else assistant_message(f"reply {n}")
         for n in range(items)
     ]
 
@@ -221,25 +219,12 @@ def seed_history(settings: Settings, user_id: str, count: int, items: int) -> li
     return asyncio.run(seed())
 
 
-def _reply(text: str) -> dict[str, Any]:
-    """An assistant reply as the SDK stores a model's output message."""
-    return {
-        "id": f"msg_{secrets.token_hex(12)}",
-        "type": "message",
-        "role": "assistant",
-        "status": "completed",
-        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
-    }
-
-
 def _store(settings: Settings) -> ConversationStore:
     if settings.dapr_enabled:
         from agent.dapr_state import DaprStateClient
         from agent.memory_dapr import DaprConversationStore
-        from sidecar import Sidecar
 
-        sidecar = Sidecar.at(f"http://127.0.0.1:{settings.dapr_http_port}")
-        state = DaprStateClient(sidecar, store_name=settings.statestore_name)
+        state = DaprStateClient(Sidecar(sidecar_address(settings)), store_name=settings.statestore_name)
         return DaprConversationStore(state, ttl_seconds=settings.conversation_ttl_seconds)
     from agent.memory_sql import SqlConversationStore
 

@@ -48,7 +48,7 @@ from mcp.server import MCPServer
 from pydantic import BaseModel
 
 from agent.assistant import instructions
-from agent.chat import _Borrowed, _Protocol, _TaskTools
+from agent.chat import _Borrowed, _http_streams, _Protocol, _TaskTools
 from agent.offline.model import OfflineModel
 from benchmarks.events_e2e import WireMcpSession
 from devstack.appserver import serve_in_thread
@@ -128,10 +128,10 @@ def measure_mcp(count: int) -> tuple[dict[str, float], dict[str, float]]:
 
             async def agent_turn() -> None:  # a chat turn's MCP use: connect, one call, close
                 server = _TaskTools(  # configured as a chat turn's connection (agent/chat.py)
-                    {"url": f"{url}/mcp", "timeout": 30, "httpx_client_factory": client},
-                    shared_tools=tools, protocol=protocol,
-                    cache_tools_list=True, use_structured_content=True, client_session_timeout_seconds=30,
-                )  # fmt: skip
+                    lambda: _http_streams(f"{url}/mcp", client(timeout=30)),
+                    shared_tools=tools,
+                    protocol=protocol,
+                )
                 await server.connect()
                 try:
                     await server.call_tool("add_task", arguments)

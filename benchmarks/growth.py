@@ -28,7 +28,9 @@ an outbox row per seeded task would only grow the outbox). Due times spread from
 seeding, as autovacuum would do after such an insert.
 
 Per operation and size: wall p50 and p99 (ms) and CPU per operation (this thread's CPU time,
-p50, ms: the client side of the work, SQLite's whole work). ``ratio`` is p99 at the largest
+p50, ms: the client side of the work, SQLite's whole work); on a PostgreSQL on this machine
+also the database's CPU per operation (``server_cpu_ms``, p50: the run time of this database's
+client backends, from ``/proc/<pid>/schedstat``). ``ratio`` is p99 at the largest
 size over p99 at the smallest. The PostgreSQL database is a fresh one on the devstack (brought
 up if needed, dropped at the end) or ``--database-url``; SQLite is a file in a temporary folder.
 The last line is one JSON object.
@@ -127,12 +129,15 @@ class Operations:
             "overdue": lambda: self._list(BIG, overdue=True),
             "completed": lambda: self._list(BIG, status="completed"),
             "next_page": lambda: self._list(BIG, cursor=self._cursor),
-            "get": lambda: self._service.get(BIG, self._random.choice(self._ids)) and None,
+            "get": self._get,
             "add": self._add,
             "small_default_page": lambda: self._list(SMALL),
             "small_tag": lambda: self._list(SMALL, tag=RARE_TAG),
             "small_search": lambda: self._list(SMALL, status="all", search=SEARCH_WORD),
         }
+
+    def _get(self) -> None:
+        self._service.get(BIG, self._random.choice(self._ids))
 
     def _add(self) -> None:
         self._added += 1
@@ -140,24 +145,67 @@ class Operations:
         self._service.add(BIG, TaskDraft(title=f"Added {self._added}", due=due, tags=["home"]))
 
 
-def measure(operations: dict[str, Callable[[], None]], rounds: int, warmup: int) -> dict[str, Any]:
+class ServerCpu:
+    """The CPU time PostgreSQL's backends serving one database have run (ns), when they run on
+    this machine: ``/proc/<pid>/schedstat`` counts it to the nanosecond."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.pids: list[int] = []
+
+    def refresh(self) -> None:
+        """The backends connected now (after the warm-up the pool holds all it will use)."""
+        if self._engine.dialect.name != "postgresql":
+            return
+        with self._engine.connect() as connection:
+            pids = connection.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND backend_type = 'client backend'"
+                )
+            ).scalars()
+            self.pids = [pid for pid in pids if Path(f"/proc/{pid}/schedstat").exists()]
+
+    def ns(self) -> int | None:
+        if not self.pids:
+            return None
+        total = 0
+        for pid in self.pids:
+            try:
+                total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass  # a backend that ended: the pool replaced a connection
+        return total
+
+
+def measure(
+    operations: dict[str, Callable[[], None]], rounds: int, warmup: int, server: ServerCpu | None = None
+) -> dict[str, Any]:
     wall: dict[str, list[float]] = {name: [] for name in operations}
     cpu: dict[str, list[float]] = {name: [] for name in operations}
+    server_cpu: dict[str, list[float]] = {name: [] for name in operations}
     for number in range(warmup + rounds):
         if number == warmup:
             gc.collect()
+            if server is not None:
+                server.refresh()
         for name, operation in operations.items():
+            s0 = server.ns() if server is not None and number >= warmup else None
             c0, w0 = time.thread_time(), time.perf_counter()
             operation()
             c1, w1 = time.thread_time(), time.perf_counter()
+            s1 = server.ns() if s0 is not None and server is not None else None
             if number >= warmup:
                 wall[name].append((w1 - w0) * 1e3)
                 cpu[name].append((c1 - c0) * 1e3)
+                if s0 is not None and s1 is not None:
+                    server_cpu[name].append((s1 - s0) / 1e6)
     return {
         name: {
             "p50_ms": round(statistics.median(wall[name]), 2),
             "p99_ms": round(_percentile(wall[name], 0.99), 2),
             "cpu_ms": round(statistics.median(cpu[name]), 2),
+            **({"server_cpu_ms": round(statistics.median(server_cpu[name]), 3)} if server_cpu[name] else {}),
         }
         for name in operations
     }
@@ -191,7 +239,7 @@ def curve(engine: Engine, sizes: list[int], rounds: int, warmup: int) -> dict[st
                 ).scalars()
             )
         print(f"  {engine.dialect.name}: {size} tasks seeded ({seconds:.1f} s)", file=sys.stderr)
-        figures[str(size)] = measure(Operations(service, ids).all(), rounds, warmup)
+        figures[str(size)] = measure(Operations(service, ids).all(), rounds, warmup, ServerCpu(engine))
         report(engine.dialect.name, size, figures[str(size)])
     return figures
 
@@ -202,10 +250,15 @@ def ratios(figures: dict[str, Any], sizes: list[int]) -> dict[str, float]:
 
 
 def report(database: str, size: int, figures: dict[str, Any]) -> None:
-    print(f"  {database}, {size} tasks: {'p50':>8}{'p99':>8}{'CPU':>8} ms", file=sys.stderr)
+    print(
+        f"  {database}, {size} tasks (load {_load()}): {'p50':>8}{'p99':>8}{'CPU':>8}{'db CPU':>8} ms",
+        file=sys.stderr,
+    )
     for name, one in figures.items():
+        db_cpu = f"{one['server_cpu_ms']:>8.2f}" if "server_cpu_ms" in one else f"{'-':>8}"
         print(
-            f"    {name:<20}{one['p50_ms']:>8.2f}{one['p99_ms']:>8.2f}{one['cpu_ms']:>8.2f}", file=sys.stderr
+            f"    {name:<20}{one['p50_ms']:>8.2f}{one['p99_ms']:>8.2f}{one['cpu_ms']:>8.2f}{db_cpu}",
+            file=sys.stderr,
         )
 
 
@@ -224,10 +277,23 @@ def main(argv: list[str] | None = None) -> int:
             url = _url(database, args.database_url, exits)
             engine = make_engine(url)
             exits.callback(engine.dispose)
+            load_before = _load()
             figures = curve(engine, sizes, args.rounds, args.warmup)
-        result[database] = {"sizes": figures, "ratio_p99": ratios(figures, sizes)}
+        result[database] = {
+            "sizes": figures,
+            "ratio_p99": ratios(figures, sizes),
+            "load": [load_before, _load()],
+        }
     print(json.dumps(result))
     return 0
+
+
+def _load() -> float | None:
+    """The 1-minute load average (the machine is shared: figures go with it)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _url(database: str, given: str | None, exits: ExitStack) -> str:

@@ -15,7 +15,9 @@ transaction). Reported: ``early`` (fired before its time, must be 0), ``missing`
 fired), ``duplicates`` (fired more than once), lateness percentiles, ``schedule_per_s`` (tasks
 created and jobs scheduled per second), and how many job callbacks arrived in all
 (``deliveries``; a redelivered job is absorbed by the once-only check). The last line is one
-JSON object.
+JSON object, with the CPU per reminder that firing cost (``firing_cpu_ms_per_reminder``: this
+process, its daprd, and the shared scheduler, from when every job was scheduled to the end) and the
+load average at the start, when every job was scheduled, and at the end (``load``).
 """
 
 from __future__ import annotations
@@ -64,9 +66,21 @@ def say(message: str) -> None:
     print(f"[reminders] {message}", file=sys.stderr, flush=True)
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU of a process on this machine, all its threads (None: not readable)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @contextmanager
-def stack_settings(exit_stack: ExitStack, app_port: int) -> Iterator[Settings]:
-    """PostgreSQL, Kafka, the scheduler and a daprd for the app at ``app_port``."""
+def stack_settings(exit_stack: ExitStack, app_port: int, pids: dict[str, int | None]) -> Iterator[Settings]:
+    """PostgreSQL, Kafka, the scheduler and a daprd for the app at ``app_port``; ``pids`` gets
+    the pids of daprd and the scheduler (shared with whatever else uses the stack)."""
 
     from devstack.components import render
     from devstack.sidecar import start_sidecar
@@ -82,6 +96,7 @@ def stack_settings(exit_stack: ExitStack, app_port: int) -> Iterator[Settings]:
             config=resources.config, scheduler_address=stack.cfg.scheduler_address,
             log_dir=stack.cfg.log_dir / "bench", extra_env=dict(resources.env), log_level="warn",
         )  # fmt: skip
+        pids["daprd"], pids["scheduler"] = sidecar.pid, stack.scheduler.pidfile.read()
         try:
             yield Settings(
                 database_url=pg_url, data_dir=Path(folder), port=app_port,
@@ -150,11 +165,26 @@ def reminder_times(container: Container) -> dict[int, datetime]:
     return {task_id: as_utc(at) for task_id, at in rows if task_id is not None and at is not None}
 
 
-def measure(count: int, window: float, users: int, lead: float | None) -> dict[str, Any]:
+def load_average() -> float | None:
+    """The 1-minute load average (the machine is shared: figures go with it)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def measure(
+    count: int, window: float, users: int, lead: float | None, shards: int | None = None
+) -> dict[str, Any]:
     deliveries: list[tuple[str, datetime]] = []
+    loads = [load_average()]
     with ExitStack() as exit_stack:
-        settings = exit_stack.enter_context(stack_settings(exit_stack, free_port()))
+        pids: dict[str, int | None] = {}
+        settings = exit_stack.enter_context(stack_settings(exit_stack, free_port(), pids))
         container = bootstrap("api", settings)
+        if shards is not None:  # jobs scheduled this many at a time (the product's default otherwise)
+            assert container.jobs is not None
+            container.reminders = ReminderScheduling(container.jobs, container.uow, shards=shards)
         server = serve_in_thread(reminder_app(container, deliveries), settings.port)
         exit_stack.callback(server.stop)
         scheduling = container.reminders
@@ -167,7 +197,12 @@ def measure(count: int, window: float, users: int, lead: float | None) -> dict[s
         say(f"created in {time.monotonic() - began:.1f}s")
         drain(scheduling)
         schedule_seconds = time.monotonic() - began
+        scheduled_in_time = utc_now() <= start
+        # CPU from here to the end is firing's (and the reconciler's, every 30 s): the app's
+        # process, its daprd, and the scheduler (shared: other users of the stack count too)
+        cpu_before = {"app": time.process_time()} | {name: cpu_seconds(pid) for name, pid in pids.items()}
         say(f"created and scheduled in {schedule_seconds:.1f}s ({count / schedule_seconds:.0f}/s)")
+        loads.append(load_average())
         if utc_now() > start:
             say("warning: scheduling took longer than the lead time; early reminders were scheduled late")
         end = start + timedelta(seconds=window)
@@ -178,6 +213,8 @@ def measure(count: int, window: float, users: int, lead: float | None) -> dict[s
                 break
             time.sleep(1)
         time.sleep(2)  # late duplicates, if any
+        loads.append(load_average())
+        cpu_after = {"app": time.process_time()} | {name: cpu_seconds(pid) for name, pid in pids.items()}
         fired, due = fired_rows(container), reminder_times(container)
     by_task: dict[int, list[datetime]] = defaultdict(list)
     for task_id, at in fired:
@@ -207,6 +244,15 @@ def measure(count: int, window: float, users: int, lead: float | None) -> dict[s
         "p50_callback_late_ms": round(percentile(arrival_ms, 50), 1) if arrival_ms else None,
         "p99_callback_late_ms": round(percentile(arrival_ms, 99), 1) if arrival_ms else None,
         "window_s": window,
+        "lead_s": round(lead, 1),
+        "scheduled_before_due": scheduled_in_time,
+        "shards": scheduling.shards,
+        "load": loads,  # at the start, when every job was scheduled, at the end
+        "firing_cpu_ms_per_reminder": {
+            name: round((after - before) * 1000 / count, 2)
+            for name, after in cpu_after.items()
+            if after is not None and (before := cpu_before.get(name)) is not None
+        },
     }
 
 
@@ -219,11 +265,18 @@ def main(argv: list[str] | None = None) -> int:
         "--window", type=float, default=60.0, help="seconds they are spread over (default 60)"
     )
     parser.add_argument("--users", type=int, default=100, help="distinct owners (default 100)")
-    parser.add_argument("--lead", type=float, default=None, help="seconds before the first is due")
+    parser.add_argument(
+        "--lead", type=float, default=None,
+        help="seconds from the start to the first due time (default 15 + count/100); long enough for "
+        "every job to be scheduled before the first is due, it measures firing apart from scheduling",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shards", type=int, default=None, help="jobs scheduled at a time (default: the product's)"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TODO_LOG_LEVEL", "WARNING")
     logging.basicConfig(level=logging.WARNING)
-    result = measure(args.count, args.window, args.users, args.lead)
+    result = measure(args.count, args.window, args.users, args.lead, args.shards)
     print(json.dumps(result))
     return 0
 

@@ -163,7 +163,8 @@ def _rendered(cluster: Cluster) -> str:
     for document in documents:
         if document.get("kind") == "ConfigMap" and document["metadata"]["name"] == "todo-agent-env":
             document["data"]["TODO_ALLOWED_HOSTS"] = json.dumps([f"{cluster.ip}:{API_NODE_PORT}"])
-    return yaml.safe_dump_all(documents, sort_keys=False)
+    text: str = yaml.safe_dump_all(documents, sort_keys=False)
+    return text
 
 
 def deploy(cluster: Cluster) -> StackConfig:

@@ -83,4 +83,5 @@ def subscriptions_for(app_ids: Mapping[str, str]) -> str:
         scopes = [app_ids[scope] for scope in document.get("scopes", []) if scope in app_ids]
         if scopes:
             kept.append({**document, "scopes": scopes})
-    return yaml.safe_dump_all(kept, sort_keys=False)
+    text: str = yaml.safe_dump_all(kept, sort_keys=False)
+    return text

@@ -1,8 +1,8 @@
 """Jaeger (v2, the OpenTelemetry-collector-based ``cmd/jaeger``): the stack's trace backend.
 
 Built once from its Go module through ``devstack/jaeger-build`` into
-``${XDG_CACHE_HOME:-~/.cache}/todo-agent/jaeger/<version>/jaeger`` (about 4 minutes on 2 cores
-with a warm module cache; ~120 MB), rebuilt when missing. It runs with an in-memory store (traces
+``${XDG_CACHE_HOME:-~/.cache}/todo-agent/jaeger/<version>/jaeger`` (minutes on 2 cores; the build
+time is in the README), rebuilt when missing. It runs with an in-memory store (traces
 go with a restart), everything on 127.0.0.1:
 
 | what | default port | env |
@@ -28,7 +28,7 @@ from pathlib import Path
 from devstack.component import ComponentStatus
 from devstack.config import StackConfig, repo_root
 from devstack.errors import StackError
-from devstack.procs import PidFile, http_status, require_free, spawn, stop_pid, wait_until
+from devstack.procs import ManagedProcess, PidFile, http_status, require_free
 from devstack.tools import go
 
 BUILD_DIR = repo_root() / "devstack" / "jaeger-build"
@@ -139,14 +139,16 @@ exporters:
 """
 
 
-class Jaeger:
+class Jaeger(ManagedProcess):
     name = "jaeger"
 
     def __init__(self, cfg: StackConfig) -> None:
         self.cfg = cfg
         self.home = cfg.state_dir / "jaeger"
-        self.log = cfg.log_dir / "jaeger.log"
-        self.pidfile = PidFile(cfg.run_dir / "jaeger.pid", marker=str(self.home / "config.yaml"))
+        super().__init__(
+            PidFile(cfg.run_dir / "jaeger.pid", marker=str(self.home / "config.yaml")),
+            cfg.log_dir / "jaeger.log",
+        )
 
     @property
     def ui_url(self) -> str:
@@ -164,11 +166,8 @@ class Jaeger:
         return http_status(f"{self.ui_url}/api/services") == 200
 
     def up(self) -> None:
-        if self.pidfile.read() is not None:
-            wait_until(self._healthy, what="jaeger", timeout=60, log_path=self.log)
+        if self.running():
             return
-        if self._healthy():
-            return  # another stack folder's Jaeger (same ports): reuse it, never stop it
         path = ensure(self.cfg)
         c = self.cfg
         for port, var in [
@@ -182,22 +181,7 @@ class Jaeger:
         self.home.mkdir(parents=True, exist_ok=True)
         config = self.home / "config.yaml"
         config.write_text(config_yaml(c))
-        proc = spawn(
-            [str(path), "--config", str(config)], log_path=self.log, env=dict(os.environ), cwd=self.home
-        )
-        self.pidfile.write(proc.pid)
-        try:
-            wait_until(self._healthy, what="jaeger", timeout=60, log_path=self.log, proc=proc)
-        except StackError:
-            stop_pid(proc.pid)
-            self.pidfile.clear()
-            raise
-
-    def down(self) -> None:
-        pid = self.pidfile.read()
-        if pid is not None:
-            stop_pid(pid, timeout=10)
-        self.pidfile.clear()
+        self.start([str(path), "--config", str(config)], env=dict(os.environ), cwd=self.home, timeout=60)
 
     def status(self) -> ComponentStatus:
         pid = self.pidfile.read()

@@ -19,7 +19,7 @@ from pathlib import Path
 from devstack.component import ComponentStatus
 from devstack.config import TOPIC_PARTITIONS, StackConfig, all_topics, repo_root
 from devstack.errors import StackError
-from devstack.procs import PidFile, log_tail, port_open, require_free, spawn, stop_pid, wait_until
+from devstack.procs import ManagedProcess, PidFile, log_tail, port_open, require_free, wait_until
 from devstack.tools import java, maven
 
 POM = repo_root() / "devstack" / "kafka" / "pom.xml"
@@ -99,15 +99,18 @@ def _cluster_id() -> str:
             return cid
 
 
-class Kafka:
+class Kafka(ManagedProcess):
     name = "kafka"
+    stop_timeout = 30.0
 
     def __init__(self, cfg: StackConfig) -> None:
         self.cfg = cfg
         self.home = cfg.state_dir / "kafka"
         self.data = self.home / "data"
-        self.log = cfg.log_dir / "kafka.log"
-        self.pidfile = PidFile(cfg.run_dir / "kafka.pid", marker=str(self.home / "server.properties"))
+        super().__init__(
+            PidFile(cfg.run_dir / "kafka.pid", marker=str(self.home / "server.properties")),
+            cfg.log_dir / "kafka.log",
+        )
 
     @property
     def external(self) -> bool:
@@ -232,16 +235,7 @@ log.retention.hours=168
             self.format_storage(libs, _cluster_id())
         env = dict(os.environ)
         env.pop("KAFKA_OPTS", None)
-        proc = spawn(
-            self._java_cmd(libs, "kafka.Kafka", str(props)), log_path=self.log, env=env, cwd=self.home
-        )
-        self.pidfile.write(proc.pid)
-        try:
-            wait_until(self._healthy, what="kafka", timeout=120, log_path=self.log, proc=proc)
-        except StackError:
-            stop_pid(proc.pid)
-            self.pidfile.clear()
-            raise
+        self.start(self._java_cmd(libs, "kafka.Kafka", str(props)), env=env, cwd=self.home, timeout=120)
         self.ensure_topics()
 
     def ensure_topics(self) -> None:
@@ -266,12 +260,8 @@ log.retention.hours=168
             admin.close()
 
     def down(self) -> None:
-        if self.external:
-            return
-        pid = self.pidfile.read()
-        if pid is not None:
-            stop_pid(pid, timeout=30)
-        self.pidfile.clear()
+        if not self.external:
+            super().down()
 
     def status(self) -> ComponentStatus:
         if self.external:

@@ -6,8 +6,8 @@ in development mode (``kc.sh start-dev``: plain HTTP, an H2 database) on loopbac
 database under the stack folder and a bootstrap administrator (``admin``/``admin``) that tests
 use to create their realms through the admin REST API. Java 17 or newer runs it.
 
-It is not part of ``python -m devstack up``: it is heavy (a JVM with up to 512 MiB of heap, about
-a minute to start, two the first time) and only the OAuth tests need it. They start it through
+It is not part of ``python -m devstack up``: it is heavy (a JVM with up to 512 MiB of heap, slow
+to start, slower the first time) and only the OAuth tests need it. They start it through
 ``Keycloak(cfg).up()`` and stop it when they started it; ``python -m devstack keycloak up|down``
 does the same by hand.
 """
@@ -26,7 +26,7 @@ from typing import Final
 from devstack.component import ComponentStatus
 from devstack.config import StackConfig
 from devstack.errors import StackError
-from devstack.procs import PidFile, port_open, require_free, spawn, stop_pid, wait_until
+from devstack.procs import ManagedProcess, PidFile, port_open, require_free
 from devstack.tools import java, maven
 
 ARTIFACT: Final = "org.keycloak:keycloak-quarkus-dist"
@@ -79,15 +79,17 @@ def ensure_dist(cfg: StackConfig, *, progress: bool = True) -> Path:
     return home
 
 
-class Keycloak:
+class Keycloak(ManagedProcess):
     name = "keycloak"
+    stop_timeout = 30.0
 
     def __init__(self, cfg: StackConfig) -> None:
         self.cfg = cfg
         self.data = cfg.state_dir / "keycloak"
-        self.log = cfg.log_dir / "keycloak.log"
         self.db_arg = f"--db-url=jdbc:h2:file:{self.data / 'h2' / 'keycloakdb'};NON_KEYWORDS=VALUE"
-        self.pidfile = PidFile(cfg.run_dir / "keycloak.pid", marker=self.db_arg)
+        super().__init__(
+            PidFile(cfg.run_dir / "keycloak.pid", marker=self.db_arg), cfg.log_dir / "keycloak.log"
+        )
 
     @property
     def url(self) -> str:
@@ -112,8 +114,7 @@ class Keycloak:
 
     def up(self) -> None:
         """Start Keycloak unless it runs (this stack's, or one already on the port)."""
-        if self.pidfile.read() is not None or self._healthy():
-            wait_until(self._healthy, what="keycloak", timeout=START_TIMEOUT, log_path=self.log)
+        if self.running(timeout=START_TIMEOUT):
             return
         home = ensure_dist(self.cfg)
         java()  # a clear message when Java 17+ is missing
@@ -130,20 +131,7 @@ class Keycloak:
             "KC_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "JAVA_OPTS_KC_HEAP": "-Xms64m -Xmx512m",
         }
-        proc = spawn(self._command(home), log_path=self.log, env=env, cwd=self.data)
-        self.pidfile.write(proc.pid)
-        try:
-            wait_until(self._healthy, what="keycloak", timeout=START_TIMEOUT, log_path=self.log, proc=proc)
-        except StackError:
-            stop_pid(proc.pid)
-            self.pidfile.clear()
-            raise
-
-    def down(self) -> None:
-        pid = self.pidfile.read()
-        if pid is not None:
-            stop_pid(pid, timeout=30)
-        self.pidfile.clear()
+        self.start(self._command(home), env=env, cwd=self.data, timeout=START_TIMEOUT)
 
     def status(self) -> ComponentStatus:
         pid = self.pidfile.read()

@@ -1,4 +1,5 @@
-"""Process and port helpers: start detached, remember by pid file, stop by pid, wait for health.
+"""Process and port helpers: start detached, remember by pid file, stop by pid, wait for health;
+``ManagedProcess``, the base of the servers the stack runs (Kafka, the scheduler, Jaeger, Keycloak).
 
 Nothing here finds processes by name: a component is stopped through the pid this stack
 recorded when it started it (checked against the process start time, so a recycled pid is
@@ -240,3 +241,49 @@ def http_status(url: str, timeout: float = 1.0) -> int | None:
         return int(exc.code)
     except (OSError, ValueError):
         return None
+
+
+# -- a server this stack runs ------------------------------------------------------------------
+class ManagedProcess:
+    """A server this stack starts as a child process and remembers by its pid file.
+
+    Subclasses name it, say when it is healthy, and call ``start`` with their command; ``up``
+    of each first asks ``running`` (this stack's own copy, waited for until healthy, or another
+    stack folder's on the same ports, which is reused and never stopped).
+    """
+
+    name: str
+    #: How long ``down`` waits after SIGTERM before SIGKILL.
+    stop_timeout: float = 10.0
+
+    def __init__(self, pidfile: PidFile, log: Path) -> None:
+        self.pidfile = pidfile
+        self.log = log
+
+    def _healthy(self) -> bool:
+        raise NotImplementedError
+
+    def running(self, *, timeout: float = 60.0) -> bool:
+        """True when it runs already: this stack's (once healthy, within ``timeout``) or another's."""
+        if self.pidfile.read() is not None:
+            wait_until(self._healthy, what=self.name, timeout=timeout, log_path=self.log)
+            return True
+        return self._healthy()
+
+    def start(self, command: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: float) -> None:
+        """Spawn ``command``, record its pid, and wait until healthy; a start that fails stops it."""
+        proc = spawn(command, log_path=self.log, env=env, cwd=cwd)
+        self.pidfile.write(proc.pid)
+        try:
+            wait_until(self._healthy, what=self.name, timeout=timeout, log_path=self.log, proc=proc)
+        except StackError:
+            stop_pid(proc.pid)
+            self.pidfile.clear()
+            raise
+
+    def down(self) -> None:
+        """Stop it when this stack started it."""
+        pid = self.pidfile.read()
+        if pid is not None:
+            stop_pid(pid, timeout=self.stop_timeout)
+        self.pidfile.clear()

@@ -10,20 +10,22 @@ import os
 from devstack import dapr_bin
 from devstack.component import ComponentStatus
 from devstack.config import StackConfig
-from devstack.errors import StackError
-from devstack.procs import PidFile, http_status, require_free, spawn, stop_pid, wait_until
+from devstack.procs import ManagedProcess, PidFile, http_status, require_free
 
 SCHEDULER_ID = "devstack-scheduler"
 
 
-class Scheduler:
+class Scheduler(ManagedProcess):
     name = "scheduler"
+    stop_timeout = 20.0
 
     def __init__(self, cfg: StackConfig) -> None:
         self.cfg = cfg
         self.home = cfg.state_dir / "scheduler"
-        self.log = cfg.log_dir / "scheduler.log"
-        self.pidfile = PidFile(cfg.run_dir / "scheduler.pid", marker=str(self.home / "etcd"))
+        super().__init__(
+            PidFile(cfg.run_dir / "scheduler.pid", marker=str(self.home / "etcd")),
+            cfg.log_dir / "scheduler.log",
+        )
 
     def _healthy(self) -> bool:
         return http_status(f"http://127.0.0.1:{self.cfg.scheduler_healthz_port}/healthz") == 200
@@ -62,11 +64,8 @@ class Scheduler:
         ]
 
     def up(self) -> None:
-        if self.pidfile.read() is not None:
-            wait_until(self._healthy, what="scheduler", timeout=60, log_path=self.log)
+        if self.running():
             return
-        if self._healthy():
-            return  # another stack folder's scheduler (same ports): reuse it, never stop it
         binary = dapr_bin.ensure(self.cfg).scheduler
         for port, what, var in [
             (self.cfg.scheduler_port, "the Dapr scheduler", "TODO_STACK_SCHEDULER_PORT"),
@@ -84,20 +83,7 @@ class Scheduler:
         ]:
             require_free(port, what, var)
         self.home.mkdir(parents=True, exist_ok=True)
-        proc = spawn(self.command(str(binary)), log_path=self.log, env=dict(os.environ), cwd=self.home)
-        self.pidfile.write(proc.pid)
-        try:
-            wait_until(self._healthy, what="scheduler", timeout=90, log_path=self.log, proc=proc)
-        except StackError:
-            stop_pid(proc.pid)
-            self.pidfile.clear()
-            raise
-
-    def down(self) -> None:
-        pid = self.pidfile.read()
-        if pid is not None:
-            stop_pid(pid, timeout=20)
-        self.pidfile.clear()
+        self.start(self.command(str(binary)), env=dict(os.environ), cwd=self.home, timeout=90)
 
     def status(self) -> ComponentStatus:
         pid = self.pidfile.read()

@@ -460,7 +460,7 @@ class OutboxRelay:
         """Backlog and age from the database, counters and lag of this relay (sync: DB call)."""
         with Session(self._engine) as session:
             backlog, oldest = session.exec(
-                select(func.count(), func.min(OutboxEvent.created_at)).where(_pending())  # type: ignore[call-overload]
+                select(func.count(), func.min(OutboxEvent.created_at)).where(_pending())
             ).one()
             is_failed = col(OutboxEvent.failed_at).is_not(None)
             failed = session.exec(select(func.count()).select_from(OutboxEvent).where(is_failed)).one()

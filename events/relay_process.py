@@ -4,9 +4,9 @@
     async with relay_process(child, uow) as relay:  # started; every commit on ``uow`` wakes it
         relay.prometheus()                           # the child's relay metrics, for GET /metrics
 
-In one Python process the relay's ~10 I/O waits per round each had to win the GIL back from
-the request threads, so a busy api published late (and its rounds took CPU from the requests).
-Here the relay runs ``OutboxRelay`` in a child process with its own database pool and its own
+In the app's process each of the relay's I/O waits per round would have to win the GIL back
+from the request threads, so a busy api would publish late (and its rounds take CPU from the
+requests). Here the relay runs ``OutboxRelay`` in a child process with its own database pool and its own
 client to the same sidecar, on its own CPU:
 
 - **Wake-ups**: after every commit the app writes one byte to a pipe (non-blocking; a full pipe

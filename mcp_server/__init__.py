@@ -1,1 +1,2 @@
-"""mcp_server package."""
+"""The MCP server: the task tools, prompts, completions and live resources over the use cases, for
+stdio and streamable HTTP."""

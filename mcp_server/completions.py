@@ -11,17 +11,16 @@ the text comes before one that merely contains it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from collections.abc import Callable
+from typing import Any, Final
 
 from mcp.server import MCPServer
 from mcp_types import Completion, CompletionArgument, CompletionContext
 
+from mcp_server.resources import Call
 from tasks.inputs import TaskQuery
 from tasks.service import Actor, TaskService
 
-T = TypeVar("T")
-Call = Callable[[Callable[[Actor], T]], Awaitable[T]]
 Completer = Callable[[Actor, str], list[str]]
 MAX_VALUES: Final = 20
 #: How many of the user's tasks suggestions are drawn from (the newest and soonest due).
@@ -70,11 +69,11 @@ def default_completers(service: TaskService) -> dict[str, Completer]:
     }  # fmt: skip
 
 
-def install_completions(mcp: MCPServer, completers: dict[str, Completer], call: Call[Any]) -> None:
+def install_completions(mcp: MCPServer, completers: dict[str, Completer], call: Call) -> None:
     """Answer ``completion/complete`` for any prompt or template argument named in ``completers``
     (looked up when asked, so a part may add names after the server is built)."""
 
-    @mcp.completion()
+    @mcp.completion()  # type: ignore[no-untyped-call, untyped-decorator]  # the SDK leaves completion() unannotated
     async def complete(
         ref: Any, argument: CompletionArgument, context: CompletionContext | None
     ) -> Completion:

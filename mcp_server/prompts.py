@@ -11,7 +11,7 @@ changed by getting a prompt: the model proposes, the person agrees, then the too
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, TypeVar
 
@@ -22,14 +22,13 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 from pydantic import Field
 
-from mcp_server.resources import today_for
+from mcp_server.resources import Call, today_for
 from tasks.errors import InvalidInput
 from tasks.inputs import TaskQuery
 from tasks.schemas import TaskView
 from tasks.service import Actor, TaskService
 
 T = TypeVar("T")
-Call = Callable[[Callable[[Actor], T]], Awaitable[T]]
 LIMIT: Final = 200
 INBOX_DEFAULT: Final = 10
 
@@ -52,7 +51,7 @@ def _data(title: str, payload: dict[str, Any]) -> str:
     return f"{title} (JSON, times in UTC):\n```json\n{json.dumps(payload, indent=1)}\n```"
 
 
-def install_prompts(mcp: MCPServer, service: TaskService, call_tool: Call[Any]) -> None:
+def install_prompts(mcp: MCPServer, service: TaskService, call_tool: Call) -> None:
     async def call(fn: Callable[[Actor], T]) -> T:
         """``fn`` for the caller; a task error (not found, ambiguous title) is the prompt's error,
         as it is written (the SDK would otherwise replace it with 'Error rendering prompt')."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, time, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from mcp.server import MCPServer
@@ -31,7 +31,14 @@ from tasks.schemas import TaskView
 from tasks.service import Actor, TaskService
 
 T = TypeVar("T")
-Call = Callable[[Callable[[Actor], T]], Awaitable[T]]
+
+
+class Call(Protocol):
+    """Runs a use case for the caller of the current request (``server.call``)."""
+
+    def __call__(self, fn: Callable[[Actor], T], /) -> Awaitable[T]: ...
+
+
 JSON: Final = "application/json"
 PAGE_SIZE: Final = 100
 TODAY_LIMIT: Final = 200
@@ -75,7 +82,7 @@ def task_resource(view: TaskView) -> Resource:
     )  # fmt: skip
 
 
-def install_resources(mcp: MCPServer, service: TaskService, call: Call[Any]) -> None:
+def install_resources(mcp: MCPServer, service: TaskService, call: Call) -> None:
     @mcp.resource(
         TASK_URI,
         name="task",
@@ -138,7 +145,7 @@ def _number(text: str, kind: str, example: str) -> int:
     raise ResourceNotFoundError(f"'{text}' is no {kind} id: use a whole number, e.g. {example}.")
 
 
-async def _read(call: Call[T], fn: Callable[[Actor], T]) -> T:
+async def _read(call: Call, fn: Callable[[Actor], T]) -> T:
     """``fn`` for the caller; a task error (not found, bad input) is a clear 'not found'."""
     try:
         return await call(fn)

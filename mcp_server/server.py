@@ -43,6 +43,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from auth.tokens import ALL_SCOPES, READ_SCOPE, WRITE_SCOPE
 from mcp_server.completions import Completer, default_completers, install_completions
+from mcp_server.confirmations import BATCH_PREFIX, delete_list_needs_yes, delete_task_needs_yes
 from mcp_server.live import LiveResources
 from mcp_server.prompts import install_prompts
 from mcp_server.resources import install_resources
@@ -159,7 +160,7 @@ class NeedsConfirmationError(ToolError):
     """The tool error for a batch that needs ``confirm``: carries how many tasks it would change."""
 
     def __init__(self, exc: NeedsConfirmation) -> None:
-        super().__init__(f"needs_confirmation: {exc.message}")
+        super().__init__(f"{BATCH_PREFIX}{exc.message}")
         self.count = exc.count
         self.action = exc.action
 
@@ -443,10 +444,7 @@ def build_mcp_server(
         given = accepted(answer, "deleted", f"deleting task {task_id}")
         if given is Confirmation.NOT_ASKED:
             view = await call(lambda actor: service.get(actor, task_id))  # not found comes first
-            raise ToolError(
-                f"Deleting task {view.id} '{view.title}' needs the user's yes: ask them, and call "
-                "delete_task again with confirm: true once they say yes. Nothing was deleted."
-            )
+            raise ToolError(delete_task_needs_yes(view.id, view.title))
         if isinstance(given, ConfirmDelete) and not given.delete:
             raise ToolError(f"Nothing was deleted: the user chose not to delete task {task_id}.")
         return await once(
@@ -686,10 +684,9 @@ def build_mcp_server(
         with its tasks asks the user first (or needs confirm: true); undo brings them back."""
         given = accepted(answer, "deleted", f"deleting the list '{list}'")
         if given is Confirmation.NOT_ASKED:
-            raise ToolError(
-                f"Deleting the list '{list}' with tasks='delete' deletes its tasks too: ask the user, "
-                "and call edit_list again with confirm: true once they say yes. Nothing was deleted."
-            )
+            ref = list or ""
+            count = await call(lambda a: service.count_matching(a, TaskFilter(status="all", list=ref)))
+            raise ToolError(delete_list_needs_yes(ref, count))
         if isinstance(given, ConfirmDelete) and not given.delete:
             raise ToolError(f"Nothing was deleted: the user chose not to delete the list '{list}'.")
         arguments = {"action": action, "list": list, "name": name, "tasks": tasks}

@@ -157,7 +157,7 @@ def _sampler() -> Any:
     )
 
     class NoLoneClientSpans(Sampler):
-        def should_sample(  # type: ignore[override]
+        def should_sample(
             self, parent_context: Any, trace_id: int, name: str, kind: Any = None, attributes: Any = None,
             links: Any = None, trace_state: Any = None,
         ) -> SamplingResult:  # fmt: skip

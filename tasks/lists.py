@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Insert, bindparam, func
+from sqlalchemy import Insert, Table, bindparam, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -91,7 +90,7 @@ def views(uow: UnitOfWork, owner_id: str, *, include_archived: bool) -> list[Lis
         statement = statement.where(col(TaskList.archived_at).is_(None))
     rows = list(uow.session.exec(statement.order_by(col(TaskList.is_inbox).desc(), col(TaskList.id))))
     counts = dict(
-        uow.session.exec(  # type: ignore[call-overload]
+        uow.session.exec(
             select(Task.list_id, func.count())
             .where(col(Task.owner_id) == owner_id, col(Task.completed).is_(False))
             .group_by(col(Task.list_id))
@@ -118,6 +117,7 @@ def _inbox_of() -> SelectOfScalar[TaskList]:
 
 @functools.cache
 def _insert_inbox(dialect: str) -> Insert:
-    table: Any = TaskList.__table__  # type: ignore[attr-defined]
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(table).on_conflict_do_nothing(index_elements=["owner_id", "name_key"])
+    table: Table = TaskList.__table__  # type: ignore[attr-defined]  # SQLModel's stubs omit __table__
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["owner_id", "name_key"])
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=["owner_id", "name_key"])

@@ -664,7 +664,7 @@ class TaskService:
         model = TABLES[table_name]
         table: Table = model.__table__  # type: ignore[attr-defined]
         current = found.get((table_name, row_id))  # read and locked by ``_lock_rows``
-        if current is not None and current.owner_id != actor.user_id:  # type: ignore[attr-defined]
+        if current is not None and current.owner_id != actor.user_id:
             current = None
         what = "Task" if table_name == "tasks" else "List"
         label = (
@@ -680,8 +680,8 @@ class TaskService:
             change.add(table_name, row_id, None, row_json(restored))
             self._reverted(uow, actor, restored, None, change, result, now)
             return
-        if current is None or current.version != after["version"]:  # type: ignore[attr-defined]
-            now_is = "is gone" if current is None else f"is at version {current.version}"  # type: ignore[attr-defined]
+        if current is None or current.version != after["version"]:
+            now_is = "is gone" if current is None else f"is at version {current.version}"
             raise UndoRefused(
                 f"{label} changed since (it {now_is}; the change left version {after['version']}); "
                 "undo refused so nothing is guessed. Nothing was changed."
@@ -697,8 +697,8 @@ class TaskService:
         for key, value in row_values(model, before).items():
             if key not in NOT_RESTORED:
                 setattr(current, key, value)
-        current.version += 1  # type: ignore[attr-defined]
-        current.updated_at = now  # type: ignore[attr-defined]
+        current.version += 1
+        current.updated_at = now
         if isinstance(current, Task):
             _refresh_reminder(current, now)
         change.add(table_name, row_id, old, row_json(current))

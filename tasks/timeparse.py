@@ -116,8 +116,8 @@ def _parse_natural(text: str, *, tz: str, now: datetime, field: str, date_only: 
 
 def _iso_datetime(text: str, local_zone: tzinfo) -> datetime | None:
     """An ISO 8601 date and time ("2026-12-01T17:00", with or without seconds, fraction, offset
-    or ``Z``) read directly: what dateparser makes of it, without its ~4 ms of work (models and
-    the listing filters send these). A time without an offset is in the user's zone. Dates
+    or ``Z``) read directly: what dateparser makes of it, without dateparser's far slower work
+    (models and the listing filters send these). A time without an offset is in the user's zone. Dates
     without a time are left to dateparser (they get the end-of-day or morning rule)."""
     candidate = text.strip()
     if not _ISO_DATETIME.fullmatch(candidate):

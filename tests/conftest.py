@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,7 +61,7 @@ def berlin() -> Actor:
     return Actor(user_id="alice", timezone="Europe/Berlin")
 
 
-def service_on(url: str, clock: Callable[[], datetime]) -> Iterator[tuple[TaskService, UnitOfWorkFactory]]:
+def service_on(url: str, clock: Callable[[], datetime]) -> Generator[tuple[TaskService, UnitOfWorkFactory]]:
     engine = make_engine(url)
     migrate(engine)
     uow = UnitOfWorkFactory(engine)

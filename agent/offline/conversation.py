@@ -81,9 +81,10 @@ def _turn(items: Sequence[Any]) -> _Turn | None:
     return _Turn(message_text(items[last]), before[-1] if before else "", prior[-1] if prior else "", calls)
 
 
-def _title_in(question: str, task_id: int) -> str | None:
-    match = re.search(rf"^- (?:✓ )?#{task_id} (.+?)(?: — | \(|$)", question, re.MULTILINE)
-    return match[1] if match else None
+def _needs_yes(error: str | None) -> str | None:
+    """The task's title when the tool refused a delete until the user says yes, else None."""
+    found = re.search(r"Deleting task \d+ '(.*)' needs the user's yes", error or "", re.DOTALL)
+    return found[1] if found else None
 
 
 def _in_context(command: Command, turn: _Turn, now: datetime) -> tuple[Command, bool]:
@@ -162,11 +163,13 @@ def next_step(items: Sequence[Any], *, now: datetime) -> Say | Call:
         if len(matches) > 1:
             return Say(ask_which(fragment, matches, zone, now))
         command, title = command.with_task_id(int(matches[0]["id"])), matches[0].get("title")
-    if command.tool == "delete_task" and not confirmed and command.ref and command.ref.id:
-        return Say(ask_delete(command.ref.id, title or _title_in(turn.previous_assistant, command.ref.id)))
     if not calls:
         arguments = command.call_arguments()
-        if command.tool == "delete_task":  # reached only after the user said yes (above)
+        if command.tool == "delete_task" and confirmed:  # the user said yes to our question
             arguments["confirm"] = True
         return Call(command.tool, arguments)
-    return Say(summarise(command, decode_output(calls[-1][1]), zone, now))
+    result = decode_output(calls[-1][1])
+    if command.tool == "delete_task" and command.ref and command.ref.id and not confirmed:
+        if (named := _needs_yes(result.error)) is not None:  # the tool wants the user's yes: ask
+            return Say(ask_delete(command.ref.id, title or named or None))
+    return Say(summarise(command, result, zone, now))

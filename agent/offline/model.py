@@ -78,7 +78,8 @@ class OfflineModel(Model):
     def respond(self, system_instructions: str | None, input: str | list[TResponseInputItem]) -> OutputItem:
         """The one output item for this turn: a function call or an assistant message."""
         items: list[Any] = [{"role": "user", "content": input}] if isinstance(input, str) else input
-        output = self._output(len(items), next_step(items, now=self.reference_time(system_instructions)))
+        now = self.reference_time(system_instructions)
+        output = self._output((len(items), now.isoformat()), next_step(items, now=now))
         self._last = (system_instructions, items, output)
         return output
 
@@ -101,7 +102,9 @@ class OfflineModel(Model):
             return ToolsToFinalOutputResult(is_final_output=False)
         return ToolsToFinalOutputResult(is_final_output=True, final_output=step.text)
 
-    def _output(self, position: int, step: Say | Call) -> OutputItem:
+    def _output(self, position: tuple[int, str], step: Say | Call) -> OutputItem:
+        """The step as an output item; its id digests the step with its position in the
+        conversation and the time (so a call repeated later gets an id of its own)."""
         if isinstance(step, Call):
             arguments = json.dumps(step.arguments, ensure_ascii=False, separators=(",", ":"))
             call_id = f"call_{_digest(position, step.tool, arguments)}"

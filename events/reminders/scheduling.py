@@ -151,6 +151,11 @@ class ReminderScheduling:
         return self._loop
 
     @property
+    def shards(self) -> int:
+        """How many jobs are scheduled at a time (one queue and worker each)."""
+        return self._shards
+
+    @property
     def running(self) -> bool:
         """Between ``start`` and ``stop``."""
         return bool(self._workers)

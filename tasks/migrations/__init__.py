@@ -1,0 +1,1 @@
+"""The Alembic migrations of the task database (``versions/``), run by ``tasks.db.migrate``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections import Counter
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from tests.cluster.support import Deployed, eventually, tab
+from tests.websocket_tab import Tab
 
 pytestmark = pytest.mark.cluster
 
@@ -106,7 +108,7 @@ async def test_two_api_replicas_each_push_every_update_once_to_their_websocket_c
                         assert created.status_code == 201, created.text
                         ids.append(created.json()["id"])
                 for window in (first, second):
-                    await eventually(lambda w=window: len(w.of_type("task")) >= 10, "ten updates", limit=60)
+                    await eventually(functools.partial(_has_updates, window, 10), "ten updates", limit=60)
                 await asyncio.sleep(3)  # a duplicate would arrive by now
         for window in (first, second):
             assert sorted(m["task_id"] for m in window.of_type("task")) == sorted(ids)
@@ -114,3 +116,7 @@ async def test_two_api_replicas_each_push_every_update_once_to_their_websocket_c
         # No metrics-server here, so the autoscaler never scales down by itself.
         deployed.kubectl("patch", "hpa", "todo-api", "--type=merge", "-p", '{"spec":{"minReplicas":1}}')
         deployed.kubectl("scale", "deployment", "todo-api", "--replicas=1")
+
+
+def _has_updates(window: Tab, count: int) -> bool:
+    return len(window.of_type("task")) >= count

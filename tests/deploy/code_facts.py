@@ -10,11 +10,15 @@ import ast
 import importlib
 import pkgutil
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from deploy_support import REPO
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
+
+from tests.deploy.deploy_support import REPO
+
+if TYPE_CHECKING:
+    from todo_agent.roles import Role
 
 PACKAGES: Final = ("tasks", "auth", "sidecar", "mcp_server", "agent", "events", "todo_agent", "observability")
 
@@ -88,8 +92,10 @@ def _env_read(node: ast.AST) -> tuple[str, bool] | None:
     return None
 
 
-def role_app(role: str, tmp_path: Path) -> Any:
+def role_app(role: Role, tmp_path: Path) -> Any:
     """The ASGI app ``todo-agent serve ROLE`` would run in Dapr mode, on a throwaway SQLite."""
+    from pydantic import SecretStr
+
     from todo_agent.api import app_for
     from todo_agent.bootstrap import bootstrap
     from todo_agent.settings import Settings
@@ -99,7 +105,7 @@ def role_app(role: str, tmp_path: Path) -> Any:
         data_dir=tmp_path,
         dapr_http_port=3500,
         dapr_grpc_port=50001,
-        app_api_token="sidecar-only-" + "x" * 32,
+        app_api_token=SecretStr("sidecar-only-" + "x" * 32),
     )
     return app_for(bootstrap(role, settings))
 

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-# The helpers next to these tests import as top-level modules whatever pytest's import mode.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from deploy_support import APP_OVERLAYS, K8S, KAFKA_OVERLAYS  # noqa: E402
-from k8s_render import Manifest, render  # noqa: E402
+from tests.deploy.deploy_support import APP_OVERLAYS, K8S, KAFKA_OVERLAYS
+from tests.deploy.k8s_render import Manifest, render
 
 
 @pytest.fixture(scope="session", params=APP_OVERLAYS)

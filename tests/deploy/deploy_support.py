@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from k8s_render import Manifest
+from tests.deploy.k8s_render import Manifest
 
 REPO: Final = Path(__file__).resolve().parents[2]
 K8S: Final = REPO / "k8s"

@@ -11,10 +11,17 @@ from typing import Any, Final
 import httpx
 import pytest
 import yaml
-from code_facts import direct_env_reads, event_routes, role_app, serves, settings_classes, settings_fields
-from deploy_support import ALL_KUSTOMIZATIONS, K8S, REPO, ROLES, by_name, of_kind
-from k8s_render import Manifest, load_documents, pod_spec, render
 
+from tests.deploy.code_facts import (
+    direct_env_reads,
+    event_routes,
+    role_app,
+    serves,
+    settings_classes,
+    settings_fields,
+)
+from tests.deploy.deploy_support import ALL_KUSTOMIZATIONS, K8S, REPO, ROLES, by_name, of_kind
+from tests.deploy.k8s_render import Manifest, load_documents, pod_spec, render
 from todo_agent.cli import ROLE_PORTS
 
 APP_ID_ANNOTATION: Final = "dapr.io/app-id"
@@ -34,7 +41,7 @@ def role_of(app_id: str) -> str:
     return next(role for role in ROLES if app_id_of(role) == app_id)
 
 
-def annotations(deployment: Manifest) -> dict[str, str]:
+def pod_annotations(deployment: Manifest) -> dict[str, str]:
     return dict(deployment["spec"]["template"]["metadata"].get("annotations", {}))
 
 
@@ -60,7 +67,7 @@ def test_each_role_runs_with_the_app_id_and_port_the_code_and_dapr_yaml_use(
     port = ROLE_PORTS[role]
     assert local_run_file()[role]["appPort"] == port
     deployment = by_name(app_overlay, "Deployment", f"todo-{role}")
-    notes = annotations(deployment)
+    notes = pod_annotations(deployment)
     assert notes["dapr.io/enabled"] == "true"
     assert notes[APP_ID_ANNOTATION] == app_id_of(role)
     assert notes["dapr.io/app-port"] == str(port)
@@ -91,7 +98,7 @@ def test_every_role_has_resources_sidecar_resources_tokens_and_time_to_drain(
     app_overlay: list[Manifest], role: str
 ) -> None:
     deployment = by_name(app_overlay, "Deployment", f"todo-{role}")
-    notes = annotations(deployment)
+    notes = pod_annotations(deployment)
     for field in ("cpu-request", "cpu-limit", "memory-request", "memory-limit"):
         assert notes[f"dapr.io/sidecar-{field}"]
     container = app_container(deployment)

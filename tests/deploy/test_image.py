@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-from deploy_support import REPO, ROLES
-from dockerfile_steps import Stage, env_pairs, exec_form, parse
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from devstack import image as devstack_image
 from devstack.procs import free_port
+from tests.deploy.deploy_support import REPO, ROLES
+from tests.deploy.dockerfile_steps import Stage, env_pairs, exec_form, parse
 
 DOCKERFILE: Final = REPO / "Dockerfile"
 RUNTIME_PACKAGES: Final = (
@@ -125,6 +125,8 @@ def test_no_product_package_imports_devstack() -> None:
     for package in RUNTIME_PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if not isinstance(node, ast.Import | ast.ImportFrom):
+                    continue
                 names = []
                 if isinstance(node, ast.Import):
                     names = [alias.name for alias in node.names]

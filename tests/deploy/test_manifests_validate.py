@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
-from deploy_support import ALL_KUSTOMIZATIONS, K8S, REPO
 from jsonschema import Draft202012Validator
-from k8s_render import Manifest, load_documents, render
 from kubernetes_validate.utils import ValidationError, validate
+
+from tests.deploy.deploy_support import ALL_KUSTOMIZATIONS, K8S, REPO
+from tests.deploy.k8s_render import Manifest, load_documents, render
 
 # The oldest and the newest Kubernetes minor versions the manifests are meant for.
 KUBERNETES_VERSIONS: Final = ("1.30.0", "1.37.0")

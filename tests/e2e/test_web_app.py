@@ -11,25 +11,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.chat_page import ask
+
 pytestmark = pytest.mark.e2e
 
 Server = Any  # tests/e2e/conftest.py: Server (a running `todo-agent run`)
 
 BUY_MILK = re.compile(r"buy milk", re.IGNORECASE)
-
-
-def ask(page: Any, text: str) -> Any:
-    """Send ``text`` in the chat and wait for the whole streamed answer; returns its element."""
-    replies = page.locator(".message-assistant")
-    before = replies.count()
-    box = page.get_by_role("textbox", name="Message")
-    box.fill(text)
-    box.press("Enter")
-    expect(replies).to_have_count(before + 1)
-    reply = replies.last
-    expect(reply).not_to_have_attribute("aria-busy", "true", timeout=30_000)
-    expect(reply).not_to_have_class(re.compile("message-error"))
-    return reply
 
 
 def task_row(page: Any, title: re.Pattern[str] | str) -> Any:

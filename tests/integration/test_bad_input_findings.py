@@ -91,7 +91,7 @@ def test_a_reminder_before_year_one_gets_422(client: httpx.Client) -> None:
 @pytest.mark.parametrize("header", [b"\xb2", b"\xb9\xb2", b"9" * 5000, b"abc", b"-1"])
 def test_an_if_match_that_is_not_a_version_gets_422(client: httpx.Client, header: bytes) -> None:
     task = send(client, "POST", "/api/tasks", {"title": "versioned"}).json()
-    response = client.patch(f"/api/tasks/{task['id']}", json={"title": "y"}, headers={"If-Match": header})
+    response = client.patch(f"/api/tasks/{task['id']}", json={"title": "y"}, headers=[(b"If-Match", header)])
     refused(response, "If-Match")
     ok = client.patch(f"/api/tasks/{task['id']}", json={"title": "y"}, headers={"If-Match": 'W/"1"'})
     assert ok.status_code == 200, ok.text

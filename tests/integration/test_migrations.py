@@ -97,7 +97,7 @@ def test_existing_tasks_go_to_their_owners_inbox_when_lists_arrive(empty_db: str
             )
     migrate(engine)
     with engine.connect() as connection:
-        inboxes = dict(
+        inboxes: dict[str, int] = dict(
             connection.execute(text("SELECT owner_id, id FROM task_lists WHERE name = 'Inbox'")).all()
         )
         placed = connection.execute(text("SELECT owner_id, list_id FROM tasks ORDER BY id")).all()

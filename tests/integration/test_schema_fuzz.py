@@ -17,6 +17,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
+from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 
 from auth.tokens import JwtVerifier
@@ -33,6 +34,7 @@ def operations_of(url: str) -> list[Any]:
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     operations = []
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result  # a schema error fails the test, saying which
         operations.append(result.ok())
     return operations
 

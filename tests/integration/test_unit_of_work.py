@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tasks.db import make_engine, migrate
 from tasks.events import ReminderDue, TaskChanged
@@ -38,9 +38,9 @@ def committed(backend: tuple[TaskService, UnitOfWorkFactory]) -> list[OutboxEven
 
 def stored(uow: UnitOfWorkFactory, user_id: str) -> tuple[list[Task], list[OutboxEvent]]:
     with Session(uow.engine) as session:
-        tasks = session.exec(select(Task).where(Task.owner_id == user_id).order_by(Task.id))
+        tasks = session.exec(select(Task).where(Task.owner_id == user_id).order_by(col(Task.id)))
         rows = session.exec(
-            select(OutboxEvent).where(OutboxEvent.user_id == user_id).order_by(OutboxEvent.id)
+            select(OutboxEvent).where(OutboxEvent.user_id == user_id).order_by(col(OutboxEvent.id))
         )
         return list(tasks), list(rows)
 
@@ -186,6 +186,7 @@ def test_one_users_outbox_ids_follow_commit_order_on_postgres(pg_url: str, clock
     _, bobs = stored(uow, bob.user_id)
     assert [row.id for row in rows][0] == early_id and len(rows) == 2
     # her waiting write drew its id only once her turn came: after bob's, written meanwhile
+    assert rows[1].id is not None and bobs[0].id is not None
     assert rows[1].id > bobs[0].id > early_id
     services.close()
 
@@ -336,6 +337,7 @@ def test_an_update_and_its_event_are_one_statement_on_postgres(pg_url: str, cloc
                     assert task is not None
                     task.title, task.version = f"{task.title}!", task.version + 1
                     unit.update(task)
+                assert task is not None
                 unit.record(created(alice, task, clock))
                 unit.commit()
     finally:
@@ -375,6 +377,7 @@ def test_an_update_waits_for_its_users_turn_on_postgres(pg_url: str, clock: Fixe
         assert change.result(timeout=10).title == "Final report"
     [task], rows = stored(uow, alice.user_id)
     assert task.title == "Final report"
+    assert rows[-1].id is not None
     assert [row.id for row in rows][1:] == [early_id, rows[-1].id] and rows[-1].id > early_id
     services.close()
 

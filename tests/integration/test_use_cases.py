@@ -9,7 +9,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tasks.errors import InvalidInput, TaskNotFound, VersionConflict
 from tasks.inputs import TaskChanges, TaskDraft, TaskQuery
@@ -29,7 +29,9 @@ def other() -> Actor:
 def outbox(uow: UnitOfWorkFactory, user_id: str) -> list[OutboxEvent]:
     with Session(uow.engine) as session:
         return list(
-            session.exec(select(OutboxEvent).where(OutboxEvent.user_id == user_id).order_by(OutboxEvent.id))
+            session.exec(
+                select(OutboxEvent).where(OutboxEvent.user_id == user_id).order_by(col(OutboxEvent.id))
+            )
         )
 
 
@@ -279,7 +281,7 @@ def test_recurring_task_next_occurrence(backend, actor, clock) -> None:
         nxt = service.add_next_occurrence(unit, done, now=clock.now)
         unit.commit()
     assert nxt is not None
-    fresh = service.get(actor, nxt.id)  # type: ignore[arg-type]
+    fresh = service.get(actor, nxt.id)
     assert fresh.due_at is not None and view.due_at is not None
     assert fresh.due_at - view.due_at == timedelta(days=3)
     assert (fresh.title, fresh.tags, fresh.remind_before_minutes) == ("Water the plants", ["home"], 15)
@@ -318,8 +320,8 @@ def test_repeat_from_completion_and_ended_rules(backend, actor, clock) -> None:
     service.complete(actor, from_done.id)
     service.complete(actor, ended.id)
     with uow() as unit:
-        a = service.add_next_occurrence(unit, unit.session.get(Task, from_done.id), now=clock.now)  # type: ignore[arg-type]
-        b = service.add_next_occurrence(unit, unit.session.get(Task, ended.id), now=clock.now)  # type: ignore[arg-type]
+        a = service.add_next_occurrence(unit, unit.session.get(Task, from_done.id), now=clock.now)
+        b = service.add_next_occurrence(unit, unit.session.get(Task, ended.id), now=clock.now)
         unit.commit()
     assert a is not None and a.due_at is not None
     assert a.due_at.date() == (clock.now + timedelta(days=14)).date()
@@ -335,7 +337,7 @@ def test_the_complete_task_tool_reads_the_next_occurrence_only_for_a_repeating_t
     reads: list[bool] = []
 
     class CountingReads(UnitOfWorkFactory):
-        def __call__(self, *, read_only: bool = False):  # type: ignore[no-untyped-def]
+        def __call__(self, *, read_only: bool = False):
             reads.append(read_only)
             return uow(read_only=read_only)
 
@@ -348,7 +350,7 @@ def test_the_complete_task_tool_reads_the_next_occurrence_only_for_a_repeating_t
     assert done.completed and (done.next_occurrence_due_at, done.note) == (None, None)
     assert reads == [False]  # the completion only: no read for a task that does not repeat
     repeating = complete_task_for(counted, actor, daily.id)
-    assert repeating.next_occurrence_due_at == once.due_at + timedelta(days=1)  # type: ignore[operator]
+    assert repeating.next_occurrence_due_at == once.due_at + timedelta(days=1)
     assert (
         repeating.note == f"The next occurrence will be due {repeating.next_occurrence_due_at.isoformat()}."
     )

@@ -127,9 +127,18 @@ class FakeTasks:
             return store.run("complete_task", locals(), lambda: store.update(task_id, None, completed=True))
 
         @function_tool
-        def delete_task(task_id: int) -> Any:
-            """Delete a task."""
-            return store.run("delete_task", locals(), lambda: store.tasks.pop(store._task(task_id)["id"]))
+        def delete_task(task_id: int, confirm: bool = False) -> Any:
+            """Delete a task (like the MCP tool: only with confirm, once the user said yes)."""
+
+            def delete() -> Any:
+                task = store._task(task_id)
+                if not confirm:
+                    raise ValueError(
+                        f"Deleting task {task_id} '{task['title']}' needs the user's yes: ask them"
+                    )
+                return store.tasks.pop(task["id"])
+
+            return store.run("delete_task", {"task_id": task_id, "confirm": confirm}, delete)
 
         @function_tool
         def list_tasks(
@@ -233,10 +242,22 @@ async def test_deleting_asks_for_confirmation_and_yes_deletes(store: FakeTasks) 
     session = SQLiteSession("delete-yes")
     question = await ask(store, "delete buy milk", session)
     assert question == 'Delete #1 "Buy milk"? Reply "yes" to delete it or "no" to keep it.'
-    assert "delete_task" not in [name for name, _ in store.calls]
+    assert store.calls[-1] == ("delete_task", {"task_id": 1, "confirm": False}) and 1 in store.tasks
     reply = await ask(store, "yes", session)
-    assert store.calls[-1] == ("delete_task", {"task_id": 1})
+    assert store.calls[-1] == ("delete_task", {"task_id": 1, "confirm": True})
     assert reply == "Deleted #1 Buy milk." and store.tasks == {}
+
+
+async def test_deleting_by_id_asks_with_the_title_the_tool_gave(store: FakeTasks) -> None:
+    store.add("Buy milk")
+    question = await ask(store, "delete 1")
+    assert question == 'Delete #1 "Buy milk"? Reply "yes" to delete it or "no" to keep it.'
+    assert [name for name, _ in store.calls] == ["delete_task"] and 1 in store.tasks
+
+
+async def test_deleting_a_task_that_is_not_there_says_so_instead_of_asking(store: FakeTasks) -> None:
+    reply = await ask(store, "delete 42")
+    assert reply == "Sorry, that didn't work: Task 42 not found"
 
 
 async def test_deleting_and_answering_no_keeps_the_task(store: FakeTasks) -> None:
@@ -245,7 +266,7 @@ async def test_deleting_and_answering_no_keeps_the_task(store: FakeTasks) -> Non
     await ask(store, "delete 1", session)
     reply = await ask(store, "no", session)
     assert reply == "OK, I kept task #1." and 1 in store.tasks
-    assert "delete_task" not in [name for name, _ in store.calls]
+    assert store.calls == [("delete_task", {"task_id": 1, "confirm": False})]
 
 
 async def test_a_tool_error_is_reported_not_papered_over(store: FakeTasks) -> None:

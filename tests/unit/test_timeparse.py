@@ -81,13 +81,14 @@ ISO_TIMES = [
 @pytest.mark.parametrize("text", ISO_TIMES)
 @pytest.mark.parametrize("tz", ["Europe/Berlin", "America/New_York", "UTC", "Asia/Kolkata"])
 def test_iso_date_times_are_read_directly_and_mean_what_dateparser_makes_of_them(text: str, tz: str) -> None:
-    from tasks import timeparse
+    from tasks import clock, timeparse
 
-    assert timeparse._iso_datetime(text, timeparse.zone(tz)) is not None, "not taken by the fast path"
+    assert timeparse._iso_datetime(text, clock.zone(tz)) is not None, "not taken by the fast path"
     direct = parse_when(text, tz=tz, now=NOW)
     through_dateparser = timeparse._parse_natural(text, tz=tz, now=NOW, field="due", date_only="end_of_day")
     assert direct == through_dateparser
-    assert direct.utcoffset() is not None and direct.utcoffset().total_seconds() == 0
+    offset = direct.utcoffset()
+    assert offset is not None and offset.total_seconds() == 0
 
 
 @pytest.mark.parametrize(
@@ -103,6 +104,6 @@ def test_iso_date_times_are_read_directly_and_mean_what_dateparser_makes_of_them
     ],
 )
 def test_what_is_not_a_plain_unambiguous_iso_date_and_time_goes_to_dateparser(text: str) -> None:
-    from tasks import timeparse
+    from tasks import clock, timeparse
 
-    assert timeparse._iso_datetime(text, timeparse.zone("Europe/Berlin")) is None
+    assert timeparse._iso_datetime(text, clock.zone("Europe/Berlin")) is None

@@ -25,7 +25,7 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         seen.append(token)
         return real(token, *args, **kwargs)
 
-    monkeypatch.setattr(auth.jwt, "decode", counting)
+    monkeypatch.setattr(jwt, "decode", counting)  # the module auth.tokens calls
     return seen
 
 

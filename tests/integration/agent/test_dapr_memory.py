@@ -23,12 +23,12 @@ from agent.dapr_state import (
     delete_operation,
     upsert_operation,
 )
-from agent.memory import ConversationNotFound
+from agent.memory import ConversationNotFound, Item
 from agent.memory_dapr import DaprConversationStore
 from devstack.procs import free_port
 from sidecar import Sidecar
 from tests.conftest import JWT_SECRET
-from tests.unit.agent.support import running_app, settings_on_free_port, token
+from tests.unit.agent.support import content, running_app, settings_on_free_port, token
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def dapr_settings(make_settings: Any, pg_url: str, dapr_env: dict[str, str]) -> 
     )
 
 
-def user(text: str) -> dict[str, Any]:
+def user(text: str) -> Item:
     return {"role": "user", "content": text}
 
 
@@ -109,6 +109,46 @@ async def test_history_survives_an_api_restart(dapr_settings: Any, verifier: Any
     assert keys and all(f"conversation:alice:{cid}" in key for key in keys)
 
 
+async def test_a_confirmation_asked_before_a_restart_is_answered_once_after_it(
+    dapr_settings: Any, verifier: Any, pg_libpq_url: str
+) -> None:
+    """The pending confirmation lives in the conversation (the state store), not in a process:
+    another api process shows it and runs it, once."""
+    alice = token(verifier, "alice")
+    with running_app(dapr_settings) as first:
+        async with first.client(alice) as client:
+            added = (await client.post("/api/chat", json={"message": "add water the plants"})).json()
+            cid = added["conversation_id"]
+            asked = await client.post(
+                "/api/chat", json={"message": "delete water the plants", "conversation_id": cid}
+            )
+            [confirm] = asked.json()["confirmations"]
+            assert confirm["action"] == "delete_task" and "Water the plants" in confirm["question"]
+
+    with running_app(dapr_settings) as second:
+        async with second.client(alice) as client:
+            shown = (await client.get(f"/api/conversations/{cid}")).json()
+            assert shown["confirmations"] == [confirm]
+            path = f"/api/conversations/{cid}/confirmations/{confirm['id']}"
+            presses = await asyncio.gather(*(client.post(path, json={"confirm": True}) for _ in range(2)))
+            assert sorted(p.status_code for p in presses) == [200, 409], [p.text for p in presses]
+            assert (await client.get(f"/api/conversations/{cid}")).json()["confirmations"] == []
+    with psycopg.connect(pg_libpq_url) as conn:
+        kinds = [
+            row[0]
+            for row in conn.execute(
+                "select event_type from outbox where user_id = 'alice' and task_id = %s",
+                (confirm_task(confirm),),
+            )
+        ]
+    assert kinds.count("todo.task.deleted.v1") == 1
+
+
+def confirm_task(confirm: dict[str, Any]) -> int:
+    """The task id in a delete_task confirmation's question ("Delete task #7 '…' …?")."""
+    return int(confirm["question"].split("#", 1)[1].split(" ", 1)[0])
+
+
 async def test_two_messages_at_once_to_one_conversation_keep_both(dapr_settings: Any, verifier: Any) -> None:
     with running_app(dapr_settings) as app:
         async with app.client(token(verifier, "alice")) as client:
@@ -153,7 +193,7 @@ async def test_etag_retries_keep_every_concurrent_append(dapr_env: dict[str, str
         await asyncio.gather(*(store.append("carol", info.id, [user(f"m{n}")]) for n in range(12)))
         items = await store.load("carol", info.id)
         listed = await store.recent("carol")
-    assert sorted(i["content"] for i in items) == sorted(f"m{n}" for n in range(12))
+    assert sorted(content(i) for i in items) == sorted(f"m{n}" for n in range(12))
     assert {c.id for c in listed} == {info.id, *(o.id for o in others)}
 
 
@@ -175,7 +215,7 @@ async def test_an_append_on_a_stale_load_keeps_the_other_writers_items(dapr_env:
         await other.append("frank", info.id, [user("from elsewhere")])  # another replica, meanwhile
         await store.append("frank", info.id, [user("second")])  # stale etags: conflict, re-read
         items = await store.load("frank", info.id)
-    assert [i["content"] for i in items] == ["first", "from elsewhere", "second"]
+    assert contents(items) == ["first", "from elsewhere", "second"]
 
 
 # -- a turn touches only its own conversation's keys -------------------------------------------
@@ -202,8 +242,8 @@ def unique(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
-def contents(items: list[Any]) -> list[str]:
-    return [item["content"] for item in items]
+def contents(items: list[Item]) -> list[str]:
+    return [content(item) for item in items]
 
 
 async def test_turns_in_two_conversations_of_one_user_take_one_read_and_one_write_each(

@@ -21,6 +21,7 @@ from sqlalchemy import event, text
 
 from agent.memory_sql import SqlConversationStore
 from tasks.db import make_engine, migrate
+from tests.unit.agent.support import content
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,7 @@ async def test_a_turn_of_a_long_conversation_reads_its_last_items_without_sortin
         items = await store.load("plan-user", info.id, limit=40)
     finally:
         event.remove(engine, "before_cursor_execute", capture)
-    assert [item["content"] for item in items] == [f"m{n}" for n in range(ITEMS - 40, ITEMS)]
+    assert [content(item) for item in items] == [f"m{n}" for n in range(ITEMS - 40, ITEMS)]
     [(statement, parameters)] = [(s, p) for s, p in sent if "FROM conversation_items" in s]
     with engine.connect() as connection:
         raw = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar_one()

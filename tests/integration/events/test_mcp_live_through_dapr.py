@@ -12,6 +12,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.integration.events.support import EventSystem
+from tests.integration.mcp.support import resource_text, updated_uri
 
 
 async def test_a_rest_write_reaches_an_mcp_listen_stream_through_kafka(
@@ -35,4 +36,4 @@ async def test_a_rest_write_reaches_an_mcp_listen_stream_through_kafka(
             latency = time.perf_counter() - sent
         reread = await client.read_resource(uri)
     print(f"\nREST write -> Kafka -> MCP listen stream: {latency * 1000:.0f} ms")
-    assert event.uri == uri and '"priority":"high"' in reread.contents[0].text
+    assert updated_uri(event) == uri and '"priority":"high"' in resource_text(reread)

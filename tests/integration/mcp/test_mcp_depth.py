@@ -9,10 +9,9 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx
@@ -20,6 +19,7 @@ import httpx2
 import mcp_types
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.client.session import MessageHandlerFnT
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
@@ -27,6 +27,7 @@ from auth.tokens import JwtVerifier
 from tasks.inputs import TaskChanges, TaskDraft, TaskQuery
 from tasks.service import Actor
 from tests.conftest import JWT_SECRET
+from tests.integration.mcp.support import prompt_text, updated_uri
 from todo_agent.api import app_for
 from todo_agent.bootstrap import Container, bootstrap
 from todo_agent.local_server import free_port
@@ -102,7 +103,7 @@ async def test_prompts_have_descriptions_and_described_arguments(local) -> None:
         assert prompt.title and prompt.description and len(prompt.description) > 30, prompt.name
         assert prompt.arguments, prompt.name
         assert all(a.description for a in prompt.arguments), prompt.name
-    assert [a.name for a in prompts["break_down_task"].arguments if a.required] == ["task"]
+    assert [a.name for a in prompts["break_down_task"].arguments or [] if a.required] == ["task"]
 
 
 async def test_prompts_carry_the_callers_real_tasks(local) -> None:
@@ -112,15 +113,11 @@ async def test_prompts_carry_the_callers_real_tasks(local) -> None:
     done = local.tasks.add(me, TaskDraft(title="File the taxes", tags=["admin"]))
     local.tasks.complete(me, done.id)
     async with Client(local.build_mcp(stdio=True)) as client:
-        plan = (await client.get_prompt("plan_my_day", {"hours_available": "3"})).messages[0].content.text
-        review = (await client.get_prompt("weekly_review", {})).messages[0].content.text
-        inbox = (await client.get_prompt("triage_my_inbox", {"how_many": "5"})).messages[0].content.text
-        steps = (
-            (await client.get_prompt("break_down_task", {"task": "sort the GARAGE"})).messages[0].content.text
-        )
-        by_id = (
-            (await client.get_prompt("break_down_task", {"task": str(due_today.id)})).messages[0].content.text
-        )
+        plan = prompt_text(await client.get_prompt("plan_my_day", {"hours_available": "3"}))
+        review = prompt_text(await client.get_prompt("weekly_review", {}))
+        inbox = prompt_text(await client.get_prompt("triage_my_inbox", {"how_many": "5"}))
+        steps = prompt_text(await client.get_prompt("break_down_task", {"task": "sort the GARAGE"}))
+        by_id = prompt_text(await client.get_prompt("break_down_task", {"task": str(due_today.id)}))
         with pytest.raises(Exception, match="no task is titled 'Nope'"):
             await client.get_prompt("break_down_task", {"task": "Nope"})
     assert "Call the plumber" in plan and "3 hours" in plan and "Sort the garage" not in plan
@@ -237,7 +234,7 @@ async def test_a_listen_stream_hears_a_rest_write_and_nothing_of_another_user(
             seen: list[str] = []
             with anyio.fail_after(10):
                 async for event in stream:
-                    seen.append(event.uri)
+                    seen.append(updated_uri(event))
                     if uri in seen:
                         break
             latency = time.perf_counter() - sent
@@ -278,7 +275,8 @@ async def test_a_session_subscription_hears_a_rest_write_over_streamable_http(
             updated.set()
 
     async with http_client(http_server.url, alice, mode="legacy", message_handler=on_message) as client:
-        assert client.server_capabilities.resources.subscribe is True
+        resources = client.server_capabilities.resources
+        assert resources is not None and resources.subscribe is True
         with pytest.warns(MCPDeprecationWarning):
             await client.subscribe_resource(uri)
         with pytest.raises(Exception, match="Task 424242 not found"), pytest.warns(MCPDeprecationWarning):
@@ -323,7 +321,7 @@ async def test_stdio_subscription_hears_a_write_made_by_another_process(tmp_path
     assert set(seen) == {uri}  # a level trigger: a write just before subscribing may also ring
 
 
-def _collect(into: list[str], heard: anyio.Event) -> Callable[[Any], Any]:
+def _collect(into: list[str], heard: anyio.Event) -> MessageHandlerFnT:
     async def on_message(message: Any) -> None:
         if isinstance(message, mcp_types.ResourceUpdatedNotification):
             into.append(str(message.params.uri))
@@ -333,12 +331,17 @@ def _collect(into: list[str], heard: anyio.Event) -> Callable[[Any], Any]:
 
 
 # -- a delete that asks first --------------------------------------------------------------
-def _answering(action: str, delete: bool | None = None, asked: list[str] | None = None) -> Any:
+#: How the test's user answers an elicitation.
+Answer = Literal["accept", "decline", "cancel"]
+
+
+def _answering(action: Answer, delete: bool | None = None, asked: list[str] | None = None) -> Any:
     async def answer(_ctx: Any, params: Any) -> mcp_types.ElicitResult:
         if asked is not None:
             asked.append(params.message)
-        content = {"delete": delete} if delete is not None else None
-        return mcp_types.ElicitResult(action=action, content=content)
+        return mcp_types.ElicitResult(
+            action=action, content={"delete": delete} if delete is not None else None
+        )
 
     return answer
 
@@ -544,16 +547,17 @@ async def test_a_listen_stream_on_a_list_hears_a_task_moved_into_it(
             with anyio.fail_after(10):
                 heard = await stream.__anext__()
             shown = json.loads(text_of(await client.read_resource(uri)))
-    assert heard.uri == uri
+    assert updated_uri(heard) == uri
     assert [item["id"] for item in shown["items"]] == [task.id]
 
 
 # -- a wide batch that asks first ----------------------------------------------------------------
-def _answering_batch(action: str, go_ahead: bool | None, asked: list[str]) -> Any:
+def _answering_batch(action: Answer, go_ahead: bool | None, asked: list[str]) -> Any:
     async def answer(_ctx: Any, params: Any) -> mcp_types.ElicitResult:
         asked.append(params.message)
-        content = {"go_ahead": go_ahead} if go_ahead is not None else None
-        return mcp_types.ElicitResult(action=action, content=content)
+        return mcp_types.ElicitResult(
+            action=action, content={"go_ahead": go_ahead} if go_ahead is not None else None
+        )
 
     return answer
 

@@ -37,7 +37,7 @@ _WORDS = [
 #: REST corpus in ``test_hostile_text`` sends those).
 _SENDABLE = [text for text in HOSTILE.values() if not any("\ud800" <= ch <= "\udfff" for ch in text)]
 _ANY_TEXT = st.text() | st.sampled_from(_SENDABLE + _WORDS)
-_WRONG = (
+_WRONG: st.SearchStrategy[Any] = (
     st.none()
     | st.booleans()
     | st.floats(allow_nan=False, allow_infinity=False)

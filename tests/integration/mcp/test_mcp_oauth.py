@@ -34,6 +34,7 @@ from devstack.config import StackConfig
 from devstack.keycloak import ADMIN_PASSWORD, ADMIN_USER, Keycloak
 from tasks.inputs import TaskQuery
 from tasks.service import Actor
+from tests.integration.mcp.support import prompt_text, resource_text, updated_uri
 from todo_agent.api import app_for
 from todo_agent.bootstrap import Container, bootstrap
 from todo_agent.local_server import free_port
@@ -301,7 +302,7 @@ async def test_a_client_discovers_signs_in_with_pkce_and_uses_everything(served:
         uri = f"todo://tasks/{added['id']}"
         listed = await client.list_resources()
         assert [r.uri for r in listed.resources] == ["todo://today", uri]
-        today = (await client.read_resource("todo://today")).contents[0].text
+        today = resource_text(await client.read_resource("todo://today"))
         assert "Signed in" in today
 
         async with client.listen(resource_subscriptions=[uri]) as stream:
@@ -315,10 +316,10 @@ async def test_a_client_discovers_signs_in_with_pkce_and_uses_everything(served:
             with anyio.fail_after(10):
                 event = await stream.__anext__()
             latency = time.perf_counter() - sent
-        assert event.uri == uri
+        assert updated_uri(event) == uri
 
         prompt = await client.get_prompt("plan_my_day", {"hours_available": "2"})
-        assert "Signed in" in prompt.messages[0].content.text
+        assert "Signed in" in prompt_text(prompt)
         completion = await client.complete(
             mcp_types.ResourceTemplateReference(uri="todo://tasks/{task_id}"),
             {"name": "task_id", "value": "sign"},

@@ -19,6 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from auth.tokens import JwtVerifier
 from tests.conftest import JWT_SECRET
+from tests.integration.mcp.support import hints
 from todo_agent.api import app_for
 from todo_agent.bootstrap import bootstrap
 
@@ -48,17 +49,17 @@ async def test_tools_are_described_and_annotated(make_settings) -> None:
     for tool in tools.values():
         assert tool.description and tool.output_schema, tool.name
         assert "user" not in json.dumps(tool.input_schema).lower().replace("user's", ""), tool.name
-    assert tools["list_tasks"].annotations.read_only_hint is True
-    assert tools["delete_task"].annotations.destructive_hint is True
-    assert tools["complete_task"].annotations.idempotent_hint is True
+    assert hints(tools["list_tasks"]).read_only_hint is True
+    assert hints(tools["delete_task"]).destructive_hint is True
+    assert hints(tools["complete_task"]).idempotent_hint is True
     assert tools["add_task"].input_schema["properties"]["due"]["description"]
-    assert tools["lists"].annotations.read_only_hint is True
+    assert hints(tools["lists"]).read_only_hint is True
     for name in ("delete_tasks", "edit_list", "undo"):  # each may delete tasks or lists
-        assert tools[name].annotations.destructive_hint is True, name
-    assert tools["change_tasks"].annotations.destructive_hint is False
-    assert tools["change_tasks"].annotations.idempotent_hint is True
+        assert hints(tools[name]).destructive_hint is True, name
+    assert hints(tools["change_tasks"]).destructive_hint is False
+    assert hints(tools["change_tasks"]).idempotent_hint is True
     for name, tool in tools.items():  # every write takes an idempotency key; reads do not
-        writes = not tool.annotations.read_only_hint
+        writes = not hints(tool).read_only_hint
         assert ("idempotency_key" in tool.input_schema["properties"]) == writes, name
 
 

@@ -6,12 +6,14 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from agent.chat import Chat
+from agent.memory import Item
 from agent.models import ModelChoice
 from agent.wiring import ChatOptions, build_chat
 from auth.tokens import JwtVerifier
@@ -21,6 +23,11 @@ from tests.conftest import JWT_SECRET
 from todo_agent.api import app_for
 from todo_agent.bootstrap import Container, bootstrap
 from todo_agent.settings import Settings
+
+
+def content(item: Item) -> Any:
+    """A message item's ``content``, read as the JSON it is (the item types are a union of shapes)."""
+    return cast(dict[str, Any], item)["content"]
 
 
 @dataclass
@@ -108,7 +115,11 @@ def app_on_each_database(
         f"sqlite:///{folder / 'todo.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     )
     settings = Settings(
-        database_url=url, data_dir=folder, timezone="Europe/Berlin", jwt_secret=JWT_SECRET, port=free_port()
-    )  # type: ignore[arg-type]
+        database_url=url,
+        data_dir=folder,
+        timezone="Europe/Berlin",
+        jwt_secret=SecretStr(JWT_SECRET),
+        port=free_port(),
+    )
     with running_app(settings) as running:
         yield running

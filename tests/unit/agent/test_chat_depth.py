@@ -24,7 +24,7 @@ async def test_lists_subtasks_batches_and_undo_in_chat(make_settings: Any) -> No
                 response = await client.post("/api/chat", json={"message": text, "conversation_id": cid})
                 assert response.status_code == 200, response.text
                 cid = response.json()["conversation_id"]
-                return response.json()  # type: ignore[no-any-return]
+                return response.json()
 
             milk = await say("add milk to groceries")
             assert [c["name"] for c in milk["tool_calls"]] == ["lists", "add_task"]

@@ -18,7 +18,7 @@ async def test_add_list_complete_by_title_and_delete_with_confirmation(make_sett
                 response = await client.post("/api/chat", json={"message": text, "conversation_id": cid})
                 assert response.status_code == 200, response.text
                 assert "model;dur=" in response.headers["server-timing"]
-                return response.json()  # type: ignore[no-any-return]
+                return response.json()
 
             added = await say("add buy milk tomorrow at 5pm #groceries", None)
             cid = added["conversation_id"]
@@ -35,9 +35,10 @@ async def test_add_list_complete_by_title_and_delete_with_confirmation(make_sett
             assert "Buy milk" in done["reply"]
 
             asked = await say("delete the plumber task", cid)
-            assert "yes" in asked["reply"].lower() and all(
-                c["name"] != "delete_task" for c in asked["tool_calls"]
-            )
+            assert "yes" in asked["reply"].lower()
+            refused = asked["tool_calls"][-1]
+            assert refused["name"] == "delete_task" and refused["is_error"], "the tool asks for the yes"
+            assert [c["action"] for c in asked["confirmations"]] == ["delete_task"]
             plumber = [
                 t for t in app.container.tasks.list(local, _all()).items if "plumber" in t.title.lower()
             ]

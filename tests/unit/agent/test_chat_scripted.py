@@ -64,7 +64,9 @@ async def test_a_prompt_to_act_for_another_user_cannot_reach_their_tasks(
 ) -> None:
     with running_app(settings, model=ScriptedModel()) as app:
         bobs = app.container.tasks.add(BOB, TaskDraft(title="Bob's dentist"))
-        app.chat.models.shared.extend(
+        model = app.chat.models.shared
+        assert isinstance(model, ScriptedModel)
+        model.extend(
             [
                 [function_call("delete_task", {"task_id": bobs.id}, call_id="d1")],
                 [function_call("complete_task", {"task_id": bobs.id}, call_id="d2")],

@@ -3,30 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import cast
 
 import pytest
 
-from agent.memory import ConversationNotFound, title_from, trim_for_model
+from agent.memory import ConversationNotFound, Item, title_from, trim_for_model
 from agent.memory_sql import SqlConversationStore
 from agent.transcript import messages_of, parse_output
 from tasks.db import make_engine, migrate
+from tests.unit.agent.support import content
 
 
-def user(text: str) -> dict[str, Any]:
+def user(text: str) -> Item:
     return {"role": "user", "content": text}
 
 
-def call(call_id: str) -> dict[str, Any]:
+def call(call_id: str) -> Item:
     return {"type": "function_call", "call_id": call_id, "name": "list_tasks", "arguments": "{}"}
 
 
-def output(call_id: str, text: str = '{"items": []}') -> dict[str, Any]:
+def output(call_id: str, text: str = '{"items": []}') -> Item:
     return {"type": "function_call_output", "call_id": call_id, "output": text}
 
 
-def reply(text: str) -> dict[str, Any]:
-    return {"role": "assistant", "type": "message", "content": [{"type": "output_text", "text": text}]}
+def reply(text: str) -> Item:
+    # The model's message without its id, status and annotations: all the memory reads of it.
+    return cast(
+        Item, {"role": "assistant", "type": "message", "content": [{"type": "output_text", "text": text}]}
+    )
 
 
 @pytest.fixture
@@ -62,9 +66,15 @@ def test_a_transcript_pairs_tool_outputs_with_their_calls() -> None:
     ]
     assert messages_of(items) == [
         {"role": "user", "content": "list"},
-        {"role": "tool", "name": "list_tasks", "arguments": {}, "content": {"items": []}},
+        {"role": "tool", "call_id": "1", "name": "list_tasks", "arguments": {}, "content": {"items": []}},
         {"role": "assistant", "content": "Nothing due."},
-        {"role": "tool", "name": "list_tasks", "arguments": {}, "content": "Task 9 not found"},
+        {
+            "role": "tool",
+            "call_id": "2",
+            "name": "list_tasks",
+            "arguments": {},
+            "content": "Task 9 not found",
+        },
     ]
     assert parse_output([{"type": "text", "text": '{"id": 1}'}]) == {"id": 1}
 
@@ -88,11 +98,9 @@ async def test_concurrent_appends_to_one_conversation_lose_nothing(store: SqlCon
         *(store.append("alice", info.id, [user(f"m{n}"), reply(f"r{n}")]) for n in range(20))
     )
     items = await store.load("alice", info.id)
-    assert sorted(i["content"] for i in items if i.get("role") == "user") == sorted(
-        f"m{n}" for n in range(20)
-    )
+    assert sorted(content(i) for i in items if i.get("role") == "user") == sorted(f"m{n}" for n in range(20))
     for index in range(0, 40, 2):  # each turn's items stay together
-        assert items[index + 1]["content"][0]["text"] == "r" + items[index]["content"][1:]
+        assert content(items[index + 1])[0]["text"] == "r" + content(items[index])[1:]
 
 
 async def test_another_users_conversation_does_not_exist_for_them(store: SqlConversationStore) -> None:

@@ -267,7 +267,9 @@ async def test_a_responses_conversation_continues_from_its_stored_items(
     assert {key: call["output"][key] for key in ("id", "title", "priority", "tags")} == {
         "id": task.id, "title": "Water the plants", "priority": "high", "tags": ["home"]
     }  # fmt: skip
-    assert thanked.json() == {"conversation_id": cid, "reply": "You're welcome.", "tool_calls": []}
+    assert thanked.json() == {
+        "conversation_id": cid, "reply": "You're welcome.", "tool_calls": [], "confirmations": []
+    }  # fmt: skip
     assert [(m["role"], m["content"]) for m in transcript] == [
         ("user", "remind me to water the plants"),
         ("tool", call["output"]),

@@ -52,3 +52,13 @@ async def test_a_refused_token_is_reported_not_raised(make_settings: Any) -> Non
         code, out = await run_chat(["--url", app.url, "--token", "not-a-jwt", "-m", "hi"], settings)
     assert code == 1
     assert out.startswith("error: The token is not valid")
+
+
+async def test_a_delete_shows_the_question_to_answer_and_a_typed_yes_deletes(make_settings: Any) -> None:
+    code, out = await run_chat(
+        ["-m", "add water plants", "-m", "delete water plants", "-m", "yes"],
+        settings_on_free_port(make_settings),
+    )
+    assert code == 0, out
+    assert "  ? Delete task #1 'Water plants' and its subtasks? (answer yes or no)" in out.splitlines()
+    assert "assistant> Deleted #1 Water plants." in out

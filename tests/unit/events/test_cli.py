@@ -37,6 +37,7 @@ async def test_dead_letters_of_the_embedded_default_can_be_listed_and_replayed(
     container, server = embedded
     poison = {"specversion": "1.0", "id": "p1", "source": "test", "type": "todo.task.completed.v1",
               "data": {"user_id": "local"}}  # fmt: skip
+    assert container.bus is not None  # the embedded default's in-process bus
     await container.bus.publish("task-events", [poison], partition_key="local")
     settings = container.settings.model_copy(update={"port": server.port})
 

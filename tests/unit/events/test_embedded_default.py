@@ -78,7 +78,7 @@ async def test_without_auth_the_socket_acts_for_the_local_user_and_sees_recurren
             scrape = await _poll(metrics, lambda m: m.value("todo_outbox_backlog") == 0, "an empty backlog")
             published = (scrape.value("todo_relay_published_total") or 0) - published_before
             assert published == 3 and scrape.value("todo_websocket_connections") == 1
-            assert not container.bus.dead_letters
+            assert container.bus is not None and not container.bus.dead_letters
 
 
 async def test_every_connection_of_the_owner_gets_the_update_and_nobody_else_does(

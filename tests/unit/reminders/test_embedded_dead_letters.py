@@ -80,6 +80,7 @@ async def test_a_webhook_given_up_is_a_dead_letter_of_reminders_and_its_replay_p
                 TaskDraft(title="Water the plants", remind_at=utc_now() + timedelta(seconds=1)),
             )
             bus = container.bus
+            assert bus is not None
             [letter] = await wait_for(lambda: list(bus.dead_letters), seconds=10)
             listed = (await client.get("/events/dead-letters", params={"topic": "reminders"})).json()
             replayed = (

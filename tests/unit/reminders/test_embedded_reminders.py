@@ -14,6 +14,7 @@ from aiosmtpd.smtp import Envelope
 from sqlmodel import Session, col, select
 
 from devstack.procs import free_port
+from events.reminders.jobs import InProcessJobScheduler
 from tasks.clock import utc_now
 from tasks.inputs import TaskDraft
 from tasks.models import Notification, OutboxEvent, Task
@@ -109,6 +110,7 @@ async def test_completing_deleting_or_moving_a_reminder_changes_what_fires(
         container.tasks.delete(alice, gone.id)
         container.tasks.cancel_reminder(alice, cleared.id)
         later = container.tasks.set_reminder(alice, moved.id, at=utc_now() + timedelta(seconds=2))
+        assert container.reminders is not None and isinstance(container.jobs, InProcessJobScheduler)
         await container.reminders.drain()
         assert container.jobs.pending == 1  # only the moved reminder has a job
         await asyncio.sleep(1.5)
@@ -133,6 +135,7 @@ async def test_the_next_occurrence_of_a_recurring_task_gets_its_own_reminder(
         )
         container.tasks.complete(alice, first.id)
         scheduling = container.reminders
+        assert scheduling is not None
         await wait_for(lambda: any(task_id != first.id for task_id in scheduling.known), seconds=5)
         [(next_id, remind_at)] = scheduling.known.items()
     with Session(container.engine) as session:

@@ -30,6 +30,9 @@ class RecordedJobs:
     async def cancel(self, name: str) -> None:
         self.calls.append(("cancel", name, None))
 
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
 
 def last_event(container: Container, task_id: int) -> tuple[str, dict[str, Any]]:
     """The newest ``todo.task.*`` outbox row of the task, as a ``task-updates`` event (type, data)."""

@@ -13,8 +13,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
 from devstack.procs import free_port
+from events.reminders.deliveries import DeliveryFailed
 from events.reminders.notifications import (
-    DeliveryFailed,
     ReminderMessage,
     describe_due,
     reminder_email,

@@ -1,4 +1,8 @@
-// The chat panel: streamed replies (SSE over fetch), tool chips, and the conversation list.
+// The chat panel: streamed replies (SSE over fetch), tool chips, confirmations, and the conversation list.
+//
+// A turn whose tool call needs the user's yes ends with a `confirm` event: the reply shows the question
+// with Confirm and Cancel. Pressing one answers that confirmation on the server (at most once); typing
+// "yes" or "no" works too, and any new message leaves the open question behind.
 
 import { api, ApiError, readJson, request } from "./api.js";
 import { $, h, icon } from "./dom.js";
@@ -9,8 +13,10 @@ import { showError } from "./toasts.js";
 const CONVERSATION_KEY = "todo-agent.conversation";
 const WORKING = {
   add_task: "Adding…", update_task: "Updating…", complete_task: "Completing…", delete_task: "Deleting…",
-  list_tasks: "Looking…", set_reminder: "Setting a reminder…",
+  list_tasks: "Looking…", set_reminder: "Setting a reminder…", delete_tasks: "Deleting…",
+  change_tasks: "Changing…", edit_list: "Deleting the list…",
 };
+let confirmSerial = 0;
 
 function parseOutput(output) {
   if (typeof output !== "string") return output;
@@ -147,8 +153,12 @@ export class ChatPanel {
     return message;
   }
 
-  addChip(message, { kind, iconName, text }) {
-    const chip = h("span", { class: "chip", dataset: { kind } }, icon(iconName), h("span", { class: "chip-text", title: text }, text));
+  chip({ kind, iconName, text }, callId) {
+    return h("span", { class: "chip", dataset: callId ? { kind, call: callId } : { kind } }, icon(iconName), h("span", { class: "chip-text", title: text }, text));
+  }
+
+  addChip(message, description, callId) {
+    const chip = this.chip(description, callId);
     message.chips.append(chip);
     return chip;
   }
@@ -156,12 +166,14 @@ export class ChatPanel {
   async send(text) {
     if (this.busy) return;
     this.setBusy(true);
+    this.leaveOpenConfirmations();
     this.addMessage("user", text);
     const reply = this.addMessage("assistant");
     reply.setAttribute("aria-busy", "true");
     const typing = h("div", { class: "typing", "aria-label": "Assistant is typing" }, h("span"), h("span"), h("span"));
     reply.append(typing);
     const pendingChips = [];
+    const confirmations = [];
     let streamed = "";
     try {
       const response = await request("/api/chat/stream", {
@@ -180,13 +192,16 @@ export class ChatPanel {
         } else if (event === "tool_call") {
           pendingChips.push({ name: data.name, chip: this.addChip(reply, { kind: "pending", iconName: "dots", text: WORKING[data.name] ?? `${data.name}…` }) });
         } else if (event === "tool_result") {
-          const chip = this.addChip(reply, describeToolResult(data.name, data.output, data.is_error));
+          const chip = this.addChip(reply, describeToolResult(data.name, data.output, data.is_error), data.id);
           const index = pendingChips.findIndex((p) => p.name === data.name);
           if (index >= 0) pendingChips.splice(index, 1)[0].chip.replaceWith(chip);
           if (!data.is_error) this.applyToTasks(data.name, parseOutput(data.output));
+        } else if (event === "confirm") {
+          confirmations.push(data);
         } else if (event === "done") {
           if (data.conversation_id) this.remember(data.conversation_id);
           if (!streamed && data.reply) reply.bubble.textContent = data.reply;
+          for (const confirmation of confirmations) this.addConfirmation(reply, confirmation);
         } else if (event === "error") {
           throw new ApiError(500, data.detail ?? "The assistant stopped unexpectedly.");
         }
@@ -202,13 +217,96 @@ export class ChatPanel {
       this.setBusy(false);
       this.scrollToEnd();
       this.loadConversations().catch(() => {});
+      // The question needs an answer: Cancel, the safe choice, takes the focus (Escape also cancels).
+      reply.querySelector(".confirm:not([data-state]) .confirm-cancel")?.focus();
     }
+  }
+
+  // The question with Confirm and Cancel, under the assistant message that asked it.
+  addConfirmation(message, confirmation) {
+    const questionId = `confirm-question-${(confirmSerial += 1)}`;
+    const destructive = /delete/.test(confirmation.action ?? "");
+    const confirmButton = h("button", { type: "button", class: `btn btn-sm ${destructive ? "btn-danger" : "btn-primary"} confirm-go` }, "Confirm");
+    const cancelButton = h("button", { type: "button", class: "btn btn-sm btn-secondary confirm-cancel" }, "Cancel");
+    const status = h("p", { class: "confirm-status small", role: "status" });
+    const box = h(
+      "div",
+      { class: "confirm", role: "group", "aria-labelledby": questionId, dataset: { id: confirmation.id } },
+      h("p", { class: "confirm-question", id: questionId }, confirmation.question),
+      h("div", { class: "confirm-actions" }, confirmButton, cancelButton),
+      status,
+    );
+    // The call that asked is not a failure: its chip says it waits for the answer.
+    const asking = message.chips?.querySelector(`.chip[data-call="${CSS.escape(confirmation.id)}"]`);
+    asking?.replaceWith(this.chip({ kind: "asking", iconName: "alert", text: "Waiting for your answer" }, confirmation.id));
+    box.buttons = [confirmButton, cancelButton];
+    box.status = status;
+    confirmButton.addEventListener("click", () => this.answer(box, confirmation, true));
+    cancelButton.addEventListener("click", () => this.answer(box, confirmation, false));
+    box.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && !box.dataset.state) {
+        e.stopPropagation();
+        this.answer(box, confirmation, false);
+      }
+    });
+    message.append(box);
+    this.scrollToEnd(true);
+    return box;
+  }
+
+  closeConfirmation(box, state, text) {
+    box.dataset.state = state;
+    for (const button of box.buttons) button.disabled = true;
+    box.removeAttribute("aria-busy");
+    box.status.textContent = text;
+  }
+
+  // A new message moves the conversation on: the server no longer takes an answer to an older question.
+  leaveOpenConfirmations() {
+    for (const box of this.messages.querySelectorAll(".confirm:not([data-state])")) {
+      this.closeConfirmation(box, "left", "No longer pending: the conversation moved on.");
+    }
+  }
+
+  async answer(box, confirmation, confirm) {
+    if (box.dataset.state || box.getAttribute("aria-busy") === "true" || this.busy) return;
+    box.setAttribute("aria-busy", "true");
+    for (const button of box.buttons) button.disabled = true; // one press: a double click sends once
+    box.status.textContent = confirm ? "Working…" : "Cancelling…";
+    const path = `/api/conversations/${encodeURIComponent(this.conversationId)}/confirmations/${encodeURIComponent(confirmation.id)}`;
+    let answered;
+    try {
+      answered = await api(path, { method: "POST", body: { confirm } });
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 404 || e.status === 409)) {
+        this.closeConfirmation(box, "gone", e.message);
+      } else {
+        // Unreachable, or the server could not finish: pressing again is safe (it runs at most once).
+        box.removeAttribute("aria-busy");
+        for (const button of box.buttons) button.disabled = false;
+        box.status.textContent = e.message || "That didn't go through; try again.";
+        box.buttons[0].focus();
+      }
+      return;
+    }
+    this.closeConfirmation(box, confirm ? "confirmed" : "cancelled", confirm ? "Confirmed." : "Cancelled.");
+    this.addMessage("user", answered.said);
+    const outcome = this.addMessage("assistant", answered.reply);
+    const call = answered.tool_call;
+    if (call) {
+      this.addChip(outcome, describeToolResult(call.name, call.output, call.is_error));
+      if (!call.is_error) this.applyToTasks(call.name, parseOutput(call.output));
+    }
+    this.loadConversations().catch(() => {});
+    this.input.focus();
   }
 
   // Tool results carry the task as it now is: show it at once (the /ws event follows).
   applyToTasks(name, output) {
     if (!output || typeof output !== "object") return;
     if (name === "delete_task" && output.deleted) this.store.remove(output.id);
+    else if (Array.isArray(output.deleted)) for (const task of output.deleted) this.store.remove(task.id);
+    else if (Array.isArray(output.changed)) for (const task of output.changed) this.store.upsert(task, { flash: true });
     else if (name === "list_tasks") for (const task of output.items ?? []) this.store.upsert(task);
     else if (typeof output.id === "number" && "completed" in output) this.store.upsert(output, { flash: true });
   }
@@ -239,17 +337,19 @@ export class ChatPanel {
       let chips = []; // tool results wait for the assistant message they belong to
       for (const m of messages) {
         if (m.role === "tool") {
-          chips.push(describeToolResult(m.name ?? "tool", m.content, typeof m.content === "string"));
+          chips.push([describeToolResult(m.name ?? "tool", m.content, typeof m.content === "string"), m.call_id]);
         } else if (m.role === "user" || m.role === "assistant") {
           const message = this.addMessage(m.role, textOf(m.content));
-          if (m.role === "assistant") chips.forEach((chip) => this.addChip(message, chip));
+          if (m.role === "assistant") chips.forEach(([chip, callId]) => this.addChip(message, chip, callId));
           if (m.role === "assistant") chips = [];
         }
       }
       if (chips.length) {
         const message = this.addMessage("assistant");
-        chips.forEach((chip) => this.addChip(message, chip));
+        chips.forEach(([chip, callId]) => this.addChip(message, chip, callId));
       }
+      const asked = [...this.messages.querySelectorAll(".message-assistant")].at(-1);
+      for (const confirmation of conversation.confirmations ?? []) if (asked) this.addConfirmation(asked, confirmation);
       $("#chat-title").textContent = conversation.title || "New chat";
       this.renderConversations();
       this.toggleDrawer(false);

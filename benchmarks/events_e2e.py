@@ -14,7 +14,9 @@ The load: ``--rate`` creates per second for ``--seconds``, spread over ``--users
 with one MCP session and one WebSocket. Latency is from just before the MCP ``add_task`` call
 to the ``created`` message on the owner's socket. ``lost`` counts created tasks whose message
 never arrived (waiting up to ``--drain`` seconds). ``relay_lag_ms`` is the relay's p50 time
-from commit (outbox ``created_at``) to published. RSS is read from /proc at the end.
+from commit (outbox ``created_at``) to marked sent, and ``relay_round_ms`` its rounds' phases,
+both estimated from the histograms of the api's ``GET /metrics`` (``todo_relay_lag_seconds``,
+``todo_relay_round_phase_seconds``) over the run. RSS is read from /proc at the end.
 The MCP calls go through a lean client that speaks the streamable HTTP wire format on aiohttp
 (``WireMcpSession``, ~0.7 ms of CPU per call against ~2.9 ms for the SDK client, which shares the
 two CPUs with the system under test); ``--client sdk`` uses the SDK's ``mcp.Client`` instead.
@@ -50,6 +52,7 @@ from mcp.types import LATEST_PROTOCOL_VERSION
 from benchmarks.stack import stack_with_fresh_database
 from devstack.procs import free_port, http_status, spawn, stop_pid, wait_until
 from events.relay import new_event_loop
+from observability.scrape import Scrape
 
 JWT_SECRET = "benchmark-secret-that-is-long-enough-0123456789abcdef"
 APP_TOKEN = "benchmark-app-token"
@@ -77,6 +80,7 @@ class Measurements:
     write_seconds: float = 0.0
     cpu_s: dict[str, float] = field(default_factory=dict)
     relay_pid: int | None = None  # Dapr mode: the api's relay runs in a child process
+    scrape_before: Scrape | None = None  # the api's /metrics as the measured writes start
     reconnects: int = 0  # sockets the server dropped for falling behind, resumed after their last id
     resets: int = 0  # resumes that missed more than the server replays
 
@@ -84,6 +88,13 @@ class Measurements:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def scrape(url: str) -> Scrape:
+    """The app's ``GET /metrics``, read back."""
+    reply = httpx.get(f"{url}/metrics", timeout=30)
+    reply.raise_for_status()
+    return Scrape.of(reply.text)
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -362,9 +373,9 @@ async def run_load(
     ]
     for ready in readies:
         await ready.wait()
-    async with httpx.AsyncClient(timeout=30) as http:
-        metrics = (await http.get(f"{target.url}/metrics/outbox")).json()
-    m.relay_pid = metrics.get("process", {}).get("pid")
+    m.scrape_before = await asyncio.to_thread(scrape, target.url)
+    relay_pid = m.scrape_before.value("todo_relay_process_pid")  # Dapr mode: the relay's child
+    m.relay_pid = int(relay_pid) if relay_pid is not None else None
     before = {"api": cpu_seconds(target.api_pid), "daprd": cpu_seconds(target.daprd_pid),
               "relay": cpu_seconds(m.relay_pid), "client": time.process_time(), **system_cpu()}  # fmt: skip
     try:
@@ -463,9 +474,19 @@ def stages(target: Target, m: Measurements) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _mean(scrape: Scrape, histogram: str) -> float | None:
+    count = scrape.value(f"{histogram}_count")
+    return round((scrape.value(f"{histogram}_sum") or 0) / count, 2) if count else None
+
+
 def figures(target: Target, m: Measurements) -> dict[str, Any]:
     latencies = [(m.seen_at[t] - s) * 1000 for t, s in m.sent_at.items() if t in m.seen_at]
-    metrics = httpx.get(f"{target.url}/metrics/outbox", timeout=30).json()
+    after = scrape(target.url)
+    run = after.minus(m.scrape_before) if m.scrape_before is not None else after
+
+    def ms(value: float | None) -> float | None:
+        return round(value * 1000, 2) if value is not None else None
+
     return {
         "p50_ms": round(percentile(latencies, 50), 2) if latencies else None,
         "p95_ms": round(percentile(latencies, 95), 2) if latencies else None,
@@ -474,12 +495,16 @@ def figures(target: Target, m: Measurements) -> dict[str, Any]:
         "writes": len(m.sent_at),
         "write_failures": m.failures,
         "writes_per_s": round(len(m.sent_at) / m.write_seconds, 1) if m.write_seconds else 0.0,
-        "relay_lag_ms": metrics["lag_ms"]["p50"],
-        "relay_lag_p95_ms": metrics["lag_ms"]["p95"],
-        "relay_round_ms": {  # p50 of the relay's claim / publish / mark and rows per round
-            k: (v["p50"] if isinstance(v, dict) else v) for k, v in metrics.get("round_ms", {}).items()
-        },
-        "relay_backlog": metrics["backlog"],
+        "relay_lag_ms": ms(run.quantile("todo_relay_lag_seconds", 0.5)),
+        "relay_lag_p95_ms": ms(run.quantile("todo_relay_lag_seconds", 0.95)),
+        "relay_round_ms": {  # p50 of the relay's claim / publish / mark; mean rows per round
+            **{
+                phase: ms(run.quantile("todo_relay_round_phase_seconds", 0.5, phase=phase))
+                for phase in ("claim", "publish", "mark")
+            },
+            "rows_mean": _mean(run, "todo_relay_round_rows"),
+        },  # fmt: skip
+        "relay_backlog": after.value("todo_outbox_backlog"),
         "lost": len(set(m.sent_at) - set(m.seen_at)),
         "socket_reconnects": m.reconnects,
         "socket_resets": m.resets,

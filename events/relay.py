@@ -56,7 +56,15 @@ from events.contracts import cloud_event, target_topics
 from events.ports import EventPublisher, PublishError
 from events.waiting import wait_at_most
 from observability import tracing
-from observability.metrics import RELAY_FAILURES, RELAY_PUBLISH, RELAY_PUBLISHED
+from observability.metrics import (
+    RELAY_BACKOFF,
+    RELAY_FAILURES,
+    RELAY_LAG,
+    RELAY_PUBLISH,
+    RELAY_PUBLISHED,
+    RELAY_ROUND_PHASES,
+    RELAY_ROUND_ROWS,
+)
 from tasks.clock import Clock, as_utc, utc_now
 from tasks.models import OutboxEvent, UTCDateTime
 from tasks.unit_of_work import UnitOfWorkFactory
@@ -254,6 +262,7 @@ class OutboxRelay:
             return 0
         if self._backoff:
             log.info("outbox relay publishing again after %d failure(s)", self.failures)
+            RELAY_BACKOFF.set(0)
         self._backoff = 0.0
         return count
 
@@ -262,6 +271,7 @@ class OutboxRelay:
         RELAY_FAILURES.inc()
         self.last_error = reason
         self._backoff = min(max(self._backoff * 2, 0.2), self._max_backoff)
+        RELAY_BACKOFF.set(self._backoff)
         log.warning("outbox relay could not publish (retrying in %.1fs): %s", self._backoff, reason)
 
     # -- one round -----------------------------------------------------------------------
@@ -288,13 +298,19 @@ class OutboxRelay:
                 return await self._row_by_row(conn, rows, done)
             published = time.perf_counter()
             await self._db(self._settle, conn, rows, [])
-            self._rounds.append(
-                (claimed - started, published - claimed, time.perf_counter() - published, len(rows))
+            self._timed_round(
+                claimed - started, published - claimed, time.perf_counter() - published, len(rows)
             )
             return len(rows)
         except BaseException:
             await self._db(opened.close)
             raise
+
+    def _timed_round(self, claim: float, publish: float, mark: float, rows: int) -> None:
+        self._rounds.append((claim, publish, mark, rows))
+        for phase, seconds in (("claim", claim), ("publish", publish), ("mark", mark)):
+            RELAY_ROUND_PHASES.labels(phase=phase).observe(seconds)
+        RELAY_ROUND_ROWS.observe(rows)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         """A blocking database call: inline when the relay is alone on its loop (its own process:
@@ -428,7 +444,10 @@ class OutboxRelay:
         self.published += len(sent)
         self.failed += len(failed)
         RELAY_PUBLISHED.inc(len(sent))
-        self._lags_ms.extend((now - as_utc(row.created_at)).total_seconds() * 1000 for row in sent)
+        for row in sent:
+            lag = (now - as_utc(row.created_at)).total_seconds()
+            self._lags_ms.append(lag * 1000)
+            RELAY_LAG.observe(lag)
 
     def _note_failure(self, conn: Connection, rows: Sequence[ClaimedRow], reason: str) -> None:
         conn.rollback()

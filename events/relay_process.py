@@ -2,7 +2,7 @@
 
     child = RelayProcess(RelaySettings(database_url=..., log_level="INFO", sidecar=address, pubsub=...))
     async with relay_process(child, uow) as relay:  # started; every commit on ``uow`` wakes it
-        relay.metrics()                              # the child's counters and lag
+        relay.prometheus()                           # the child's relay metrics, for GET /metrics
 
 In the app's process each of the relay's I/O waits per round would have to win the GIL back
 from the request threads, so a busy api would publish late (and its rounds take CPU from the
@@ -13,8 +13,10 @@ client to the same sidecar, on its own CPU:
   means wake-ups are already pending). The relay also polls, so rows written by other
   processes or replicas are published too (``SKIP LOCKED`` keeps relays from publishing a row
   twice at once).
-- **Metrics**: ``metrics()`` asks the child over a second pipe (``GET /metrics/outbox``; while
-  the child is down or busy, that route reports the database's view and ``process.alive``).
+- **Metrics**: ``prometheus()`` asks the child over a second pipe for its relay metrics, which
+  ``GET /metrics`` appends to the app's (left out while the child is down or busy; the backlog
+  is read from the database and the child's up/restarts/pid by the app). ``metrics()`` gives
+  the child's ``OutboxRelay.metrics()`` the same way (benchmarks read it).
 - **Supervision**: a child that dies is started again within a second (its claimed rows were
   released with its connections, so nothing is lost; a row it published but had not marked is
   published again, and consumers ignore repeats). The child exits when the app closes the

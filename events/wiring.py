@@ -1,23 +1,22 @@
-"""The outbox relay's route and lifespan, as a role that relays mounts them (``todo_agent.api``).
+"""What a role that relays or serves ``/ws`` adds to ``GET /metrics`` (``todo_agent.api``).
 
-    app.include_router(metrics_router(relay, relay_process, hub))   # GET /metrics/outbox
-    sources = metrics_sources(relay, relay_process, engine)         # for GET /metrics
+    sources = metrics_sources(relay, relay_process, engine)   # the relay's part
+    sources.append(hub_metrics_source(hub))                    # the WebSocket hub's part
 
 With Dapr the relay runs in a child process of the role (``events.relay_process``: off the
 app's GIL) and publishes through the sidecar; otherwise ``OutboxRelay.running`` runs it on the
 app's loop into the in-process bus, next to the WebSockets its handlers write to.
 
 ``GET /metrics`` (Prometheus, ``todo_agent.telemetry``) takes the relay's part from
-:func:`metrics_sources`: the outbox backlog read from the database at scrape time, the relay child's
-up/restarts, and the relay's own metrics (from the child in Dapr mode).
+:func:`metrics_sources`: the outbox backlog read from the database at scrape time, the relay
+child's up/restarts/pid, and the relay's own metrics (counters, lag, round phases; from the
+child in Dapr mode); and the hub's connections and deliveries from :func:`hub_metrics_source`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
-from fastapi import APIRouter
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -27,30 +26,6 @@ from events.realtime import WebSocketHub
 from events.relay import OutboxRelay, outbox_gauges
 from events.relay_process import RelayProcess
 from observability.metrics import OutboxCollector, relay_exposition
-
-
-def metrics_router(relay: OutboxRelay, child: RelayProcess | None, hub: WebSocketHub | None) -> APIRouter:
-    """``GET /metrics/outbox``: the relay's backlog, age, counters and lag (the child's while it
-    answers, else the database's view), and the WebSocket hub's counters where there is one."""
-    routes = APIRouter()
-
-    @routes.get("/metrics/outbox", tags=["health"], summary="Outbox relay: backlog, age, counters, lag")
-    def outbox_metrics() -> dict[str, Any]:
-        running = child if child is not None and child.supervised else None
-        try:
-            metrics = running.metrics() if running is not None else relay.metrics()
-        except RuntimeError as exc:  # the relay process is down or busy: the database's view
-            assert running is not None
-            metrics = relay.metrics()
-            metrics["process"] = {**running.status(), "error": str(exc)}
-        if hub is not None:
-            metrics["websockets"] = {
-                "connections": hub.connection_count(), "delivered": hub.delivered,
-                "dropped_clients": hub.dropped_clients,
-            }  # fmt: skip
-        return metrics
-
-    return routes
 
 
 def metrics_sources(
@@ -75,17 +50,47 @@ def metrics_sources(
     return [lambda: generate_latest(registry), relay_text]
 
 
+def hub_metrics_source(hub: WebSocketHub) -> Callable[[], bytes]:
+    """The hub's part of ``GET /metrics``: its open connections and deliveries."""
+    registry = CollectorRegistry()
+    registry.register(_HubCollector(hub))
+    return lambda: generate_latest(registry)
+
+
 class _RelayProcessCollector(Collector):
-    """``todo_relay_process_up`` and ``todo_relay_process_restarts`` of the Dapr-mode relay child."""
+    """``todo_relay_process_up``, ``_restarts`` and ``_pid`` of the Dapr-mode relay child (no pid
+    while none runs)."""
 
     def __init__(self, child: RelayProcess) -> None:
         self._child = child
 
     def collect(self) -> Iterable[Metric]:
         status = self._child.status()
-        return [
+        found: list[Metric] = [
             GaugeMetricFamily("todo_relay_process_up", "The relay's child process runs",
                               value=1 if status["alive"] else 0),
             CounterMetricFamily("todo_relay_process_restarts", "Times the relay's child process was "
                                 "started again after it died", value=status["restarts"]),
+        ]  # fmt: skip
+        if status["alive"] and status["pid"] is not None:
+            found.append(GaugeMetricFamily("todo_relay_process_pid", "The relay child's process id",
+                                           value=status["pid"]))  # fmt: skip
+        return found
+
+
+class _HubCollector(Collector):
+    """``todo_websocket_connections`` and the hub's delivery counters, read at scrape time."""
+
+    def __init__(self, hub: WebSocketHub) -> None:
+        self._hub = hub
+
+    def collect(self) -> Iterable[Metric]:
+        hub = self._hub
+        return [
+            GaugeMetricFamily("todo_websocket_connections", "Open /ws connections of this replica",
+                              value=hub.connection_count()),
+            CounterMetricFamily("todo_websocket_delivered", "Messages queued to open /ws connections",
+                                value=hub.delivered),
+            CounterMetricFamily("todo_websocket_dropped_clients", "Connections closed for falling "
+                                "behind (they resume from their last event id)", value=hub.dropped_clients),
         ]  # fmt: skip

@@ -247,32 +247,31 @@ def build_mcp_server(
     )
 
     async def call(fn: Callable[[Actor], T], *, writes: bool = False, tool: str = "read") -> T:
-        """Run a use case in a worker thread, as a span (``mcp.tool <name>``) counted by outcome:
-        ok, refused (a clean tool error) or error (anything unexpected). ``writes`` checks the
-        token's write scope first."""
+        """Run a use case in a worker thread, counted by outcome: ok, refused (a clean tool error)
+        or error (anything unexpected); the outcome goes on the MCP SDK's span of the request
+        (``tools/call <name>``) when tracing is on. ``writes`` checks the token's write scope first."""
         token = get_access_token()  # read here: the context variable does not reach the thread
         if writes:
             refuse_without_write_scope(token)
         outcome = "error"
         started = time.perf_counter()
-        with tracing.span(f"mcp.tool {tool}", attributes={"mcp.tool.name": tool}):
-            try:
-                result = await anyio.to_thread.run_sync(lambda: fn(resolve_actor(token)))
-                outcome = "ok"
-                return result
-            except NeedsConfirmation as exc:
-                outcome = "refused"
-                raise NeedsConfirmationError(exc) from exc
-            except TaskError as exc:
-                outcome = "refused"
-                raise ToolError(exc.message) from exc
-            except ValidationError as exc:  # an input model refused a value the tool's schema let by
-                outcome = "refused"
-                raise ToolError(readable(exc)) from exc
-            finally:
-                tracing.set_attribute("todo.outcome", outcome)
-                TOOL_CALLS.labels(tool=tool, outcome=outcome).inc()
-                TOOL_DURATION.labels(tool=tool).observe(time.perf_counter() - started)
+        try:
+            result = await anyio.to_thread.run_sync(lambda: fn(resolve_actor(token)))
+            outcome = "ok"
+            return result
+        except NeedsConfirmation as exc:
+            outcome = "refused"
+            raise NeedsConfirmationError(exc) from exc
+        except TaskError as exc:
+            outcome = "refused"
+            raise ToolError(exc.message) from exc
+        except ValidationError as exc:  # an input model refused a value the tool's schema let by
+            outcome = "refused"
+            raise ToolError(readable(exc)) from exc
+        finally:
+            tracing.set_attribute("todo.outcome", outcome)
+            TOOL_CALLS.labels(tool=tool, outcome=outcome).inc()
+            TOOL_DURATION.labels(tool=tool).observe(time.perf_counter() - started)
 
     async def write(fn: Callable[[Actor], T], tool: str) -> T:
         return await call(fn, writes=True, tool=tool)

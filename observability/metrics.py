@@ -17,7 +17,13 @@ Dapr-mode relay runs in a child process) is appended as that process's own expos
 | ``todo_outbox_failed_rows`` | gauge (scrape) | - |
 | ``todo_relay_publish_duration_seconds`` | histogram | topic |
 | ``todo_relay_published_total`` / ``todo_relay_failures_total`` | counter | - |
-| ``todo_relay_process_up`` / ``_restarts_total`` | gauge / counter (scrape) | - (Dapr mode) |
+| ``todo_relay_lag_seconds`` | histogram | - (row written → marked sent) |
+| ``todo_relay_round_phase_seconds`` | histogram | phase (claim, publish, mark: a successful round) |
+| ``todo_relay_round_rows`` | histogram | - (rows a successful round sent) |
+| ``todo_relay_backoff_seconds`` | gauge | - (0 while publishing; the wait after a failed round) |
+| ``todo_relay_process_up`` / ``_restarts_total`` / ``_pid`` | gauge, counter, gauge (scrape) | - (Dapr) |
+| ``todo_websocket_connections`` | gauge (scrape) | - (open ``/ws`` connections of this replica) |
+| ``todo_websocket_delivered_total`` / ``_dropped_clients_total`` | counter (scrape) | - |
 | ``todo_consumer_events_total`` | counter | consumer, topic, outcome (SUCCESS, RETRY, DROP) |
 | ``todo_consumer_lag_seconds`` | histogram | consumer, topic (event written → applied) |
 | ``todo_consumer_dead_letters_total`` | counter | consumer, topic (answered DROP: to ``<topic>-dlq``) |
@@ -37,6 +43,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -73,6 +80,24 @@ RELAY_PUBLISHED: Final = Counter(
 RELAY_FAILURES: Final = Counter(
     "todo_relay_failures", "Relay rounds that failed to publish (then retried)", registry=RELAY_REGISTRY
 )
+RELAY_LAG: Final = Histogram(
+    "todo_relay_lag_seconds", "From an outbox row written to the relay marking it sent",
+    buckets=(0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+             10.0, 30.0, 60.0, 300.0),
+    registry=RELAY_REGISTRY,
+)  # fmt: skip
+RELAY_ROUND_PHASES: Final = Histogram(
+    "todo_relay_round_phase_seconds", "Where a successful relay round's time goes: claim, publish, mark",
+    ["phase"], buckets=_FAST, registry=RELAY_REGISTRY,
+)  # fmt: skip
+RELAY_ROUND_ROWS: Final = Histogram(
+    "todo_relay_round_rows", "Rows a successful relay round sent",
+    buckets=(1, 2, 3, 5, 10, 25, 50, 100, 200, 250), registry=RELAY_REGISTRY,
+)  # fmt: skip
+RELAY_BACKOFF: Final = Gauge(
+    "todo_relay_backoff_seconds", "How long the relay waits after a failed round (0 while publishing)",
+    registry=RELAY_REGISTRY,
+)  # fmt: skip
 CONSUMER_EVENTS: Final = Counter(
     "todo_consumer_events", "Deliveries a consumer answered", ["consumer", "topic", "outcome"]
 )

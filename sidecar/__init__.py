@@ -11,17 +11,23 @@ It talks aiohttp (a fraction of httpx's CPU per request) over keep-alive connect
 first use in the running loop (the client may be built before any loop runs), sends
 ``dapr-api-token`` on every call when there is one, and bounds every call by a timeout, so a
 sidecar that is down or stuck fails the call (``SidecarUnreachable``) instead of holding it.
+With tracing on, a call given a ``span`` name is a client span (``dapr state read``) that sends
+its ``traceparent`` to daprd, whose own span of the call joins the trace.
 The adapters (``events.publishers.DaprPublisher``, ``agent.dapr_state.DaprStateClient``,
 ``events.reminders.jobs.DaprJobScheduler``) map the status and body to their own errors.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
+from opentelemetry.trace import SpanKind, StatusCode
 from yarl import URL
+
+from observability import tracing
 
 _KEEP_ALIVE: Final = 5.0  # seconds an idle connection to the sidecar stays open
 _CONNECT_TIMEOUT: Final = 2.0  # the sidecar is on this host: a longer wait means it is not there
@@ -74,9 +80,32 @@ class Sidecar:
         return URL(f"{self._base}{path}")
 
     async def call(
-        self, method: str, url: URL, *, data: bytes | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        url: URL,
+        *,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        span: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> tuple[int, bytes]:
-        """The status and body of one request; ``SidecarUnreachable`` saying why it got none."""
+        """The status and body of one request; ``SidecarUnreachable`` saying why it got none.
+        ``span``: with tracing on, the call is a client span of this name (with ``attributes``)."""
+        if span is None or not tracing.is_on():
+            return await self._send(method, url, data, headers)
+        described = {**(attributes or {}), "http.request.method": method, "server.address": url.host or "",
+                     "server.port": url.port or 0}  # fmt: skip
+        with tracing.span(span, kind=SpanKind.CLIENT, attributes=described) as current:
+            status, body = await self._send(method, url, data, tracing.inject(dict(headers or {})))
+            if current is not None:
+                current.set_attribute("http.response.status_code", status)
+                if status >= 400:
+                    current.set_status(StatusCode.ERROR)
+            return status, body
+
+    async def _send(
+        self, method: str, url: URL, data: bytes | None, headers: dict[str, str] | None
+    ) -> tuple[int, bytes]:
         try:
             async with self._client().request(method, url, data=data, headers=headers) as response:
                 return response.status, await response.read()

@@ -75,7 +75,7 @@ def make_engine(
     )
     if pre_ping:
         _ping_idle_connections(engine, after=ping_idle_after)
-    instrument_engine(engine)  # a span per statement, when tracing is on
+    instrument_engine(engine)  # a span per statement, when tracing and TODO_TRACING_SQL are on
     return engine
 
 

@@ -92,6 +92,8 @@ def create_app(
     # Request spans and metrics around the edge; GET /metrics with the relay's part where it runs.
     sources = outbox.metrics_sources(container.relay, container.relay_process, container.engine) \
         if container.relay is not None else []  # fmt: skip
+    if container.hub is not None:
+        sources.append(outbox.hub_metrics_source(container.hub))
     telemetry.install(app, sources)
     install_error_handlers(app)
     _health_routes(app, container)
@@ -143,8 +145,6 @@ def _mount_parts(app: FastAPI, c: Container) -> None:
         app.include_router(realtime.router(c.hub, c.uow, c.authenticate, sign_in_required=signing_in))
     if serves.audit_api:
         app.include_router(audit.router(c.uow, current_actor))
-    if c.relay is not None:
-        app.include_router(outbox.metrics_router(c.relay, c.relay_process, c.hub))
     if c.firing is not None:
         app.state.edge.sidecar_only(firing.JOB_ROUTE_PREFIX, prefix=True)
         app.include_router(firing.router(c.firing))

@@ -52,7 +52,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "[::1]"})
 PROBES: Final = frozenset({"/healthz", "/readyz"})
-OPERATOR_PATHS: Final = frozenset({"/metrics", "/metrics/outbox"})
+OPERATOR_PATHS: Final = frozenset({"/metrics"})
 USER_PREFIX: Final = "/api/"
 DOCS_PATHS: Final = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 

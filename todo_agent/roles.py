@@ -30,7 +30,7 @@ class Serves:
     audit_api: bool = False  # GET /api/audit
     reminders: bool = False  # POST /job/{name}, /api/notifications; job scheduling and its reconciler
     notifications: bool = False  # reminders subscription (in-app, email, webhook) and the retrier
-    relay: bool = False  # the outbox relay, GET /metrics/outbox
+    relay: bool = False  # the outbox relay (its metrics in GET /metrics)
 
 
 SERVES: Final[dict[Role, Serves]] = {

@@ -56,7 +56,8 @@ def install(app: FastAPI, sources: Sequence[MetricsSource] = ()) -> None:
 
 class RequestMetrics:
     """``todo_http_requests_total`` and ``todo_http_request_duration_seconds`` by route
-    template (``/api/tasks/{task_id}``, never the raw path: ids would make a series each)."""
+    template (``/api/tasks/{task_id}``, never the raw path: ids would make a series each); the
+    request's span gets the same name (``tracing.name_request_span``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -72,6 +73,9 @@ class RequestMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                route = _route_of(scope)  # routed by now; the span ends with the response's body
+                if not route.startswith("("):
+                    tracing.name_request_span(scope.get("method", ""), route)
             await send(message)
 
         try:

@@ -81,8 +81,9 @@ class DaprJobScheduler(JobScheduler):
         headers = _JSON_HEADERS if body is not None else None
         try:
             status, answer = await self._sidecar.call(
-                method, self._sidecar.url(f"/v1.0/jobs/{name}"), data=body, headers=headers
-            )
+                method, self._sidecar.url(f"/v1.0/jobs/{name}"), data=body, headers=headers,
+                span=f"dapr job {verb}",
+            )  # fmt: skip
         except SidecarUnreachable as exc:
             raise JobSchedulingError(f"Could not reach daprd to {verb} job {name}: {exc}") from exc
         return status, answer.decode("utf-8", "replace")

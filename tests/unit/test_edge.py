@@ -76,7 +76,7 @@ async def test_without_sign_in_a_foreign_host_name_reaches_no_route(
     requests = [
         ("GET", "/api/tasks", None), ("POST", "/api/tasks", {"title": "rebound"}), ("GET", "/", None),
         ("GET", "/api/conversations", None), ("POST", "/api/chat", {"message": "list"}),
-        ("POST", "/mcp", MCP_INITIALIZE), ("GET", "/metrics/outbox", None),
+        ("POST", "/mcp", MCP_INITIALIZE), ("GET", "/metrics", None),
     ]  # fmt: skip
     async with client(app, base_url="http://rebound.example:8000") as rebound:
         for method, path, body in requests:
@@ -229,18 +229,6 @@ async def test_a_body_over_the_cap_is_refused_with_413(
         assert [t["title"] for t in (await local.get("/api/tasks", headers=alice)).json()["items"]] == [
             "small"
         ]
-
-
-async def test_outbox_metrics_answer_this_machine_or_the_app_token_only(
-    make_container: Callable[..., Container],
-) -> None:
-    app = app_for(make_container("all", jwt_secret=JWT_SECRET, app_api_token=APP_TOKEN))
-    async with client(app, peer=ELSEWHERE) as remote:
-        assert (await remote.get("/metrics/outbox")).status_code == 403
-        assert (await remote.get("/metrics/outbox", headers={"dapr-api-token": "wrong"})).status_code == 403
-        assert (await remote.get("/metrics/outbox", headers={"dapr-api-token": APP_TOKEN})).status_code == 200
-    async with client(app) as local:
-        assert "backlog" in (await local.get("/metrics/outbox")).json()
 
 
 async def test_prometheus_metrics_answer_this_machine_or_a_scrape_with_the_app_token(

@@ -2,7 +2,8 @@
 real OTLP/HTTP endpoint: a tiny collector in this test that decodes what the app sends.
 
 The app runs as its own process (tracing is set up once per process). One REST write must be one
-trace: the request, the use case, its SQL, the relay's publish and both consumers' applies; the
+trace: the request, the use case, the relay's publish and both consumers' applies (its SQL
+statements too, with ``TODO_TRACING_SQL=on``); the
 outbox row keeps the writer's ``traceparent``; log lines are JSON off a terminal; and with the
 switch off nothing is sent, even to a configured endpoint.
 """
@@ -28,6 +29,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from devstack.procs import free_port, http_status, stop_pid, wait_until
 
 TODO_AGENT = str(Path(sys.executable).with_name("todo-agent"))
+SQL_VERBS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 
 class Collector:
@@ -120,7 +122,7 @@ def test_one_rest_write_is_one_trace_from_request_through_relay_to_both_consumer
         names = sorted({name for _, name, _ in collector.spans})
         assert traced(), f"no single trace holds {wanted} and another {completion}: spans {names}"
         assert {service for service, _, _ in collector.spans} == {"todo-agent"}
-        assert any(name.startswith(("SELECT", "INSERT", "UPDATE")) for name in names), names
+        assert not [n for n in names if n.startswith(SQL_VERBS)], "SQL spans without TODO_TRACING_SQL=on"
     finally:
         stop_pid(proc.pid, timeout=10)
     with sqlite3.connect(tmp_path / "todo.db") as db:
@@ -129,6 +131,30 @@ def test_one_rest_write_is_one_trace_from_request_through_relay_to_both_consumer
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert lines, f"no JSON log lines (stderr is not a terminal):\n{log.read_text()[:2000]}"
     assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
+
+
+def test_with_sql_tracing_on_each_statement_of_a_write_is_a_span_in_the_requests_trace(
+    tmp_path: Path, collector: Collector
+) -> None:
+    env = {"TODO_TRACING": "on", "TODO_TRACING_SQL": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+           "OTEL_BSP_SCHEDULE_DELAY": "100"}  # fmt: skip
+    proc, url, _ = run_embedded(tmp_path, env)
+    try:
+        assert httpx.post(f"{url}/api/tasks", json={"title": "sweep the floor"}).status_code == 201
+
+        def write_trace() -> set[str]:
+            by_trace: dict[str, set[str]] = {}
+            for _, name, trace_id in collector.spans:
+                by_trace.setdefault(trace_id, set()).add(name)
+            return next((names for names in by_trace.values() if "use_case tasks.add" in names), set())
+
+        deadline = time.monotonic() + 30
+        while not any(n.startswith("INSERT") for n in write_trace()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop_pid(proc.pid, timeout=10)
+    names = write_trace()
+    assert any(n.startswith("INSERT") for n in names), f"no INSERT span in the write's trace: {names}"
 
 
 def test_tracing_switched_off_sends_no_span_even_with_an_endpoint_set(

@@ -7,6 +7,8 @@ own daprd, one PostgreSQL database, Kafka.
 ``event_system`` -> :class:`EventSystem`: api, recurrence and audit roles running, their
     subscriptions live (consumer groups stable, a WebSocket probe seen end to end).
 ``role_launcher`` -> start more role processes (a second recurrence consumer, ...).
+``private_stack`` -> :class:`PrivateStack`: the same on a stack of the test's own, whose Kafka the
+    test may stop (``kafka_stopped``), with a fresh database.
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from devstack.components import RenderedResources, render
+from devstack.postgres import sqlalchemy_url
+from devstack.stack import Stack
 from tasks.db import make_engine, migrate
 from tests.integration.events.support import (
     BROADCAST_COMPONENT,
     AppIds,
     EventSystem,
+    PrivateStack,
     RoleLauncher,
     launching,
     subscriptions,
@@ -70,3 +77,28 @@ def role_launcher(
 @pytest.fixture
 def event_system(role_launcher: RoleLauncher, event_app_ids: AppIds, kafka_brokers: str) -> EventSystem:
     return role_launcher.start_event_system(event_app_ids, kafka_brokers)
+
+
+@pytest.fixture
+def private_stack(
+    isolated_stack: Stack, session_id: str, tmp_path: Path, sidecar_factory: Any, stack_log_dir: Path
+) -> Iterator[PrivateStack]:
+    admin = isolated_stack.postgres.admin_url()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier("todo_private")))
+    pg_url = sqlalchemy_url(f"{admin.rsplit('/', 1)[0]}/todo_private")
+    brokers = isolated_stack.cfg.kafka_brokers
+    ids = AppIds(api=f"todo-api-p{session_id}", recurrence=f"todo-recurrence-p{session_id}",
+                 audit=f"todo-audit-p{session_id}")  # fmt: skip
+    resources = render(tmp_path / "dapr", kafka_brokers=brokers, pg_url=pg_url, subscriptions=False,
+        extra={
+            "subscriptions.yaml": subscriptions(**vars(ids)),
+            "kafka-pubsub-broadcast.yaml": BROADCAST_COMPONENT.format(brokers=brokers, api=ids.api),
+        },
+    )  # fmt: skip
+    engine = make_engine(pg_url)
+    migrate(engine)
+    engine.dispose()
+    scheduler = isolated_stack.cfg.scheduler_address
+    with launching(resources, pg_url, sidecar_factory, stack_log_dir, scheduler) as launcher:
+        yield PrivateStack(stack=isolated_stack, ids=ids, launcher=launcher)

@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from auth.tokens import JwtVerifier
 from devstack.components import RenderedResources, subscriptions_for
 from devstack.procs import free_port, http_status, spawn, stop_pid, wait_until
 from devstack.sidecar import Sidecar, pod_name
+from devstack.stack import Stack
+from observability.scrape import Scrape
 from tasks.db import make_engine
 from tasks.models import AuditEntry, OutboxEvent
 from tests.conftest import JWT_SECRET
@@ -160,6 +162,39 @@ class RoleLauncher:
                              pg_url=self.pg_url)  # fmt: skip
         system.wait_for_live_updates()
         return system
+
+
+@dataclass
+class PrivateStack:
+    """A stack of this test's own (``isolated_stack``: its Kafka may be stopped) with a fresh
+    database and Dapr resources for ``ids``; ``launcher`` starts roles on it."""
+
+    stack: Stack
+    ids: AppIds
+    launcher: RoleLauncher
+
+    @property
+    def brokers(self) -> str:
+        return self.stack.cfg.kafka_brokers
+
+
+@asynccontextmanager
+async def kafka_stopped(stack: Stack) -> AsyncIterator[None]:
+    """Kafka of a private stack down for the block, started again after it (also on failure).
+    Never the shared stack's: other sessions' tests use it."""
+    await asyncio.to_thread(stack.kafka.down)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(stack.kafka.up)
+
+
+def scrape(url: str) -> Scrape:
+    """The role's ``GET /metrics``, read back."""
+    reply = httpx.get(f"{url}/metrics", timeout=10)
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["content-type"].startswith("text/plain"), reply.headers
+    return Scrape.of(reply.text)
 
 
 @contextmanager

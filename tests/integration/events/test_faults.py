@@ -21,8 +21,8 @@ creates), five faults happen one after the other, each with writes before, durin
     repeated changes nothing and records no event, and a create is first looked up by its
     unique title in the database (it is sent again only if it is not there). Both WebSockets
     are closed by the stop and reconnect with ``?last_event_id=`` (the highest id they got).
-(e) **The api's relay process** is killed outright (SIGKILL; its pid from
-    ``GET /metrics/outbox``): its supervisor starts another within about a second, which
+(e) **The api's relay process** is killed outright (SIGKILL; its pid from the api's
+    ``GET /metrics``, ``todo_relay_process_pid``): its supervisor starts another within about a second, which
     publishes the backlog; a row published but not yet marked sent is published again, and
     every consumer ignores the repeat (the sockets stay connected, so the hub skips it too).
 
@@ -40,28 +40,21 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import websockets
-from psycopg import sql
 from sqlmodel import Session, col, func, select
 
-from devstack.components import render
-from devstack.postgres import sqlalchemy_url
 from devstack.stack import Stack
-from tasks.db import make_engine, migrate
 from tasks.models import AuditEntry, OutboxEvent, Task
 from tests.integration.events.support import (
-    BROADCAST_COMPONENT,
-    AppIds,
     EventSystem,
+    PrivateStack,
     RoleProcess,
-    launching,
-    subscriptions,
+    kafka_stopped,
+    scrape,
     wait_until_async,
 )
 
@@ -76,30 +69,10 @@ RETRY_FOR = 120.0  # seconds a client keeps sending a write the api refused (it 
 
 
 @pytest.fixture
-def faulty_system(
-    isolated_stack: Stack, session_id: str, tmp_path: Path, sidecar_factory: Any, stack_log_dir: Path
-) -> Iterator[EventSystem]:
-    admin = isolated_stack.postgres.admin_url()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier("todo_faults")))
-    pg_url = sqlalchemy_url(f"{admin.rsplit('/', 1)[0]}/todo_faults")
-    brokers = isolated_stack.cfg.kafka_brokers
-    ids = AppIds(api=f"todo-api-f{session_id}", recurrence=f"todo-recurrence-f{session_id}",
-                 audit=f"todo-audit-f{session_id}")  # fmt: skip
-    resources = render(tmp_path / "dapr", kafka_brokers=brokers, pg_url=pg_url, subscriptions=False,
-        extra={
-            "subscriptions.yaml": subscriptions(**vars(ids)),
-            "kafka-pubsub-broadcast.yaml": BROADCAST_COMPONENT.format(brokers=brokers, api=ids.api),
-        },
-    )  # fmt: skip
-    engine = make_engine(pg_url)
-    migrate(engine)
-    engine.dispose()
-    scheduler = isolated_stack.cfg.scheduler_address
-    with launching(resources, pg_url, sidecar_factory, stack_log_dir, scheduler) as launcher:
-        system = launcher.start_event_system(ids, brokers)
-        yield system
-        system.engine.dispose()
+def faulty_system(private_stack: PrivateStack) -> Iterator[EventSystem]:
+    system = private_stack.launcher.start_event_system(private_stack.ids, private_stack.brokers)
+    yield system
+    system.engine.dispose()
 
 
 class Watcher:
@@ -229,7 +202,7 @@ async def _when(stream: Stream, writes: int) -> None:
 
 
 async def test_kafka_sidecar_consumer_api_and_relay_restarts_mid_stream_lose_and_duplicate_nothing(
-    faulty_system: EventSystem, isolated_stack: Stack, session_id: str
+    faulty_system: EventSystem, private_stack: PrivateStack, session_id: str
 ) -> None:
     system, erin = faulty_system, f"erin-{session_id}"
     holds = [(hold, asyncio.Event()) for _, hold in FAULT_WINDOWS]
@@ -237,11 +210,11 @@ async def test_kafka_sidecar_consumer_api_and_relay_restarts_mid_stream_lose_and
     timings: dict[str, float] = {}
     async with system.http(erin) as http:
         faults: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            ("kafka", lambda: _restart_kafka(isolated_stack)),
+            ("kafka", lambda: _restart_kafka(private_stack.stack)),
             ("api daprd", lambda: asyncio.to_thread(system.api.restart_sidecar, down_for=1.0)),
             ("recurrence process", lambda: _restart_app(system.recurrence)),
             ("api process", lambda: _restart_app(system.api)),
-            ("api relay process", lambda: _kill_relay(system, http)),
+            ("api relay process", lambda: _kill_relay(system)),
         ]
         watching = [asyncio.create_task(w.run()) for w in watchers]
         await asyncio.wait_for(asyncio.gather(*(w.connected.wait() for w in watchers)), 10)
@@ -300,9 +273,8 @@ async def test_kafka_sidecar_consumer_api_and_relay_restarts_mid_stream_lose_and
 
 
 async def _restart_kafka(stack: Stack) -> None:
-    await asyncio.to_thread(stack.kafka.down)
-    await asyncio.sleep(2.0)  # writes go on meanwhile; the relays back off
-    await asyncio.to_thread(stack.kafka.up)
+    async with kafka_stopped(stack):
+        await asyncio.sleep(2.0)  # writes go on meanwhile; the relays back off
 
 
 async def _restart_app(role: RoleProcess) -> None:
@@ -313,24 +285,25 @@ async def _restart_app(role: RoleProcess) -> None:
     await asyncio.to_thread(role.start_app)
 
 
-async def _kill_relay(system: EventSystem, http: httpx.AsyncClient) -> None:
+async def _kill_relay(system: EventSystem) -> None:
     """SIGKILL the api's relay process (a child of the api we started) and wait for the next."""
 
-    async def relay() -> dict[str, Any]:
-        reply = await http.get("/metrics/outbox")
-        assert reply.status_code == 200, reply.text
-        process: dict[str, Any] = reply.json()["process"]
-        return process
+    def relay() -> dict[str, float | None]:
+        found = scrape(system.api.url)  # the relay child's up, restarts and pid
+        return {name: found.value(f"todo_relay_process_{name}") for name in ("up", "restarts_total", "pid")}
 
-    before = await relay()
-    assert system.api.proc is not None and before["alive"]
-    assert _parent_of(before["pid"]) == system.api.proc.pid  # ours to kill
-    os.kill(before["pid"], signal.SIGKILL)
+    before = await asyncio.to_thread(relay)
+    assert system.api.proc is not None and before["up"] == 1 and before["pid"] is not None, before
+    pid = int(before["pid"])
+    assert _parent_of(pid) == system.api.proc.pid  # ours to kill
+    os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while (now := await relay())["restarts"] == before["restarts"] or not now["alive"]:
+    while (now := await asyncio.to_thread(relay))["restarts_total"] == before["restarts_total"] or now[
+        "up"
+    ] != 1:
         assert time.monotonic() < deadline, f"no new relay process 30 s after the kill: {now}"
         await asyncio.sleep(0.2)
-    assert now["pid"] != before["pid"]
+    assert now["pid"] is not None and now["pid"] != pid
 
 
 def _parent_of(pid: int) -> int:

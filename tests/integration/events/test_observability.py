@@ -4,39 +4,32 @@ The roles run as ``todo-agent serve ROLE`` beside their own daprd (as in the oth
 with tracing on, sending their spans to the stack's Jaeger (``python -m devstack up`` starts it);
 each daprd sends its own there too (``dapr-components/config.yaml``). One chat turn (the offline
 model) adds a task; Jaeger's query API must then hold, under that turn's trace id, the api's
-HTTP, chat, MCP tool and use-case spans, the relay's publish span, daprd's spans, and the audit
+HTTP, chat, MCP tool (the MCP SDK's) and use-case spans, its conversation memory's calls to the
+state store through daprd, the relay's publish span, daprd's spans, and the audit
 and recurrence consumers' spans: the trace crossed the outbox, daprd and Kafka.
 
 The metrics test stops Kafka, which must never happen to the shared stack: it runs on a private
-one (``isolated_stack``).
+one (``private_stack``), and reads ``/metrics`` with prometheus_client's parser.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 
-from devstack.components import render
-from devstack.postgres import sqlalchemy_url
 from devstack.stack import Stack
-from tasks.db import make_engine, migrate
 from tests.integration.events.support import (
-    BROADCAST_COMPONENT,
     AppIds,
     EventSystem,
+    PrivateStack,
     RoleLauncher,
-    launching,
-    subscriptions,
+    kafka_stopped,
+    scrape,
 )
 from tests.integration.kafka_support import wait_for_consumer_group
 
@@ -111,7 +104,14 @@ async def test_a_chat_turn_that_adds_a_task_is_one_trace_through_relay_daprd_kaf
     assert [c["name"] for c in reply.json()["tool_calls"]] == ["add_task"], reply.text
 
     wanted = {
-        api: {"POST /api/chat", "chat.turn", "mcp.tool add_task", "use_case tasks.add"},
+        api: {
+            "POST /api/chat",
+            "chat.turn",
+            "tools/call add_task",
+            "use_case tasks.add",
+            "dapr state read",
+            "dapr state transaction",
+        },  # conversation memory through daprd
         f"{api}-relay": {"task-events publish"},
         app_service(ids.audit): {"audit apply"},
         app_service(ids.recurrence): {"recurrence apply"},
@@ -122,7 +122,7 @@ async def test_a_chat_turn_that_adds_a_task_is_one_trace_through_relay_daprd_kaf
     trace_id = None
     while time.monotonic() < deadline:
         if trace_id is None:
-            found = jaeger_traces(stack, api, "mcp.tool add_task")
+            found = jaeger_traces(stack, api, "tools/call add_task")
             trace_id = found[0]["traceID"] if found else None
         if trace_id is not None:
             seen = spans_by_service(jaeger_trace(stack, trace_id))
@@ -142,81 +142,42 @@ async def test_a_chat_turn_that_adds_a_task_is_one_trace_through_relay_daprd_kaf
 
 
 # -- metrics ------------------------------------------------------------------------------------
-def metrics_text(url: str) -> str:
-    reply = httpx.get(f"{url}/metrics", timeout=10)
-    assert reply.status_code == 200, reply.text
-    assert reply.headers["content-type"].startswith("text/plain"), reply.headers
-    return reply.text
-
-
-def outbox_backlog(url: str) -> float:
-    text = metrics_text(url)
-    match = re.search(r"^todo_outbox_backlog (\S+)$", text, re.M)
-    assert match, f"no todo_outbox_backlog in /metrics:\n{text[:2000]}"
-    return float(match.group(1))
-
-
 def wait_for_backlog(url: str, check: Any, what: str, limit: float) -> float:
     deadline = time.monotonic() + limit
     while True:
-        value = outbox_backlog(url)
+        value = scrape(url).value("todo_outbox_backlog")
+        assert value is not None, f"no todo_outbox_backlog in {url}/metrics"
         if check(value) or time.monotonic() > deadline:
             assert check(value), f"{what}: the backlog is {value} after {limit:.0f}s"
             return value
         time.sleep(0.5)
 
 
-@pytest.fixture
-def api_on_private_stack(
-    isolated_stack: Stack, session_id: str, tmp_path: Path, sidecar_factory: Any, stack_log_dir: Path
-) -> Iterator[tuple[Stack, EventSystem]]:
-    admin = isolated_stack.postgres.admin_url()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier("todo_metrics")))
-    pg_url = sqlalchemy_url(f"{admin.rsplit('/', 1)[0]}/todo_metrics")
-    brokers = isolated_stack.cfg.kafka_brokers
-    ids = AppIds(api=f"todo-api-m{session_id}", recurrence=f"todo-recurrence-m{session_id}",
-                 audit=f"todo-audit-m{session_id}")  # fmt: skip
-    resources = render(tmp_path / "dapr", kafka_brokers=brokers, pg_url=pg_url, subscriptions=False,
-        extra={
-            "subscriptions.yaml": subscriptions(**vars(ids)),
-            "kafka-pubsub-broadcast.yaml": BROADCAST_COMPONENT.format(brokers=brokers, api=ids.api),
-        },
-    )  # fmt: skip
-    engine = make_engine(pg_url)
-    migrate(engine)
-    engine.dispose()
-    scheduler = isolated_stack.cfg.scheduler_address
-    with launching(resources, pg_url, sidecar_factory, stack_log_dir, scheduler) as launcher:
-        api = launcher.start("api", ids.api)
-        system = EventSystem(api=api, recurrence=api, audit=api, kafka_brokers=brokers, pg_url=pg_url)
-        yield isolated_stack, system
-        system.engine.dispose()
-
-
 @pytest.mark.timeout(300)
 async def test_metrics_show_the_outbox_backlog_rise_while_kafka_is_down_and_drain_to_zero_after(
-    api_on_private_stack: tuple[Stack, EventSystem],
+    private_stack: PrivateStack,
 ) -> None:
-    stack, system = api_on_private_stack
-    url = system.api.url
+    api = private_stack.launcher.start("api", private_stack.ids.api)
+    system = EventSystem(api=api, recurrence=api, audit=api, kafka_brokers=private_stack.brokers,
+                         pg_url=private_stack.launcher.pg_url)  # fmt: skip
+    url = api.url
     async with system.http("metrics-user") as http:
         assert (await http.post("/api/tasks", json={"title": "before the outage"})).status_code == 201
         wait_for_backlog(url, lambda v: v == 0, "the first write published", 60)
-        stack.kafka.down()
-        try:
+        async with kafka_stopped(private_stack.stack):
             for n in range(5):
                 reply = await http.post("/api/tasks", json={"title": f"written while Kafka is down {n}"})
                 assert reply.status_code == 201, reply.text
             risen = wait_for_backlog(url, lambda v: v >= 5, "the writes made during the outage", 30)
             await asyncio.sleep(3)  # the relay keeps trying meanwhile; nothing may leave the outbox
-            assert outbox_backlog(url) >= 5
-        finally:
-            stack.kafka.up()
+            assert scrape(url).value("todo_outbox_backlog") >= 5  # type: ignore[operator]
     wait_for_backlog(url, lambda v: v == 0, "the backlog drained after Kafka came back", 120)
+    system.engine.dispose()
     assert risen >= 5
-    text = metrics_text(url)
-    assert "todo_relay_process_up 1.0" in text  # the relay's child, through the same scrape
-    published = re.search(r"^todo_relay_published_total (\S+)$", text, re.M)
-    assert published and float(published.group(1)) >= 6, text[:3000]
-    assert re.search(r'^todo_relay_publish_duration_seconds_count\{topic="task-events"\} [1-9]', text, re.M)
+    after = scrape(url)
+    assert after.value("todo_relay_process_up") == 1  # the relay's child, through the same scrape
+    assert (after.value("todo_relay_published_total") or 0) >= 6
+    assert (after.value("todo_relay_publish_duration_seconds_count", topic="task-events") or 0) >= 1
+    assert (after.value("todo_relay_lag_seconds_count") or 0) >= 6
+    assert after.quantile("todo_relay_lag_seconds", 1.0) >= 3  # type: ignore[operator]  # the outage
+    assert after.value("todo_relay_backoff_seconds") == 0

@@ -13,17 +13,19 @@ import pytest
 
 from auth.tokens import JwtVerifier
 from devstack.procs import wait_until
-from tests.integration.events.support import JWT_SECRET, AppIds, RoleLauncher, records_since
+from tests.integration.events.support import JWT_SECRET, AppIds, RoleLauncher, records_since, scrape
 from tests.integration.kafka_support import end_offsets
 
 pytestmark = pytest.mark.integration
 
 
 def relay_metrics(url: str) -> dict[str, Any]:
-    reply = httpx.get(f"{url}/metrics/outbox", timeout=10)
-    assert reply.status_code == 200, reply.text
-    metrics: dict[str, Any] = reply.json()
-    return metrics
+    """The outbox backlog and the relay child's state, from the api's ``/metrics``."""
+    found = scrape(url)
+    pid = found.value("todo_relay_process_pid")
+    process = {"alive": found.value("todo_relay_process_up") == 1, "pid": int(pid) if pid else None,
+               "restarts": found.value("todo_relay_process_restarts_total")}  # fmt: skip
+    return {"backlog": found.value("todo_outbox_backlog"), "process": process}
 
 
 def pid_alive(pid: int) -> bool:

@@ -14,6 +14,7 @@ import websockets
 
 from auth.tokens import JwtVerifier
 from devstack.appserver import AppServer, serve_in_thread
+from observability.scrape import Scrape
 from tests.conftest import JWT_SECRET
 from tests.unit.events.support import next_message, no_message
 from todo_agent.api import app_for
@@ -46,6 +47,11 @@ async def test_without_auth_the_socket_acts_for_the_local_user_and_sees_recurren
     async with websockets.connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
         assert await next_message(ws) == {"type": "hello", "user_id": "local"}
         async with httpx.AsyncClient(base_url=server.url) as http:
+            # The relay's counters are the process's (every test's relay adds to them).
+            published_before = Scrape.of((await http.get("/metrics")).text).value(
+                "todo_relay_published_total"
+            )
+            published_before = published_before or 0
             task = (
                 await http.post(
                     "/api/tasks", json={"title": "Water the plants", "recurrence": "every 3 days"}
@@ -64,13 +70,14 @@ async def test_without_auth_the_socket_acts_for_the_local_user_and_sees_recurren
             async def audit() -> list[Any]:
                 return list((await http.get("/api/audit")).json()["items"])
 
-            async def metrics() -> dict[str, Any]:
-                return dict((await http.get("/metrics/outbox")).json())
+            async def metrics() -> Scrape:
+                return Scrape.of((await http.get("/metrics")).text)
 
             entries = await _poll(audit, lambda items: len(items) == 3, "three audit entries")
             assert [e["action"] for e in entries] == ["created", "completed", "created"]
-            counters = await _poll(metrics, lambda m: m["backlog"] == 0, "an empty outbox backlog")
-            assert counters["published"] == 3 and counters["websockets"]["connections"] == 1
+            scrape = await _poll(metrics, lambda m: m.value("todo_outbox_backlog") == 0, "an empty backlog")
+            published = (scrape.value("todo_relay_published_total") or 0) - published_before
+            assert published == 3 and scrape.value("todo_websocket_connections") == 1
             assert container.bus is not None and not container.bus.dead_letters
 
 

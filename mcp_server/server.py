@@ -574,19 +574,25 @@ def build_mcp_server(
         completed_before: Annotated[
             When | None, Field(description="Completed at or before this time (status 'completed').")
         ] = None,
+        include_archived: Annotated[
+            bool,
+            Field(description="true also shows tasks in archived lists (left out unless a list is named)."),
+        ] = False,
         limit: Annotated[int | None, Field(description="Page size, 1-200 (default 50).")] = None,
         cursor: Annotated[
             Text | None, Field(description="next_cursor from the previous page.", max_length=MAX_CURSOR)
         ] = None,
     ) -> TaskPage:
         """List the user's tasks, soonest due first; each task shows its next reminder, list and
-        parent. Completed history: status 'completed' with completed_after/completed_before."""
+        parent. Tasks in archived lists show only when their list is named or include_archived is
+        true. Completed history: status 'completed' with completed_after/completed_before."""
 
         def find(actor: Actor) -> TaskPage:
             query = TaskQuery(
                 status=status, due_before=due_before, due_after=due_after, overdue=overdue, tag=tag,
                 priority=priority, search=search, limit=limit or 50, cursor=cursor, list=list,
                 parent_id=parent_id, completed_after=completed_after, completed_before=completed_before,
+                include_archived=include_archived,
             )  # fmt: skip
             return service.list(actor, query)
 

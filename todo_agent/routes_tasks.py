@@ -117,11 +117,14 @@ def list_tasks(
     parent_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only its subtasks.")] = None,
     completed_after: Annotated[When | None, Query(max_length=MAX_WHEN)] = None,
     completed_before: Annotated[When | None, Query(max_length=MAX_WHEN)] = None,
+    include_archived: Annotated[
+        bool, Query(description="Also tasks in archived lists (left out unless `list` names one).")
+    ] = False,
 ) -> TaskPage:
     query = TaskQuery(
         status=status_, due_before=due_before, due_after=due_after, overdue=overdue, tag=tag,
         priority=priority, search=search, limit=limit, cursor=cursor, list=list_, parent_id=parent_id,
-        completed_after=completed_after, completed_before=completed_before,
+        completed_after=completed_after, completed_before=completed_before, include_archived=include_archived,
     )  # fmt: skip
     return container.tasks.list(actor, query)
 

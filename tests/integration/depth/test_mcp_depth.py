@@ -3,6 +3,7 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -78,6 +79,30 @@ async def test_lists_subtasks_and_completed_history_through_the_tools(server: An
             )
         )
         assert gone["deleted"]["tasks_deleted"] == 2
+
+
+async def test_an_archived_lists_tasks_are_left_out_of_today_and_the_prompts_until_asked_for(
+    server: Any,
+) -> None:
+    async with Client(server) as client:
+        garden = structured(await client.call_tool("edit_list", {"action": "create", "name": "Garden"}))
+        await client.call_tool("add_task", {"title": "Weed beds", "list": "Garden", "due": "today 23:00"})
+        await client.call_tool("add_task", {"title": "Buy milk", "due": "today 23:00"})
+        await client.call_tool("edit_list", {"action": "archive", "list": "Garden"})
+        today = json.loads((await client.read_resource("todo://today")).contents[0].text)
+        assert [t["title"] for t in today["items"]] == ["Buy milk"]
+        plan = await client.get_prompt("plan_my_day", {})
+        assert "Weed beds" not in str(plan.messages) and "Buy milk" in str(plan.messages)
+        assert await titles(client) == ["Buy milk"]
+        assert await titles(client, list="Garden") == ["Weed beds"]
+        assert sorted(await titles(client, include_archived=True)) == ["Buy milk", "Weed beds"]
+        shown = json.loads(
+            (await client.read_resource(f"todo://lists/{garden['list']['id']}")).contents[0].text
+        )
+        assert [t["title"] for t in shown["items"]] == ["Weed beds"]
+        await client.call_tool("edit_list", {"action": "unarchive", "list": "Garden"})
+        today = json.loads((await client.read_resource("todo://today")).contents[0].text)
+        assert sorted(t["title"] for t in today["items"]) == ["Buy milk", "Weed beds"]
 
 
 async def test_a_large_batch_by_filter_asks_for_confirmation_with_its_count_then_undo_reverts_it(

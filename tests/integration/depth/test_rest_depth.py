@@ -69,6 +69,20 @@ async def test_lists_subtasks_and_history_through_rest(api_app, verifier) -> Non
         assert [v["name"] for v in shown] == ["Inbox"]
 
 
+async def test_tasks_of_an_archived_list_show_only_when_asked_for_through_rest(api_app, verifier) -> None:
+    async with signed_in(api_app, verifier) as api:
+        await api.post("/api/lists", json={"name": "Old job"})
+        await api.post("/api/tasks", json={"title": "Hand in badge", "list": "Old job"})
+        await api.post("/api/tasks", json={"title": "Milk"})
+        archived = await api.patch("/api/lists/Old job", json={"archived": True})
+        assert archived.status_code == 200 and archived.json()["archived"]
+        assert await titles(api) == ["Milk"]
+        assert await titles(api, list="Old job") == ["Hand in badge"]
+        assert sorted(await titles(api, include_archived="true")) == ["Hand in badge", "Milk"]
+        await api.patch("/api/lists/Old job", json={"archived": False})
+        assert sorted(await titles(api)) == ["Hand in badge", "Milk"]
+
+
 async def test_bulk_changes_need_confirmation_over_the_threshold_and_undo_reverts_them(
     api_app, verifier
 ) -> None:

@@ -129,6 +129,33 @@ async def test_a_large_batch_by_filter_asks_for_confirmation_with_its_count_then
         assert f"already undone by change {undone['change_id']}" in again
 
 
+async def test_each_single_task_write_gives_the_change_id_that_undo_reverts_exactly(server: Any) -> None:
+    async with Client(server) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        for name in ("add_task", "update_task", "complete_task", "delete_task", "set_reminder"):
+            schema = tools[name].output_schema or {}
+            assert "change_id" in schema.get("properties", {}), (name, schema)
+        rent = structured(await client.call_tool("add_task", {"title": "Pay rent"}))
+        gym = structured(await client.call_tool("add_task", {"title": "Gym"}))
+        assert isinstance(rent["change_id"], int) and gym["change_id"] > rent["change_id"]
+        renamed = structured(
+            await client.call_tool("update_task", {"task_id": rent["id"], "title": "Pay the rent"})
+        )
+        done = structured(await client.call_tool("complete_task", {"task_id": gym["id"]}))
+        assert done["completed"] and done["change_id"] > renamed["change_id"] > gym["change_id"]
+        # Undo the rename, an older change than the last one: only it is reverted.
+        undone = structured(await client.call_tool("undo", {"change_id": renamed["change_id"]}))
+        assert undone["undone_change_id"] == renamed["change_id"]
+        assert sorted(await titles(client, status="all")) == ["Gym", "Pay rent"]
+        assert await titles(client) == ["Pay rent"]  # the gym stays completed
+        gone = structured(await client.call_tool("delete_task", {"task_id": rent["id"], "confirm": True}))
+        assert gone["deleted"] and isinstance(gone["change_id"], int)
+        structured(await client.call_tool("undo", {"change_id": gone["change_id"]}))
+        assert await titles(client) == ["Pay rent"]
+        structured(await client.call_tool("undo", {"change_id": done["change_id"]}))
+        assert sorted(await titles(client)) == ["Gym", "Pay rent"]
+
+
 async def test_the_confirmation_hook_is_asked_and_a_yes_goes_ahead(container: Container) -> None:
     actor = Actor(f"hook-{uuid.uuid4().hex[:8]}")
     asked: list[int] = []

@@ -76,7 +76,7 @@ from tasks.schemas import (
     ListView,
     PriorityName,
     TaskPage,
-    TaskView,
+    TaskWritten,
 )
 from tasks.service import Actor, TaskService, UndoResult
 
@@ -172,7 +172,7 @@ class ListEdited(BaseModel):
     deleted: DeletedList | None = None
 
 
-class CompletedTask(TaskView):
+class CompletedTask(TaskWritten):
     next_occurrence_due_at: datetime | None = Field(
         default=None, description="When the next occurrence of a repeating task will be due."
     )
@@ -187,7 +187,7 @@ def complete_task_for(
     task's next occurrence will be due (a task that does not repeat has none: no second read)."""
     view = service.once(
         actor, idempotency_key, "complete_task", {"task_id": task_id, "include_subtasks": include_subtasks},
-        lambda: service.complete(actor, task_id, include_subtasks=include_subtasks), TaskView,
+        lambda: service.complete(actor, task_id, include_subtasks=include_subtasks), TaskWritten,
     )  # fmt: skip
     upcoming = service.preview_next_due(actor, task_id) if view.recurrence else None
     note = (
@@ -318,7 +318,7 @@ def build_mcp_server(
         list: ListArg = None,
         parent_id: ParentId = None,
         idempotency_key: IdempotencyKey = None,
-    ) -> TaskView:
+    ) -> TaskWritten:
         """Add a task (to the Inbox unless a list is named; under a parent task as a subtask)."""
         arguments: dict[str, Any] = {
             "title": title, "description": description, "due": due, "priority": priority, "tags": tags,
@@ -326,10 +326,10 @@ def build_mcp_server(
             "parent_id": parent_id,
         }  # fmt: skip
 
-        def add(actor: Actor) -> TaskView:
+        def add(actor: Actor) -> TaskWritten:
             return service.add(actor, TaskDraft(**arguments))
 
-        return await once(idempotency_key, "add_task", arguments, add, TaskView)
+        return await once(idempotency_key, "add_task", arguments, add, TaskWritten)
 
     @mcp.tool(
         annotations=ToolAnnotations(title="Add several tasks", read_only_hint=False, destructive_hint=False)
@@ -371,7 +371,7 @@ def build_mcp_server(
         top_level: Annotated[bool, Field(description="true makes a subtask a top-level task.")] = False,
         include_subtasks: IncludeSubtasks = False,
         idempotency_key: IdempotencyKey = None,
-    ) -> TaskView:
+    ) -> TaskWritten:
         """Change fields of a task; fields left out stay as they are."""
         given: dict[str, Any] = {
             "title": title, "description": description, "due": due, "priority": priority,
@@ -388,7 +388,7 @@ def build_mcp_server(
             lambda actor: service.update(
                 actor, task_id, TaskChanges(**fields), include_subtasks=include_subtasks
             ),
-            TaskView,
+            TaskWritten,
         )  # fmt: skip
 
     @mcp.tool(
@@ -573,19 +573,25 @@ def build_mcp_server(
         completed_before: Annotated[
             When | None, Field(description="Completed at or before this time (status 'completed').")
         ] = None,
+        include_archived: Annotated[
+            bool,
+            Field(description="true also shows tasks in archived lists (left out unless a list is named)."),
+        ] = False,
         limit: Annotated[int | None, Field(description="Page size, 1-200 (default 50).")] = None,
         cursor: Annotated[
             Text | None, Field(description="next_cursor from the previous page.", max_length=MAX_CURSOR)
         ] = None,
     ) -> TaskPage:
         """List the user's tasks, soonest due first; each task shows its next reminder, list and
-        parent. Completed history: status 'completed' with completed_after/completed_before."""
+        parent. Tasks in archived lists show only when their list is named or include_archived is
+        true. Completed history: status 'completed' with completed_after/completed_before."""
 
         def find(actor: Actor) -> TaskPage:
             query = TaskQuery(
                 status=status, due_before=due_before, due_after=due_after, overdue=overdue, tag=tag,
                 priority=priority, search=search, limit=limit or 50, cursor=cursor, list=list,
                 parent_id=parent_id, completed_after=completed_after, completed_before=completed_before,
+                include_archived=include_archived,
             )  # fmt: skip
             return service.list(actor, query)
 
@@ -609,7 +615,7 @@ def build_mcp_server(
         ] = None,
         cancel: Annotated[bool, Field(description="true removes the task's reminder.")] = False,
         idempotency_key: IdempotencyKey = None,
-    ) -> TaskView:
+    ) -> TaskWritten:
         """Set a reminder (absolute time or minutes before due), or cancel it."""
         arguments = {"task_id": task_id, "at": at, "minutes_before_due": minutes_before_due, "cancel": cancel}
         if cancel:
@@ -618,12 +624,12 @@ def build_mcp_server(
                 "set_reminder",
                 arguments,
                 lambda a: service.cancel_reminder(a, task_id),
-                TaskView,
+                TaskWritten,
             )
         return await once(
             idempotency_key, "set_reminder", arguments,
             lambda a: service.set_reminder(a, task_id, at=at, minutes_before_due=minutes_before_due),
-            TaskView,
+            TaskWritten,
         )  # fmt: skip
 
     @mcp.tool(annotations=ToolAnnotations(title="Show lists", read_only_hint=True))

@@ -114,6 +114,8 @@ class TaskFilter(BaseModel):
     parent_id: RowId | None = None
     completed_after: When | datetime | None = None
     completed_before: When | datetime | None = None
+    #: Tasks in archived lists are left out unless the list (or a parent) is named, or this is true.
+    include_archived: bool = False
 
 
 class TaskQuery(TaskFilter):

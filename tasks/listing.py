@@ -10,6 +10,10 @@ trigram index ``tasks_fts`` (migration 0020) which tasks may match, and when tho
 ``FEW`` it reads just them by id and sorts them (``among``), else it walks the order as above,
 where matches are common enough to fill a page soon. Either way the listing's own conditions
 decide, so the index changes the cost, never the results.
+
+Tasks in an archived list are left out (like an archived project's) unless the caller names the
+list, a parent task, or asks ``include_archived``: the user's archived lists are read once per
+listing through ``uq_task_lists_owner_name`` and the walk of ``tasks`` skips their tasks.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from sqlmodel import col
 
 from tasks.errors import InvalidInput
 from tasks.inputs import MAX_ID, TaskFilter, TaskQuery, clean_limit, clean_priority, clean_tags
-from tasks.models import Task, UTCDateTime
+from tasks.models import Task, TaskList, UTCDateTime
 from tasks.schemas import TaskPage, TaskView
 from tasks.timeparse import in_range, parse_when
 
@@ -177,6 +181,8 @@ def _filters(
     if list_id is not None:
         names.append("list")
         params["list_id"] = list_id
+    elif query.parent_id is None and not query.include_archived:
+        names.append("unarchived")
     if query.parent_id is not None:
         names.append("parent")
         params["parent_id"] = query.parent_id
@@ -241,6 +247,12 @@ def _condition(name: str) -> ColumnElement[bool]:
             return col(Task.list_id) == bindparam("list_id")
         case "parent":
             return col(Task.parent_id) == bindparam("parent_id")
+        case "unarchived":  # ``NOT IN``, not ``NOT EXISTS``: a filter on the walk of the index,
+            # whose list of the user's archived lists is read once (a hashed subplan), never a join
+            archived = select(col(TaskList.id)).where(
+                col(TaskList.owner_id) == bindparam("owner_id"), col(TaskList.archived_at).is_not(None)
+            )
+            return or_(col(Task.list_id).is_(None), col(Task.list_id).not_in(archived))
         case "completed_after":
             return col(Task.completed_at) >= bindparam("completed_after", type_=UTCDateTime())
         case "completed_before":

@@ -63,6 +63,16 @@ class TaskView(BaseModel):
         )
 
 
+class TaskWritten(TaskView):
+    """A task as a write left it, with the change that write made (for ``undo``)."""
+
+    change_id: int | None = Field(default=None, description="Pass to undo to revert exactly this change.")
+
+    @classmethod
+    def written(cls, view: TaskView) -> TaskWritten:
+        return cls(**dict(view))
+
+
 class TaskPage(BaseModel):
     """One page of a task list; pass ``next_cursor`` back to get the next page."""
 
@@ -74,6 +84,7 @@ class DeletedTask(BaseModel):
     id: int
     title: str
     deleted: bool = True
+    change_id: int | None = Field(default=None, description="Pass to undo to bring the task back.")
 
 
 class ListView(BaseModel):

@@ -62,6 +62,7 @@ from tasks.schemas import (
     ListView,
     TaskPage,
     TaskView,
+    TaskWritten,
     pending_reminder,
 )
 from tasks.timeparse import in_range, parse_when
@@ -161,7 +162,7 @@ class TaskService:
 
     # -- writes --------------------------------------------------------------------------
     @traced("use_case tasks.add")
-    def add(self, actor: Actor, draft: TaskDraft) -> TaskView:
+    def add(self, actor: Actor, draft: TaskDraft) -> TaskWritten:
         now = self._clock()
         task = self._draft_task(actor, draft, now)
         with self._uow() as uow:
@@ -171,7 +172,7 @@ class TaskService:
             change = ChangeSet("add", f"Added task {view.id} '{view.title}'")
             change.add("tasks", view.id, None, row_json(task))
             uow.record(_changed("created", actor, view, now))
-            return self._commit(uow, actor, change, view)
+            return self._commit(uow, actor, change, TaskWritten.written(view))
 
     def add_many(self, actor: Actor, drafts: Sequence[TaskDraft]) -> BatchResult:
         """Add up to ``MAX_BATCH_ADD`` tasks in one transaction; any bad one adds none."""
@@ -270,7 +271,7 @@ class TaskService:
     def update(
         self, actor: Actor, task_id: int, changes: TaskChanges, *, expected_version: int | None = None,
         include_subtasks: bool = False,
-    ) -> TaskView:  # fmt: skip
+    ) -> TaskWritten:  # fmt: skip
         given = changes.model_fields_set
         now = self._clock()
         with self._uow() as uow:
@@ -319,14 +320,14 @@ class TaskService:
                 _refresh_reminder(follower, now)
                 self._stage(uow, actor, follower, f_before, f_raw, f_kind, now, change)
             view = self._stage(uow, actor, task, before, raw, kind, now, change)
-            return self._commit(uow, actor, change, view)
+            return self._commit(uow, actor, change, TaskWritten.written(view))
 
     @traced("use_case tasks.complete")
-    def complete(self, actor: Actor, task_id: int, *, include_subtasks: bool = False) -> TaskView:
+    def complete(self, actor: Actor, task_id: int, *, include_subtasks: bool = False) -> TaskWritten:
         return self.update(actor, task_id, TaskChanges(completed=True), include_subtasks=include_subtasks)
 
     @traced("use_case tasks.reopen")
-    def reopen(self, actor: Actor, task_id: int) -> TaskView:
+    def reopen(self, actor: Actor, task_id: int) -> TaskWritten:
         return self.update(actor, task_id, TaskChanges(completed=False))
 
     @traced("use_case tasks.delete")
@@ -492,7 +493,7 @@ class TaskService:
         *,
         at: str | datetime | None = None,
         minutes_before_due: int | None = None,
-    ) -> TaskView:
+    ) -> TaskWritten:
         if (at is None) == (minutes_before_due is None):
             raise InvalidInput(
                 "at", "Give either 'at' (a time such as 'tomorrow 9am') or 'minutes_before_due'."
@@ -520,10 +521,10 @@ class TaskService:
             _refresh_reminder(task, now)
             change = ChangeSet("reminder", f"Set a reminder on task {task_id} '{task.title}'")
             view = self._stage(uow, actor, task, before, raw, "updated", now, change)
-            return self._commit(uow, actor, change, view)
+            return self._commit(uow, actor, change, TaskWritten.written(view))
 
     @traced("use_case tasks.cancel_reminder")
-    def cancel_reminder(self, actor: Actor, task_id: int) -> TaskView:
+    def cancel_reminder(self, actor: Actor, task_id: int) -> TaskWritten:
         now = self._clock()
         with self._uow() as uow:
             task = _load(uow, actor, task_id, for_update=True)
@@ -531,7 +532,7 @@ class TaskService:
             task.remind_at, task.remind_before_minutes, task.reminder_state = None, None, None
             change = ChangeSet("reminder", f"Cancelled the reminder of task {task_id} '{task.title}'")
             view = self._stage(uow, actor, task, before, raw, "updated", now, change)
-            return self._commit(uow, actor, change, view)
+            return self._commit(uow, actor, change, TaskWritten.written(view))
 
     # -- lists ---------------------------------------------------------------------------
     def create_list(self, actor: Actor, name: str) -> ListView:

@@ -44,6 +44,7 @@ from tasks.schemas import (
     PriorityName,
     TaskPage,
     TaskView,
+    TaskWritten,
 )
 from tasks.service import Actor, BatchAction, ListTasks, UndoResult
 from todo_agent.deps import ContainerDep, CurrentActor
@@ -117,11 +118,14 @@ def list_tasks(
     parent_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only its subtasks.")] = None,
     completed_after: Annotated[When | None, Query(max_length=MAX_WHEN)] = None,
     completed_before: Annotated[When | None, Query(max_length=MAX_WHEN)] = None,
+    include_archived: Annotated[
+        bool, Query(description="Also tasks in archived lists (left out unless `list` names one).")
+    ] = False,
 ) -> TaskPage:
     query = TaskQuery(
         status=status_, due_before=due_before, due_after=due_after, overdue=overdue, tag=tag,
         priority=priority, search=search, limit=limit, cursor=cursor, list=list_, parent_id=parent_id,
-        completed_after=completed_after, completed_before=completed_before,
+        completed_after=completed_after, completed_before=completed_before, include_archived=include_archived,
     )  # fmt: skip
     return container.tasks.list(actor, query)
 
@@ -136,10 +140,16 @@ def _once(
 @router.post("/tasks", status_code=status.HTTP_201_CREATED, summary="Add a task")
 def add_task(
     draft: TaskDraft, actor: CurrentActor, container: ContainerDep, key: IdempotencyKey = None
-) -> TaskView:
+) -> TaskWritten:
     arguments = draft.model_dump(mode="json", exclude_unset=True)
     return _once(
-        container, actor, key, "POST /tasks", arguments, lambda: container.tasks.add(actor, draft), TaskView
+        container,
+        actor,
+        key,
+        "POST /tasks",
+        arguments,
+        lambda: container.tasks.add(actor, draft),
+        TaskWritten,
     )
 
 
@@ -181,7 +191,7 @@ def update_task(
     if_match: Annotated[str | None, Header()] = None,
     include_subtasks: bool = False,
     key: IdempotencyKey = None,
-) -> TaskView:
+) -> TaskWritten:
     expected = _version_of(if_match)
     arguments = {"task_id": task_id, "changes": changes.model_dump(mode="json", exclude_unset=True),
                  "expected": expected, "include_subtasks": include_subtasks}  # fmt: skip
@@ -190,7 +200,7 @@ def update_task(
         lambda: container.tasks.update(
             actor, task_id, changes, expected_version=expected, include_subtasks=include_subtasks
         ),
-        TaskView,
+        TaskWritten,
     )  # fmt: skip
 
 
@@ -208,21 +218,21 @@ def delete_task(
 def complete_task(
     task_id: TaskId, actor: CurrentActor, container: ContainerDep, include_subtasks: bool = False,
     key: IdempotencyKey = None,
-) -> TaskView:  # fmt: skip
+) -> TaskWritten:  # fmt: skip
     return _once(
         container, actor, key, "POST /tasks/complete",
         {"task_id": task_id, "include_subtasks": include_subtasks},
-        lambda: container.tasks.complete(actor, task_id, include_subtasks=include_subtasks), TaskView,
+        lambda: container.tasks.complete(actor, task_id, include_subtasks=include_subtasks), TaskWritten,
     )  # fmt: skip
 
 
 @router.post("/tasks/{task_id}/reopen", summary="Reopen a completed task")
 def reopen_task(
     task_id: TaskId, actor: CurrentActor, container: ContainerDep, key: IdempotencyKey = None
-) -> TaskView:
+) -> TaskWritten:
     return _once(
         container, actor, key, "POST /tasks/reopen", {"task_id": task_id},
-        lambda: container.tasks.reopen(actor, task_id), TaskView,
+        lambda: container.tasks.reopen(actor, task_id), TaskWritten,
     )  # fmt: skip
 
 
@@ -233,23 +243,23 @@ def set_reminder(
     actor: CurrentActor,
     container: ContainerDep,
     key: IdempotencyKey = None,
-) -> TaskView:
+) -> TaskWritten:
     return _once(
         container, actor, key, "PUT /tasks/reminder", {"task_id": task_id, **body.model_dump(mode="json")},
         lambda: container.tasks.set_reminder(
             actor, task_id, at=body.at, minutes_before_due=body.minutes_before_due
         ),
-        TaskView,
+        TaskWritten,
     )  # fmt: skip
 
 
 @router.delete("/tasks/{task_id}/reminder", summary="Cancel a reminder")
 def cancel_reminder(
     task_id: TaskId, actor: CurrentActor, container: ContainerDep, key: IdempotencyKey = None
-) -> TaskView:
+) -> TaskWritten:
     return _once(
         container, actor, key, "DELETE /tasks/reminder", {"task_id": task_id},
-        lambda: container.tasks.cancel_reminder(actor, task_id), TaskView,
+        lambda: container.tasks.cancel_reminder(actor, task_id), TaskWritten,
     )  # fmt: skip
 
 

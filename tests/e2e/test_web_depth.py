@@ -98,6 +98,45 @@ def test_lists_in_the_sidebar_filter_the_tasks_and_new_tasks_go_to_the_chosen_li
     no_page_errors(page, other)
 
 
+def test_archived_lists_wait_in_a_collapsed_group_and_are_unarchived_from_the_keyboard(
+    server: Server, new_page: Any
+) -> None:
+    made = server.api("POST", "/api/lists", json={"name": "Garden"})
+    assert made.status_code == 201, made.text
+    add(server, title="Weed beds", list="Garden")
+    page = open_tasks(new_page, server)
+    nav = page.get_by_role("navigation", name="Lists")
+    page.get_by_role("button", name="Archive Garden").click()
+    expect(nav.get_by_role("button", name=re.compile("^Garden"))).to_have_count(0)  # collapsed
+    summary = nav.locator("summary", has_text="Archived (1)")
+    expect(summary).to_be_visible()
+    assert server.api("GET", "/api/tasks").json()["items"] == []  # left out of the default listing
+
+    summary.focus()
+    page.keyboard.press("Enter")  # opens the group
+    garden = nav.get_by_role("button", name=re.compile("^Garden"))
+    expect(garden).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(garden).to_be_focused()
+    page.keyboard.press("Enter")  # an archived list still shows its tasks when chosen
+    expect(page.locator("#tasks-heading")).to_have_text("Garden")
+    expect(titled(page, "Weed beds")).to_have_count(1)
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Unarchive Garden")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    expect(summary).to_have_count(0)
+    expect(
+        nav.locator(".list-item:not(.archived)").get_by_role("button", name=re.compile("^Garden"))
+    ).to_be_focused()
+    assert list_names(server) == ["Inbox", "Garden"]
+    assert [t["title"] for t in server.api("GET", "/api/tasks").json()["items"]] == ["Weed beds"]
+    page.locator("#toasts").get_by_role("button", name="Undo").last.click()  # archives it again
+    expect(nav.locator("summary", has_text="Archived (1)")).to_be_visible()
+    assert list_names(server) == ["Inbox"]
+    no_page_errors(page)
+
+
 @pytest.mark.parametrize(
     ("choice", "milk_left_in_inbox"), [("Move them to Inbox", True), ("Delete them too", False)]
 )

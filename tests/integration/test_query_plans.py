@@ -51,10 +51,11 @@ MAX_PAGES_FOR_ONE = 250
 
 #: One user's 100,000 tasks as the growth benchmark seeds them: a third undated (their titles
 #: say "someday"), due from 60 days ago to 300 days ahead, 30 % completed, a tag on one in 50,
-#: a word ("quokka") in one title in 100, priorities in turn; ten tasks of another user.
+#: a word ("quokka") in one title in 100, priorities in turn, one in ten in an archived list and
+#: the rest in the Inbox; ten tasks of another user.
 _SEED = """
 INSERT INTO tasks (owner_id, title, description, completed, completed_at, priority, tags_text,
-                   due_at, repeat_from, timezone, occurrence, created_at, updated_at, version)
+                   due_at, repeat_from, timezone, occurrence, created_at, updated_at, version, list_id)
 SELECT :owner,
        'Seeded chore ' || i || CASE WHEN i % 100 = 37 THEN ' quokka' ELSE '' END
            || CASE WHEN i % 3 = 2 THEN ' someday' ELSE '' END,
@@ -65,8 +66,15 @@ SELECT :owner,
        ',' || CASE WHEN i % 2 = 0 THEN 'home,' ELSE '' END || CASE WHEN i % 50 = 7 THEN 'errand,' ELSE '' END,
        CASE WHEN i % 3 <> 2 THEN CAST(:now AS timestamptz)
            + ((i * 7919) % 360 - 60) * interval '1 day' + (i % 1440) * interval '1 minute' END,
-       'due', 'Europe/Berlin', 1, CAST(:now AS timestamptz), CAST(:now AS timestamptz), 1
+       'due', 'Europe/Berlin', 1, CAST(:now AS timestamptz), CAST(:now AS timestamptz), 1,
+       CASE WHEN i % 10 = 9 THEN :archived ELSE :inbox END
 FROM generate_series(1, :count) AS i
+"""
+_LIST = """
+INSERT INTO task_lists (owner_id, name, name_key, is_inbox, archived_at, created_at, updated_at, version)
+VALUES (:owner, :name, :key, :is_inbox, CAST(:archived_at AS timestamptz), CAST(:now AS timestamptz),
+        CAST(:now AS timestamptz), 1)
+RETURNING id
 """
 
 
@@ -83,9 +91,25 @@ def engine(pg_url: str) -> Iterator[Engine]:
         # autovacuum would merge GIN pending lists and re-sample statistics at a time of its own
         connection.execute(text("ALTER TABLE tasks SET (autovacuum_enabled = false)"))
         for actor, count in ((BIG, TASKS), (SMALL, 10)):
-            connection.execute(text(_SEED), {"owner": actor.user_id, "now": NOW, "count": count})
+            lists = {
+                name: connection.execute(
+                    text(_LIST),
+                    {
+                        "owner": actor.user_id,
+                        "name": name,
+                        "key": name.lower(),
+                        "is_inbox": name == "Inbox",
+                        "archived_at": archived,
+                        "now": NOW,
+                    },  # fmt: skip
+                ).scalar_one()
+                for name, archived in (("Inbox", None), ("Old", NOW))
+            }
+            seed = {"owner": actor.user_id, "now": NOW, "count": count, "inbox": lists["Inbox"]}
+            connection.execute(text(_SEED), seed | {"archived": lists["Old"]})
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("ANALYZE tasks"))
+        connection.execute(text("ANALYZE task_lists"))
     yield engine
     engine.dispose()
     with admin.connect() as connection:
@@ -158,6 +182,8 @@ QUERIES = {
     "priority": TaskQuery(priority="high"),
     "search": TaskQuery(status="all", search="quokka"),
     "rare_search": TaskQuery(status="all", search="chore 31337 "),
+    "include_archived": TaskQuery(include_archived=True),
+    "archived_list": TaskQuery(list="Old"),
 }
 
 

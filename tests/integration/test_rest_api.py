@@ -6,6 +6,7 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -62,7 +63,7 @@ async def test_crud_through_rest(api_app, verifier) -> None:
         cleared = await api.delete(f"/api/tasks/{task['id']}/reminder", headers=alice)
         assert cleared.json()["remind_at"] is None
         deleted = await api.delete(f"/api/tasks/{task['id']}", headers=alice)
-        assert deleted.json() == {"id": task["id"], "title": "Buy milk", "deleted": True}
+        assert deleted.json() == {"id": task["id"], "title": "Buy milk", "deleted": True, "change_id": ANY}
         assert (await api.get(f"/api/tasks/{task['id']}", headers=alice)).status_code == 404
 
 

@@ -119,6 +119,32 @@ def test_lists_are_renamed_archived_and_the_inbox_stays_put(backend, actor) -> N
         service.change_list(actor, "Inbox", name="Tray")
 
 
+def test_an_archived_lists_tasks_leave_the_default_views_and_come_back_when_unarchived(
+    backend, actor
+) -> None:
+    service, _ = backend
+    service.create_list(actor, "Garden")
+    yesterday, today = "yesterday 9am", "today 23:00"
+    weed = service.add(actor, TaskDraft(title="Weed beds", list="Garden", due=yesterday))
+    service.add(actor, TaskDraft(title="Mulch", parent_id=weed.id))
+    service.add(actor, TaskDraft(title="Rake", list="Garden"))
+    service.add(actor, TaskDraft(title="Milk", due=today))
+    service.change_list(actor, "Garden", archived=True)
+    everything = {"Weed beds", "Mulch", "Rake", "Milk"}
+    assert titles(service.list(actor, TaskQuery())) == ["Milk"]
+    assert titles(service.list(actor, TaskQuery(overdue=True))) == []
+    assert titles(service.list(actor, TaskQuery(due_before="tomorrow"))) == ["Milk"]
+    assert titles(service.list(actor, TaskQuery(status="all", search="e"))) == []
+    assert titles(service.list(actor, TaskQuery(list="garden"))) == ["Weed beds", "Mulch", "Rake"]
+    assert titles(service.list(actor, TaskQuery(parent_id=weed.id))) == ["Mulch"]
+    assert set(titles(service.list(actor, TaskQuery(include_archived=True)))) == everything
+    assert titles(service.list(actor, TaskQuery(overdue=True, include_archived=True))) == ["Weed beds"]
+    assert service.count_matching(actor, TaskQuery(status="all")) == 1  # batches by filter too
+    service.change_list(actor, "Garden", archived=False)
+    assert set(titles(service.list(actor, TaskQuery()))) == everything
+    assert titles(service.list(actor, TaskQuery(overdue=True))) == ["Weed beds"]
+
+
 def test_completing_a_parent_with_open_subtasks_is_refused_unless_asked(backend, actor) -> None:
     service, uow = backend
     trip = service.add(actor, TaskDraft(title="Trip"))

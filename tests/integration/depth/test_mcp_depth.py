@@ -3,6 +3,7 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -80,6 +81,30 @@ async def test_lists_subtasks_and_completed_history_through_the_tools(server: An
         assert gone["deleted"]["tasks_deleted"] == 2
 
 
+async def test_an_archived_lists_tasks_are_left_out_of_today_and_the_prompts_until_asked_for(
+    server: Any,
+) -> None:
+    async with Client(server) as client:
+        garden = structured(await client.call_tool("edit_list", {"action": "create", "name": "Garden"}))
+        await client.call_tool("add_task", {"title": "Weed beds", "list": "Garden", "due": "today 23:00"})
+        await client.call_tool("add_task", {"title": "Buy milk", "due": "today 23:00"})
+        await client.call_tool("edit_list", {"action": "archive", "list": "Garden"})
+        today = json.loads((await client.read_resource("todo://today")).contents[0].text)
+        assert [t["title"] for t in today["items"]] == ["Buy milk"]
+        plan = await client.get_prompt("plan_my_day", {})
+        assert "Weed beds" not in str(plan.messages) and "Buy milk" in str(plan.messages)
+        assert await titles(client) == ["Buy milk"]
+        assert await titles(client, list="Garden") == ["Weed beds"]
+        assert sorted(await titles(client, include_archived=True)) == ["Buy milk", "Weed beds"]
+        shown = json.loads(
+            (await client.read_resource(f"todo://lists/{garden['list']['id']}")).contents[0].text
+        )
+        assert [t["title"] for t in shown["items"]] == ["Weed beds"]
+        await client.call_tool("edit_list", {"action": "unarchive", "list": "Garden"})
+        today = json.loads((await client.read_resource("todo://today")).contents[0].text)
+        assert sorted(t["title"] for t in today["items"]) == ["Buy milk", "Weed beds"]
+
+
 async def test_a_large_batch_by_filter_asks_for_confirmation_with_its_count_then_undo_reverts_it(
     server: Any,
 ) -> None:
@@ -102,6 +127,33 @@ async def test_a_large_batch_by_filter_asks_for_confirmation_with_its_count_then
         assert len(await titles(client)) == 25
         again = error_text(await client.call_tool("undo", {"change_id": done["change_id"]}))
         assert f"already undone by change {undone['change_id']}" in again
+
+
+async def test_each_single_task_write_gives_the_change_id_that_undo_reverts_exactly(server: Any) -> None:
+    async with Client(server) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        for name in ("add_task", "update_task", "complete_task", "delete_task", "set_reminder"):
+            schema = tools[name].output_schema or {}
+            assert "change_id" in schema.get("properties", {}), (name, schema)
+        rent = structured(await client.call_tool("add_task", {"title": "Pay rent"}))
+        gym = structured(await client.call_tool("add_task", {"title": "Gym"}))
+        assert isinstance(rent["change_id"], int) and gym["change_id"] > rent["change_id"]
+        renamed = structured(
+            await client.call_tool("update_task", {"task_id": rent["id"], "title": "Pay the rent"})
+        )
+        done = structured(await client.call_tool("complete_task", {"task_id": gym["id"]}))
+        assert done["completed"] and done["change_id"] > renamed["change_id"] > gym["change_id"]
+        # Undo the rename, an older change than the last one: only it is reverted.
+        undone = structured(await client.call_tool("undo", {"change_id": renamed["change_id"]}))
+        assert undone["undone_change_id"] == renamed["change_id"]
+        assert sorted(await titles(client, status="all")) == ["Gym", "Pay rent"]
+        assert await titles(client) == ["Pay rent"]  # the gym stays completed
+        gone = structured(await client.call_tool("delete_task", {"task_id": rent["id"], "confirm": True}))
+        assert gone["deleted"] and isinstance(gone["change_id"], int)
+        structured(await client.call_tool("undo", {"change_id": gone["change_id"]}))
+        assert await titles(client) == ["Pay rent"]
+        structured(await client.call_tool("undo", {"change_id": done["change_id"]}))
+        assert sorted(await titles(client)) == ["Gym", "Pay rent"]
 
 
 async def test_the_confirmation_hook_is_asked_and_a_yes_goes_ahead(container: Container) -> None:

@@ -69,6 +69,36 @@ async def test_lists_subtasks_and_history_through_rest(api_app, verifier) -> Non
         assert [v["name"] for v in shown] == ["Inbox"]
 
 
+async def test_tasks_of_an_archived_list_show_only_when_asked_for_through_rest(api_app, verifier) -> None:
+    async with signed_in(api_app, verifier) as api:
+        await api.post("/api/lists", json={"name": "Old job"})
+        await api.post("/api/tasks", json={"title": "Hand in badge", "list": "Old job"})
+        await api.post("/api/tasks", json={"title": "Milk"})
+        archived = await api.patch("/api/lists/Old job", json={"archived": True})
+        assert archived.status_code == 200 and archived.json()["archived"]
+        assert await titles(api) == ["Milk"]
+        assert await titles(api, list="Old job") == ["Hand in badge"]
+        assert sorted(await titles(api, include_archived="true")) == ["Hand in badge", "Milk"]
+        await api.patch("/api/lists/Old job", json={"archived": False})
+        assert sorted(await titles(api)) == ["Hand in badge", "Milk"]
+
+
+async def test_single_task_writes_give_the_change_id_that_undo_reverts_exactly(api_app, verifier) -> None:
+    async with signed_in(api_app, verifier) as api:
+        tea = (await api.post("/api/tasks", json={"title": "Tea"})).json()
+        bread = (await api.post("/api/tasks", json={"title": "Bread"})).json()
+        renamed = (await api.patch(f"/api/tasks/{tea['id']}", json={"title": "Green tea"})).json()
+        done = (await api.post(f"/api/tasks/{bread['id']}/complete")).json()
+        assert tea["change_id"] < bread["change_id"] < renamed["change_id"] < done["change_id"]
+        undone = await api.post("/api/undo", json={"change_id": renamed["change_id"]})
+        assert undone.status_code == 200, undone.text
+        assert await titles(api) == ["Tea"]  # the rename reverted, the bread still done
+        gone = (await api.delete(f"/api/tasks/{tea['id']}")).json()
+        assert isinstance(gone["change_id"], int)
+        assert (await api.post("/api/undo", json={"change_id": gone["change_id"]})).status_code == 200
+        assert await titles(api) == ["Tea"]
+
+
 async def test_bulk_changes_need_confirmation_over_the_threshold_and_undo_reverts_them(
     api_app, verifier
 ) -> None:

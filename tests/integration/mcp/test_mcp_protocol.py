@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import httpx2
@@ -90,7 +91,7 @@ async def test_a_full_round_of_tools_in_memory(make_settings) -> None:
         cancelled = structured(await client.call_tool("set_reminder", {"task_id": task_id, "cancel": True}))
         assert cancelled["remind_at"] is None
         deleted = structured(await client.call_tool("delete_task", {"task_id": task_id, "confirm": True}))
-        assert deleted == {"id": task_id, "title": "Water plants", "deleted": True}
+        assert deleted == {"id": task_id, "title": "Water plants", "deleted": True, "change_id": ANY}
         assert structured(await client.call_tool("list_tasks", {"status": "all"}))["items"] == []
 
 

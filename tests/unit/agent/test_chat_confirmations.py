@@ -8,6 +8,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from agents.testing import ScriptedModel, assistant_message, function_call
@@ -204,7 +205,7 @@ async def test_the_confirm_item_comes_from_the_tool_not_the_models_words(
             assert answered.status_code == 200, answered.text
             call = answered.json()["tool_call"]
             assert call["name"] == "delete_task" and call["arguments"]["confirm"] is True
-            assert call["output"] == {"id": milk.id, "title": "Buy milk", "deleted": True}
+            assert call["output"] == {"id": milk.id, "title": "Buy milk", "deleted": True, "change_id": ANY}
             assert deletes(app, "alice") == [milk.id]
             with pytest.raises(TaskNotFound):
                 app.container.tasks.get(ALICE, milk.id)
@@ -407,4 +408,9 @@ async def test_on_the_chat_completions_wire_the_answer_reaches_the_models_next_t
     assert confirmed["function"]["name"] == "delete_task"
     assert json.loads(confirmed["function"]["arguments"]) == {"task_id": milk.id, "confirm": True}
     [result] = [m for m in messages if m["role"] == "tool" and m["tool_call_id"] == confirmed["id"]]
-    assert json.loads(result["content"]) == {"id": milk.id, "title": "Buy milk", "deleted": True}
+    assert json.loads(result["content"]) == {
+        "id": milk.id,
+        "title": "Buy milk",
+        "deleted": True,
+        "change_id": ANY,
+    }

@@ -31,6 +31,7 @@ const ICONS = {
   edit: "M4 16l1-3.5L13 4.5l2.5 2.5-8 8z",
   dots: "M5 10h.01M10 10h.01M15 10h.01",
   archive: "M3.5 5h13v3h-13zM4.5 8v8h11V8M8 11h4",
+  unarchive: "M3.5 5h13v3h-13zM4.5 8v8h11V8M10 15v-5M8 12l2-2 2 2",
   chevron: "M8 6l4 4-4 4",
   subtask: "M6 4v8h8M11 9l3 3-3 3",
 };

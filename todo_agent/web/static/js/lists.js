@@ -1,6 +1,7 @@
 // The lists sidebar: Inbox first, then the user's lists with their open task counts. Choosing a
 // list shows its tasks (and new tasks go there); lists are created, renamed, archived and deleted
-// here (deleting asks what happens to the list's tasks). Every write offers an undo.
+// here (deleting asks what happens to the list's tasks). Archived lists wait in a collapsed
+// "Archived" group below, where each can be opened or unarchived. Every write offers an undo.
 
 import { api, newKey, write } from "./api.js";
 import { ask } from "./dialog.js";
@@ -9,6 +10,8 @@ import { showError } from "./toasts.js";
 
 export class ListPanel extends EventTarget {
   items = [];
+  archived = [];
+  archivedOpen = false; // the "Archived" group stays as the person left it across refreshes
   selectedId = null;
 
   constructor(store) {
@@ -20,12 +23,13 @@ export class ListPanel extends EventTarget {
   }
 
   get selected() {
-    return this.items.find((l) => l.id === this.selectedId) ?? null;
+    return [...this.items, ...this.archived].find((l) => l.id === this.selectedId) ?? null;
   }
 
   async refresh() {
-    const page = await api("/api/lists");
-    this.items = page.items;
+    const page = await api("/api/lists?include_archived=true");
+    this.items = page.items.filter((l) => !l.archived);
+    this.archived = page.items.filter((l) => l.archived);
     if (!this.selected) {
       const inbox = this.items.find((l) => l.is_inbox) ?? this.items[0];
       if (inbox) await this.select(inbox.id, { focus: false });
@@ -48,11 +52,27 @@ export class ListPanel extends EventTarget {
   }
 
   render() {
+    // The group's ``open`` changes at once, its toggle event later: read it before replacing it.
+    this.archivedOpen = this.nav.querySelector(".archived-lists")?.open ?? this.archivedOpen;
     const rows = this.items.map((list) => this.row(list));
+    if (this.archived.length) rows.push(this.archivedGroup());
+    const focused = this.focusedSelector(); // a live refresh must not drop the keyboard's place
     this.nav.replaceChildren(...rows);
+    if (focused) this.nav.querySelector(focused)?.focus();
     const heading = $("#tasks-heading");
     const name = this.selected?.name ?? "Tasks";
     if (heading.textContent !== name) heading.textContent = name;
+  }
+
+  // Where the focus is in the sidebar, as a selector that finds the same control after a render.
+  focusedSelector() {
+    const active = document.activeElement;
+    if (!active || !this.nav.contains(active) || active.tagName === "INPUT") return null;
+    if (active.classList.contains("archived-summary")) return ".archived-summary";
+    const id = active.closest("[data-id]")?.dataset.id;
+    if (!id) return null;
+    const label = active.getAttribute("aria-label");
+    return `[data-id="${CSS.escape(id)}"] ${label ? `[aria-label="${CSS.escape(label)}"]` : ".list-open"}`;
   }
 
   row(list) {
@@ -73,6 +93,28 @@ export class ListPanel extends EventTarget {
       );  // prettier-ignore
     }
     return li;
+  }
+
+  // A <details> group: its summary and buttons are reachable and work from the keyboard.
+  archivedGroup() {
+    const details = h(
+      "details",
+      { class: "archived-lists", open: this.archivedOpen },
+      h("summary", { class: "archived-summary" }, `Archived (${this.archived.length})`),
+      h("ul", { class: "list-nav", "aria-label": "Archived lists" }, this.archived.map((list) => this.archivedRow(list))),
+    );
+    return h("li", { class: "list-group" }, details);
+  }
+
+  archivedRow(list) {
+    const current = list.id === this.selectedId;
+    const open = h(
+      "button",
+      { type: "button", class: "list-open", "aria-current": current ? "true" : undefined, onclick: () => this.select(list.id).catch((e) => showError(e.message)) },
+      h("span", { class: "list-name" }, list.name),
+    );
+    const unarchive = h("button", { type: "button", class: "btn btn-ghost btn-icon", "aria-label": `Unarchive ${list.name}`, onclick: () => this.unarchive(list) }, icon("unarchive"));
+    return h("li", { class: "list-item archived", dataset: { id: list.id } }, open, h("div", { class: "list-actions" }, unarchive));
   }
 
   bindAddForm() {
@@ -138,6 +180,18 @@ export class ListPanel extends EventTarget {
     }
     await this.afterGone(list);
     this.undo.offer(`Archived “${list.name}”.`);
+  }
+
+  async unarchive(list) {
+    try {
+      await write(`/api/lists/${list.id}`, { method: "PATCH", body: { archived: false } });
+    } catch (e) {
+      return showError(e.message);
+    }
+    await this.refresh().catch((e) => showError(e.message));
+    if (this.selectedId === list.id) await this.store.load({ listId: list.id }).catch(() => {});
+    this.nav.querySelector(`[data-id="${list.id}"] .list-open`)?.focus();
+    this.undo.offer(`Unarchived “${list.name}”.`);
   }
 
   async remove(list) {

@@ -13,6 +13,7 @@ from mcp import Client
 
 from mcp_server.server import build_mcp_server
 from tasks.service import Actor
+from tests.integration.mcp.support import resource_text
 from todo_agent.bootstrap import Container, bootstrap
 from todo_agent.settings import Settings
 
@@ -89,19 +90,17 @@ async def test_an_archived_lists_tasks_are_left_out_of_today_and_the_prompts_unt
         await client.call_tool("add_task", {"title": "Weed beds", "list": "Garden", "due": "today 23:00"})
         await client.call_tool("add_task", {"title": "Buy milk", "due": "today 23:00"})
         await client.call_tool("edit_list", {"action": "archive", "list": "Garden"})
-        today = json.loads((await client.read_resource("todo://today")).contents[0].text)
+        today = json.loads(resource_text(await client.read_resource("todo://today")))
         assert [t["title"] for t in today["items"]] == ["Buy milk"]
         plan = await client.get_prompt("plan_my_day", {})
         assert "Weed beds" not in str(plan.messages) and "Buy milk" in str(plan.messages)
         assert await titles(client) == ["Buy milk"]
         assert await titles(client, list="Garden") == ["Weed beds"]
         assert sorted(await titles(client, include_archived=True)) == ["Buy milk", "Weed beds"]
-        shown = json.loads(
-            (await client.read_resource(f"todo://lists/{garden['list']['id']}")).contents[0].text
-        )
+        shown = json.loads(resource_text(await client.read_resource(f"todo://lists/{garden['list']['id']}")))
         assert [t["title"] for t in shown["items"]] == ["Weed beds"]
         await client.call_tool("edit_list", {"action": "unarchive", "list": "Garden"})
-        today = json.loads((await client.read_resource("todo://today")).contents[0].text)
+        today = json.loads(resource_text(await client.read_resource("todo://today")))
         assert sorted(t["title"] for t in today["items"]) == ["Buy milk", "Weed beds"]
 
 

@@ -72,6 +72,10 @@ class TaskWritten(TaskView):
     def written(cls, view: TaskView) -> TaskWritten:
         return cls(**dict(view))
 
+    def view(self) -> TaskView:
+        """The task alone, as a read or an event's ``task_data`` shows it."""
+        return TaskView(**{k: v for k, v in dict(self).items() if k != "change_id"})
+
 
 class TaskPage(BaseModel):
     """One page of a task list; pass ``next_cursor`` back to get the next page."""

@@ -64,7 +64,7 @@ def test_listeners_see_the_created_task_and_its_outbox_row_as_stored(
     view = service.add(actor, TaskDraft(title="Buy milk", due="tomorrow 5pm", tags=["shop"]))
 
     [task], rows = stored(uow, actor.user_id)
-    assert TaskView.of(task) == view
+    assert TaskView.of(task) == view.view()
     assert [row.model_dump() for row in committed] == [row.model_dump() for row in rows]
     [row] = rows
     assert (row.task_id, row.payload["task_data"]["id"]) == (view.id, view.id)

@@ -71,6 +71,10 @@ class StackConfig:
     jaeger_version: str = JAEGER_VERSION
     cache_dir: Path = field(default_factory=cache_root)
 
+    def fixed_ports(self) -> list[int]:
+        """Every TCP port the stack's components listen on (the ``*_port`` settings)."""
+        return [v for k, v in vars(self).items() if k.endswith("_port") and isinstance(v, int)]
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
         e = dict(os.environ if env is None else env)

@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,27 @@ def free_port() -> int:
                 break
         _HANDED_OUT.append(port)
         return port
+
+
+_RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+
+
+def reserve_ports(ports: Iterable[int]) -> None:
+    """Keep the stack's fixed ports out of the kernel's automatic assignment (they lie in its
+    ephemeral range, so a test server on an OS-chosen port could hold one just when the stack
+    starts that component). Explicit binds still work. Best effort: it needs root; elsewhere,
+    or where the file is read-only, nothing changes."""
+    try:
+        current = _RESERVED_PORTS.read_text().strip()
+        have: set[int] = set()
+        for part in filter(None, current.split(",")):
+            low, _, high = part.partition("-")
+            have.update(range(int(low), int(high or low) + 1))
+        missing = sorted(set(ports) - have)
+        if missing:
+            _RESERVED_PORTS.write_text(",".join([*filter(None, [current]), *map(str, missing)]))
+    except (OSError, ValueError):
+        return
 
 
 def require_free(port: int, what: str, env_var: str | None = None) -> None:

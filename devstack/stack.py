@@ -19,6 +19,7 @@ from devstack.jaeger import Jaeger
 from devstack.kafka import Kafka, ensure_libs
 from devstack.keycloak import ensure_dist
 from devstack.postgres import Postgres, find_bindir
+from devstack.procs import reserve_ports
 from devstack.scheduler import Scheduler
 from devstack.tools import java
 
@@ -55,6 +56,7 @@ class Stack:
         """
         dapr_bin.ensure(self.cfg, progress=progress)
         jaeger.ensure(self.cfg, progress=progress)
+        reserve_ports(self.cfg.fixed_ports())
         with self.locked():
             before = self.running()
             for c in self.components:

@@ -52,6 +52,9 @@ export class ListPanel extends EventTarget {
   }
 
   render() {
+    // A rename in progress owns its row: a live refresh now would replace the field being typed
+    // in; the rename renders when it ends.
+    if (this.renaming) return;
     // The group's ``open`` changes at once, its toggle event later: read it before replacing it.
     this.archivedOpen = this.nav.querySelector(".archived-lists")?.open ?? this.archivedOpen;
     const rows = this.items.map((list) => this.row(list));
@@ -145,12 +148,14 @@ export class ListPanel extends EventTarget {
   rename(li, list) {
     const input = h("input", { type: "text", value: list.name, "aria-label": `New name for ${list.name}`, maxlength: "100" });
     li.replaceChildren(input);
+    this.renaming = true;
     input.focus();
     input.select();
     let done = false;
     const finish = async (save) => {
       if (done) return;
       done = true;
+      this.renaming = false;
       const name = input.value.trim();
       if (save && name && name !== list.name) {
         try {

@@ -85,6 +85,7 @@ def create_app(
         version="0.1.0",
         description="A conversational task assistant: REST, MCP at /mcp, chat and live updates.",
         lifespan=lifespan,
+        telemetry=telemetry.request_spans(),
     )
     app.state.container = container
     app.state.edge = EdgePolicy.of(container)

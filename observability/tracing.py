@@ -187,17 +187,6 @@ def untraced_request(scope: Mapping[str, Any]) -> bool:
     return str(scope.get("path", "")).startswith(UNTRACED_PATHS)
 
 
-def name_request_span(method: str, route: str) -> None:
-    """Name the current request's span after the route that served it and set ``http.route``
-    (FastAPI names its own routes' spans; a mounted app's requests are named here)."""
-    if not _on:
-        return
-    current = trace.get_current_span()
-    if current.is_recording():
-        current.update_name(f"{method} {route}")
-        current.set_attribute("http.route", route)
-
-
 def instrument_engine(engine: Any) -> None:
     """A span per SQL statement on ``engine`` (SQLAlchemy instrumentation) when tracing and
     ``TODO_TRACING_SQL`` are on."""

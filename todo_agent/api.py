@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from mcp.server.transport_security import TransportSecuritySettings
 from sqlalchemy import text
+from starlette.routing import Route
 
 from agent import routes as chat_routes
 from agent.wiring import chat_running
@@ -105,7 +106,12 @@ def create_app(
     for extend in extensions or []:
         extend(app, container)
     if mcp_app is not None:
-        app.mount("/", mcp_app)  # last: lowest precedence; serves /mcp and its OAuth metadata
+        # Each path of the MCP app (/mcp, and its OAuth metadata when it serves some) is a route
+        # of this app to the whole MCP app (its middleware and router): the router then knows
+        # the route, so the request's span and metrics are named after it (POST /mcp). Last:
+        # lowest precedence.
+        for path in dict.fromkeys(route.path for route in mcp_app.routes if isinstance(route, Route)):
+            app.router.routes.append(Route(path, mcp_app, include_in_schema=False))
     return app
 
 

@@ -71,9 +71,7 @@ def install(app: FastAPI, sources: Sequence[MetricsSource] = ()) -> None:
 
 class RequestMetrics:
     """``todo_http_requests_total`` and ``todo_http_request_duration_seconds`` by route
-    template (``/api/tasks/{task_id}``, never the raw path: ids would make a series each). A
-    request served by a mounted app (MCP at ``/mcp``) names its span here
-    (``tracing.name_request_span``): FastAPI names the span after its own routes only."""
+    template (``/api/tasks/{task_id}``, never the raw path: ids would make a series each)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -89,8 +87,6 @@ class RequestMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if isinstance(scope.get("route"), Mount):  # routed by now; the span is still open
-                    tracing.name_request_span(scope.get("method", ""), _route_of(scope))
             await send(message)
 
         try:
@@ -106,6 +102,6 @@ def _route_of(scope: Scope) -> str:
     route = scope.get("route")
     if route is None:
         return "(unmatched)"
-    if isinstance(route, Mount):  # the MCP app, mounted at the root, serves /mcp
-        return "/mcp" if scope.get("path", "").startswith("/mcp") else "(mount)"
+    if isinstance(route, Mount):  # the web UI's files: one series for all of them
+        return f"{route.path}/{{path}}"
     return str(getattr(route, "path", "(unmatched)"))

@@ -24,7 +24,10 @@ def titles(app: RunningApp, actor: Actor) -> list[str]:
 
 def adds_milk(call_id: str) -> list[list[Any]]:
     """A model's turn: add "Buy milk" with tool call ``call_id``, then say so."""
-    return [[function_call("add_task", {"title": "Buy milk"}, call_id=call_id)], [assistant_message("Added.")]]
+    return [
+        [function_call("add_task", {"title": "Buy milk"}, call_id=call_id)],
+        [assistant_message("Added.")],
+    ]
 
 
 async def test_a_turn_sent_again_after_its_save_failed_adds_once_and_a_later_turn_adds_again(
@@ -81,7 +84,9 @@ async def test_offline_turns_repeating_a_call_id_each_add_their_task(make_settin
             first = (await client.post("/api/chat", json={"message": "add buy milk"})).json()
             cid = first["conversation_id"]
             for _ in range(3):
-                sent = await client.post("/api/chat", json={"message": "add buy milk", "conversation_id": cid})
+                sent = await client.post(
+                    "/api/chat", json={"message": "add buy milk", "conversation_id": cid}
+                )
                 assert sent.status_code == 200, sent.text
             shown = (await client.get(f"/api/conversations/{cid}")).json()["messages"]
         call_ids = [m["call_id"] for m in shown if m["role"] == "tool"]

@@ -30,12 +30,15 @@ def adds_milk(call_id: str) -> list[list[Any]]:
     ]
 
 
+@pytest.mark.parametrize("tools", ["in-process", "http"])
 async def test_a_turn_sent_again_after_its_save_failed_adds_once_and_a_later_turn_adds_again(
-    make_settings: Any, verifier: Any, monkeypatch: pytest.MonkeyPatch
+    make_settings: Any, verifier: Any, monkeypatch: pytest.MonkeyPatch, tools: str
 ) -> None:
     model = ScriptedModel()
     settings = settings_on_free_port(make_settings, jwt_secret=JWT_SECRET)
     with running_app(settings, model=model) as app:
+        if tools == "http":  # the key rides the request's _meta over streamable HTTP too
+            app.chat.mcp_url = f"{app.url}/mcp"
         store = app.chat.store
         real_append = store.append
         failures = iter([RuntimeError("state store down")])

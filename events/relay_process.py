@@ -15,8 +15,8 @@ client to the same sidecar, on its own CPU:
   twice at once).
 - **Metrics**: ``prometheus()`` asks the child over a second pipe for its relay metrics, which
   ``GET /metrics`` appends to the app's (left out while the child is down or busy; the backlog
-  is read from the database and the child's up/restarts/pid by the app). ``metrics()`` gives
-  the child's ``OutboxRelay.metrics()`` the same way (benchmarks read it).
+  is read from the database and the child's up/restarts/pid by the app). Benchmarks read the
+  same text (``observability.scrape.Scrape``).
 - **Supervision**: a child that dies is started again within a second (its claimed rows were
   released with its connections, so nothing is lost; a row it published but had not marked is
   published again, and consumers ignore repeats). The child exits when the app closes the
@@ -134,12 +134,6 @@ class RelayProcess:
             return
         with contextlib.suppress(BlockingIOError, BrokenPipeError, OSError):
             os.write(fd, b"\0")
-
-    def metrics(self) -> dict[str, Any]:
-        """The child's ``OutboxRelay.metrics()`` (blocking: call it from a worker thread)."""
-        answer: dict[str, Any] = self._ask("metrics")
-        answer["process"] = self.status()
-        return answer
 
     def prometheus(self) -> bytes:
         """The child's relay metrics in Prometheus text (blocking: call it from a worker thread)."""
@@ -262,11 +256,6 @@ async def _child_run(
             return
         if request == "prometheus":
             control.send(relay_exposition())
-        elif request == "metrics":
-            try:
-                control.send(relay.metrics())
-            except Exception as exc:  # the database is down: say so instead of hanging the caller
-                control.send({"error": f"{type(exc).__name__}: {exc}"})
 
     loop.add_reader(wake_fd, on_wake)
     loop.add_reader(control.fileno(), on_control)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.unit.process_support import exit_of
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED
@@ -58,16 +58,6 @@ def _pytest(tmp_path: Path, test_text: str, *, prefix: tuple[str, ...] = ()) -> 
     )
 
 
-def _finish(run: subprocess.Popen[str], read: str = "") -> tuple[int, str]:
-    try:
-        out, _ = run.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        run.kill()
-        out, _ = run.communicate()
-        pytest.fail(f"the run did not stop on Ctrl-C:\n{read}{out[-3000:]}")
-    return run.returncode, read + out
-
-
 def test_a_run_started_with_sigint_ignored_still_stops_on_sigint(tmp_path: Path) -> None:
     run = _pytest(tmp_path, WAITING, prefix=(sys.executable, "-c", WITH_SIGINT_IGNORED))
     assert run.stdout is not None
@@ -77,10 +67,10 @@ def test_a_run_started_with_sigint_ignored_still_stops_on_sigint(tmp_path: Path)
         assert line, f"the run ended before its test started:\n{read}"
         read += line
     run.send_signal(signal.SIGINT)
-    code, out = _finish(run, read)
+    code, out = exit_of(run, what="the run (SIGINT ignored at its start)", read=read)
     assert code == INTERRUPTED, out[-3000:]
 
 
 def test_a_ctrl_c_that_lands_in_a_finalizer_still_stops_the_run(tmp_path: Path) -> None:
-    code, out = _finish(_pytest(tmp_path, CTRL_C_IN_A_FINALIZER))
+    code, out = exit_of(_pytest(tmp_path, CTRL_C_IN_A_FINALIZER), what="the run (Ctrl-C in a finalizer)")
     assert code == INTERRUPTED and "still running" not in out, out[-3000:]

@@ -43,8 +43,12 @@ def run_embedded(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[
     with open(log, "wb") as out:
         proc = subprocess.Popen([TODO_AGENT, "run", "--port", str(port)], env=env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_status(f"{url}/healthz") == 200, what="the embedded app", timeout=60,
-               log_path=log, proc=proc)  # fmt: skip
+    try:
+        wait_until(lambda: http_status(f"{url}/healthz") == 200, what="the embedded app", timeout=60,
+                   log_path=log, proc=proc)  # fmt: skip
+    except BaseException:  # not up (or Ctrl-C): the caller has no process to stop
+        stop_pid(proc.pid, timeout=10)
+        raise
     return proc, url, log
 
 

@@ -15,7 +15,9 @@ streamable HTTP with a short-lived token for the caller (none in the unauthentic
 default). It runs the agent and appends every item of the turn to memory in one write. The turn
 runs in a task of its own that also opens and closes the MCP connection, so a client that goes
 away mid-stream neither breaks the connection's lifecycle nor leaves half a turn in memory.
-Nothing is stored when the model or the tools fail: the conversation stays as it was.
+Nothing is stored when the model or the tools fail: the conversation stays as it was. Each
+write tool call carries an idempotency key of its own (``agent.tool_keys``), so a turn run again
+on the same conversation, or a call sent again, writes once.
 
 A tool call that needs the user's yes leaves a confirmation (``agent.confirmations``), streamed as
 a ``confirm`` event; ``answer`` runs it once with ``confirm: true`` or cancels it.
@@ -43,7 +45,7 @@ from agents import RunConfig, Runner, RunResultStreaming
 from agents.exceptions import AgentsException, MaxTurnsExceeded, UserError
 from agents.items import ToolCallItem, ToolCallOutputItem
 from agents.mcp import MCPServer
-from agents.mcp.util import MCPToolCustomDataContext, MCPUtil
+from agents.mcp.util import MCPToolCustomDataContext, MCPToolMetaContext, MCPUtil
 from agents.run_context import RunContextWrapper
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 from mcp.client.streamable_http import streamable_http_client
@@ -59,7 +61,9 @@ from agent.memory import ConversationNotFound, ConversationStore, Item, title_fr
 from agent.models import ModelChoice
 from agent.offline import OfflineModel
 from agent.timing import TimedModel, ToolTimer, TurnTimings
+from agent.tool_keys import TurnKeys
 from agent.transcript import assistant_message, parse_arguments, parse_output
+from mcp_server.idempotency import META_KEY as IDEMPOTENCY_META_KEY
 from observability import tracing
 from tasks.clock import Clock, utc_now
 from tasks.service import Actor
@@ -407,7 +411,9 @@ class _TaskTools(MCPServer):
         protocol: _Protocol,
         read_timeout: float = _READ_TIMEOUT_SECONDS,
     ) -> None:
-        super().__init__(use_structured_content=True, custom_data_extractor=_error_flag)
+        super().__init__(
+            use_structured_content=True, custom_data_extractor=_error_flag, tool_meta_resolver=self._keyed
+        )
         self._transport = transport
         self._shared_tools = shared_tools
         self._protocol = protocol
@@ -472,6 +478,23 @@ class _TaskTools(MCPServer):
         if self._session is None:
             raise UserError("The task tools are not connected.")
         return self._session
+
+    def _keyed(self, context: MCPToolMetaContext) -> dict[str, Any] | None:
+        """The ``_meta`` of a turn's call to a write tool: its idempotency key (the SDK asks
+        before each call; the run's context is the turn's ``TurnKeys``)."""
+        keys, call_id = context.run_context.context, getattr(context.run_context, "tool_call_id", None)
+        if not isinstance(keys, TurnKeys) or not isinstance(call_id, str) or not call_id:
+            return None
+        if context.tool_name not in _keyed_tools(self._shared_tools):
+            return None
+        return {IDEMPOTENCY_META_KEY: keys.key_for(call_id)}
+
+
+def _keyed_tools(tools: list[Any]) -> frozenset[str]:
+    """The tools that take an idempotency key (the write tools), from their input schemas."""
+    return frozenset(
+        tool.name for tool in tools if "idempotency_key" in (tool.input_schema or {}).get("properties", {})
+    )
 
 
 async def _open_client(
@@ -646,6 +669,7 @@ class Turn:
         self._result = Runner.run_streamed(
             agent,
             [*self.history, user_item],
+            context=TurnKeys(self.conversation_id, self.history, self.message),
             max_turns=_MAX_AGENT_TURNS,
             hooks=ToolTimer(timings),
             run_config=config,

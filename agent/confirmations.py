@@ -1,11 +1,16 @@
 """Confirmations the chat asks with a button: found in a turn's tool results, answered once.
 
-A turn whose tool call came back "needs the user's yes" (``mcp_server.confirmations``) ends with
-a pending confirmation; the chat streams it as a ``confirm`` event and the web UI shows Confirm
-and Cancel. The pending state is the conversation itself: a confirmation is pending while the
-refusing call is in the conversation's last turn and nothing in that turn did it since. Answering
-appends a turn (the user's answer, the confirmed call and its result, the outcome), so it is
-answered at most once, and a later message makes it stale::
+A turn whose tool call came back "needs the user's yes" ends with a pending confirmation; the
+chat streams it as a ``confirm`` event and the web UI shows Confirm and Cancel. What to ask and
+which call to make after a yes is the data the tool's error result carries
+(``mcp_server.confirmations``), read from the call's output as the conversation keeps it (the
+SDK keeps a result's content blocks, not its ``_meta``, and the conversation is the only state):
+never the error's wording, nor what a model said about it.
+
+The pending state is the conversation itself: a confirmation is pending while the refusing call
+is in the conversation's last turn and nothing in that turn did it since. Answering appends a
+turn (the user's answer, the confirmed call and its result, the outcome), so it is answered at
+most once, and a later message makes it stale::
 
     pending = pending_in(items)              # [Confirmation(id="call_…", question=…, …)]
     Confirmation.public()                    # {"type": "confirm", "id", "question", "action", "count"}
@@ -23,7 +28,7 @@ from typing import Any, Final, cast
 
 from agent.memory import Item
 from agent.transcript import assistant_message, parse_arguments, parse_output
-from mcp_server.confirmations import NeededConfirmation, needed_confirmation
+from mcp_server.confirmations import NeededConfirmation, confirmation_in
 
 #: How the chat's idempotency keys for confirmed calls begin.
 KEY_PREFIX: Final = "chat-confirm-"
@@ -84,19 +89,24 @@ def expired() -> ConfirmationStale:
 def pending_in(items: Sequence[Any]) -> list[Confirmation]:
     """The confirmations the conversation's last turn left open, in order."""
     turn = _last_turn(items)
-    pending: dict[str, NeededConfirmation] = {}
+    pending: dict[str, tuple[NeededConfirmation, dict[str, Any]]] = {}
     for call_id, name, arguments, output in _calls(turn):
-        needed = needed_confirmation(name, arguments, output) if isinstance(output, str) else None
-        if needed is not None:
-            pending[call_id] = needed
-        elif isinstance(output, dict):  # it went through: the same call, confirmed, is done
-            for key, open_one in list(pending.items()):
-                if open_one.tool == name and _same(open_one.arguments, arguments):
+        if (needed := _asked(name, output)) is not None:
+            pending[call_id] = (needed, arguments)
+        elif isinstance(parse_output(output), dict):  # it went through: the same call, confirmed, is done
+            for key, (open_one, refused) in list(pending.items()):
+                if open_one.tool == name and _same(refused, arguments):
                     del pending[key]
     if not pending:
         return []  # most turns: no digest to compute
     digest = hashlib.sha256(json.dumps(list(turn), sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return [Confirmation(call_id, needed, digest) for call_id, needed in pending.items()]
+    return [Confirmation(call_id, needed, digest) for call_id, (needed, _) in pending.items()]
+
+
+def _asked(tool: str, output: Any) -> NeededConfirmation | None:
+    """The confirmation a call of ``tool`` came back with: only ever for that same tool."""
+    needed = confirmation_in(output)
+    return needed if needed is not None and needed.tool == tool else None
 
 
 def find(items: Sequence[Any], confirmation_id: str) -> Confirmation:
@@ -105,12 +115,8 @@ def find(items: Sequence[Any], confirmation_id: str) -> Confirmation:
     for confirmation in pending_in(items):
         if confirmation.id == confirmation_id:
             return confirmation
-    for call_id, name, arguments, output in _calls(items):
-        if (
-            call_id == confirmation_id
-            and isinstance(output, str)
-            and needed_confirmation(name, arguments, output)
-        ):
+    for call_id, name, _arguments, output in _calls(items):
+        if call_id == confirmation_id and _asked(name, output) is not None:
             raise ConfirmationStale(
                 "This confirmation is no longer pending: it was answered already, or the conversation "
                 "moved on. Ask again if it still needs doing."
@@ -119,14 +125,14 @@ def find(items: Sequence[Any], confirmation_id: str) -> Confirmation:
 
 
 def _calls(items: Sequence[Any]) -> Iterator[tuple[str, str, dict[str, Any], Any]]:
-    """Each answered tool call: its id, name, arguments and output (JSON, or an error's text)."""
+    """Each answered tool call: its id, name, arguments and output (as stored)."""
     calls: dict[str, tuple[str, dict[str, Any]]] = {}
     for item in items:
         kind = item.get("type") if isinstance(item, dict) else None
         if kind == "function_call":
             calls[str(item.get("call_id"))] = (str(item.get("name")), parse_arguments(item.get("arguments")))
         elif kind == "function_call_output" and (call := calls.get(str(item.get("call_id")))):
-            yield str(item.get("call_id")), call[0], call[1], parse_output(item.get("output"))
+            yield str(item.get("call_id")), call[0], call[1], item.get("output")
 
 
 def said(confirmation: Confirmation, *, confirmed: bool) -> str:

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from mcp_server.confirmations import without_confirmation
+
 
 def _text_of(value: Any) -> str:
     if isinstance(value, str):
@@ -23,9 +25,11 @@ def _text_of(value: Any) -> str:
 
 
 def parse_output(output: Any) -> Any:
-    """A tool output as a JSON value when it is JSON, else as its text."""
+    """A tool output as a JSON value when it is JSON, else as its text; a refused call's
+    confirmation block is left out (it is data for the chat: ``confirmation_in``)."""
     if isinstance(output, dict | list) and not _is_text_parts(output):
         return output
+    output = without_confirmation(output)
     text = _text_of(output)
     try:
         return json.loads(text)

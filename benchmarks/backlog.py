@@ -13,12 +13,17 @@ events there would be read by every later test session. A row is an outbox row a
 ``created`` event writes it (the payload of a real one), inserted in bulk for the backlog.
 
 1. Steady state: with the relay running, this process commits one row per transaction as fast
-   as it can for ``--steady-seconds``; the relay's publish rate and lag (commit to published).
+   as it can for ``--steady-seconds``; the relay's publish rate and each row's lag (its
+   ``published_at - created_at``).
 2. Backlog: the relay stops; ``--rows`` rows of ``--users`` users are inserted (5,000 per
    transaction); the relay starts again and drains them. Meanwhile, every 0.5 s, a user without
    a backlog writes a row (``fresh``), and once a backlogged user does (``behind``): how long
    each waits (its ``published_at - created_at``). Also the drain rate and the relay process's
    peak memory (``VmHWM``) and resident memory during the drain.
+
+The backlog is read from the database (``events.relay.outbox_gauges``, as ``GET /metrics``
+does); what the relay counted and timed (rows published, where a round's time goes) from the
+relay process's Prometheus metrics (``RelayProcess.prometheus``), between two scrapes.
 
 The last line is one JSON object.
 """
@@ -38,10 +43,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import ColumnElement, Engine, Table, select
 
 from benchmarks.stack import stack_with_fresh_database
+from events.relay import outbox_gauges
 from events.relay_process import RelayProcess, RelaySettings
+from observability.scrape import Scrape
 from tasks.db import make_engine, migrate
 from tasks.inputs import TaskDraft
 from tasks.models import OutboxEvent
@@ -158,21 +165,23 @@ def _write_one(uow: UnitOfWorkFactory, row: OutboxEvent) -> int:
 def steady_state(
     uow: UnitOfWorkFactory, relay: RelayProcess, topic: str, payload: dict[str, Any], seconds: float
 ) -> dict[str, Any]:
-    before = _metrics(relay)["published"]
+    before = _scrape(relay)
     started = time.perf_counter()
-    written = 0
+    first = last = _write_one(uow, _row(topic, "steady-0", 0, payload))
+    written = 1
     while time.perf_counter() - started < seconds:
-        _write_one(uow, _row(topic, f"steady-{written % 50}", written, payload))
+        last = _write_one(uow, _row(topic, f"steady-{written % 50}", written, payload))
         written += 1
     wrote_for = time.perf_counter() - started
-    metrics = _wait_drained(relay, timeout=120)
-    published = metrics["published"] - before
+    _wait_drained(uow.engine, timeout=120)
+    run = _scrape(relay).minus(before)
+    lags = _waits(uow.engine, OUTBOX.c.id.between(first, last) & (OUTBOX.c.topic == topic))
     return {
         "written": written,
         "write_rate_per_s": round(written / wrote_for, 1),
-        "publish_rate_per_s": round(published / (time.perf_counter() - started), 1),
-        "lag_ms": metrics["lag_ms"],
-        "round_ms": metrics["round_ms"],
+        "publish_rate_per_s": round(_published(run) / (time.perf_counter() - started), 1),
+        "lag_ms": _summary(lags),
+        "round_ms": _rounds(run),
         "relay_rss_mb": _memory(relay)["rss_mb"],
     }
 
@@ -195,7 +204,7 @@ def drain(
     uow: UnitOfWorkFactory, relay: RelayProcess, topic: str, payload: dict[str, Any], rows: int
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    before = _metrics(relay)["published"]
+    before = _scrape(relay)
     fresh: list[int] = []
     behind: list[int] = []
     rss: list[float] = []
@@ -206,54 +215,82 @@ def drain(
             behind.append(_write_one(uow, _row(topic, "backlog-0", rows + 1, payload)))
         rss.append(_memory(relay)["rss_mb"])
         time.sleep(FRESH_EVERY)
-        backlog = _metrics(relay)["backlog"]
+        backlog = outbox_gauges(uow.engine)[0]
         if time.perf_counter() - started > 3600:
             raise SystemExit(f"the relay did not drain the backlog in an hour ({backlog} rows left)")
     seconds = time.perf_counter() - started
-    metrics = _metrics(relay)
-    waits = _waits(uow.engine, fresh)
+    run = _scrape(relay).minus(before)
+    waits = _waits(uow.engine, OUTBOX.c.id.in_(fresh))
     return {
         "seconds": round(seconds, 1),
-        "rate_per_s": round((metrics["published"] - before) / seconds, 1),
+        "rate_per_s": round(_published(run) / seconds, 1),
         "fresh_writes": len(fresh),
-        "fresh_wait_ms": {
-            "p50": round(statistics.median(waits), 1),
-            "p99": round(sorted(waits)[min(len(waits) - 1, int(len(waits) * 0.99))], 1),
-            "max": round(max(waits), 1),
-        },
-        "behind_wait_ms": round(_waits(uow.engine, behind)[0], 1) if behind else None,
+        "fresh_wait_ms": _summary(waits),
+        "behind_wait_ms": round(_waits(uow.engine, OUTBOX.c.id.in_(behind))[0], 1) if behind else None,
         "relay_peak_rss_mb": _memory(relay)["peak_mb"],
         "relay_rss_mb": {"first": rss[0], "max": max(rss), "last": rss[-1]},
-        "round_ms": metrics["round_ms"],
+        "round_ms": _rounds(run),
     }
 
 
-def _waits(engine: Engine, ids: list[int]) -> list[float]:
+def _waits(engine: Engine, rows: ColumnElement[bool]) -> list[float]:
+    """Each sent row's wait in ms, from written (``created_at``) to marked sent (``published_at``)."""
     with engine.connect() as connection:
-        found = connection.execute(
-            select(OUTBOX.c.created_at, OUTBOX.c.published_at).where(OUTBOX.c.id.in_(ids))
-        ).all()
+        sent = select(OUTBOX.c.created_at, OUTBOX.c.published_at).where(
+            rows, OUTBOX.c.published_at.is_not(None)
+        )
+        found = connection.execute(sent).all()
     return [(published - created).total_seconds() * 1000 for created, published in found]
 
 
-def _metrics(relay: RelayProcess) -> dict[str, Any]:
-    """The relay's metrics; a relay that is still starting (or busy in a long round on a loaded
-    machine) is asked again for up to a minute."""
+def _summary(waits: list[float]) -> dict[str, Any]:
+    ordered = sorted(waits)
+    if not ordered:
+        return {"count": 0}
+    return {
+        "count": len(ordered),
+        "p50": round(statistics.median(ordered), 1),
+        "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1),
+        "max": round(ordered[-1], 1),
+    }
+
+
+def _scrape(relay: RelayProcess) -> Scrape:
+    """The relay process's metrics; a relay that is still starting (or busy in a long round on a
+    loaded machine) is asked again for up to a minute."""
     deadline = time.monotonic() + 60
     while True:
         try:
-            return relay.metrics()
+            return Scrape.of(relay.prometheus().decode())
         except RuntimeError:
             if time.monotonic() > deadline or not relay.alive():
                 raise
 
 
-def _wait_drained(relay: RelayProcess, *, timeout: float) -> dict[str, Any]:
+def _published(run: Scrape) -> float:
+    return run.value("todo_relay_published_total") or 0.0
+
+
+def _rounds(run: Scrape) -> dict[str, Any]:
+    """Where a successful round's time went (p50 / p95 ms per phase, estimated from the
+    histogram's buckets) and the rows a round sent on average."""
+
+    def ms(value: float | None) -> float | None:
+        return round(value * 1000, 2) if value is not None else None
+
+    phases = {
+        phase: {f"p{q}": ms(run.quantile("todo_relay_round_phase_seconds", q / 100, phase=phase))
+                for q in (50, 95)}
+        for phase in ("claim", "publish", "mark")
+    }  # fmt: skip
+    rows = run.mean("todo_relay_round_rows")
+    return {**phases, "rounds": run.value("todo_relay_round_rows_count"),
+            "rows_mean": round(rows, 1) if rows is not None else None}  # fmt: skip
+
+
+def _wait_drained(engine: Engine, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while True:
-        metrics = _metrics(relay)
-        if metrics["backlog"] == 0 or time.monotonic() > deadline:
-            return metrics
+    while outbox_gauges(engine)[0] > 0 and time.monotonic() < deadline:
         time.sleep(0.2)
 
 

@@ -474,15 +474,13 @@ def stages(target: Target, m: Measurements) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _mean(scrape: Scrape, histogram: str) -> float | None:
-    count = scrape.value(f"{histogram}_count")
-    return round((scrape.value(f"{histogram}_sum") or 0) / count, 2) if count else None
-
-
 def figures(target: Target, m: Measurements) -> dict[str, Any]:
     latencies = [(m.seen_at[t] - s) * 1000 for t, s in m.sent_at.items() if t in m.seen_at]
     after = scrape(target.url)
     run = after.minus(m.scrape_before) if m.scrape_before is not None else after
+
+    def rounded(value: float | None) -> float | None:
+        return round(value, 2) if value is not None else None
 
     def ms(value: float | None) -> float | None:
         return round(value * 1000, 2) if value is not None else None
@@ -502,7 +500,7 @@ def figures(target: Target, m: Measurements) -> dict[str, Any]:
                 phase: ms(run.quantile("todo_relay_round_phase_seconds", 0.5, phase=phase))
                 for phase in ("claim", "publish", "mark")
             },
-            "rows_mean": _mean(run, "todo_relay_round_rows"),
+            "rows_mean": rounded(run.mean("todo_relay_round_rows")),
         },  # fmt: skip
         "relay_backlog": after.value("todo_outbox_backlog"),
         "lost": len(set(m.sent_at) - set(m.seen_at)),

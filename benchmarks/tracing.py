@@ -2,11 +2,11 @@
 
 Each run starts ``todo-agent run`` (role ``all``: SQLite, the in-process bus, the relay and the
 consumers in the same process, the offline chat model) as a process of its own with
-``TODO_TRACING=off`` or ``on``; with tracing on, its spans go over OTLP/HTTP to a sink in this
-process that decodes and counts them (so the app does all the work of a real export). After a
-warm-up, the run sends its operations one at a time and reads the server process's CPU time
-(``/proc/<pid>/stat``: every thread, the exporter's too) before and after, waiting for the outbox
-to drain and the exporter to flush before the second reading.
+``TODO_TRACING=off`` or ``on``; with tracing on, its spans go over OTLP/HTTP to a receiver in this
+process (``devstack.otlp``) that decodes and counts them (so the app does all the work of a real
+export). After a warm-up, the run sends its operations one at a time and reads the server process's
+CPU time (``/proc/<pid>/stat``: every thread, the exporter's too) before and after, waiting for
+the outbox to drain and the exporter to flush before the second reading.
 
     .venv/bin/python -m benchmarks.tracing --op rest --ops 300 --pairs 3   # last line JSON
     .venv/bin/python -m benchmarks.tracing --op chat --ops 100 --pairs 3
@@ -27,58 +27,26 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from benchmarks.chat import SCRIPT
 from benchmarks.events_e2e import cpu_seconds
+from devstack.otlp import TraceReceiver
 from devstack.procs import free_port, http_status, stop_pid, wait_until
 
 TODO_AGENT = str(Path(sys.executable).with_name("todo-agent"))
 WARMUP = 15
 
 
-class SpanSink:
-    """An OTLP/HTTP trace receiver that counts the spans it is sent."""
-
-    def __init__(self) -> None:
-        self.spans = 0
-        self.names: Counter[str] = Counter()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the standard library's name
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(self.rfile.read(int(self.headers.get("content-length", 0))))
-                for scope in (s for r in request.resource_spans for s in r.scope_spans):
-                    sink.spans += len(scope.spans)
-                    sink.names.update(span.name for span in scope.spans)
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-
 @contextmanager
-def embedded_app(tracing: str, sink: SpanSink, extra_env: dict[str, str]) -> Iterator[tuple[int, str]]:
+def embedded_app(tracing: str, sink: TraceReceiver, extra_env: dict[str, str]) -> Iterator[tuple[int, str]]:
     """``todo-agent run`` on a fresh SQLite database; yields its pid and URL."""
     with tempfile.TemporaryDirectory(prefix="bench-tracing-") as folder:
         port = free_port()
@@ -135,24 +103,27 @@ def outbox_backlog(http: httpx.Client) -> float:
     raise SystemExit("the app's /metrics has no todo_outbox_backlog")
 
 
-def one_run(op: str, count: int, tracing: str, sink: SpanSink, extra_env: dict[str, str]) -> dict[str, Any]:
+def one_run(
+    op: str, count: int, tracing: str, sink: TraceReceiver, extra_env: dict[str, str]
+) -> dict[str, Any]:
     work = rest_writes if op == "rest" else chat_turns
     with embedded_app(tracing, sink, extra_env) as (pid, url), httpx.Client(base_url=url, timeout=60) as http:
         work(http, WARMUP, "warm-up")
         wait_until(lambda: outbox_backlog(http) == 0, what="the warm-up published", timeout=60)
         time.sleep(1.0)  # the exporter's batch of the warm-up goes out
-        spans, names, cpu, wall = sink.spans, sink.names.copy(), cpu_seconds(pid), time.perf_counter()
+        before, cpu, wall = len(sink.spans), cpu_seconds(pid), time.perf_counter()
         work(http, count, "bench")
         wall = time.perf_counter() - wall
         wait_until(lambda: outbox_backlog(http) == 0, what="the writes published", timeout=120)
         time.sleep(1.0)  # the exporter's last batch (OTEL_BSP_SCHEDULE_DELAY=500 ms)
         cpu = cpu_seconds(pid) - cpu
+    names = Counter(span.name for span in sink.spans[before:])
     return {
         "tracing": tracing,
         "server_cpu_ms_per_op": round(cpu * 1000 / count, 3),
         "wall_ms_per_op": round(wall * 1000 / count, 3),
-        "spans_per_op": round((sink.spans - spans) / count, 2),
-        "span_names_per_op": {name: round(n / count, 2) for name, n in (sink.names - names).most_common(20)},
+        "spans_per_op": round(names.total() / count, 2),
+        "span_names_per_op": {name: round(n / count, 2) for name, n in names.most_common(20)},
     }
 
 
@@ -165,7 +136,7 @@ def main() -> int:
                         help="more environment for the traced runs (e.g. TODO_TRACING_SQL=on)")  # fmt: skip
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
-    sink = SpanSink()
+    sink = TraceReceiver()
     runs: list[dict[str, Any]] = []
     for pair in range(args.pairs):
         for tracing in ("off", "on") if pair % 2 == 0 else ("on", "off"):

@@ -3,7 +3,7 @@
     relay = OutboxRelay(engine, publisher)
     async with relay.running(container.uow):     # wakes after every commit, polls as well
         ...
-    relay.metrics()                              # backlog, oldest pending age, counters, lag
+    relay.metrics()                              # backlog, failed rows, counters, last error
 
 A round claims the oldest pending rows, publishes each as a CloudEvent to its target topics (one
 request per topic; the partition key is the user), and marks them sent in the same transaction.
@@ -40,9 +40,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import statistics
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, NamedTuple, TypeVar
@@ -50,7 +49,6 @@ from typing import Any, Final, NamedTuple, TypeVar
 from opentelemetry.trace import SpanKind
 from sqlalchemy import BigInteger, Connection, Engine, Select, Table, bindparam, func, literal, true, update
 from sqlalchemy import select as core_select
-from sqlmodel import Session, col, select
 
 from events.contracts import cloud_event, target_topics
 from events.ports import EventPublisher, PublishError
@@ -71,7 +69,6 @@ from tasks.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
-_LAG_WINDOW: Final = 2000
 # One relay at a time publishes (PostgreSQL): its round holds this transaction-level advisory
 # lock, so rounds never overlap and rows reach the broker in id order, which keeps one user's
 # events in order on their partition. Rows are still locked (SKIP LOCKED) as a second guard.
@@ -194,8 +191,6 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._backoff = 0.0
-        self._lags_ms: deque[float] = deque(maxlen=_LAG_WINDOW)
-        self._rounds: deque[tuple[float, float, float, int]] = deque(maxlen=_LAG_WINDOW)  # s, s, s, rows
         self._db_inline = inline_db  # alone on its loop (relay process): no worker thread per query
         self._contended = False  # the last round found another relay publishing
         self.published = 0
@@ -307,7 +302,6 @@ class OutboxRelay:
             raise
 
     def _timed_round(self, claim: float, publish: float, mark: float, rows: int) -> None:
-        self._rounds.append((claim, publish, mark, rows))
         for phase, seconds in (("claim", claim), ("publish", publish), ("mark", mark)):
             RELAY_ROUND_PHASES.labels(phase=phase).observe(seconds)
         RELAY_ROUND_ROWS.observe(rows)
@@ -446,7 +440,6 @@ class OutboxRelay:
         RELAY_PUBLISHED.inc(len(sent))
         for row in sent:
             lag = (now - as_utc(row.created_at)).total_seconds()
-            self._lags_ms.append(lag * 1000)
             RELAY_LAG.observe(lag)
 
     def _note_failure(self, conn: Connection, rows: Sequence[ClaimedRow], reason: str) -> None:
@@ -457,40 +450,29 @@ class OutboxRelay:
 
     # -- metrics -------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
-        """Backlog and age from the database, counters and lag of this relay (sync: DB call)."""
-        with Session(self._engine) as session:
-            backlog, oldest = session.exec(
-                select(func.count(), func.min(OutboxEvent.created_at)).where(_pending())
-            ).one()
-            is_failed = col(OutboxEvent.failed_at).is_not(None)
-            failed = session.exec(select(func.count()).select_from(OutboxEvent).where(is_failed)).one()
-            last_failed = session.exec(
-                select(OutboxEvent.id, OutboxEvent.last_error)
-                .where(is_failed)
-                .order_by(col(OutboxEvent.id).desc())
-            ).first()
-        age = (self._clock() - as_utc(oldest)).total_seconds() if oldest else 0.0
-        lags = sorted(self._lags_ms)
+        """The outbox's state from the database and this relay's counters and last error (sync:
+        DB calls). Timings (lag, round phases) are Prometheus histograms only: ``GET /metrics``."""
+        backlog, age, failed = outbox_gauges(self._engine, self._clock)
+        with self._engine.connect() as conn:
+            last_failed = conn.execute(_LAST_FAILED).first()
         return {
-            "backlog": int(backlog),
+            "backlog": backlog,
             "oldest_pending_age_s": round(age, 3),
             "published": self.published,
             "failures": self.failures,
-            "failed": int(failed),  # rows refused for good (not retried; see last_failed)
+            "failed": failed,  # rows refused for good (not retried; see last_failed)
             "last_failed": {"id": last_failed[0], "error": last_failed[1]} if last_failed else None,
             "backing_off_s": self._backoff,
             "last_error": self.last_error,
-            "lag_ms": _summary(lags),
-            "round_ms": self._round_summary(),  # where a round's time goes (successful rounds)
         }
 
-    def _round_summary(self) -> dict[str, Any]:
-        rounds = list(self._rounds)
-        phases = {
-            name: _summary(sorted(r[index] * 1000 for r in rounds))
-            for index, name in enumerate(("claim", "publish", "mark"))
-        }
-        return {**phases, "rows_p50": statistics.median(r[3] for r in rounds) if rounds else None}
+
+_LAST_FAILED: Final = (
+    core_select(_OUTBOX.c.id, _OUTBOX.c.last_error)
+    .where(_OUTBOX.c.failed_at.is_not(None))
+    .order_by(_OUTBOX.c.id.desc())
+    .limit(1)
+)
 
 
 async def _traced_publish(
@@ -532,11 +514,6 @@ def _row_id(row: ClaimedRow) -> int:
     return row.id
 
 
-def _pending() -> Any:
-    """Rows still to publish: neither sent nor refused for good."""
-    return col(OutboxEvent.published_at).is_(None) & col(OutboxEvent.failed_at).is_(None)
-
-
 def new_event_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -555,15 +532,3 @@ async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
         with contextlib.suppress(Exception):
             await future
         raise
-
-
-def _summary(values: Sequence[float]) -> dict[str, float | None]:
-    if not values:
-        return {"count": 0, "p50": None, "p95": None, "max": None}
-    p95 = values[min(len(values) - 1, int(len(values) * 0.95))]
-    return {
-        "count": len(values),
-        "p50": round(statistics.median(values), 2),
-        "p95": round(p95, 2),
-        "max": round(values[-1], 2),
-    }

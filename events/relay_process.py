@@ -15,19 +15,21 @@ client to the same sidecar, on its own CPU:
   twice at once).
 - **Metrics**: ``prometheus()`` asks the child over a second pipe for its relay metrics, which
   ``GET /metrics`` appends to the app's (left out while the child is down or busy; the backlog
-  is read from the database and the child's up/restarts/pid by the app). ``metrics()`` gives
-  the child's ``OutboxRelay.metrics()`` the same way (benchmarks read it).
+  is read from the database and the child's up/restarts/pid by the app). Benchmarks read the
+  same text (``observability.scrape.Scrape``).
 - **Supervision**: a child that dies is started again within a second (its claimed rows were
   released with its connections, so nothing is lost; a row it published but had not marked is
   published again, and consumers ignore repeats). The child exits when the app closes the
-  wake-up pipe, also when the app dies (the pipe reads end-of-file); it ignores SIGTERM and
-  SIGINT, which a signal to the whole process group also delivers to the app, so the app stops
-  it in order instead of restarting it on its way out.
+  wake-up pipe, also when the app dies (the pipe reads end-of-file) or its interpreter exits
+  without having stopped it (an exit handler stops it); it ignores SIGTERM and SIGINT, which a
+  signal to the whole process group also delivers to the app, so the app stops it in order
+  instead of restarting it on its way out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import gc
 import logging
@@ -99,6 +101,11 @@ class RelayProcess:
         self._wake_fd = wake_write.fileno()
         self._wake_conn = wake_write  # keeps the descriptor open
         self._control = control_here
+        # Stopped on the interpreter's way out too, if nothing stopped it before (a KeyboardInterrupt
+        # past the app's shutdown, an app served in a thread): else multiprocessing's own exit
+        # handler sends the child a SIGTERM, which it ignores, and waits for it without a limit
+        # while this process still holds the wake-up pipe open.
+        atexit.register(self.stop)
         log.info("outbox relay process %s started", self._process.pid)
 
     def alive(self) -> bool:
@@ -110,21 +117,20 @@ class RelayProcess:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Ask the child to finish its round and exit; kill it if it does not."""
-        if self._process is None:
+        atexit.unregister(self.stop)
+        process, self._process = self._process, None
+        if process is None:
             return
         self._wake_fd = None
         for conn in (getattr(self, "_wake_conn", None), self._control):
             if conn is not None:
                 conn.close()
-        if self._process.is_alive():
-            self._process.join(timeout)  # the closed pipe stops it (it ignores SIGTERM)
-            if self._process.is_alive():
-                log.warning(
-                    "outbox relay process %s did not stop in %.0fs: killed", self._process.pid, timeout
-                )
-                self._process.kill()
-                self._process.join(5)
-        self._process = None
+        if process.is_alive():
+            process.join(timeout)  # the closed pipe stops it (it ignores SIGTERM)
+            if process.is_alive():
+                log.warning("outbox relay process %s did not stop in %.0fs: killed", process.pid, timeout)
+                process.kill()
+                process.join(5)
 
     # -- talking to it ---------------------------------------------------------------------
     def wake(self, _rows: Sequence[OutboxEvent] = ()) -> None:
@@ -134,12 +140,6 @@ class RelayProcess:
             return
         with contextlib.suppress(BlockingIOError, BrokenPipeError, OSError):
             os.write(fd, b"\0")
-
-    def metrics(self) -> dict[str, Any]:
-        """The child's ``OutboxRelay.metrics()`` (blocking: call it from a worker thread)."""
-        answer: dict[str, Any] = self._ask("metrics")
-        answer["process"] = self.status()
-        return answer
 
     def prometheus(self) -> bytes:
         """The child's relay metrics in Prometheus text (blocking: call it from a worker thread)."""
@@ -262,11 +262,6 @@ async def _child_run(
             return
         if request == "prometheus":
             control.send(relay_exposition())
-        elif request == "metrics":
-            try:
-                control.send(relay.metrics())
-            except Exception as exc:  # the database is down: say so instead of hanging the caller
-                control.send({"error": f"{type(exc).__name__}: {exc}"})
 
     loop.add_reader(wake_fd, on_wake)
     loop.add_reader(control.fileno(), on_control)

@@ -3,15 +3,17 @@
 The six task tools (add, update, complete, delete, list, set_reminder) take a ``list`` and
 subtasks (``parent_id``); batch forms (``add_tasks``, ``change_tasks``, ``delete_tasks``) take
 explicit ids or the same filter as ``list_tasks``; ``lists`` and ``edit_list`` manage lists;
-``undo`` reverts the last write. Every write tool takes an ``idempotency_key``: a retry with the
-same key and arguments returns the first result and writes nothing.
+``undo`` reverts the last write. Every write tool takes an ``idempotency_key`` (as an argument,
+or in the request's ``_meta``: ``mcp_server.idempotency``): a retry with the same key and
+arguments returns the first result and writes nothing.
 
 No tool takes a user id: the acting user comes from the verified token (HTTP) or from the
 server's environment (stdio), through ``resolve_actor``.
 
 A batch by filter over ``CONFIRM_OVER`` tasks without ``confirm`` raises ``NeedsConfirmation``;
 ``build_mcp_server(confirm_batch=...)`` is the hook that may ask the person (an elicitation) and
-go ahead; without it the tool error says to call again with ``confirm: true``.
+go ahead; without it the tool error says to call again with ``confirm: true``, and carries that
+call as data (``mcp_server.confirmations``), as do the refused deletes.
 
     server = build_mcp_server(service, resolve_actor=lambda token: Actor("local"))
     server.run("stdio")
@@ -22,7 +24,7 @@ go ahead; without it the tool error says to call again with ``confirm: true``.
 import builtins
 import enum
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -37,13 +39,20 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, ToolAnnotations
+from mcp_types import INVALID_PARAMS, CallToolResult, InputRequiredResult, ToolAnnotations
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field, ValidationError
 
 from auth.tokens import ALL_SCOPES, READ_SCOPE, WRITE_SCOPE
 from mcp_server.completions import Completer, default_completers, install_completions
-from mcp_server.confirmations import BATCH_PREFIX, delete_list_needs_yes, delete_task_needs_yes
+from mcp_server.confirmations import (
+    BATCH_PREFIX,
+    ConfirmationNeeded,
+    batch_needs_yes,
+    delete_list_needs_yes,
+    delete_task_needs_yes,
+)
+from mcp_server.idempotency import call_key
 from mcp_server.live import LiveResources
 from mcp_server.prompts import install_prompts
 from mcp_server.resources import install_resources
@@ -165,6 +174,21 @@ class NeedsConfirmationError(ToolError):
         self.action = exc.action
 
 
+class TaskToolServer(MCPServer):
+    """The SDK's server, answering a tool's ``ConfirmationNeeded`` with its error result (the
+    sentence, and the confirmation as data); the SDK makes any other tool error text only."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(refused := exc.__cause__, ConfirmationNeeded):
+                return refused.needed.result(str(exc))  # str(exc): the SDK's "Error executing tool …"
+            raise
+
+
 class ListEdited(BaseModel):
     """The list as it is now, or what deleting it did."""
 
@@ -238,7 +262,7 @@ def build_mcp_server(
     )
     user_of = opts.current_user or (lambda token: resolve_actor(token).user_id)
     live = opts.live
-    mcp: MCPServer = MCPServer(
+    mcp: MCPServer = TaskToolServer(
         name="todo-agent",
         instructions=_INSTRUCTIONS,
         token_verifier=token_verifier,
@@ -287,27 +311,36 @@ def build_mcp_server(
         install_session_subscriptions(mcp, live, lambda: user_of(get_access_token()), check_uri)
 
     async def once(
-        key: str | None, operation: str, arguments: dict[str, Any], fn: Callable[[Actor], M], result: type[M]
-    ) -> M:
-        """The write ``fn`` once per idempotency key (see ``TaskService.once``)."""
+        ctx: Context, idempotency_key: str | None, operation: str, arguments: dict[str, Any],
+        fn: Callable[[Actor], M], result: type[M],
+    ) -> M:  # fmt: skip
+        """The write ``fn`` once per idempotency key (see ``TaskService.once``): the argument's,
+        or the one in the request's ``_meta``."""
+        key = call_key(idempotency_key, request_meta(ctx))
         return await write(
             lambda actor: service.once(actor, key, operation, arguments, lambda: fn(actor), result), operation
         )
 
-    async def confirmed(ctx: Context, run: Callable[[bool], Awaitable[M]], confirm: bool) -> M:
-        """Run a batch; when it needs confirmation and a hook is set, ask, then go ahead."""
+    async def confirmed(
+        ctx: Context, run: Callable[[bool], Awaitable[M]], confirm: bool, tool: str, arguments: dict[str, Any]
+    ) -> M:
+        """Run a batch; when it needs confirmation, ask through the hook if one is set and go
+        ahead, else refuse with the call to make after the person's yes (``arguments``)."""
         try:
             return await run(confirm)
         except NeedsConfirmationError as exc:
             cause = exc.__cause__
-            if confirm_batch is None or not isinstance(cause, NeedsConfirmation):
+            if not isinstance(cause, NeedsConfirmation):
                 raise
+            if confirm_batch is None:
+                raise batch_needs_yes(tool, arguments, cause) from exc
             if not await confirm_batch(ctx, cause):
                 raise ToolError(f"Not confirmed: nothing was changed ({cause.count} tasks matched).") from exc
             return await run(True)
 
     @mcp.tool(annotations=ToolAnnotations(title="Add a task", read_only_hint=False, destructive_hint=False))
     async def add_task(
+        ctx: Context,
         title: Annotated[Text, Field(description="Short name of the task (1-200 characters).")],
         description: Annotated[Text | None, Field(description="Details, up to 4000 characters.")] = None,
         due: Due = None,
@@ -329,12 +362,13 @@ def build_mcp_server(
         def add(actor: Actor) -> TaskWritten:
             return service.add(actor, TaskDraft(**arguments))
 
-        return await once(idempotency_key, "add_task", arguments, add, TaskWritten)
+        return await once(ctx, idempotency_key, "add_task", arguments, add, TaskWritten)
 
     @mcp.tool(
         annotations=ToolAnnotations(title="Add several tasks", read_only_hint=False, destructive_hint=False)
     )
     async def add_tasks(
+        ctx: Context,
         tasks: Annotated[
             builtins.list[TaskDraft],
             Field(description=f"The tasks to add, 1 to {MAX_BATCH_ADD}; all are added or none."),
@@ -344,6 +378,7 @@ def build_mcp_server(
         """Add several tasks in one call (each as add_task takes them)."""
         arguments = [t.model_dump(mode="json", exclude_unset=True) for t in tasks]
         return await once(
+            ctx,
             idempotency_key,
             "add_tasks",
             {"tasks": arguments},
@@ -357,6 +392,7 @@ def build_mcp_server(
         )
     )
     async def update_task(
+        ctx: Context,
         task_id: TaskId,
         title: Annotated[Text | None, Field(description="New title.")] = None,
         description: Annotated[Text | None, Field(description="New description.")] = None,
@@ -384,7 +420,7 @@ def build_mcp_server(
             fields["parent_id"] = None
         arguments = {"task_id": task_id, **fields, "include_subtasks": include_subtasks}
         return await once(
-            idempotency_key, "update_task", arguments,
+            ctx, idempotency_key, "update_task", arguments,
             lambda actor: service.update(
                 actor, task_id, TaskChanges(**fields), include_subtasks=include_subtasks
             ),
@@ -397,13 +433,16 @@ def build_mcp_server(
         )
     )
     async def complete_task(
-        task_id: TaskId, include_subtasks: IncludeSubtasks = False, idempotency_key: IdempotencyKey = None
+        ctx: Context,
+        task_id: TaskId,
+        include_subtasks: IncludeSubtasks = False,
+        idempotency_key: IdempotencyKey = None,
     ) -> CompletedTask:
         """Mark a task as done. For a repeating task, says when the next occurrence is due."""
-
+        key = call_key(idempotency_key, request_meta(ctx))
         return await write(
             lambda actor: complete_task_for(
-                service, actor, task_id, include_subtasks=include_subtasks, idempotency_key=idempotency_key
+                service, actor, task_id, include_subtasks=include_subtasks, idempotency_key=key
             ),
             "complete_task",
         )
@@ -427,6 +466,7 @@ def build_mcp_server(
         )
     )
     async def delete_task(
+        ctx: Context,
         task_id: TaskId,
         answer: Annotated[ElicitationResult[Any], Resolve(ask_before_deleting)],
         confirm: Annotated[
@@ -444,10 +484,11 @@ def build_mcp_server(
         given = accepted(answer, "deleted", f"deleting task {task_id}")
         if given is Confirmation.NOT_ASKED:
             view = await call(lambda actor: service.get(actor, task_id))  # not found comes first
-            raise ToolError(delete_task_needs_yes(view.id, view.title))
+            raise delete_task_needs_yes(view.id, view.title)
         if isinstance(given, ConfirmDelete) and not given.delete:
             raise ToolError(f"Nothing was deleted: the user chose not to delete task {task_id}.")
         return await once(
+            ctx,
             idempotency_key,
             "delete_task",
             {"task_id": task_id},
@@ -515,7 +556,7 @@ def build_mcp_server(
 
         async def run(go: bool) -> BatchResult:
             return await once(
-                idempotency_key, "change_tasks", arguments,
+                ctx, idempotency_key, "change_tasks", arguments,
                 lambda a: service.change_many(
                     a, action, task_ids=task_ids, filter=filter, to_list=list, tags=tags, due=due,
                     include_subtasks=include_subtasks, confirm=go,
@@ -523,7 +564,7 @@ def build_mcp_server(
                 BatchResult,
             )  # fmt: skip
 
-        return await confirmed(ctx, run, go)
+        return await confirmed(ctx, run, go, "change_tasks", arguments)
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -545,12 +586,12 @@ def build_mcp_server(
 
         async def run(go: bool) -> BatchResult:
             return await once(
-                idempotency_key, "delete_tasks", arguments,
+                ctx, idempotency_key, "delete_tasks", arguments,
                 lambda a: service.change_many(a, "delete", task_ids=task_ids, filter=filter, confirm=go),
                 BatchResult,
             )  # fmt: skip
 
-        return await confirmed(ctx, run, go)
+        return await confirmed(ctx, run, go, "delete_tasks", arguments)
 
     @mcp.tool(annotations=ToolAnnotations(title="List tasks", read_only_hint=True))
     async def list_tasks(
@@ -606,6 +647,7 @@ def build_mcp_server(
         )  # fmt: skip
     )
     async def set_reminder(
+        ctx: Context,
         task_id: TaskId,
         at: Annotated[
             When | None, Field(description="When to remind: 'at 9am tomorrow', 'friday 19:30', ISO 8601.")
@@ -620,6 +662,7 @@ def build_mcp_server(
         arguments = {"task_id": task_id, "at": at, "minutes_before_due": minutes_before_due, "cancel": cancel}
         if cancel:
             return await once(
+                ctx,
                 idempotency_key,
                 "set_reminder",
                 arguments,
@@ -627,7 +670,7 @@ def build_mcp_server(
                 TaskWritten,
             )
         return await once(
-            idempotency_key, "set_reminder", arguments,
+            ctx, idempotency_key, "set_reminder", arguments,
             lambda a: service.set_reminder(a, task_id, at=at, minutes_before_due=minutes_before_due),
             TaskWritten,
         )  # fmt: skip
@@ -667,6 +710,7 @@ def build_mcp_server(
         )  # fmt: skip
     )
     async def edit_list(
+        ctx: Context,
         action: Annotated[
             Literal["create", "rename", "archive", "unarchive", "delete"], Field(description="What to do.")
         ],
@@ -692,7 +736,7 @@ def build_mcp_server(
         if given is Confirmation.NOT_ASKED:
             ref = list or ""
             count = await call(lambda a: service.count_matching(a, TaskFilter(status="all", list=ref)))
-            raise ToolError(delete_list_needs_yes(ref, count))
+            raise delete_list_needs_yes(ref, count)
         if isinstance(given, ConfirmDelete) and not given.delete:
             raise ToolError(f"Nothing was deleted: the user chose not to delete the list '{list}'.")
         arguments = {"action": action, "list": list, "name": name, "tasks": tasks}
@@ -712,7 +756,7 @@ def build_mcp_server(
                 return ListEdited(list=service.change_list(actor, list, name=name))
             return ListEdited(list=service.change_list(actor, list, archived=action == "archive"))
 
-        return await once(idempotency_key, "edit_list", arguments, edit, ListEdited)
+        return await once(ctx, idempotency_key, "edit_list", arguments, edit, ListEdited)
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -720,6 +764,7 @@ def build_mcp_server(
         )
     )
     async def undo(
+        ctx: Context,
         change_id: Annotated[
             RowId | None, Field(description="The change to undo (a result's change_id); default: the last.")
         ] = None,
@@ -728,6 +773,7 @@ def build_mcp_server(
         """Undo the user's last change (or the one named), exactly: a whole batch at once. Undoing
         an undo redoes. Refused, changing nothing, if the tasks changed since."""
         return await once(
+            ctx,
             idempotency_key,
             "undo",
             {"change_id": change_id},
@@ -789,6 +835,14 @@ def can_elicit(ctx: Context) -> bool:
     if version is not None and is_version_at_least(version, "2026-07-28"):
         return True
     return ctx.request_context.session.can_send_request
+
+
+def request_meta(ctx: Context) -> Mapping[str, Any] | None:
+    """The tool call's ``_meta`` (None for a call made without a request: ``MCPServer.call_tool``)."""
+    try:
+        return ctx.request_context.meta
+    except ValueError:
+        return None
 
 
 def refuse_without_write_scope(token: AccessToken | None) -> None:

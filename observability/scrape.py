@@ -5,6 +5,7 @@ the text themselves (``prometheus_client``'s own parser does the reading).
     scrape.value("todo_outbox_backlog")                                  # 0.0, or None if absent
     scrape.value("todo_relay_publish_duration_seconds_count", topic="task-events")
     scrape.quantile("todo_relay_lag_seconds", 0.5)                       # from the buckets
+    scrape.mean("todo_relay_round_rows")                                 # _sum / _count
     later.minus(scrape).quantile("todo_relay_lag_seconds", 0.5)          # between two scrapes
 """
 
@@ -50,6 +51,11 @@ class Scrape:
                 return lower + (bound - lower) * share
             lower, below = bound, buckets[bound]
         return None
+
+    def mean(self, histogram: str, **labels: str) -> float | None:
+        """The mean of a histogram's observations (``_sum`` over ``_count``); None without any."""
+        count = self.value(f"{histogram}_count", **labels)
+        return (self.value(f"{histogram}_sum", **labels) or 0.0) / count if count else None
 
     def minus(self, earlier: Scrape) -> Scrape:
         """What the counters and histograms counted since ``earlier`` (gauges come out as the

@@ -1,7 +1,12 @@
-"""Fixtures shared by every tier: settings on a temporary SQLite file, a fixed clock, tokens."""
+"""Fixtures shared by every tier: settings on a temporary SQLite file, a fixed clock, tokens; and
+a run that stops on Ctrl-C (SIGINT)."""
 
 from __future__ import annotations
 
+import _thread
+import signal
+import sys
+import threading
 from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +20,32 @@ from tasks.unit_of_work import UnitOfWorkFactory
 from todo_agent.settings import Settings
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own unraisable-exception hook is in place
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C stops the run, in two cases where Python alone would carry on:
+
+    - started as a background job of a shell without job control (``make check &`` in a script),
+      the process inherits SIGINT ignored, and Python then installs no handler for it;
+    - a KeyboardInterrupt raised while a finalizer or weakref callback runs (garbage collection
+      happens anywhere) is "ignored" (pytest reports it as a warning): a moment later, out of the
+      finalizer, the SIGINT handler runs again (raised there, or in this hook, it would be
+      ignored once more)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    report = sys.unraisablehook
+
+    def interrupt_again(unraisable: sys.UnraisableHookArgs) -> None:
+        report(unraisable)
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            threading.Timer(0.05, _thread.interrupt_main).start()
+
+    def restore() -> None:
+        sys.unraisablehook = report
+
+    sys.unraisablehook = interrupt_again
+    config.add_cleanup(restore)
 
 
 class FixedClock:

@@ -58,12 +58,16 @@ def serve_in_thread(app: Any, port: int, timeout: float = 15.0) -> AppServer:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
+    started = AppServer(port=port, server=server, thread=thread)
     deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError(f"the app server on port {port} stopped while starting")
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError(f"the app server on port {port} did not start in {timeout}s")
-        time.sleep(0.02)
-    return AppServer(port=port, server=server, thread=thread)
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError(f"the app server on port {port} stopped while starting")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the app server on port {port} did not start in {timeout}s")
+            time.sleep(0.02)
+    except BaseException:  # a KeyboardInterrupt too: the caller never gets the server to stop
+        started.stop()  # it shuts down what its lifespan started so far
+        raise
+    return started

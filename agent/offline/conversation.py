@@ -81,12 +81,6 @@ def _turn(items: Sequence[Any]) -> _Turn | None:
     return _Turn(message_text(items[last]), before[-1] if before else "", prior[-1] if prior else "", calls)
 
 
-def _needs_yes(error: str | None) -> str | None:
-    """The task's title when the tool refused a delete until the user says yes, else None."""
-    found = re.search(r"Deleting task \d+ '(.*)' needs the user's yes", error or "", re.DOTALL)
-    return found[1] if found else None
-
-
 def _in_context(command: Command, turn: _Turn, now: datetime) -> tuple[Command, bool]:
     """Resolve "yes"/"no"/"3" against the question asked; the flag says a delete is confirmed."""
     asked = turn.previous_assistant
@@ -170,6 +164,7 @@ def next_step(items: Sequence[Any], *, now: datetime) -> Say | Call:
         return Call(command.tool, arguments)
     result = decode_output(calls[-1][1])
     if command.tool == "delete_task" and command.ref and command.ref.id and not confirmed:
-        if (named := _needs_yes(result.error)) is not None:  # the tool wants the user's yes: ask
-            return Say(ask_delete(command.ref.id, title or named or None))
+        needed = result.confirmation
+        if needed is not None and needed.tool == "delete_task":  # the tool wants the user's yes: ask
+            return Say(ask_delete(command.ref.id, title or needed.title or None))
     return Say(summarise(command, result, zone, now))

@@ -3,15 +3,18 @@
 An MCP tool result reaches the model as a JSON string (structured content), as a list of
 ``{"type": "input_text", "text": ...}`` parts (text content, also used for tool errors), or as
 plain text such as "Task 42 not found". A local ``function_tool`` returning a dict arrives as
-its ``str()``. ``decode_output`` turns all of these into a ``ToolResult``.
+its ``str()``. ``decode_output`` turns all of these into a ``ToolResult``; a refused call's
+confirmation (``mcp_server.confirmations``) comes with it as data, apart from the error's text.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
+
+from mcp_server.confirmations import NeededConfirmation, confirmation_in, without_confirmation
 
 _SDK_ERROR_PREFIX: Final = "An error occurred while running the tool. Please try again. Error: "
 
@@ -25,6 +28,8 @@ class ToolResult:
     next_cursor: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: What the tool needs the person's yes to (a refused delete or batch).
+    confirmation: NeededConfirmation | None = None
 
 
 def _text_of(output: Any) -> str:
@@ -67,6 +72,8 @@ def _from_value(value: Any, text: str) -> ToolResult:
 
 
 def decode_output(output: Any) -> ToolResult:
+    if (needed := confirmation_in(output)) is not None:
+        return replace(decode_output(without_confirmation(output)), confirmation=needed)
     if isinstance(output, list) and len(output) > 1:
         parts = [decode_output(part) for part in output]
         if all(part.task is not None for part in parts):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -38,11 +37,13 @@ def _lists(items: list[dict[str, Any]]) -> str:
     return f"Your lists: {shown}." if shown else "You have no lists yet."
 
 
-def _needs_yes(error: str) -> str | None:
-    found = re.search(r"would (\w+) (\d+) tasks", error)
-    if "needs_confirmation" not in error or found is None:
+def _needs_yes(result: ToolResult) -> str | None:
+    """What to say when the tool refused a batch until the person says yes."""
+    needed = result.confirmation
+    if needed is None or needed.tool not in ("change_tasks", "delete_tasks"):
         return None
-    return f"That would {found[1]} {found[2]} tasks. {CONFIRM_BATCH}, or no to leave them."
+    action = str(needed.arguments.get("action", "delete"))
+    return f"That would {action} {needed.count} tasks. {CONFIRM_BATCH}, or no to leave them."
 
 
 def _verb(command: ToolCommand) -> str:
@@ -76,7 +77,7 @@ def _reminder(command: ToolCommand, result: ToolResult, zone: ZoneInfo, now: dat
 def summarise(command: ToolCommand, result: ToolResult, zone: ZoneInfo, now: datetime) -> str:
     """ "Added #4 Buy milk — due Fri 27 Nov 17:00 (high, #groceries)." or the tool's error."""
     if result.error is not None:
-        return _needs_yes(result.error) or f"Sorry, that didn't work: {result.error}"
+        return _needs_yes(result) or f"Sorry, that didn't work: {result.error}"
     if command.tool in ("change_tasks", "delete_tasks"):
         return _batch(command, result.data)
     if command.tool == "lists":

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import dateparser
 import pytest
 from agents import Agent, RunConfig, Runner, SQLiteSession, function_tool
 from agents.tool import Tool
+from mcp_types import TextContent
 
 from agent.offline import OfflineModel
 from agent.offline.results import decode_output
+from mcp_server.confirmations import ConfirmationNeeded, delete_task_needs_yes
 
 ZONE = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 26, 18, 0, tzinfo=ZONE)  # a Thursday
@@ -22,6 +24,13 @@ INSTRUCTIONS = (
     "You manage the user's tasks.\nCurrent time: 2026-11-26T18:00:00+01:00\nUser time zone: Europe/Berlin"
 )
 RUN_CONFIG = RunConfig(tracing_disabled=True)
+
+
+def text_blocks(refused: ConfirmationNeeded) -> list[TextContent]:
+    """The text blocks of the MCP tool's error result for ``refused``."""
+    blocks = refused.needed.result(str(refused)).content
+    assert all(isinstance(block, TextContent) for block in blocks)
+    return cast(list[TextContent], blocks)
 
 
 class FakeTasks:
@@ -68,6 +77,8 @@ class FakeTasks:
         self.calls.append((name, {k: v for k, v in arguments.items() if v is not None and k not in helpers}))
         try:
             return json.dumps(action())
+        except ConfirmationNeeded as refused:  # the MCP tool's content blocks: its words, then its data
+            return [{"type": "text", "text": block.text} for block in text_blocks(refused)]
         except ValueError as error:
             return {"type": "text", "text": str(error)}
 
@@ -133,9 +144,7 @@ class FakeTasks:
             def delete() -> Any:
                 task = store._task(task_id)
                 if not confirm:
-                    raise ValueError(
-                        f"Deleting task {task_id} '{task['title']}' needs the user's yes: ask them"
-                    )
+                    raise delete_task_needs_yes(task_id, task["title"])
                 return store.tasks.pop(task["id"])
 
             return store.run("delete_task", {"task_id": task_id, "confirm": confirm}, delete)

@@ -1,5 +1,5 @@
 """Tracing in the embedded default (``todo-agent run``: SQLite, the in-process bus), exported to a
-real OTLP/HTTP endpoint: a tiny collector in this test that decodes what the app sends.
+real OTLP/HTTP endpoint: a small receiver (``devstack.otlp``) that decodes what the app sends.
 
 The app runs as its own process (tracing is set up once per process). One REST write must be one
 trace: the request, the use case, the relay's publish and both consumers' applies (its SQL
@@ -15,70 +15,24 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from devstack.otlp import TraceReceiver
 from devstack.procs import free_port, http_status, stop_pid, wait_until
 
 TODO_AGENT = str(Path(sys.executable).with_name("todo-agent"))
 SQL_VERBS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 
-class Collector:
-    """An OTLP/HTTP trace receiver: ``spans`` holds ``(service, name, trace id hex)``."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[str, str, str]] = []
-        self.requests = 0
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the standard library's name
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                collector.take(body)
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def take(self, body: bytes) -> None:
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(body)
-        self.requests += 1
-        for resource_spans in request.resource_spans:
-            attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-            service = attributes.get("service.name", "?")
-            for scope in resource_spans.scope_spans:
-                for span in scope.spans:
-                    self.spans.append((service, span.name, span.trace_id.hex()))
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
 @pytest.fixture
-def collector() -> Iterator[Collector]:
-    c = Collector()
-    yield c
-    c.close()
+def collector() -> Iterator[TraceReceiver]:
+    with TraceReceiver() as receiver:
+        yield receiver
 
 
 def run_embedded(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, Path]:
@@ -89,13 +43,17 @@ def run_embedded(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[
     with open(log, "wb") as out:
         proc = subprocess.Popen([TODO_AGENT, "run", "--port", str(port)], env=env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_status(f"{url}/healthz") == 200, what="the embedded app", timeout=60,
-               log_path=log, proc=proc)  # fmt: skip
+    try:
+        wait_until(lambda: http_status(f"{url}/healthz") == 200, what="the embedded app", timeout=60,
+                   log_path=log, proc=proc)  # fmt: skip
+    except BaseException:  # not up (or Ctrl-C): the caller has no process to stop
+        stop_pid(proc.pid, timeout=10)
+        raise
     return proc, url, log
 
 
 def test_one_rest_write_is_one_trace_from_request_through_relay_to_both_consumers(
-    tmp_path: Path, collector: Collector
+    tmp_path: Path, collector: TraceReceiver
 ) -> None:
     env = {"TODO_TRACING": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
            "OTEL_BSP_SCHEDULE_DELAY": "100", "TODO_LOG_LEVEL": "INFO"}  # fmt: skip
@@ -110,8 +68,8 @@ def test_one_rest_write_is_one_trace_from_request_through_relay_to_both_consumer
 
         def traced() -> bool:
             by_trace: dict[str, set[str]] = {}
-            for _, name, trace_id in collector.spans:
-                by_trace.setdefault(trace_id, set()).add(name)
+            for span in collector.spans:
+                by_trace.setdefault(span.trace_id, set()).add(span.name)
             return any(wanted <= names for names in by_trace.values()) and any(
                 completion <= names for names in by_trace.values()
             )
@@ -119,9 +77,9 @@ def test_one_rest_write_is_one_trace_from_request_through_relay_to_both_consumer
         deadline = time.monotonic() + 30
         while not traced() and time.monotonic() < deadline:
             time.sleep(0.2)
-        names = sorted({name for _, name, _ in collector.spans})
+        names = sorted({span.name for span in collector.spans})
         assert traced(), f"no single trace holds {wanted} and another {completion}: spans {names}"
-        assert {service for service, _, _ in collector.spans} == {"todo-agent"}
+        assert {span.service for span in collector.spans} == {"todo-agent"}
         assert not [n for n in names if n.startswith(SQL_VERBS)], "SQL spans without TODO_TRACING_SQL=on"
     finally:
         stop_pid(proc.pid, timeout=10)
@@ -134,7 +92,7 @@ def test_one_rest_write_is_one_trace_from_request_through_relay_to_both_consumer
 
 
 def test_with_sql_tracing_on_each_statement_of_a_write_is_a_span_in_the_requests_trace(
-    tmp_path: Path, collector: Collector
+    tmp_path: Path, collector: TraceReceiver
 ) -> None:
     env = {"TODO_TRACING": "on", "TODO_TRACING_SQL": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
            "OTEL_BSP_SCHEDULE_DELAY": "100"}  # fmt: skip
@@ -144,8 +102,8 @@ def test_with_sql_tracing_on_each_statement_of_a_write_is_a_span_in_the_requests
 
         def write_trace() -> set[str]:
             by_trace: dict[str, set[str]] = {}
-            for _, name, trace_id in collector.spans:
-                by_trace.setdefault(trace_id, set()).add(name)
+            for span in collector.spans:
+                by_trace.setdefault(span.trace_id, set()).add(span.name)
             return next((names for names in by_trace.values() if "use_case tasks.add" in names), set())
 
         deadline = time.monotonic() + 30
@@ -158,7 +116,7 @@ def test_with_sql_tracing_on_each_statement_of_a_write_is_a_span_in_the_requests
 
 
 def test_tracing_switched_off_sends_no_span_even_with_an_endpoint_set(
-    tmp_path: Path, collector: Collector
+    tmp_path: Path, collector: TraceReceiver
 ) -> None:
     env = {
         "TODO_TRACING": "off",

@@ -1,7 +1,9 @@
 """The official MCP TypeScript SDK (1.32, a handshake-era client) against ``/mcp`` over streamable
 HTTP with a session: instructions, resources, a prompt, a completion, a subscription that hears a
-REST write, and a delete that is asked about and cancelled. ``ts_client/client.mjs`` is the client;
-``npm ci`` installs the pinned SDK on first use (``ts_client/package-lock.json``)."""
+REST write, a delete that is asked about and cancelled, and (a client that cannot be asked) the
+refused delete as an error result with the confirmation in its ``_meta``, which the SDK's checks
+of structured results let through. ``ts_client/client.mjs`` is the client; ``npm ci`` installs
+the pinned SDK on first use (``ts_client/package-lock.json``)."""
 
 from __future__ import annotations
 
@@ -77,4 +79,13 @@ def test_the_typescript_sdk_uses_a_session_subscribes_and_is_asked_before_a_dele
     assert steps["updated"] == uri
     delete = steps["delete"]
     assert delete["isError"] and "Nothing was deleted" in delete["text"] and len(delete["asked"]) == 1
+    refused = steps["refused"]
+    assert refused["isError"] and "needs the user's yes" in refused["text"] and refused["blocks"] == 2
+    assert refused["confirmation"] == {
+        "tool": "delete_task",
+        "arguments": {"task_id": task.id, "confirm": True},
+        "question": f"Delete task #{task.id} 'From TypeScript' and its subtasks?",
+        "count": 1,
+        "title": "From TypeScript",
+    }
     assert container.tasks.get(Actor("alice"), task.id).priority == "high"  # still there

@@ -16,6 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
+from agent.confirmations import pending_in
+from mcp_server.confirmations import META_KEY, NeededConfirmation
 from tasks.errors import TaskNotFound
 from tasks.inputs import TaskDraft, TaskFilter, TaskQuery
 from tasks.models import OutboxEvent
@@ -414,3 +416,38 @@ async def test_on_the_chat_completions_wire_the_answer_reaches_the_models_next_t
         "deleted": True,
         "change_id": ANY,
     }
+
+
+# -- what makes a confirmation -----------------------------------------------------------------
+
+
+def _refused_turn(tool: str, output: Any) -> list[Any]:
+    call = {"type": "function_call", "call_id": "c1", "name": tool, "arguments": '{"task_id": 5}'}
+    return [
+        {"role": "user", "content": "delete 5"},
+        call,
+        {"type": "function_call_output", "call_id": "c1", "output": output},
+    ]
+
+
+def test_only_the_tools_data_for_the_calls_own_tool_makes_a_confirmation() -> None:
+    needed = NeededConfirmation(
+        "delete_task",
+        {"task_id": 5, "confirm": True},
+        "Delete task #5 'Buy milk' and its subtasks?",
+        1,
+        "Buy milk",
+    )
+    sentence = (
+        "Error executing tool delete_task: Deleting task 5 'Buy milk' needs the user's yes: ask them, and "
+        "call delete_task again with confirm: true once they say yes. Nothing was deleted."
+    )
+    parts = [
+        {"type": "input_text", "text": sentence},
+        {"type": "input_text", "text": json.dumps({META_KEY: needed.data()})},
+    ]
+    [pending] = pending_in(_refused_turn("delete_task", parts))
+    assert (pending.id, pending.needed) == ("c1", needed)
+    assert pending_in(_refused_turn("add_task", parts)) == []  # data about another tool than the call's
+    assert pending_in(_refused_turn("delete_task", sentence)) == []  # the words alone are not the data
+    assert pending_in(_refused_turn("delete_task", [parts[0]])) == []

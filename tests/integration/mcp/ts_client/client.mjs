@@ -43,4 +43,23 @@ say("updated", await updated);
 const deleted = await client.callTool({ name: "delete_task", arguments: { task_id: Number(taskId) } });
 say("delete", { isError: deleted.isError ?? false, text: deleted.content[0].text, asked });
 await client.close();
+
+// A client that cannot be asked gets the refusal as an error result with the confirmation as
+// data; the SDK checks a result's structuredContent against the tool's output schema even on an
+// error, so the refusal must not carry any.
+const plain = new Client({ name: "ts-plain", version: "1.0.0" }, { capabilities: {} });
+await plain.connect(
+  new StreamableHTTPClientTransport(new URL(`${url}/mcp`), {
+    requestInit: { headers: { Authorization: `Bearer ${token}` } },
+  }),
+);
+await plain.listTools(); // the SDK learns the output schemas it checks results against
+const refused = await plain.callTool({ name: "delete_task", arguments: { task_id: Number(taskId) } });
+say("refused", {
+  isError: refused.isError ?? false,
+  text: refused.content[0].text,
+  blocks: refused.content.length,
+  confirmation: refused._meta?.["todo-agent/confirmation"] ?? null,
+});
+await plain.close();
 process.exit(0); // the stdin reader would keep the process alive

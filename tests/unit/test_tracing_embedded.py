@@ -135,7 +135,7 @@ def test_tracing_switched_off_sends_no_span_even_with_an_endpoint_set(
 
 
 def test_request_spans_are_named_after_the_route_continue_the_callers_trace_and_skip_probes(
-    tmp_path: Path, collector: Collector
+    tmp_path: Path, collector: TraceReceiver
 ) -> None:
     """FastAPI's own request spans (``todo_agent.telemetry.request_spans``): the route template,
     never the raw path; a caller's ``traceparent`` is the parent; MCP's requests are named after
@@ -160,13 +160,13 @@ def test_request_spans_are_named_after_the_route_continue_the_callers_trace_and_
             assert mcp.status_code == 200, mcp.text
         wanted = {"POST /api/tasks", "GET /api/tasks/{task_id}", "POST /mcp"}
         deadline = time.monotonic() + 30
-        while not wanted <= {name for _, name, _ in collector.spans} and time.monotonic() < deadline:
+        while not wanted <= {span.name for span in collector.spans} and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         stop_pid(proc.pid, timeout=10)
-    names = {name for _, name, _ in collector.spans}
+    names = {span.name for span in collector.spans}
     assert wanted <= names, f"request spans {sorted(names)}"
     assert not [n for n in names if any(p in n for p in ("/healthz", "/readyz", "/metrics"))], sorted(names)
     assert not [n for n in names if n.startswith(("GET /api/tasks/", "POST /api/tasks/")) and "{" not in n]
-    created_in = {trace for _, name, trace in collector.spans if name == "POST /api/tasks"}
+    created_in = {span.trace_id for span in collector.spans if span.name == "POST /api/tasks"}
     assert created_in == {caller}, f"the write's request span is not in the caller's trace: {created_in}"

@@ -15,7 +15,9 @@ the outbox to drain and the exporter to flush before the second reading.
 request); ``--op chat``: chat turns through ``POST /api/chat`` (benchmarks.chat's script). The
 runs alternate off/on, the order flipped every pair, so a drift of the shared machine hits both.
 Printed: each run's server CPU ms per operation and wall ms per operation, the spans exported
-per operation, and the on/off ratio of the medians.
+per operation, the on/off ratio of the medians, and each pair's own on/off ratio with their
+median (``pair_ratio_server_cpu_median``: the figure to quote; adjacent runs share the machine's
+state of the moment).
 """
 
 from __future__ import annotations
@@ -151,6 +153,13 @@ def main() -> int:
             figures[f"{tracing}_{key}_median"] = round(statistics.median(r[key] for r in mine), 3)
     for key in ("server_cpu_ms_per_op", "wall_ms_per_op"):
         figures[f"ratio_{key}"] = round(figures[f"on_{key}_median"] / figures[f"off_{key}_median"], 3)
+    # Each pair's on/off ratio: its two runs were next to each other, so a drift of the shared
+    # machine over the whole benchmark cancels out of it more than out of the medians above.
+    pairs = [(runs[i], runs[i + 1]) for i in range(0, len(runs) - 1, 2)]
+    ratios = [on["server_cpu_ms_per_op"] / off["server_cpu_ms_per_op"]
+              for off, on in (sorted(p, key=lambda r: r["tracing"] == "on") for p in pairs)]  # fmt: skip
+    figures["pair_ratios_server_cpu"] = [round(r, 3) for r in ratios]
+    figures["pair_ratio_server_cpu_median"] = round(statistics.median(ratios), 3)
     print(json.dumps(figures))
     return 0
 

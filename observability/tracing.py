@@ -16,7 +16,8 @@ OTLP endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
 ``OTEL_TRACES_SAMPLER``/``_ARG``, ``OTEL_EXPORTER_OTLP_*`` (spans go out as OTLP over HTTP).
 
 When tracing is off, :func:`span` and :func:`traced` cost one flag test: no span objects, no
-context switches. The ASGI and HTTPX instrumentations make the request and client spans;
+context switches. FastAPI's own telemetry (on once a tracer provider is installed) makes the
+request spans, named after the matched route; the HTTPX instrumentation the client spans;
 the project adds its own where no instrumentation reaches (MCP tools, use cases, chat phases,
 the relay, consumers, reminder jobs). A span per SQL statement (the SQLAlchemy
 instrumentation) is there with ``TODO_TRACING_SQL=on``; without it a use case's span covers its
@@ -48,11 +49,11 @@ SQL_SWITCH: Final = "TODO_TRACING_SQL"
 _ON_WORDS: Final = frozenset({"on", "1", "true", "yes"})
 _OFF_WORDS: Final = frozenset({"off", "0", "false", "no"})
 _ENDPOINTS: Final = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-#: Routes whose requests make no span: probes and scrapes would drown the real traffic; and
+#: Paths whose requests make no span: probes and scrapes would drown the real traffic; and
 #: daprd's deliveries to the subscriptions (``/events/...``): daprd's own span covers each call,
 #: and the consumer's apply span continues the writer's trace from the event's ``traceparent``,
 #: so a request span there was one more span per event and consumer that nothing hung under.
-EXCLUDED_URLS: Final = "/healthz,/readyz,/metrics,/events/"
+UNTRACED_PATHS: Final = ("/healthz", "/readyz", "/metrics", "/events/")
 
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _TRACER: Final = trace.get_tracer("todo-agent")  # a proxy: follows the provider set later
@@ -181,39 +182,9 @@ def flush(timeout_ms: int = 5000) -> None:
         force(timeout_ms)
 
 
-def instrument_app(app: Any) -> None:
-    """A server span per request (the ASGI instrumentation, outermost of the app's middleware)
-    when tracing is on; :func:`name_request_span` names it after the route that served it.
-
-    FastAPI's own instrumentation wraps the same middleware but names the span up front by
-    matching the request against every route of the app, which cost a third of tracing's CPU
-    on a write through MCP; the route the router matched is known once it has run."""
-    if not _on:
-        return
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
-    app.add_middleware(
-        OpenTelemetryMiddleware, excluded_urls=EXCLUDED_URLS, default_span_details=_request_span_details,
-        exclude_spans=["receive", "send"],
-    )  # fmt: skip
-
-
-def _request_span_details(scope: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A request's span name until its route is known: the method (a WebSocket: its path)."""
-    if scope.get("type") == "websocket":
-        return str(scope.get("path", "websocket")), {}
-    return str(scope.get("method") or "HTTP"), {}
-
-
-def name_request_span(method: str, route: str) -> None:
-    """Name the current request's span after the route template that served it
-    (``POST /api/tasks/{task_id}``, never the raw path) and set ``http.route``."""
-    if not _on:
-        return
-    current = trace.get_current_span()
-    if current.is_recording():
-        current.update_name(f"{method} {route}")
-        current.set_attribute("http.route", route)
+def untraced_request(scope: Mapping[str, Any]) -> bool:
+    """Whether a request makes no span (:data:`UNTRACED_PATHS`)."""
+    return str(scope.get("path", "")).startswith(UNTRACED_PATHS)
 
 
 def instrument_engine(engine: Any) -> None:

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from mcp.server.transport_security import TransportSecuritySettings
 from sqlalchemy import text
+from starlette.routing import Route
 
 from agent import routes as chat_routes
 from agent.wiring import chat_running
@@ -85,6 +86,7 @@ def create_app(
         version="0.1.0",
         description="A conversational task assistant: REST, MCP at /mcp, chat and live updates.",
         lifespan=lifespan,
+        telemetry=telemetry.request_spans(),
     )
     app.state.container = container
     app.state.edge = EdgePolicy.of(container)
@@ -104,7 +106,12 @@ def create_app(
     for extend in extensions or []:
         extend(app, container)
     if mcp_app is not None:
-        app.mount("/", mcp_app)  # last: lowest precedence; serves /mcp and its OAuth metadata
+        # Each path of the MCP app (/mcp, and its OAuth metadata when it serves some) is a route
+        # of this app to the whole MCP app (its middleware and router): the router then knows
+        # the route, so the request's span and metrics are named after it (POST /mcp). Last:
+        # lowest precedence.
+        for path in dict.fromkeys(route.path for route in mcp_app.routes if isinstance(route, Route)):
+            app.router.routes.append(Route(path, mcp_app, include_in_schema=False))
     return app
 
 

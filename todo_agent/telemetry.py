@@ -3,6 +3,7 @@
 setup itself is ``observability`` (a leaf package).
 
     configure_for(role)           # before bootstrap: tracing on or off, logs as lines or JSON
+    FastAPI(..., telemetry=request_spans())   # FastAPI's own request spans, when tracing is on
     install(app, sources)         # in create_app
 
 ``/metrics`` answers the operator only (``todo_agent.edge``: ``APP_API_TOKEN`` or a loopback
@@ -20,6 +21,7 @@ from typing import Final
 
 from fastapi import FastAPI
 from fastapi.responses import Response
+from fastapi.telemetry import TelemetryConfig
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,11 +44,24 @@ def configure_for(role: str, log_level: str = "INFO") -> bool:
     return tracing.configure(service_name(role))
 
 
+def request_spans() -> TelemetryConfig:
+    """FastAPI's telemetry settings for a role's app: a SERVER span per request, named after the
+    matched route (``POST /api/tasks/{task_id}``) and continuing an incoming ``traceparent``,
+    made by FastAPI itself once a tracer provider is installed (tracing on; off, it costs a
+    check per request). No spans for dependency resolution, the endpoint and serialisation (a
+    write's use case span covers its work), no OpenTelemetry metrics or logs (``/metrics`` is
+    Prometheus; logs are lines), and none for probes, scrapes and daprd's deliveries
+    (``tracing.UNTRACED_PATHS``). It replaced the ASGI instrumentation's middleware, whose
+    span carried thirteen attributes to FastAPI's eight (the REST write's CPU with tracing on:
+    ``benchmarks/README.md``)."""
+    return {"operation_spans": False, "metrics": False, "logs": False, "auto_configure": False,
+            "exclude": tracing.untraced_request}  # fmt: skip
+
+
 def install(app: FastAPI, sources: Sequence[MetricsSource] = ()) -> None:
-    """Request metrics and spans for ``app``, and its ``GET /metrics``: the process's metrics,
-    then the text each of ``sources`` gives (the relay's part: ``events.wiring.metrics_sources``)."""
+    """Request metrics for ``app`` and its ``GET /metrics``: the process's metrics, then the
+    text each of ``sources`` gives (the relay's part: ``events.wiring.metrics_sources``)."""
     app.add_middleware(RequestMetrics)
-    tracing.instrument_app(app)
 
     @app.get(METRICS_PATH, include_in_schema=False)
     def metrics() -> Response:
@@ -56,8 +71,7 @@ def install(app: FastAPI, sources: Sequence[MetricsSource] = ()) -> None:
 
 class RequestMetrics:
     """``todo_http_requests_total`` and ``todo_http_request_duration_seconds`` by route
-    template (``/api/tasks/{task_id}``, never the raw path: ids would make a series each); the
-    request's span gets the same name (``tracing.name_request_span``)."""
+    template (``/api/tasks/{task_id}``, never the raw path: ids would make a series each)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -73,9 +87,6 @@ class RequestMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                route = _route_of(scope)  # routed by now; the span ends with the response's body
-                if not route.startswith("("):
-                    tracing.name_request_span(scope.get("method", ""), route)
             await send(message)
 
         try:
@@ -91,6 +102,6 @@ def _route_of(scope: Scope) -> str:
     route = scope.get("route")
     if route is None:
         return "(unmatched)"
-    if isinstance(route, Mount):  # the MCP app, mounted at the root, serves /mcp
-        return "/mcp" if scope.get("path", "").startswith("/mcp") else "(mount)"
+    if isinstance(route, Mount):  # the web UI's files: one series for all of them
+        return f"{route.path}/{{path}}"
     return str(getattr(route, "path", "(unmatched)"))

@@ -132,3 +132,41 @@ def test_tracing_switched_off_sends_no_span_even_with_an_endpoint_set(
     assert collector.requests == 0
     with sqlite3.connect(tmp_path / "todo.db") as db:
         assert [row[0] for row in db.execute("select trace_context from outbox")] == [None]
+
+
+def test_request_spans_are_named_after_the_route_continue_the_callers_trace_and_skip_probes(
+    tmp_path: Path, collector: TraceReceiver
+) -> None:
+    """FastAPI's own request spans (``todo_agent.telemetry.request_spans``): the route template,
+    never the raw path; a caller's ``traceparent`` is the parent; MCP's requests are named after
+    ``/mcp`` (the MCP app's own route); probes and scrapes make no span."""
+    env = {"TODO_TRACING": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+           "OTEL_BSP_SCHEDULE_DELAY": "100"}  # fmt: skip
+    proc, url, _ = run_embedded(tmp_path, env)
+    caller = "4bf92f3577b34da6a3ce929d0e0e4736"
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for probe in ("/healthz", "/readyz", "/metrics"):
+                assert http.get(probe).status_code == 200, probe
+            created = http.post("/api/tasks", json={"title": "traced"},
+                                headers={"traceparent": f"00-{caller}-00f067aa0ba902b7-01"})  # fmt: skip
+            assert created.status_code == 201, created.text
+            assert http.get(f"/api/tasks/{created.json()['id']}").status_code == 200
+            initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                          "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                     "clientInfo": {"name": "span-test", "version": "1"}}}  # fmt: skip
+            mcp = http.post("/mcp", json=initialize,
+                            headers={"accept": "application/json, text/event-stream"})  # fmt: skip
+            assert mcp.status_code == 200, mcp.text
+        wanted = {"POST /api/tasks", "GET /api/tasks/{task_id}", "POST /mcp"}
+        deadline = time.monotonic() + 30
+        while not wanted <= {span.name for span in collector.spans} and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop_pid(proc.pid, timeout=10)
+    names = {span.name for span in collector.spans}
+    assert wanted <= names, f"request spans {sorted(names)}"
+    assert not [n for n in names if any(p in n for p in ("/healthz", "/readyz", "/metrics"))], sorted(names)
+    assert not [n for n in names if n.startswith(("GET /api/tasks/", "POST /api/tasks/")) and "{" not in n]
+    created_in = {span.trace_id for span in collector.spans if span.name == "POST /api/tasks"}
+    assert created_in == {caller}, f"the write's request span is not in the caller's trace: {created_in}"

@@ -70,6 +70,19 @@ def running_app(settings: Settings, *, model: Any = None, port: int | None = Non
         server.stop()
 
 
+def fail_next_append(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conversation store's next ``append`` fails (a turn whose save is lost); later ones work."""
+    real_append = store.append
+    failures = iter([RuntimeError("state store down")])
+
+    async def append_failing_once(user_id: str, conversation_id: str, items: Any) -> None:
+        if (failure := next(failures, None)) is not None:
+            raise failure
+        await real_append(user_id, conversation_id, items)
+
+    monkeypatch.setattr(store, "append", append_failing_once)
+
+
 def settings_on_free_port(make_settings: Any, **overrides: Any) -> Settings:
     settings: Settings = make_settings(port=free_port(), **overrides)
     return settings

@@ -24,7 +24,14 @@ from tasks.models import OutboxEvent
 from tasks.service import Actor
 from tests.conftest import JWT_SECRET
 from tests.unit.agent.openai_wire_support import MODEL_NAME, RequestLog, app_on_model_server
-from tests.unit.agent.support import RunningApp, running_app, settings_on_free_port, stream, token
+from tests.unit.agent.support import (
+    RunningApp,
+    fail_next_append,
+    running_app,
+    settings_on_free_port,
+    stream,
+    token,
+)
 
 ALICE = Actor("alice", "Europe/Berlin")
 DELETE_ERRANDS = {"action": "delete", "list": "Errands", "tasks": "delete"}
@@ -296,20 +303,11 @@ async def test_a_retry_after_a_lost_answer_reuses_the_first_result_and_writes_no
                 [assistant_message("That is 21 tasks; sure?")],
             ]
         )
-        store = app.chat.store
-        real_append = store.append
-        failures = iter([RuntimeError("state store down")])
-
-        async def append_failing_once(user_id: str, conversation_id: str, items: Any) -> None:
-            if (failure := next(failures, None)) is not None:
-                raise failure
-            await real_append(user_id, conversation_id, items)
-
         async with app.client(token(verifier, "alice")) as alice:
             cid = (await alice.post("/api/chat", json={"message": "delete the old ones"})).json()[
                 "conversation_id"
             ]
-            monkeypatch.setattr(store, "append", append_failing_once)
+            fail_next_append(app.chat.store, monkeypatch)
             lost = await alice.post(answer_path(cid, "r1"), json={"confirm": True})
             assert lost.status_code == 502 and "memory is unavailable" in lost.json()["detail"]
             assert len(deletes(app, "alice")) == 21

@@ -13,7 +13,7 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 from tasks.inputs import TaskQuery
 from tasks.service import Actor
 from tests.conftest import JWT_SECRET
-from tests.unit.agent.support import RunningApp, running_app, settings_on_free_port, token
+from tests.unit.agent.support import RunningApp, fail_next_append, running_app, settings_on_free_port, token
 
 ALICE = Actor("alice", "Europe/Berlin")
 
@@ -39,20 +39,11 @@ async def test_a_turn_sent_again_after_its_save_failed_adds_once_and_a_later_tur
     with running_app(settings, model=model) as app:
         if tools == "http":  # the key rides the request's _meta over streamable HTTP too
             app.chat.mcp_url = f"{app.url}/mcp"
-        store = app.chat.store
-        real_append = store.append
-        failures = iter([RuntimeError("state store down")])
-
-        async def append_failing_once(user_id: str, conversation_id: str, items: Any) -> None:
-            if (failure := next(failures, None)) is not None:
-                raise failure
-            await real_append(user_id, conversation_id, items)
-
         async with app.client(token(verifier, "alice")) as alice:
             model.extend([[assistant_message("Hello.")]])
             cid = (await alice.post("/api/chat", json={"message": "hi"})).json()["conversation_id"]
 
-            monkeypatch.setattr(store, "append", append_failing_once)
+            fail_next_append(app.chat.store, monkeypatch)
             model.extend(adds_milk("add1"))
             asked = {"message": "add buy milk", "conversation_id": cid}
             lost = await alice.post("/api/chat", json=asked)

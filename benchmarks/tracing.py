@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,10 +38,10 @@ import httpx
 
 from benchmarks.chat import SCRIPT
 from benchmarks.events_e2e import cpu_seconds
+from devstack.appserver import start_embedded
 from devstack.otlp import TraceReceiver
-from devstack.procs import free_port, http_status, stop_pid, wait_until
+from devstack.procs import stop_pid, wait_until
 
-TODO_AGENT = str(Path(sys.executable).with_name("todo-agent"))
 WARMUP = 15
 
 
@@ -51,19 +49,11 @@ WARMUP = 15
 def embedded_app(tracing: str, sink: TraceReceiver, extra_env: dict[str, str]) -> Iterator[tuple[int, str]]:
     """``todo-agent run`` on a fresh SQLite database; yields its pid and URL."""
     with tempfile.TemporaryDirectory(prefix="bench-tracing-") as folder:
-        port = free_port()
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TODO_"))}
-        env = {**base, "TODO_DATABASE_URL": f"sqlite:///{folder}/todo.db", "TODO_DATA_DIR": folder,
-               "TODO_TIMEZONE": "UTC", "TODO_LOG_LEVEL": "WARNING", "TODO_TRACING": tracing,
+        env = {"TODO_DATA_DIR": folder, "TODO_LOG_LEVEL": "WARNING", "TODO_TRACING": tracing,
                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_BSP_SCHEDULE_DELAY": "500",
                **extra_env}  # fmt: skip
-        log = Path(folder) / "app.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([TODO_AGENT, "run", "--port", str(port)], env=env, stdout=out, stderr=out)
-        url = f"http://127.0.0.1:{port}"
+        proc, url, _ = start_embedded(Path(folder), env)
         try:
-            wait_until(lambda: http_status(f"{url}/healthz") == 200, what="the embedded app", timeout=60,
-                       log_path=log, proc=proc)  # fmt: skip
             yield proc.pid, url
         finally:
             stop_pid(proc.pid, timeout=10)

@@ -11,10 +11,7 @@ switch off nothing is sent, even to a configured endpoint.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.appserver import start_embedded
 from devstack.otlp import TraceReceiver
-from devstack.procs import free_port, http_status, stop_pid, wait_until
+from devstack.procs import stop_pid
 
-TODO_AGENT = str(Path(sys.executable).with_name("todo-agent"))
 SQL_VERBS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 
@@ -35,29 +32,12 @@ def collector() -> Iterator[TraceReceiver]:
         yield receiver
 
 
-def run_embedded(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port = free_port()
-    log = tmp_path / "app.log"
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TODO_"))}
-    env = {**base, "TODO_DATABASE_URL": f"sqlite:///{tmp_path / 'todo.db'}", "TODO_TIMEZONE": "UTC", **env}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([TODO_AGENT, "run", "--port", str(port)], env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: http_status(f"{url}/healthz") == 200, what="the embedded app", timeout=60,
-                   log_path=log, proc=proc)  # fmt: skip
-    except BaseException:  # not up (or Ctrl-C): the caller has no process to stop
-        stop_pid(proc.pid, timeout=10)
-        raise
-    return proc, url, log
-
-
 def test_one_rest_write_is_one_trace_from_request_through_relay_to_both_consumers(
     tmp_path: Path, collector: TraceReceiver
 ) -> None:
     env = {"TODO_TRACING": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
            "OTEL_BSP_SCHEDULE_DELAY": "100", "TODO_LOG_LEVEL": "INFO"}  # fmt: skip
-    proc, url, log = run_embedded(tmp_path, env)
+    proc, url, log = start_embedded(tmp_path, env)
     try:
         reply = httpx.post(f"{url}/api/tasks", json={"title": "water the plants", "recurrence": "daily"})
         assert reply.status_code == 201, reply.text
@@ -96,7 +76,7 @@ def test_with_sql_tracing_on_each_statement_of_a_write_is_a_span_in_the_requests
 ) -> None:
     env = {"TODO_TRACING": "on", "TODO_TRACING_SQL": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
            "OTEL_BSP_SCHEDULE_DELAY": "100"}  # fmt: skip
-    proc, url, _ = run_embedded(tmp_path, env)
+    proc, url, _ = start_embedded(tmp_path, env)
     try:
         assert httpx.post(f"{url}/api/tasks", json={"title": "sweep the floor"}).status_code == 201
 
@@ -123,7 +103,7 @@ def test_tracing_switched_off_sends_no_span_even_with_an_endpoint_set(
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
-    proc, url, _ = run_embedded(tmp_path, env)
+    proc, url, _ = start_embedded(tmp_path, env)
     try:
         assert httpx.post(f"{url}/api/tasks", json={"title": "quiet"}).status_code == 201
         time.sleep(1.0)
@@ -142,7 +122,7 @@ def test_request_spans_are_named_after_the_route_continue_the_callers_trace_and_
     ``/mcp`` (the MCP app's own route); probes and scrapes make no span."""
     env = {"TODO_TRACING": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
            "OTEL_BSP_SCHEDULE_DELAY": "100"}  # fmt: skip
-    proc, url, _ = run_embedded(tmp_path, env)
+    proc, url, _ = start_embedded(tmp_path, env)
     caller = "4bf92f3577b34da6a3ce929d0e0e4736"
     try:
         with httpx.Client(base_url=url, timeout=30) as http:

@@ -78,12 +78,20 @@ export class ListPanel extends EventTarget {
     return `[data-id="${CSS.escape(id)}"] ${label ? `[aria-label="${CSS.escape(label)}"]` : ".list-open"}`;
   }
 
-  row(list) {
+  // The button that selects a list: its name, then whatever else the row shows in it.
+  openButton(list, ...more) {
     const current = list.id === this.selectedId;
-    const open = h(
+    return h(
       "button",
       { type: "button", class: "list-open", "aria-current": current ? "true" : undefined, onclick: () => this.select(list.id).catch((e) => showError(e.message)) },
       h("span", { class: "list-name" }, list.name),
+      ...more,
+    );
+  }
+
+  row(list) {
+    const open = this.openButton(
+      list,
       h("span", { class: "list-count", "aria-label": `${list.open_tasks} open` }, list.open_tasks ? String(list.open_tasks) : ""),
     );
     const li = h("li", { class: "list-item", dataset: { id: list.id } }, open);
@@ -110,12 +118,7 @@ export class ListPanel extends EventTarget {
   }
 
   archivedRow(list) {
-    const current = list.id === this.selectedId;
-    const open = h(
-      "button",
-      { type: "button", class: "list-open", "aria-current": current ? "true" : undefined, onclick: () => this.select(list.id).catch((e) => showError(e.message)) },
-      h("span", { class: "list-name" }, list.name),
-    );
+    const open = this.openButton(list);
     const unarchive = h("button", { type: "button", class: "btn btn-ghost btn-icon", "aria-label": `Unarchive ${list.name}`, onclick: () => this.unarchive(list) }, icon("unarchive"));
     return h("li", { class: "list-item archived", dataset: { id: list.id } }, open, h("div", { class: "list-actions" }, unarchive));
   }
